@@ -1,0 +1,335 @@
+//! The `flowc` command line (DESIGN §8). Exit codes: 0 success, 1 user error (with a
+//! message), 2 internal error. Bad input never panics and never leaves a partial file.
+
+use crate::check;
+use crate::derive::{self, Derivation};
+use crate::diag::Diagnostics;
+use crate::interp::{self, Params};
+use crate::ir::{self, Module, X, Y};
+use crate::report::{self, Format};
+use clap::{Parser, Subcommand, ValueEnum};
+use egg::Symbol;
+use runtime::io::{read_table, write_table, ReadOptions, Table};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser, Debug)]
+#[command(name = "flowc", version, about = "A compiler for normalizing flows: write the forward map, get the inverse, the log-determinant and stable, checked formulas.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show derived formulas: inverse, log|det J|, domain, range, and the stability report.
+    Derive {
+        /// A `.flow` file.
+        file: PathBuf,
+        /// Only this flow or bijector.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Also print e-graph runs and times.
+        #[arg(long)]
+        timings: bool,
+    },
+    /// Verify every derived formula numerically; exit code 1 when any exceeds its bound.
+    Check {
+        file: PathBuf,
+        /// Only this flow or bijector.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Evaluate a flow or bijector on rows of a `.csv` or `.npy` file (columns: outputs, then log|det J|).
+    Eval {
+        file: PathBuf,
+        /// The flow or bijector to evaluate.
+        #[arg(long)]
+        name: String,
+        /// Input rows (`.csv` or `.npy`).
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long, value_enum)]
+        direction: Direction,
+        /// Output file (`.csv` or `.npy`); written only when every row succeeded.
+        #[arg(long)]
+        output: PathBuf,
+        /// Set a parameter: `NAME=VALUE` for a bijector, `layers.K.NAME=VALUE` for a flow
+        /// (unset parameters take their identity-like defaults).
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+    },
+    /// The built-in end-to-end example: parse, derive, check and evaluate a flow.
+    Demo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Direction {
+    Forward,
+    Inverse,
+}
+
+/// A failure with its exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+fn user(message: impl Into<String>) -> Failure {
+    Failure { code: 1, message: message.into() }
+}
+
+/// Reads, parses, builds and derives a file; diagnostics are rendered with file:line:col.
+pub fn load(path: &Path) -> Result<(String, Module, Derivation), Failure> {
+    let src = std::fs::read_to_string(path).map_err(|e| user(format!("error: cannot read `{}`: {e}", path.display())))?;
+    load_str(&path.display().to_string(), &src)
+}
+
+/// [`load`] from a string.
+pub fn load_str(file: &str, src: &str) -> Result<(String, Module, Derivation), Failure> {
+    let fail = |d: Diagnostics| user(d.render(file, src).trim_end().to_string());
+    let ast = crate::dsl::parse(src).map_err(fail)?;
+    let m = ir::build(&ast).map_err(fail)?;
+    let d = derive::derive(&m).map_err(fail)?;
+    Ok((src.to_string(), m, d))
+}
+
+fn check_name(m: &Module, name: &str, file: &Path) -> Result<(), Failure> {
+    if m.flow(name).is_some() || m.bijector(name).is_some() {
+        return Ok(());
+    }
+    let names = m.names();
+    let mut msg = format!("error: `{}` defines no flow or bijector named `{name}`", file.display());
+    if let Some(s) = ir::suggest(name, names.iter().map(|s| s.as_str())) {
+        msg.push_str(&format!("\n  = help: did you mean `{s}`?"));
+    } else if names.is_empty() {
+        msg.push_str("\n  = help: the file defines nothing");
+    } else {
+        msg.push_str(&format!("\n  = help: it defines: {}", names.join(", ")));
+    }
+    Err(user(msg))
+}
+
+/// Runs a parsed command line; returns what to print on stdout.
+pub fn run(cli: Cli) -> Result<String, Failure> {
+    match cli.command {
+        Command::Derive { file, name, format, timings } => {
+            let (_, m, d) = load(&file)?;
+            if let Some(n) = &name {
+                check_name(&m, n, &file)?;
+            }
+            Ok(match format {
+                Format::Text => report::text(&d, name.as_deref(), timings),
+                Format::Latex => report::latex(&d, name.as_deref()),
+                Format::Json => serde_json::to_string_pretty(&report::json(&d, name.as_deref())).map_err(|e| Failure { code: 2, message: e.to_string() })? + "\n",
+            })
+        }
+        Command::Check { file, name } => {
+            let (_, m, d) = load(&file)?;
+            if let Some(n) = &name {
+                check_name(&m, n, &file)?;
+            }
+            let r = check::check(&d, name.as_deref());
+            let table = r.render();
+            if r.passed() {
+                Ok(format!("{table}all {} checks passed (bound: 16 eps (|v| + |u v'(u)| + 1))\n", r.rows.len()))
+            } else {
+                let failed = r.rows.iter().filter(|r| !r.passed && r.note.is_none()).count();
+                Err(user(format!("{table}error: {failed} of {} checks exceeded their bound", r.rows.len())))
+            }
+        }
+        Command::Eval { file, name, input, direction, output, params } => {
+            let (_, m, d) = load(&file)?;
+            check_name(&m, &name, &file)?;
+            let table = read_table(&input, &ReadOptions::default()).map_err(|e| user(format!("error: {e}")))?;
+            let out = eval_table(&d, &name, &table, direction, &params, &input)?;
+            write_table(&output, &out.0, Some(&out.1)).map_err(|e| user(format!("error: {e}")))?;
+            Ok(String::new())
+        }
+        Command::Demo => demo(),
+    }
+}
+
+fn parse_param(s: &str) -> Result<(String, f64), Failure> {
+    let Some((k, v)) = s.split_once('=') else {
+        return Err(user(format!("error: `--param {s}` must be NAME=VALUE, e.g. `--param eps=0.3`")));
+    };
+    let v: f64 = v.trim().parse().map_err(|_| user(format!("error: `--param {s}`: `{}` is not a number", v.trim())))?;
+    if !v.is_finite() {
+        return Err(user(format!("error: `--param {s}`: the value must be finite")));
+    }
+    Ok((k.trim().to_string(), v))
+}
+
+/// Evaluates every row; the output table has the outputs then log|det J| of the applied map.
+pub fn eval_table(d: &Derivation, name: &str, t: &Table, dir: Direction, params: &[String], input: &Path) -> Result<(Table, Vec<String>), Failure> {
+    let sets: Vec<(String, f64)> = params.iter().map(|s| parse_param(s)).collect::<Result<_, _>>()?;
+    if let Some(f) = d.flow(name) {
+        if t.cols != f.dim {
+            return Err(user(format!(
+                "error: {}: rows have {} column{}, but flow `{name}` is on R^{} and needs {}",
+                input.display(),
+                t.cols,
+                if t.cols == 1 { "" } else { "s" },
+                f.dim,
+                f.dim
+            )));
+        }
+        let mut p = Params::defaults(d, f);
+        for (k, v) in &sets {
+            p.set(k, *v).map_err(|e| user(format!("error: {e}")))?;
+        }
+        let mut data = Vec::with_capacity(t.rows * (f.dim + 1));
+        let mut out = vec![0.0; f.dim];
+        for r in 0..t.rows {
+            let ld = match dir {
+                Direction::Forward => interp::forward(d, f, &p, t.row(r), &mut out),
+                Direction::Inverse => -interp::inverse(d, f, &p, t.row(r), &mut out),
+            };
+            if out.iter().any(|v| !v.is_finite()) || ld.is_nan() {
+                return Err(user(format!(
+                    "error: {}: row {}: the {} map is not defined at {:?} (it produced {:?}); nothing was written",
+                    input.display(),
+                    r + 1,
+                    if dir == Direction::Forward { "forward" } else { "inverse" },
+                    t.row(r),
+                    out
+                )));
+            }
+            data.extend_from_slice(&out);
+            data.push(ld);
+        }
+        let mut header: Vec<String> = (0..f.dim).map(|i| format!("{}{i}", if dir == Direction::Forward { "x" } else { "z" })).collect();
+        header.push("log_det".into());
+        return Ok((Table::new(t.rows, f.dim + 1, data), header));
+    }
+    let b = d.bijector(name).expect("name checked");
+    if t.cols != 1 {
+        return Err(user(format!("error: {}: rows have {} columns, but bijector `{name}` is scalar and needs 1", input.display(), t.cols)));
+    }
+    let mut values: Vec<(Symbol, f64)> = b.params.iter().map(|p| (Symbol::from(p.name.as_str()), p.kind.default_value())).collect();
+    for (k, v) in &sets {
+        let Some(p) = b.params.iter().find(|p| p.name == *k) else {
+            let names: Vec<&str> = b.params.iter().map(|p| p.name.as_str()).collect();
+            return Err(user(format!(
+                "error: bijector `{name}` has no parameter `{k}`{}",
+                if names.is_empty() { "; it has no parameters".to_string() } else { format!("; its parameters are: {}", names.join(", ")) }
+            )));
+        };
+        if !p.kind.interval().contains(*v) {
+            return Err(user(format!("error: `--param {k}={v}`: `{k}` is {} and must lie in {}", p.kind.name(), p.kind.interval())));
+        }
+        values.iter_mut().find(|(s, _)| s.as_str() == k).unwrap().1 = *v;
+    }
+    let env = |s: Symbol| values.iter().find(|(n, _)| *n == s).map(|(_, v)| *v).unwrap_or(f64::NAN);
+    let mut data = Vec::with_capacity(t.rows * 2);
+    for r in 0..t.rows {
+        let u = t.row(r)[0];
+        let (set, what) = match dir {
+            Direction::Forward => (b.domain, "domain"),
+            Direction::Inverse => (b.range, "range"),
+        };
+        if !set.contains(u) {
+            return Err(user(format!(
+                "error: {}: row {}: {} = {u} is outside the {what} {set} of `{name}`; nothing was written",
+                input.display(),
+                r + 1,
+                if dir == Direction::Forward { X } else { Y }
+            )));
+        }
+        let (v, ld) = match dir {
+            Direction::Forward => b.forward_f64(u, &env),
+            Direction::Inverse => {
+                let (x, ld) = b.inverse_f64(u, &env);
+                (x, -ld)
+            }
+        };
+        if !v.is_finite() || ld.is_nan() {
+            return Err(user(format!("error: {}: row {}: the result at {u} is not a finite number ({v}); nothing was written", input.display(), r + 1)));
+        }
+        data.push(v);
+        data.push(ld);
+    }
+    let header = vec![if dir == Direction::Forward { "y".to_string() } else { "x".to_string() }, "log_det".to_string()];
+    Ok((Table::new(t.rows, 2, data), header))
+}
+
+/// The demo's flow: written once, derived, checked, evaluated.
+pub const DEMO_SOURCE: &str = r#"/// Sinh-arcsinh: skew and tail weight.
+bijector sinh_arcsinh(x; eps: real, delta: positive) = sinh(delta * asinh(x) - eps);
+
+/// Affine: shift and log-scale.
+bijector affine(x; shift: real, log_scale: real) = x * exp(log_scale) + shift;
+
+/// A heavy-tailed, skewed density on the plane.
+flow skewed(x: R^2) {
+    base normal;
+    elementwise(sinh_arcsinh(eps = 0.5, delta = 0.7));
+    elementwise(affine(shift = 1.0, log_scale = 0.25));
+}
+"#;
+
+fn demo() -> Result<String, Failure> {
+    let start = std::time::Instant::now();
+    let (_, _, d) = load_str("demo.flow", DEMO_SOURCE)?;
+    let mut out = String::new();
+    out.push_str("== flowc demo: the flow as written ==\n\n");
+    out.push_str(DEMO_SOURCE);
+    out.push_str("\n== derived (inverse, log|det J|, stable forms chosen by measured error) ==\n\n");
+    out.push_str(&report::text(&d, None, false));
+    out.push_str("\n== numeric check against the high-precision reference ==\n\n");
+    let r = check::check(&d, None);
+    out.push_str(&r.render());
+    let f = d.flow("skewed").expect("demo flow");
+    let p = Params::defaults(&d, f);
+    out.push_str("\n== evaluation: base points z -> data x -> back ==\n\n");
+    out.push_str(&format!("{:>24} {:>24} {:>12} {:>12}\n", "z", "x = f(z)", "log p(x)", "|z' - z|"));
+    for z in [[0.0, 0.0], [1.0, -1.0], [-2.5, 0.3], [3.0, 2.0], [-6.0, 8.0]] {
+        let mut x = [0.0; 2];
+        interp::forward(&d, f, &p, &z, &mut x);
+        let mut back = [0.0; 2];
+        interp::inverse(&d, f, &p, &x, &mut back);
+        let lp = interp::log_prob(&d, f, &p, &x);
+        let err = (back[0] - z[0]).abs().max((back[1] - z[1]).abs());
+        out.push_str(&format!("{:>24} {:>24} {:>12.6} {:>12.1e}\n", format!("({}, {})", z[0], z[1]), format!("({:.6}, {:.6})", x[0], x[1]), lp, err));
+    }
+    out.push_str(&format!("\nderive took {:.1} ms; the whole demo {:.1} ms\n", d.millis, start.elapsed().as_secs_f64() * 1e3));
+    if !r.passed() {
+        return Err(Failure { code: 2, message: format!("{out}\ninternal error: the demo's own check failed") });
+    }
+    Ok(out)
+}
+
+/// The entry point of the binary: parses arguments, runs, prints, and returns the exit code.
+pub fn main() -> i32 {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info.payload().downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| info.payload().downcast_ref::<String>().cloned()).unwrap_or_default();
+        let loc = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        eprintln!("internal error: {msg}{loc}\nthis is a bug in flowc; please report it with the input that caused it");
+    }));
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
+                _ => 1,
+            };
+            let _ = e.print();
+            return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { 1 } else { code };
+        }
+    };
+    match std::panic::catch_unwind(|| run(cli)) {
+        Ok(Ok(out)) => {
+            print!("{out}");
+            0
+        }
+        Ok(Err(f)) => {
+            eprintln!("{}", f.message);
+            f.code
+        }
+        Err(_) => 2,
+    }
+}

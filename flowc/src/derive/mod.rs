@@ -1,0 +1,480 @@
+//! Stage 3: [`Module`] → [`Derivation`]: inverses, log-determinants, domains and ranges,
+//! and the most accurate form of each formula.
+//!
+//! ```
+//! let src = "bijector sas(x; eps: real, delta: positive) = sinh(delta * asinh(x) - eps);";
+//! let m = flowc::ir::build(&flowc::dsl::parse(src).unwrap()).unwrap();
+//! let d = flowc::derive::derive(&m).unwrap();
+//! let b = &d.bijectors[0];
+//! assert!(b.inverse.is_closed_form());
+//! ```
+
+pub mod analysis;
+pub mod diff;
+pub mod rootfind;
+pub mod rules;
+pub mod run;
+pub mod stability;
+
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::ir::expr::{self, Builder, Expr};
+use crate::ir::{eval, hp, Base, Bijector, InverseHint, Interval, Layer, Math, Module, Param, X, Y};
+use analysis::Domains;
+use egg::Symbol;
+use run::{candidates, saturate, Limits, RunReport};
+use stability::{choose, reference_points, Choice};
+use std::time::Instant;
+
+/// Direction of a monotone map, and how it was established.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Monotone {
+    Increasing,
+    Decreasing,
+}
+
+/// How a user-given inverse was confirmed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proof {
+    /// The e-graph showed it equal to `solve(y, f)`.
+    Symbolic,
+    /// Round trips at this many sample points agreed with the high-precision reference.
+    Numeric(usize),
+}
+
+/// The derived inverse.
+#[derive(Debug, Clone)]
+pub enum Inverse {
+    /// A closed form found by solving y = f(x).
+    Closed(Choice),
+    /// No closed form: bracketed root-find on the forward map.
+    Numeric,
+    /// The user's formula, confirmed.
+    User(Choice, Proof),
+}
+
+impl Inverse {
+    pub fn is_closed_form(&self) -> bool {
+        !matches!(self, Inverse::Numeric)
+    }
+    pub fn choice(&self) -> Option<&Choice> {
+        match self {
+            Inverse::Closed(c) | Inverse::User(c, _) => Some(c),
+            Inverse::Numeric => None,
+        }
+    }
+    /// The formula used to invert (in `y`), when there is one.
+    pub fn formula(&self) -> Option<&Expr> {
+        self.choice().map(|c| &c.chosen.expr)
+    }
+}
+
+/// Everything derived about one scalar bijector.
+#[derive(Debug, Clone)]
+pub struct BijectorDerivation {
+    pub name: String,
+    pub doc: String,
+    pub params: Vec<Param>,
+    pub domain: Interval,
+    /// A range containing f(domain) (from the interval analysis).
+    pub range: Interval,
+    pub monotone: Monotone,
+    /// Whether monotonicity was proven (interval analysis of f') or only sampled.
+    pub monotone_proven: bool,
+    pub forward: Choice,
+    /// f'(x), simplified.
+    pub derivative: Expr,
+    pub inverse: Inverse,
+    /// log |f'(x)|.
+    pub log_det: Choice,
+    /// f'(x) as differentiated (before simplification): the independent slope for checks.
+    pub raw_derivative: Expr,
+    /// log |f'(x)| as differentiated.
+    pub raw_log_det: Expr,
+    pub runs: Vec<RunReport>,
+    pub millis: f64,
+}
+
+impl BijectorDerivation {
+    /// Evaluates the chosen forward form and log-det at `x` (f64).
+    pub fn forward_f64(&self, x: f64, params: &dyn Fn(Symbol) -> f64) -> (f64, f64) {
+        let env = |s: Symbol| if s.as_str() == X { x } else { params(s) };
+        (eval::eval_with(&self.forward.chosen.expr, &env), eval::eval_with(&self.log_det.chosen.expr, &env))
+    }
+
+    /// Evaluates the inverse at `y` (closed form or root-find) and the log-det of the
+    /// forward map at the result (f64).
+    pub fn inverse_f64(&self, y: f64, params: &dyn Fn(Symbol) -> f64) -> (f64, f64) {
+        let x = match self.inverse.formula() {
+            Some(g) => {
+                let env = |s: Symbol| if s.as_str() == Y { y } else { params(s) };
+                eval::eval_with(g, &env)
+            }
+            None => {
+                let f = |x: f64| {
+                    let env = |s: Symbol| if s.as_str() == X { x } else { params(s) };
+                    eval::eval_with(&self.forward.chosen.expr, &env)
+                };
+                let df = |x: f64| {
+                    let env = |s: Symbol| if s.as_str() == X { x } else { params(s) };
+                    eval::eval_with(&self.derivative, &env)
+                };
+                rootfind::solve(&f, &df, y, self.domain, self.monotone == Monotone::Increasing).unwrap_or(f64::NAN)
+            }
+        };
+        let env = |s: Symbol| if s.as_str() == X { x } else { params(s) };
+        (x, eval::eval_with(&self.log_det.chosen.expr, &env))
+    }
+}
+
+/// One layer of a flow, with its bound constants.
+#[derive(Debug, Clone)]
+pub struct LayerDerivation {
+    /// Index into [`Derivation::bijectors`].
+    pub bijector: usize,
+    pub bound: Vec<(String, f64)>,
+    /// Parameters left free (per-coordinate vectors).
+    pub free: Vec<Param>,
+}
+
+/// A flow: its layers in the generative direction (base first).
+#[derive(Debug, Clone)]
+pub struct FlowDerivation {
+    pub name: String,
+    pub doc: String,
+    pub dim: usize,
+    pub base: Base,
+    pub layers: Vec<LayerDerivation>,
+}
+
+/// The output of the derive stage.
+#[derive(Debug, Clone)]
+pub struct Derivation {
+    pub bijectors: Vec<BijectorDerivation>,
+    pub flows: Vec<FlowDerivation>,
+    pub millis: f64,
+}
+
+impl Derivation {
+    pub fn bijector(&self, name: &str) -> Option<&BijectorDerivation> {
+        self.bijectors.iter().find(|b| b.name == name)
+    }
+    pub fn flow(&self, name: &str) -> Option<&FlowDerivation> {
+        self.flows.iter().find(|f| f.name == name)
+    }
+}
+
+/// Values at which parameters are sampled for measurements: up to three sets, each
+/// parameter cycling through its kind's samples; bound parameters keep their value.
+pub fn param_sets(params: &[Param], bound: &[(String, f64)]) -> Vec<Vec<(Symbol, f64)>> {
+    let free: Vec<&Param> = params.iter().filter(|p| !bound.iter().any(|(n, _)| *n == p.name)).collect();
+    let fixed: Vec<(Symbol, f64)> = bound.iter().map(|(n, v)| (Symbol::from(n.as_str()), *v)).collect();
+    if free.is_empty() {
+        return vec![fixed];
+    }
+    (0..3)
+        .map(|i| {
+            let mut env = fixed.clone();
+            for (j, p) in free.iter().enumerate() {
+                let s = p.kind.samples();
+                env.push((Symbol::from(p.name.as_str()), s[(i + j) % s.len()]));
+            }
+            env
+        })
+        .collect()
+}
+
+fn domains_of(b: &Bijector) -> Domains {
+    let mut d = Domains::default().with(X, b.domain);
+    for p in &b.params {
+        d = d.with(&p.name, p.kind.interval());
+    }
+    d
+}
+
+/// `log(abs(e))`
+fn log_abs(e: &Expr) -> Expr {
+    let mut bld = Builder::new();
+    let r = bld.import(e, expr::root(e));
+    let a = bld.add(Math::Abs(r));
+    let l = bld.add(Math::Log(a));
+    bld.finish(l)
+}
+
+/// `solve(y, f)`
+fn solve_goal(f: &Expr) -> Expr {
+    let mut bld = Builder::new();
+    let y = bld.sym(Y);
+    let r = bld.import(f, expr::root(f));
+    let s = bld.add(Math::Solve([y, r]));
+    bld.finish(s)
+}
+
+fn diff_or_diag(e: &Expr, var: &str, b: &Bijector, what: &str) -> Result<Expr, Diagnostic> {
+    diff::diff(e, var).map_err(|op| {
+        Diagnostic::error(b.body_span, format!("cannot differentiate `{op}` while deriving the {what} of `{}`", b.name))
+            .help(format!("`{op}` has no derivative rule; rewrite the formula without it"))
+    })
+}
+
+/// Derives one bijector.
+pub fn derive_bijector(b: &Bijector, limits: Limits) -> Result<BijectorDerivation, Diagnostic> {
+    let start = Instant::now();
+    let domains = domains_of(b);
+    let rules = rules::simplify_rules();
+    let mut runs = Vec::new();
+
+    // forward: candidate forms and the range
+    let (g, ids, rep) = saturate("forward", domains.clone(), &[&b.forward], &rules, limits);
+    runs.push(rep);
+    let range = g[ids[0]].data.range.meet(&Interval::REAL);
+    let fwd_cands = candidates(&g, ids[0]);
+    drop(g);
+
+    // derivative and monotonicity
+    let raw_d = diff_or_diag(&b.forward, X, b, "derivative")?;
+    let (gd, idd, rep) = saturate("derivative", domains.clone(), &[&raw_d], &rules, limits);
+    runs.push(rep);
+    let mut d_range = gd[idd[0]].data.range;
+    let derivative = run::extract(&gd, idd[0], 0.0).map(|(_, e)| e).unwrap_or_else(|| raw_d.clone());
+    drop(gd);
+    if !d_range.excludes_zero() {
+        // second attempt with the expansive rules
+        let mut more = rules::simplify_rules();
+        more.extend(rules::expansions());
+        let (gd, idd, rep) = saturate("derivative (expanded)", domains.clone(), &[&raw_d], &more, limits);
+        runs.push(rep);
+        d_range = gd[idd[0]].data.range;
+    }
+    let (ord, ext) = stability::sample_points(b.domain);
+    let psets = param_sets(&b.params, &[]);
+    let (monotone, proven) = if d_range.is_positive() {
+        (Monotone::Increasing, true)
+    } else if d_range.is_negative() {
+        (Monotone::Decreasing, true)
+    } else if !matches!(b.inverse, InverseHint::Derive) {
+        // the user vouches for invertibility; confirm the sign at every sample point
+        let mut signs = (0usize, 0usize);
+        for env in &psets {
+            for &x in ord.iter().chain(&ext) {
+                let look = |s: Symbol| if s.as_str() == X { x } else { env.iter().find(|(n, _)| *n == s).map(|(_, v)| *v).unwrap_or(f64::NAN) };
+                match hp::eval_with(&raw_d, &look) {
+                    Some(v) if v > 0.0 => signs.0 += 1,
+                    Some(v) if v < 0.0 => signs.1 += 1,
+                    _ => {}
+                }
+            }
+        }
+        match signs {
+            (p, 0) if p > 0 => (Monotone::Increasing, false),
+            (0, n) if n > 0 => (Monotone::Decreasing, false),
+            _ => {
+                return Err(Diagnostic::error(b.body_span, format!("`{}` is not monotone: its derivative changes sign on the domain", b.name))
+                    .help(format!("f'(x) = {}; a bijector must be strictly increasing or decreasing", expr::to_infix(&derivative))))
+            }
+        }
+    } else {
+        return Err(Diagnostic::error(b.body_span, format!("cannot prove that `{}` is invertible on {}", b.name, b.domain)).help(format!(
+            "its derivative {} was not shown to keep one sign (interval analysis gives {}); if the map is monotone, add `where inverse = numeric` to check it numerically and invert by root-finding, or narrow the input's domain, e.g. `(x: positive; ...)`",
+            expr::to_infix(&derivative),
+            d_range
+        )));
+    };
+
+    // log |f'|
+    let raw_ld = log_abs(&raw_d);
+    let (gl, idl, rep) = saturate("log-det", domains.clone(), &[&raw_ld], &rules, limits);
+    runs.push(rep);
+    let ld_cands = candidates(&gl, idl[0]);
+    drop(gl);
+
+    // inverse
+    let inv_domains = domains.clone().with(Y, range);
+    let mut solve_rules = rules::simplify_rules();
+    solve_rules.extend(rules::solve());
+    let all_rules = rules::all_rules();
+    let goal = solve_goal(&b.forward);
+    let inverse_cands: Option<(Vec<Expr>, Option<Proof>)> = match &b.inverse {
+        InverseHint::Numeric => None,
+        InverseHint::Derive => {
+            let inv_limits = Limits { iterations: limits.iterations.max(expr::op_count(&b.forward) + 4), ..limits };
+            let (gi, idi, rep) = saturate("inverse", inv_domains.clone(), &[&goal], &solve_rules, inv_limits);
+            let mut hit = rep.hit_limit();
+            runs.push(rep);
+            let mut c = candidates(&gi, idi[0]);
+            if c.is_empty() {
+                // second attempt with the expansive rules
+                let (gi, idi, rep) = saturate("inverse (expanded)", inv_domains, &[&goal], &all_rules, inv_limits);
+                hit = rep.hit_limit();
+                runs.push(rep);
+                c = candidates(&gi, idi[0]);
+            }
+            if c.is_empty() {
+                let why = if hit { " (the e-graph search stopped at its limit)" } else { "" };
+                return Err(Diagnostic::error(b.body_span, format!("no closed-form inverse found for `{}`{why}", b.name))
+                    .help("add `where inverse = numeric` to invert by a bracketed root-find, or give it: `where inverse = EXPR` in terms of `y`"));
+            }
+            Some((c, None))
+        }
+        InverseHint::Given(given, span) => {
+            let inv_limits = Limits { iterations: limits.iterations.max(expr::op_count(&b.forward) + 4), ..limits };
+            let (gi, idi, rep) = saturate("inverse", inv_domains, &[&goal, given], &solve_rules, inv_limits);
+            runs.push(rep);
+            let symbolic = gi.find(idi[0]) == gi.find(idi[1]);
+            let proof = if symbolic {
+                Proof::Symbolic
+            } else {
+                // numeric: g(f(x)) = x at every sample point, in high precision
+                let mut bld = Builder::new();
+                let fx = bld.import(&b.forward, expr::root(&b.forward));
+                let gf = bld.substitute(given, expr::root(given), Symbol::from(Y), fx);
+                let rt = bld.finish(gf);
+                let mut n = 0;
+                for env in &psets {
+                    for &x in &ord {
+                        let look = |s: Symbol| if s.as_str() == X { x } else { env.iter().find(|(n, _)| *n == s).map(|(_, v)| *v).unwrap_or(f64::NAN) };
+                        let back = hp::eval_with(&rt, &look).unwrap_or(f64::NAN);
+                        if !(back.is_finite() && (back - x).abs() <= 1e-12 * (1.0 + x.abs())) {
+                            return Err(Diagnostic::error(*span, format!("the given inverse of `{}` is wrong", b.name)).help(format!(
+                                "at x = {x}{}: f(x) = {}, but the inverse maps it back to {back}; remove the clause to derive the inverse, or fix it",
+                                env.iter().map(|(n, v)| format!(", {n} = {v}")).collect::<String>(),
+                                hp::eval_with(&b.forward, &look).unwrap_or(f64::NAN),
+                            )));
+                        }
+                        n += 1;
+                    }
+                }
+                Proof::Numeric(n)
+            };
+            let mut c = vec![given.clone()];
+            c.extend(candidates(&gi, idi[1]));
+            Some((c, Some(proof)))
+        }
+    };
+
+    // measure and choose
+    let inputs: Vec<f64> = ord.iter().chain(&ext).copied().collect();
+    let fwd_pts = reference_points(&b.forward, &raw_d, X, &inputs, &psets);
+    let forward = choose(&b.forward, fwd_cands, &fwd_pts);
+    let ld_slope = diff_or_diag(&raw_ld, X, b, "log-determinant")?;
+    let ld_pts = reference_points(&raw_ld, &ld_slope, X, &inputs, &psets);
+    let log_det = choose(&raw_ld, ld_cands, &ld_pts);
+    let inverse = match inverse_cands {
+        None => Inverse::Numeric,
+        Some((cands, proof)) => {
+            let naive = cands[0].clone();
+            let slope = diff::diff(&naive, Y).unwrap_or_else(|_| naive.clone());
+            let ys = outputs(&b.forward, &inputs, &psets);
+            let mut pts = Vec::new();
+            for (env, ys) in psets.iter().zip(ys) {
+                pts.extend(reference_points(&naive, &slope, Y, &ys, std::slice::from_ref(env)));
+            }
+            let c = choose(&naive, cands, &pts);
+            match proof {
+                None => Inverse::Closed(c),
+                Some(p) => Inverse::User(c, p),
+            }
+        }
+    };
+    Ok(BijectorDerivation {
+        name: b.name.clone(),
+        doc: b.doc.clone(),
+        params: b.params.clone(),
+        domain: b.domain,
+        range,
+        monotone,
+        monotone_proven: proven,
+        forward,
+        derivative,
+        inverse,
+        log_det,
+        raw_derivative: raw_d,
+        raw_log_det: raw_ld,
+        runs,
+        millis: start.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
+/// f(x) rounded to f64 at each input, per parameter set (finite values only).
+fn outputs(f: &Expr, inputs: &[f64], psets: &[Vec<(Symbol, f64)>]) -> Vec<Vec<f64>> {
+    psets
+        .iter()
+        .map(|env| {
+            inputs
+                .iter()
+                .filter_map(|&x| {
+                    let look = |s: Symbol| if s.as_str() == X { x } else { env.iter().find(|(n, _)| *n == s).map(|(_, v)| *v).unwrap_or(f64::NAN) };
+                    hp::eval_with(f, &look).filter(|v| v.is_finite())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Derives every bijector and flow of the module, collecting every error.
+pub fn derive(m: &Module) -> Result<Derivation, Diagnostics> {
+    derive_with(m, Limits::default())
+}
+
+/// [`derive`] with explicit e-graph limits.
+pub fn derive_with(m: &Module, limits: Limits) -> Result<Derivation, Diagnostics> {
+    let start = Instant::now();
+    let mut diags = Diagnostics::new();
+    let mut bijectors = Vec::new();
+    let mut failed = vec![false; m.bijectors.len()];
+    for (i, b) in m.bijectors.iter().enumerate() {
+        match derive_bijector(b, limits) {
+            Ok(d) => bijectors.push(d),
+            Err(d) => {
+                diags.push(d);
+                failed[i] = true;
+                // keep indices aligned with the module; a placeholder is never returned
+                bijectors.push(placeholder(b));
+            }
+        }
+    }
+    let flows = m
+        .flows
+        .iter()
+        .map(|f| FlowDerivation {
+            name: f.name.clone(),
+            doc: f.doc.clone(),
+            dim: f.dim,
+            base: f.base,
+            layers: f
+                .layers
+                .iter()
+                .map(|l| match l {
+                    Layer::Elementwise { bijector, bound, .. } => LayerDerivation {
+                        bijector: *bijector,
+                        bound: bound.clone(),
+                        free: m.bijectors[*bijector].params.iter().filter(|p| !bound.iter().any(|(n, _)| *n == p.name)).cloned().collect(),
+                    },
+                })
+                .collect(),
+        })
+        .collect();
+    diags.into_result(Derivation { bijectors, flows, millis: start.elapsed().as_secs_f64() * 1e3 })
+}
+
+fn placeholder(b: &Bijector) -> BijectorDerivation {
+    let c = stability::choose(&b.forward, vec![], &[]);
+    BijectorDerivation {
+        name: b.name.clone(),
+        doc: b.doc.clone(),
+        params: b.params.clone(),
+        domain: b.domain,
+        range: Interval::REAL,
+        monotone: Monotone::Increasing,
+        monotone_proven: false,
+        forward: c.clone(),
+        derivative: b.forward.clone(),
+        inverse: Inverse::Numeric,
+        log_det: c,
+        raw_derivative: b.forward.clone(),
+        raw_log_det: b.forward.clone(),
+        runs: vec![],
+        millis: 0.0,
+    }
+}

@@ -1,0 +1,300 @@
+//! Measured accuracy: sample points (ordinary and extreme), the high-precision reference,
+//! error in ulps and against the bound 16·ε·(|v| + |u·v'(u)| + 1), and the choice of the
+//! candidate form with the least measured error.
+
+use crate::ir::eval;
+use crate::ir::expr::{op_count, Expr};
+use crate::ir::hp;
+use crate::ir::interval::Interval;
+use egg::Symbol;
+
+/// The error bound's multiplier: a value passes when |error| ≤ BOUND·ε·(|v| + |u v'| + 1).
+pub const BOUND: f64 = 16.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    F64,
+    F32,
+}
+
+impl Precision {
+    pub fn eps(self) -> f64 {
+        match self {
+            Precision::F64 => f64::EPSILON / 2.0,
+            Precision::F32 => f32::EPSILON as f64 / 2.0,
+        }
+    }
+}
+
+/// Sample inputs on a domain: ordinary points and the extreme-point group.
+pub fn sample_points(domain: Interval) -> (Vec<f64>, Vec<f64>) {
+    let mut ordinary = Vec::new();
+    let mut extreme = Vec::new();
+    let (lo, hi) = (domain.lo, domain.hi);
+    let mags_ord = [0.03125, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0];
+    let mags_ext = [1e-300, 1e-100, 1e-30, 1e-12, 1e-6, 20.0, 40.0, 100.0, 600.0, 1e4, 1e8, 1e15, 1e30, 1e100, 1e150, 1e300];
+    if lo.is_infinite() && hi.is_infinite() {
+        ordinary.push(0.0);
+        for m in mags_ord {
+            ordinary.push(m);
+            ordinary.push(-m);
+        }
+        for m in mags_ext {
+            extreme.push(m);
+            extreme.push(-m);
+        }
+    } else if hi.is_infinite() {
+        // (lo, inf): offsets from lo
+        for m in mags_ord {
+            ordinary.push(lo + m);
+        }
+        for m in mags_ext {
+            extreme.push(lo + m);
+        }
+        extreme.push(lo + f64::from_bits(1).max(lo.abs() * f64::EPSILON));
+    } else if lo.is_infinite() {
+        for m in mags_ord {
+            ordinary.push(hi - m);
+        }
+        for m in mags_ext {
+            extreme.push(hi - m);
+        }
+    } else {
+        let w = hi - lo;
+        for i in 1..20 {
+            ordinary.push(lo + w * (i as f64) / 20.0);
+        }
+        for t in [1e-300, 1e-100, 1e-30, 1e-12, 1e-6, 1e-3] {
+            extreme.push(lo + w * t);
+        }
+        for t in [1e-12, 1e-6, 1e-3] {
+            extreme.push(hi - w * t);
+        }
+        // the representable neighbours of the ends
+        extreme.push(next_toward(lo, hi));
+        extreme.push(next_toward(hi, lo));
+    }
+    let keep = |v: &f64| v.is_finite() && domain.contains(*v);
+    ordinary.retain(keep);
+    extreme.retain(keep);
+    ordinary.dedup();
+    extreme.dedup();
+    (ordinary, extreme)
+}
+
+/// The next f64 after `a` in the direction of `b`.
+pub fn next_toward(a: f64, b: f64) -> f64 {
+    if a == b || a.is_nan() {
+        return a;
+    }
+    if a == 0.0 {
+        return if b > 0.0 { f64::from_bits(1) } else { -f64::from_bits(1) };
+    }
+    let bits = a.to_bits();
+    let up = (b > a) == (a > 0.0);
+    f64::from_bits(if up { bits + 1 } else { bits - 1 })
+}
+
+/// The spacing of f64 (or f32) numbers at `v`.
+pub fn ulp(v: f64, p: Precision) -> f64 {
+    match p {
+        Precision::F64 => {
+            let a = v.abs();
+            if !a.is_finite() {
+                return f64::NAN;
+            }
+            let next = f64::from_bits(a.to_bits() + 1);
+            next - a
+        }
+        Precision::F32 => {
+            let a = (v as f32).abs();
+            let next = f32::from_bits(a.to_bits() + 1);
+            (next - a) as f64
+        }
+    }
+}
+
+/// One point where a quantity is known exactly: parameter values, input `u`, the value `v`
+/// rounded to f64, and the slope `v'(u)` that scales the bound.
+#[derive(Debug, Clone)]
+pub struct RefPoint {
+    pub env: Vec<(Symbol, f64)>,
+    pub input: Symbol,
+    pub u: f64,
+    pub value: f64,
+    pub slope: f64,
+}
+
+impl RefPoint {
+    pub fn lookup(&self, s: Symbol) -> f64 {
+        if s == self.input {
+            return self.u;
+        }
+        self.env.iter().find(|(n, _)| *n == s).map(|(_, v)| *v).unwrap_or(f64::NAN)
+    }
+}
+
+/// Reference points for `reference` (a formula in `input`) at the given inputs and
+/// parameter sets; `slope` is d reference / d input. Points whose exact value is not a
+/// finite f64 are left out.
+pub fn reference_points(reference: &Expr, slope: &Expr, input: &str, inputs: &[f64], params: &[Vec<(Symbol, f64)>]) -> Vec<RefPoint> {
+    let input = Symbol::from(input);
+    let mut pts = Vec::new();
+    for env in params {
+        for &u in inputs {
+            let mut p = RefPoint { env: env.clone(), input, u, value: 0.0, slope: 0.0 };
+            let look = |s: Symbol| p.lookup(s);
+            let Some(v) = hp::eval_with(reference, &look) else { continue };
+            if !v.is_finite() {
+                continue;
+            }
+            // the slope only scales the bound: f64 suffices unless it is not finite there
+            let d64 = eval::eval_with(slope, &look);
+            let d = if d64.is_finite() { d64 } else { hp::eval_with(slope, &look).unwrap_or(f64::INFINITY) };
+            p.value = v;
+            p.slope = d;
+            pts.push(p);
+        }
+    }
+    pts
+}
+
+/// Measured error of a formula over a set of points.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Error {
+    /// Largest error in ulps of the exact value.
+    pub max_ulps: f64,
+    /// Largest |error| / (ε·(|v| + |u·v'| + 1)); the bound is [`BOUND`].
+    pub max_ratio: f64,
+    /// Where the largest ratio occurred.
+    pub worst_u: f64,
+    /// Points over the bound.
+    pub failing: usize,
+    pub points: usize,
+}
+
+impl Error {
+    pub fn passes(&self) -> bool {
+        self.failing == 0
+    }
+    fn score(&self) -> (usize, f64) {
+        (self.failing, self.max_ratio)
+    }
+}
+
+/// The ratio of one computed value to the bound's unit, and its ulps.
+pub fn point_error(computed: f64, p: &RefPoint, prec: Precision) -> (f64, f64) {
+    let v = p.value;
+    if computed == v {
+        return (0.0, 0.0);
+    }
+    if !computed.is_finite() {
+        return (f64::INFINITY, f64::INFINITY);
+    }
+    let err = (computed - v).abs();
+    let scale = v.abs() + (p.u * p.slope).abs() + 1.0;
+    let ratio = if scale.is_finite() { err / (prec.eps() * scale) } else { 0.0 };
+    let ulps = err / ulp(v, prec).max(f64::MIN_POSITIVE);
+    (ratio, ulps)
+}
+
+/// Measures `e` (evaluated in `prec`) against the reference points.
+pub fn measure(e: &Expr, pts: &[RefPoint], prec: Precision) -> Error {
+    measure_with(pts, prec, |p| {
+        let look = |s: Symbol| p.lookup(s);
+        match prec {
+            Precision::F64 => eval::eval_with(e, &look),
+            Precision::F32 => eval::eval_f32(e, &look) as f64,
+        }
+    })
+}
+
+/// Measures any evaluator against the reference points.
+pub fn measure_with(pts: &[RefPoint], prec: Precision, f: impl Fn(&RefPoint) -> f64) -> Error {
+    let mut err = Error::default();
+    for p in pts {
+        if prec == Precision::F32 && !representable_f32(p) {
+            continue;
+        }
+        err.points += 1;
+        let (ratio, ulps) = point_error(f(p), p, prec);
+        if ratio > BOUND {
+            err.failing += 1;
+        }
+        if ratio > err.max_ratio || (ratio.is_infinite() && err.max_ratio.is_finite()) {
+            err.max_ratio = ratio;
+            err.worst_u = p.u;
+        }
+        err.max_ulps = err.max_ulps.max(ulps);
+    }
+    err
+}
+
+/// Whether a point's input, parameters and value are normal f32 numbers.
+pub fn representable_f32(p: &RefPoint) -> bool {
+    let ok = |v: f64| v == 0.0 || (v.abs() >= f32::MIN_POSITIVE as f64 && v.abs() <= f32::MAX as f64);
+    ok(p.u) && ok(p.value) && p.env.iter().all(|(_, v)| ok(*v)) && (p.u as f32 as f64 == p.u || p.u.abs() > 1e-30)
+}
+
+/// One candidate form and its measured error.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub expr: Expr,
+    pub ops: usize,
+    pub error: Error,
+}
+
+/// The outcome of choosing among candidate forms.
+#[derive(Debug, Clone)]
+pub struct Choice {
+    /// The form as written (or as first derived).
+    pub naive: Candidate,
+    /// The form with the least measured error (ties: fewer operations).
+    pub chosen: Candidate,
+    /// Every candidate that was measured.
+    pub candidates: Vec<Candidate>,
+}
+
+impl Choice {
+    pub fn rewritten(&self) -> bool {
+        self.naive.expr != self.chosen.expr
+    }
+}
+
+/// Measures the naive form and every candidate, and picks the most accurate.
+pub fn choose(naive: &Expr, candidates: Vec<Expr>, pts: &[RefPoint]) -> Choice {
+    let measure_one = |e: &Expr| Candidate { expr: e.clone(), ops: op_count(e), error: measure(e, pts, Precision::F64) };
+    let naive_c = measure_one(naive);
+    let mut all = vec![naive_c.clone()];
+    for c in candidates {
+        if all.iter().any(|a| a.expr == c) {
+            continue;
+        }
+        all.push(measure_one(&c));
+    }
+    let best = all
+        .iter()
+        .min_by(|a, b| {
+            let (fa, ra) = a.error.score();
+            let (fb, rb) = b.error.score();
+            // errors within a factor of 2 of each other count as equal; then prefer fewer ops
+            fa.cmp(&fb)
+                .then_with(|| {
+                    let (qa, qb) = (bucket(ra), bucket(rb));
+                    qa.partial_cmp(&qb).unwrap_or(std::cmp::Ordering::Equal)
+                })
+                .then(a.ops.cmp(&b.ops))
+        })
+        .cloned()
+        .unwrap();
+    Choice { naive: naive_c, chosen: best, candidates: all }
+}
+
+fn bucket(r: f64) -> f64 {
+    if r <= 1.0 {
+        0.0
+    } else {
+        r.log2().ceil()
+    }
+}

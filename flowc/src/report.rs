@@ -1,0 +1,277 @@
+//! Text, LaTeX and JSON forms of a [`Derivation`] (what `flowc derive` prints).
+//!
+//! The JSON form is documented in the README; its field names are stable.
+
+use crate::derive::stability::{Choice, Error};
+use crate::derive::{BijectorDerivation, Derivation, FlowDerivation, Inverse, Monotone, Proof};
+use crate::ir::expr::{bind, to_infix, to_latex, Expr};
+use egg::Symbol;
+use serde_json::{json, Value};
+
+/// Output format of `flowc derive`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Latex,
+    Json,
+}
+
+fn params_sig(b: &BijectorDerivation) -> String {
+    let ps: Vec<String> = b.params.iter().map(|p| format!("{}: {}", p.name, p.kind.name())).collect();
+    if ps.is_empty() {
+        "x".into()
+    } else {
+        format!("x; {}", ps.join(", "))
+    }
+}
+
+fn err_text(e: &Error) -> String {
+    let ulps = if e.max_ulps.is_infinite() { "inf".to_string() } else { format!("{:.3}", e.max_ulps) };
+    let bound = if e.max_ratio.is_infinite() { "inf".to_string() } else { format!("{:.3}", e.max_ratio / crate::derive::stability::BOUND) };
+    let fail = if e.failing > 0 { format!(", {} of {} points over the bound (worst at {:e})", e.failing, e.points, e.worst_u) } else { String::new() };
+    format!("max {ulps} ulp, {bound} of bound{fail}")
+}
+
+fn stability_text(what: &str, c: &Choice) -> String {
+    if c.rewritten() {
+        format!(
+            "    {what:<8} naive   {}\n             {}\n             chosen  {}\n             {}\n",
+            to_infix(&c.naive.expr),
+            err_text(&c.naive.error),
+            to_infix(&c.chosen.expr),
+            err_text(&c.chosen.error)
+        )
+    } else {
+        format!("    {what:<8} kept    {}\n             {}\n", to_infix(&c.chosen.expr), err_text(&c.chosen.error))
+    }
+}
+
+/// The text form of one bijector's derivation.
+pub fn bijector_text(b: &BijectorDerivation, timings: bool) -> String {
+    let mut s = format!("bijector {}({})\n", b.name, params_sig(b));
+    if !b.doc.is_empty() {
+        for line in b.doc.lines() {
+            s.push_str(&format!("  /// {line}\n"));
+        }
+    }
+    s.push_str(&format!("  domain       x in {}\n", b.domain));
+    s.push_str(&format!("  range        y in {}\n", b.range));
+    s.push_str(&format!("  forward      y = {}\n", to_infix(&b.forward.chosen.expr)));
+    s.push_str(&format!("  derivative   f'(x) = {}\n", to_infix(&b.derivative)));
+    let how = if b.monotone_proven { "proven by interval analysis of f'" } else { "sampled: the sign of f' at every check point" };
+    let dir = match b.monotone {
+        Monotone::Increasing => "increasing",
+        Monotone::Decreasing => "decreasing",
+    };
+    s.push_str(&format!("  monotone     {dir} ({how})\n"));
+    match &b.inverse {
+        Inverse::Closed(c) => s.push_str(&format!("  inverse      x = {}   [closed form]\n", to_infix(&c.chosen.expr))),
+        Inverse::User(c, p) => {
+            let proof = match p {
+                Proof::Symbolic => "given; proven equal to the solution of y = f(x)".to_string(),
+                Proof::Numeric(n) => format!("given; verified numerically at {n} points"),
+            };
+            s.push_str(&format!("  inverse      x = {}   [{proof}]\n", to_infix(&c.chosen.expr)))
+        }
+        Inverse::Numeric => s.push_str("  inverse      x = solve(y = f(x))   [numeric: bracketed Newton-bisection to full precision]\n"),
+    }
+    s.push_str(&format!("  log|f'(x)|   {}\n", to_infix(&b.log_det.chosen.expr)));
+    s.push_str("  stability (measured against the high-precision reference)\n");
+    s.push_str(&stability_text("forward", &b.forward));
+    if let Some(c) = b.inverse.choice() {
+        s.push_str(&stability_text("inverse", c));
+    }
+    s.push_str(&stability_text("log-det", &b.log_det));
+    let limited: Vec<String> = b.runs.iter().filter(|r| r.hit_limit()).map(|r| format!("{} ({})", r.purpose, r.stop)).collect();
+    if !limited.is_empty() {
+        s.push_str(&format!("  e-graph      stopped at a limit in: {}; the best forms found are used\n", limited.join(", ")));
+    }
+    if timings {
+        let runs: Vec<String> = b.runs.iter().map(|r| format!("{} {} it/{} nodes/{} {:.1} ms", r.purpose, r.iterations, r.nodes, r.stop, r.millis)).collect();
+        s.push_str(&format!("  e-graph      {}\n", runs.join("; ")));
+        s.push_str(&format!("  time         {:.1} ms\n", b.millis));
+    }
+    s
+}
+
+fn layer_env(l: &crate::derive::LayerDerivation) -> Vec<(Symbol, f64)> {
+    l.bound.iter().map(|(n, v)| (Symbol::from(n.as_str()), *v)).collect()
+}
+
+/// A layer's formula with its bound constants substituted.
+pub fn bound_formula(e: &Expr, l: &crate::derive::LayerDerivation) -> Expr {
+    bind(e, &layer_env(l))
+}
+
+fn layer_name(d: &Derivation, l: &crate::derive::LayerDerivation) -> String {
+    let b = &d.bijectors[l.bijector];
+    if l.bound.is_empty() {
+        format!("elementwise({})", b.name)
+    } else {
+        let binds: Vec<String> = l.bound.iter().map(|(n, v)| format!("{n} = {v}")).collect();
+        format!("elementwise({}({}))", b.name, binds.join(", "))
+    }
+}
+
+/// The text form of a flow's derivation.
+pub fn flow_text(d: &Derivation, f: &FlowDerivation) -> String {
+    let mut s = format!("flow {}(x: R^{})\n", f.name, f.dim);
+    if !f.doc.is_empty() {
+        for line in f.doc.lines() {
+            s.push_str(&format!("  /// {line}\n"));
+        }
+    }
+    s.push_str("  base         normal: log p0(z) = sum_i (-z_i^2/2 - log(2 pi)/2)\n");
+    for (k, l) in f.layers.iter().enumerate() {
+        let b = &d.bijectors[l.bijector];
+        s.push_str(&format!("  layer {k}      {}\n", layer_name(d, l)));
+        if !l.free.is_empty() {
+            let fr: Vec<String> = l.free.iter().map(|p| format!("layers.{k}.{} [{}] ({})", p.name, f.dim, p.kind.name())).collect();
+            s.push_str(&format!("    parameters {}\n", fr.join(", ")));
+        }
+        s.push_str(&format!("    forward    y_i = {}\n", to_infix(&bound_formula(&b.forward.chosen.expr, l))));
+        match b.inverse.formula() {
+            Some(g) => s.push_str(&format!("    inverse    x_i = {}\n", to_infix(&bound_formula(g, l)))),
+            None => s.push_str("    inverse    x_i = solve(y_i = f(x_i))   [numeric]\n"),
+        }
+        s.push_str(&format!("    log|det J| = sum_i {}\n", to_infix(&bound_formula(&b.log_det.chosen.expr, l))));
+    }
+    s.push_str(&format!(
+        "  log p(x)     log p0(z) - sum over {} layers of log|det J_k|, z = layers inverted in reverse order\n",
+        f.layers.len()
+    ));
+    s
+}
+
+/// Text for the whole derivation, or one flow or bijector.
+pub fn text(d: &Derivation, name: Option<&str>, timings: bool) -> String {
+    let mut out = Vec::new();
+    for f in &d.flows {
+        if name.is_none() || name == Some(f.name.as_str()) {
+            out.push(flow_text(d, f));
+        }
+    }
+    for b in &d.bijectors {
+        if name.is_none() || name == Some(b.name.as_str()) {
+            out.push(bijector_text(b, timings));
+        }
+    }
+    if timings {
+        out.push(format!("derived {} bijectors and {} flows in {:.1} ms\n", d.bijectors.len(), d.flows.len(), d.millis));
+    }
+    out.join("\n")
+}
+
+/// LaTeX (an `align*` block per item).
+pub fn latex(d: &Derivation, name: Option<&str>) -> String {
+    let mut out = String::new();
+    for b in &d.bijectors {
+        if name.is_some() && name != Some(b.name.as_str()) {
+            continue;
+        }
+        out.push_str(&format!("% bijector {}\n\\begin{{align*}}\n", b.name));
+        out.push_str(&format!("  y &= {} \\\\\n", to_latex(&b.forward.chosen.expr)));
+        match b.inverse.formula() {
+            Some(g) => out.push_str(&format!("  x &= {} \\\\\n", to_latex(g))),
+            None => out.push_str("  x &= f^{-1}(y) \\quad\\text{(numeric)} \\\\\n"),
+        }
+        out.push_str(&format!("  \\log\\left|f'(x)\\right| &= {}\n", to_latex(&b.log_det.chosen.expr)));
+        out.push_str("\\end{align*}\n");
+    }
+    for f in &d.flows {
+        if name.is_some() && name != Some(f.name.as_str()) {
+            continue;
+        }
+        out.push_str(&format!("% flow {}\n\\begin{{align*}}\n", f.name));
+        for (k, l) in f.layers.iter().enumerate() {
+            let b = &d.bijectors[l.bijector];
+            out.push_str(&format!("  y^{{({k})}}_i &= {} \\\\\n", to_latex(&bound_formula(&b.forward.chosen.expr, l))));
+        }
+        out.push_str("\\end{align*}\n");
+    }
+    out
+}
+
+fn error_json(e: &Error) -> Value {
+    let f = |v: f64| if v.is_finite() { json!(v) } else { json!(null) };
+    json!({ "max_ulps": f(e.max_ulps), "max_bound_ratio": f(e.max_ratio / crate::derive::stability::BOUND),
+            "points": e.points, "failing": e.failing, "worst_at": f(e.worst_u) })
+}
+
+fn choice_json(c: &Choice) -> Value {
+    json!({
+        "formula": to_infix(&c.chosen.expr),
+        "naive": to_infix(&c.naive.expr),
+        "rewritten": c.rewritten(),
+        "error": error_json(&c.chosen.error),
+        "naive_error": error_json(&c.naive.error),
+        "candidates": c.candidates.len(),
+    })
+}
+
+/// The JSON value of one bijector.
+pub fn bijector_json(b: &BijectorDerivation) -> Value {
+    let inverse = match &b.inverse {
+        Inverse::Closed(c) => {
+            let mut v = choice_json(c);
+            v["kind"] = json!("closed");
+            v["closed_form"] = json!(true);
+            v
+        }
+        Inverse::User(c, p) => {
+            let mut v = choice_json(c);
+            v["kind"] = json!("given");
+            v["closed_form"] = json!(true);
+            v["proof"] = match p {
+                Proof::Symbolic => json!("symbolic"),
+                Proof::Numeric(n) => json!(format!("numeric ({n} points)")),
+            };
+            v
+        }
+        Inverse::Numeric => json!({ "kind": "numeric", "closed_form": false, "formula": null }),
+    };
+    json!({
+        "name": b.name,
+        "doc": b.doc,
+        "params": b.params,
+        "domain": b.domain.to_string(),
+        "range": b.range.to_string(),
+        "monotone": b.monotone,
+        "monotone_proven": b.monotone_proven,
+        "forward": choice_json(&b.forward),
+        "derivative": to_infix(&b.derivative),
+        "inverse": inverse,
+        "log_det": choice_json(&b.log_det),
+        "egraph_runs": b.runs,
+        "millis": b.millis,
+    })
+}
+
+/// The JSON value of one flow.
+pub fn flow_json(d: &Derivation, f: &FlowDerivation) -> Value {
+    let layers: Vec<Value> = f
+        .layers
+        .iter()
+        .map(|l| {
+            let b = &d.bijectors[l.bijector];
+            json!({
+                "kind": "elementwise",
+                "bijector": b.name,
+                "bound": l.bound.iter().map(|(n, v)| (n.clone(), json!(v))).collect::<serde_json::Map<String, Value>>(),
+                "free_params": l.free,
+                "forward": to_infix(&bound_formula(&b.forward.chosen.expr, l)),
+                "inverse": b.inverse.formula().map(|g| to_infix(&bound_formula(g, l))),
+                "inverse_closed_form": b.inverse.is_closed_form(),
+                "log_det": to_infix(&bound_formula(&b.log_det.chosen.expr, l)),
+            })
+        })
+        .collect();
+    json!({ "name": f.name, "doc": f.doc, "dim": f.dim, "base": f.base, "layers": layers })
+}
+
+/// JSON for the whole derivation, or one flow or bijector.
+pub fn json(d: &Derivation, name: Option<&str>) -> Value {
+    let bijectors: Vec<Value> = d.bijectors.iter().filter(|b| name.is_none() || name == Some(b.name.as_str())).map(bijector_json).collect();
+    let flows: Vec<Value> = d.flows.iter().filter(|f| name.is_none() || name == Some(f.name.as_str())).map(|f| flow_json(d, f)).collect();
+    json!({ "flowc": env!("CARGO_PKG_VERSION"), "bijectors": bijectors, "flows": flows, "millis": d.millis })
+}

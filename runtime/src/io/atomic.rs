@@ -1,0 +1,158 @@
+//! Atomic file replacement: write a temporary file next to the target, then rename.
+
+use std::ffi::OsString;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+
+use super::IoError;
+
+/// Writes the bytes produced by `fill` to `path`, atomically.
+///
+/// `fill` writes into a temporary file in `path`'s directory (so the final
+/// rename does not cross file systems). Only when `fill` succeeds and the data
+/// is flushed and synced is the temporary file renamed to `path`, replacing
+/// any file there. On any error the temporary file is deleted and `path` is
+/// untouched.
+pub(super) fn write(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<(), IoError> {
+    let Some(name) = path.file_name() else {
+        return Err(IoError::new(path, "not a file path"));
+    };
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+
+    // A hidden name that says what it is for: `.points.csv.XXXXXX.tmp`.
+    let mut prefix = OsString::from(".");
+    prefix.push(name);
+    prefix.push(".");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    // tempfile creates files readable by the owner only; ask for the usual
+    // mode instead, so the result looks like any other new file (the umask
+    // still applies).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let temp = builder.tempfile_in(dir).map_err(|e| {
+        IoError::new(
+            path,
+            format!("cannot create a temporary file in `{}`: {e}", dir.display()),
+        )
+    })?;
+
+    // From here on, returning early drops `temp`, which deletes the file.
+    let written = (|| {
+        let mut out = BufWriter::new(temp.as_file());
+        fill(&mut out)?;
+        out.flush()?;
+        drop(out);
+        temp.as_file().sync_all()
+    })();
+    written.map_err(|e| IoError::new(path, format!("cannot write: {e}")))?;
+
+    temp.persist(path).map_err(|e| {
+        // `e.file` is dropped here too, deleting the temporary file.
+        IoError::new(path, format!("cannot replace the file: {}", e.error))
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn success_leaves_only_the_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.csv");
+        write(&path, |w| w.write_all(b"hello\n")).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"hello\n");
+        assert_eq!(names_in(dir.path()), ["out.csv"]);
+    }
+
+    #[test]
+    fn failure_midway_removes_temp_and_keeps_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.csv");
+        fs::write(&path, "old contents\n").unwrap();
+        let err = write(&path, |w| {
+            w.write_all(b"partial new contents")?;
+            Err(io::Error::other("disk on fire"))
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("cannot write: disk on fire"),
+            "{err}"
+        );
+        assert_eq!(fs::read_to_string(&path).unwrap(), "old contents\n");
+        assert_eq!(names_in(dir.path()), ["out.csv"]);
+    }
+
+    #[test]
+    fn failure_midway_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.npy");
+        write(&path, |w| {
+            w.write_all(&[0u8; 100_000])?;
+            Err(io::Error::other("boom"))
+        })
+        .unwrap_err();
+        assert!(names_in(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn rename_failure_removes_temp() {
+        // A non-empty directory at the target path cannot be replaced by a file.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.csv");
+        fs::create_dir(&path).unwrap();
+        fs::write(path.join("inside"), "x").unwrap();
+        let err = write(&path, |w| w.write_all(b"1\n")).unwrap_err();
+        assert!(err.to_string().contains("cannot replace the file"), "{err}");
+        assert_eq!(names_in(dir.path()), ["out.csv"]);
+        assert_eq!(fs::read_to_string(path.join("inside")).unwrap(), "x");
+    }
+
+    #[test]
+    fn relative_path_without_directory_uses_current_directory() {
+        // Only checks that the directory is derived without panicking; the
+        // failing closure means nothing is left in the current directory.
+        let err = write(Path::new("flowc-runtime-atomic-test.csv"), |_| {
+            Err(io::Error::other("stop"))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("stop"));
+        assert!(!Path::new("flowc-runtime-atomic-test.csv").exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn new_file_is_not_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.csv");
+        write(&path, |w| w.write_all(b"1\n")).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        // Exactly what a plain `File::create` would give under this umask.
+        let plain = dir.path().join("plain");
+        fs::File::create(&plain).unwrap();
+        let plain_mode = fs::metadata(&plain).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, plain_mode);
+    }
+}

@@ -280,7 +280,7 @@ fn demo() -> Result<String, Failure> {
     out.push_str("\n== derived (inverse, log|det J|, stable forms chosen by measured error) ==\n\n");
     out.push_str(&report::text(&d, None, false));
     out.push_str("\n== numeric check against the high-precision reference ==\n\n");
-    let r = check::check(&d, None);
+    let r = check::check(&d, Some("skewed"));
     out.push_str(&r.render());
     let f = d.flow("skewed").expect("demo flow");
     let p = Params::defaults(&d, f);

@@ -65,18 +65,17 @@ impl Analysis<Math> for Domains {
             },
             _ => {
                 let ch = enode.children();
-                let a = ch.first().map(|c| d(c).range).unwrap_or(Interval::REAL);
-                let b = ch.get(1).map(|c| d(c).range).unwrap_or(Interval::REAL);
+                let ranges: Vec<Interval> = ch.iter().map(|c| d(c).range).collect();
                 let has_x = ch.iter().any(|c| d(c).has_x);
                 let consts: Option<Vec<f64>> = ch.iter().map(|c| d(c).constant).collect();
                 let constant = consts.and_then(|v| {
-                    let r = eval::apply(enode, v.first().copied().unwrap_or(0.0), v.get(1).copied().unwrap_or(0.0));
+                    let r = eval::apply(enode, &v);
                     // fold only values that are exact enough to stand for the expression
                     (r.is_finite() && folds_exactly(enode, &v, r)).then_some(r)
                 });
                 let range = match constant {
                     Some(c) => Interval::point(c),
-                    None => Interval::apply(enode, &a, &b),
+                    None => Interval::apply(enode, &ranges),
                 };
                 Facts { constant, has_x, range, refinements: 0 }
             }

@@ -77,8 +77,9 @@ impl Terms<'_> {
 /// The derivative rule of each op: given the node (with children already imported into
 /// the builder as `a`, `b`), the children's derivatives `da`, `db`, and the node itself
 /// `f`, returns d(node). `Err` names an op without a rule.
-#[allow(clippy::too_many_arguments)]
-fn rule(t: &mut Terms, node: &Math, f: Id, a: Id, b: Id, da: Id, db: Id) -> Result<Id, String> {
+fn rule(t: &mut Terms, node: &Math, f: Id, args: &[Id], ds: &[Id]) -> Result<Id, String> {
+    let (a, b) = (args.first().copied().unwrap_or(f), args.get(1).copied().unwrap_or(f));
+    let (da, db) = (ds.first().copied().unwrap_or(f), ds.get(1).copied().unwrap_or(f));
     Ok(match node {
         Math::Add(_) => t.add(da, db),
         Math::Sub(_) => t.sub(da, db),
@@ -227,6 +228,15 @@ fn rule(t: &mut Terms, node: &Math, f: Id, a: Id, b: Id, da: Id, db: Id) -> Resu
             let s = t.op(Math::Tanh(a));
             t.mul(s, da)
         }
+        // ;; d hypot(a, b) = (a a' + b b') / hypot(a, b)
+        Math::Hypot(_) => {
+            let l = t.mul(a, da);
+            let r = t.mul(b, db);
+            let n = t.add(l, r);
+            t.div(n, f)
+        }
+        // ;; d ifpos(c, a, b) = ifpos(c, a', b') (away from c = 0)
+        Math::IfPos(_) => t.op(Math::IfPos([args[0], ds[1], ds[2]])),
         Math::Num(_) => t.num(0.0),
         Math::Sym(_) => t.num(0.0),
         Math::Solve(_) => return Err(node.to_string()),
@@ -263,12 +273,10 @@ pub fn diff_into(b: &mut Builder, e: &Expr, var: &str) -> Result<Id, String> {
         } else if matches!(node, Math::Sym(_)) {
             b.num(1.0)
         } else {
-            let a = ch.first().map(|c| ids[usize::from(*c)]).unwrap_or(id);
-            let bb = ch.get(1).map(|c| ids[usize::from(*c)]).unwrap_or(id);
-            let da = ch.first().map(|c| ds[usize::from(*c)]).unwrap_or(id);
-            let db = ch.get(1).map(|c| ds[usize::from(*c)]).unwrap_or(id);
+            let args: Vec<Id> = ch.iter().map(|c| ids[usize::from(*c)]).collect();
+            let dargs: Vec<Id> = ch.iter().map(|c| ds[usize::from(*c)]).collect();
             let mut t = Terms { b };
-            rule(&mut t, &mapped, id, a, bb, da, db)?
+            rule(&mut t, &mapped, id, &args, &dargs)?
         };
         ids.push(id);
         ds.push(d);

@@ -97,6 +97,7 @@ pub fn algebra() -> Vec<Rule> {
         rw!("square-pow";     "(* ?a ?a)"            => "(pow ?a 2)"),                // ;; a a = a^2
         rw!("sub-frac";       "(- ?c (/ ?a ?b))"     => "(/ (- (* ?c ?b) ?a) ?b)" if nonzero("?b")), // ;; c - a/b = (c b - a)/b, b != 0
         rw!("add-sub-cancel-l"; "(- (+ ?a ?b) ?a)"   => "?b"),                        // ;; (a + b) - a = b
+        rw!("ifpos-same";     "(ifpos ?c ?a ?a)"     => "?a"),                        // ;; (c > 0 ? a : a) = a
         rw!("double";         "(+ ?a ?a)"            => "(* 2 ?a)"),                  // ;; a + a = 2a
     ]
 }
@@ -120,6 +121,9 @@ pub fn powers() -> Vec<Rule> {
         rw!("abs-neg";        "(abs (neg ?a))"       => "(abs ?a)"),                  // ;; |-a| = |a|
         rw!("abs-mul";        "(abs (* ?a ?b))"      => "(* (abs ?a) (abs ?b))"),     // ;; |a b| = |a| |b|
         rw!("abs-div";        "(abs (/ ?a ?b))"      => "(/ (abs ?a) (abs ?b))"),     // ;; |a/b| = |a|/|b|
+        rw!("hypot-def";      "(sqrt (+ (* ?a ?a) (* ?b ?b)))" => "(hypot ?a ?b)"),    // ;; sqrt(a^2 + b^2) = hypot(a, b)
+        rw!("hypot1-def";     "(sqrt (+ 1 (* ?a ?a)))" => "(hypot 1 ?a)"),            // ;; sqrt(1 + a^2) = hypot(1, a)
+        rw!("hypot-comm";     "(hypot ?a ?b)"        => "(hypot ?b ?a)"),             // ;; hypot(a, b) = hypot(b, a)
         rw!("mul-sign";       "(* ?a (sign ?a))"     => "(abs ?a)"),                  // ;; a sign(a) = |a|
         rw!("sign-pos";       "(sign ?a)"            => "1" if pos("?a")),            // ;; sign(a) = 1, a > 0
         rw!("sign-neg";       "(sign ?a)"            => "-1" if negative("?a")),      // ;; sign(a) = -1, a < 0
@@ -220,6 +224,11 @@ pub fn neural() -> Vec<Rule> {
 #[rustfmt::skip]
 pub fn stability() -> Vec<Rule> {
     vec![
+        // ;; sinh(d asinh(a) - e) = (e^-e w^(s d) - e^e w^(-s d))/2, w = |a| + hypot(1, a), s = sign a
+        // ;; (e^(asinh a) = w^s): no exponential of a large computed argument
+        rw!("sinh-asinh-pow"; "(sinh (- (* ?d (asinh ?a)) ?e))" => "(* 0.5 (- (* (exp (neg ?e)) (pow (+ (abs ?a) (hypot 1 ?a)) (* (sign ?a) ?d))) (* (exp ?e) (pow (+ (abs ?a) (hypot 1 ?a)) (neg (* (sign ?a) ?d))))))"),
+        // ;; sinh((e + asinh a)/d) = (e^(e/d) w^(s/d) - e^(-e/d) w^(-s/d))/2, w and s as above, d != 0
+        rw!("sinh-asinh-pow-div"; "(sinh (/ (+ ?e (asinh ?a)) ?d))" => "(* 0.5 (- (* (exp (/ ?e ?d)) (pow (+ (abs ?a) (hypot 1 ?a)) (/ (sign ?a) ?d))) (* (exp (neg (/ ?e ?d))) (pow (+ (abs ?a) (hypot 1 ?a)) (neg (/ (sign ?a) ?d))))))" if nonzero("?d")),
         rw!("log-sech2";      "(log (- 1 (* (tanh ?a) (tanh ?a))))" => "(* 2 (- (- (log 2) ?a) (softplus (* -2 ?a))))"), // ;; log(1 - tanh^2 a) = 2(log 2 - a - softplus(-2a))
         rw!("log-one-minus-sigmoid"; "(log (- 1 (sigmoid ?a)))" => "(neg (softplus ?a))"), // ;; log(1 - sigmoid a) = -softplus a
         rw!("log-hypot1";     "(log (sqrt (+ 1 (* ?a ?a))))" => "(logcosh (asinh ?a))"), // ;; log sqrt(1 + a^2) = logcosh(asinh a)

@@ -93,6 +93,8 @@ impl OpCost {
             Math::Sin(_) | Math::Cos(_) | Math::Tan(_) | Math::Atan(_) => 16.0,
             Math::Sinh(_) | Math::Cosh(_) | Math::Tanh(_) | Math::Asinh(_) | Math::Acosh(_) | Math::Atanh(_) => 16.0,
             Math::Pow(_) => 24.0,
+            Math::Hypot(_) => 8.0,
+            Math::IfPos(_) => 2.0,
             Math::Solve(_) => f64::INFINITY,
         }
     }
@@ -130,15 +132,72 @@ pub fn extract(g: &Graph, id: Id, risk: f64) -> Option<(f64, Expr)> {
     }
 }
 
-/// Candidate forms of class `id`: the best under several cost models, deduplicated.
+/// Most candidates measured per formula.
+pub const MAX_CANDIDATES: usize = 160;
+
+/// Candidate forms of class `id`: the best under several cost models, then every
+/// one-node variation of those (one e-class of the best tree takes another of its
+/// e-nodes, everything else stays best), deduplicated and capped at [`MAX_CANDIDATES`].
 pub fn candidates(g: &Graph, id: Id) -> Vec<Expr> {
     let mut out: Vec<Expr> = Vec::new();
-    for risk in [0.0, 0.5, 2.0, 8.0, 32.0] {
+    let push = |e: Expr, out: &mut Vec<Expr>| {
+        if out.len() < MAX_CANDIDATES && !e.as_ref().iter().any(|n| matches!(n, Math::Solve(_))) && !out.iter().any(|o| o == &e) {
+            out.push(e);
+        }
+    };
+    let risks = [0.0, 0.5, 2.0, 8.0, 32.0];
+    for risk in risks {
         if let Some((_, e)) = extract(g, id, risk) {
-            if !out.iter().any(|o| o == &e) {
-                out.push(e);
+            push(e, &mut out);
+        }
+    }
+    if out.is_empty() {
+        return out;
+    }
+    for risk in [0.0, 8.0] {
+        let ex = Extractor::new(g, OpCost { risk });
+        // classes of the best tree, top-down
+        let mut classes: Vec<Id> = Vec::new();
+        let mut stack = vec![g.find(id)];
+        while let Some(c) = stack.pop() {
+            if classes.contains(&c) || classes.len() > 64 {
+                continue;
+            }
+            classes.push(c);
+            for ch in ex.find_best_node(c).children() {
+                stack.push(g.find(*ch));
+            }
+        }
+        for &c in &classes {
+            for node in &g[c].nodes {
+                let mut b = crate::ir::expr::Builder::new();
+                if let Some(root) = build_with(g, &ex, g.find(id), c, node, &mut b, 0) {
+                    push(b.finish(root), &mut out);
+                }
             }
         }
     }
     out
+}
+
+/// Builds the best tree of `class`, except that class `at` uses `node`.
+fn build_with(g: &Graph, ex: &Extractor<OpCost, Math, super::analysis::Domains>, class: Id, at: Id, node: &Math, b: &mut crate::ir::expr::Builder, depth: usize) -> Option<Id> {
+    if depth > 48 {
+        return None;
+    }
+    let class = g.find(class);
+    let n = if class == at { node.clone() } else { ex.find_best_node(class).clone() };
+    if matches!(n, Math::Solve(_)) {
+        return None;
+    }
+    let mut kids = Vec::new();
+    for ch in n.children() {
+        kids.push(build_with(g, ex, *ch, at, node, b, depth + 1)?);
+    }
+    let mut i = 0;
+    let n = n.map_children(|_| {
+        i += 1;
+        kids[i - 1]
+    });
+    Some(b.add(n))
 }

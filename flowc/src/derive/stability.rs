@@ -52,7 +52,7 @@ pub fn sample_points(domain: Interval) -> (Vec<f64>, Vec<f64>) {
         for m in mags_ext {
             extreme.push(lo + m);
         }
-        extreme.push(lo + f64::from_bits(1).max(lo.abs() * f64::EPSILON));
+        extreme.push(lo + f64::MIN_POSITIVE.max(lo.abs() * f64::EPSILON));
     } else if lo.is_infinite() {
         for m in mags_ord {
             ordinary.push(hi - m);
@@ -71,9 +71,9 @@ pub fn sample_points(domain: Interval) -> (Vec<f64>, Vec<f64>) {
         for t in [1e-12, 1e-6, 1e-3] {
             extreme.push(hi - w * t);
         }
-        // the representable neighbours of the ends
-        extreme.push(next_toward(lo, hi));
-        extreme.push(next_toward(hi, lo));
+        // the representable neighbours of the ends (the smallest normal number next to 0)
+        extreme.push(if lo == 0.0 { f64::MIN_POSITIVE } else { next_toward(lo, hi) });
+        extreme.push(if hi == 0.0 { -f64::MIN_POSITIVE } else { next_toward(hi, lo) });
     }
     let keep = |v: &f64| v.is_finite() && domain.contains(*v);
     ordinary.retain(keep);
@@ -178,7 +178,7 @@ impl Error {
     pub fn passes(&self) -> bool {
         self.failing == 0
     }
-    fn score(&self) -> (usize, f64) {
+    pub fn score(&self) -> (usize, f64) {
         (self.failing, self.max_ratio)
     }
 }
@@ -262,8 +262,91 @@ impl Choice {
     }
 }
 
-/// Measures the naive form and every candidate, and picks the most accurate.
+/// Per-point bound ratios of `e` (f64).
+fn ratios(e: &Expr, pts: &[RefPoint]) -> Vec<f64> {
+    pts.iter()
+        .map(|p| {
+            let look = |s: Symbol| p.lookup(s);
+            point_error(eval::eval_with(e, &look), p, Precision::F64).0
+        })
+        .collect()
+}
+
+/// Regime inference: when no single form meets the bound everywhere, the best split of
+/// the input's magnitude into two regimes, each with its own form:
+/// `ifpos(|u| - t, large, small)`. Returns `None` when no split fails fewer points.
+fn regimes(all: &[Candidate], pts: &[RefPoint], best_failing: usize) -> Option<Expr> {
+    if pts.len() < 4 || all.len() < 2 {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..pts.len()).collect();
+    order.sort_by(|&i, &j| pts[i].u.abs().partial_cmp(&pts[j].u.abs()).unwrap());
+    let fails: Vec<Vec<usize>> = all
+        .iter()
+        .map(|c| {
+            let r = ratios(&c.expr, pts);
+            // prefix counts of failures along increasing |u|
+            let mut pre = vec![0usize; pts.len() + 1];
+            for (k, &i) in order.iter().enumerate() {
+                pre[k + 1] = pre[k] + (r[i] > BOUND) as usize;
+            }
+            pre
+        })
+        .collect();
+    let n = pts.len();
+    let mut best: Option<(usize, usize, usize, usize)> = None; // (failing, small, large, split)
+    for (a, fa) in fails.iter().enumerate() {
+        for (b, fb) in fails.iter().enumerate() {
+            if a == b {
+                continue;
+            }
+            for k in 1..n {
+                let (u0, u1) = (pts[order[k - 1]].u.abs(), pts[order[k]].u.abs());
+                if u0 == u1 {
+                    continue;
+                }
+                let f = fa[k] + (fb[n] - fb[k]);
+                if best.map(|(bf, ..)| f < bf).unwrap_or(true) {
+                    best = Some((f, a, b, k));
+                }
+            }
+        }
+    }
+    let (f, a, b, k) = best?;
+    if f >= best_failing {
+        return None;
+    }
+    let (u0, u1) = (pts[order[k - 1]].u.abs(), pts[order[k]].u.abs());
+    let t = if u0 > 0.0 { (u0.sqrt() * u1.sqrt()).clamp(u0, u1) } else { u1 / 2.0 };
+    let t = if t <= u0 || t >= u1 { u0 + (u1 - u0) / 2.0 } else { t };
+    let mut bld = crate::ir::expr::Builder::new();
+    let input = bld.add(crate::ir::Math::Sym(pts[0].input));
+    let abs = bld.add(crate::ir::Math::Abs(input));
+    let tc = bld.num(t);
+    let cond = bld.add(crate::ir::Math::Sub([abs, tc]));
+    let small = bld.import(&all[a].expr, crate::ir::expr::root(&all[a].expr));
+    let large = bld.import(&all[b].expr, crate::ir::expr::root(&all[b].expr));
+    let r = bld.add(crate::ir::Math::IfPos([cond, large, small]));
+    Some(bld.finish(r))
+}
+
+/// Measures the naive form and every candidate, and picks the most accurate (with two
+/// regimes when that meets the bound at more points).
 pub fn choose(naive: &Expr, candidates: Vec<Expr>, pts: &[RefPoint]) -> Choice {
+    let mut c = choose_one(naive, candidates, pts);
+    if c.chosen.error.failing > 0 {
+        if let Some(e) = regimes(&c.candidates, pts, c.chosen.error.failing) {
+            let cand = Candidate { ops: op_count(&e), error: measure(&e, pts, Precision::F64), expr: e };
+            if cand.error.score() < c.chosen.error.score() {
+                c.candidates.push(cand.clone());
+                c.chosen = cand;
+            }
+        }
+    }
+    c
+}
+
+fn choose_one(naive: &Expr, candidates: Vec<Expr>, pts: &[RefPoint]) -> Choice {
     let measure_one = |e: &Expr| Candidate { expr: e.clone(), ops: op_count(e), error: measure(e, pts, Precision::F64) };
     let naive_c = measure_one(naive);
     let mut all = vec![naive_c.clone()];

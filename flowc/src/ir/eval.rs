@@ -12,7 +12,9 @@ use super::op::Math;
 use egg::Symbol;
 
 /// The value of one op on f64 arguments.
-pub fn apply(node: &Math, a: f64, b: f64) -> f64 {
+pub fn apply(node: &Math, args: &[f64]) -> f64 {
+    let a = args.first().copied().unwrap_or(0.0);
+    let b = args.get(1).copied().unwrap_or(0.0);
     match node {
         Math::Add(_) => a + b,
         Math::Sub(_) => a - b,
@@ -42,6 +44,14 @@ pub fn apply(node: &Math, a: f64, b: f64) -> f64 {
         Math::Abs(_) => a.abs(),
         Math::Sign(_) => sign(a),
         Math::LogCosh(_) => logcosh(a),
+        Math::Hypot(_) => a.hypot(b),
+        Math::IfPos(_) => {
+            if a > 0.0 {
+                b
+            } else {
+                args[2]
+            }
+        }
         Math::Solve(_) => f64::NAN,
         Math::Num(c) => c.get(),
         Math::Sym(_) => f64::NAN,
@@ -99,17 +109,24 @@ pub fn sign(a: f64) -> f64 {
     }
 }
 
+/// The named constants `pi` and `e`.
+pub fn constant(s: Symbol) -> Option<f64> {
+    match s.as_str() {
+        "pi" => Some(std::f64::consts::PI),
+        "e" => Some(std::f64::consts::E),
+        _ => None,
+    }
+}
+
 /// Evaluates all nodes; returns every node's value (the root's is last).
 pub fn eval_all(e: &Expr, env: &dyn Fn(Symbol) -> f64) -> Vec<f64> {
     let mut vals: Vec<f64> = Vec::with_capacity(e.as_ref().len());
     for node in e.as_ref() {
         let v = match node {
-            Math::Sym(s) => env(*s),
+            Math::Sym(s) => constant(*s).unwrap_or_else(|| env(*s)),
             _ => {
-                let ch = egg::Language::children(node);
-                let a = ch.first().map(|c| vals[usize::from(*c)]).unwrap_or(0.0);
-                let b = ch.get(1).map(|c| vals[usize::from(*c)]).unwrap_or(0.0);
-                apply(node, a, b)
+                let args: Vec<f64> = egg::Language::children(node).iter().map(|c| vals[usize::from(*c)]).collect();
+                apply(node, &args)
             }
         };
         vals.push(v);
@@ -133,12 +150,10 @@ pub fn eval_f32(e: &Expr, env: &dyn Fn(Symbol) -> f64) -> f32 {
     let mut vals: Vec<f32> = Vec::with_capacity(e.as_ref().len());
     for node in e.as_ref() {
         let v = match node {
-            Math::Sym(s) => env(*s) as f32,
+            Math::Sym(s) => constant(*s).unwrap_or_else(|| env(*s)) as f32,
             _ => {
-                let ch = egg::Language::children(node);
-                let a = ch.first().map(|c| vals[usize::from(*c)]).unwrap_or(0.0);
-                let b = ch.get(1).map(|c| vals[usize::from(*c)]).unwrap_or(0.0);
-                apply_f32(node, a, b)
+                let args: Vec<f32> = egg::Language::children(node).iter().map(|c| vals[usize::from(*c)]).collect();
+                apply_f32(node, &args)
             }
         };
         vals.push(v);
@@ -147,7 +162,9 @@ pub fn eval_f32(e: &Expr, env: &dyn Fn(Symbol) -> f64) -> f32 {
 }
 
 /// The value of one op on f32 arguments (f32 libm where it exists).
-pub fn apply_f32(node: &Math, a: f32, b: f32) -> f32 {
+pub fn apply_f32(node: &Math, args: &[f32]) -> f32 {
+    let a = args.first().copied().unwrap_or(0.0);
+    let b = args.get(1).copied().unwrap_or(0.0);
     match node {
         Math::Add(_) => a + b,
         Math::Sub(_) => a - b,
@@ -171,7 +188,8 @@ pub fn apply_f32(node: &Math, a: f32, b: f32) -> f32 {
         Math::Asinh(_) => a.asinh(),
         Math::Acosh(_) => a.acosh(),
         Math::Atanh(_) => a.atanh(),
+        Math::Hypot(_) => a.hypot(b),
         // composite scalars: computed in f64 from f32 inputs and rounded once
-        other => apply(other, a as f64, b as f64) as f32,
+        other => apply(other, &args.iter().map(|v| *v as f64).collect::<Vec<_>>()) as f32,
     }
 }

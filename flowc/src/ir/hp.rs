@@ -77,7 +77,10 @@ fn num(v: f64, p: usize) -> BigFloat {
 }
 
 /// The value of one op at precision `p` bits.
-pub fn apply(node: &Math, a: &BigFloat, b: &BigFloat, p: usize, cc: &mut Consts) -> BigFloat {
+pub fn apply(node: &Math, args: &[&BigFloat], p: usize, cc: &mut Consts) -> BigFloat {
+    let zero = num(0.0, p);
+    let a = args.first().copied().unwrap_or(&zero);
+    let b = args.get(1).copied().unwrap_or(&zero);
     let one = num(1.0, p);
     let two = num(2.0, p);
     match node {
@@ -143,6 +146,14 @@ pub fn apply(node: &Math, a: &BigFloat, b: &BigFloat, p: usize, cc: &mut Consts)
             let ln2 = cc.ln_2(p, RM);
             m.sub(&ln2, p, RM).add(&log1p(&e, p, cc), p, RM)
         }
+        Math::Hypot(_) => a.mul(a, p, RM).add(&b.mul(b, p, RM), p, RM).sqrt(p, RM),
+        Math::IfPos(_) => {
+            if a.is_positive() && !a.is_zero() {
+                b.clone()
+            } else {
+                args[2].clone()
+            }
+        }
         Math::Solve(_) | Math::Sym(_) => BigFloat::nan(None),
         Math::Num(c) => num(c.get(), p),
     }
@@ -193,7 +204,6 @@ pub fn eval_at(e: &Expr, env: &dyn Fn(Symbol) -> f64, p: usize) -> BigFloat {
 pub fn eval_big(e: &Expr, env: &dyn Fn(Symbol, usize) -> BigFloat, p: usize) -> BigFloat {
     CONSTS.with(|cc| {
         let cc = &mut cc.borrow_mut();
-        let zero = num(0.0, p);
         let mut vals: Vec<BigFloat> = Vec::with_capacity(e.as_ref().len());
         for node in e.as_ref() {
             let v = match node {
@@ -203,10 +213,8 @@ pub fn eval_big(e: &Expr, env: &dyn Fn(Symbol, usize) -> BigFloat, p: usize) -> 
                     _ => env(*s, p),
                 },
                 _ => {
-                    let ch = egg::Language::children(node);
-                    let a = ch.first().map(|c| &vals[usize::from(*c)]).unwrap_or(&zero);
-                    let b = ch.get(1).map(|c| &vals[usize::from(*c)]).unwrap_or(&zero);
-                    apply(node, a, b, p, cc)
+                    let args: Vec<&BigFloat> = egg::Language::children(node).iter().map(|c| &vals[usize::from(*c)]).collect();
+                    apply(node, &args, p, cc)
                 }
             };
             vals.push(v);
@@ -238,13 +246,12 @@ pub fn eval(e: &Expr, env: &[(&str, f64)]) -> Option<f64> {
 }
 
 /// d e / d var at a point, by a central difference in high precision (an independent
-/// check of symbolic derivatives): step h = 2^-120·max(|x|, tiny), evaluated at 1024 bits,
-/// so truncation (~h²) and rounding (~2^-1024/h) errors are far below f64 resolution.
+/// check of symbolic derivatives): step h = max(2^-120·|x|, 2^-600), evaluated at 2048
+/// bits, so truncation (~h²) and rounding (~2^-2048/h) errors are far below f64 resolution.
 pub fn central_difference(e: &Expr, var: &str, x: f64, env: &dyn Fn(Symbol) -> f64) -> f64 {
-    let p = 1024;
+    let p = 2048;
     let var = Symbol::from(var);
-    let scale = if x == 0.0 { 1e-300 } else { x.abs() };
-    let h = num(scale, p).mul(&num(2f64.powi(-120), p), p, RM);
+    let h = num((x.abs() * 2f64.powi(-120)).max(2f64.powi(-600)), p);
     let xb = num(x, p);
     let at = |xv: BigFloat| {
         let look = move |s: Symbol, p: usize| if s == var { xv.clone() } else { num(env(s), p) };

@@ -94,6 +94,13 @@ impl Interval {
         let below = v < self.hi || (v == self.hi && !self.hi_open);
         above && below
     }
+    /// The smallest interval containing both.
+    pub fn join(&self, o: &Interval) -> Interval {
+        let lo = if self.lo < o.lo { self.lo_end() } else if o.lo < self.lo { o.lo_end() } else { (self.lo, self.lo_open && o.lo_open) };
+        let hi = if self.hi > o.hi { self.hi_end() } else if o.hi > self.hi { o.hi_end() } else { (self.hi, self.hi_open && o.hi_open) };
+        Interval::from_ends(lo, hi)
+    }
+
     /// Intersection (both facts hold); used to merge facts of equal e-classes.
     pub fn meet(&self, o: &Interval) -> Interval {
         let lo = if self.lo > o.lo {
@@ -220,8 +227,43 @@ impl Interval {
         Interval::REAL
     }
 
+    /// Range of sin: the values at the ends, widened to ±1 when a peak lies inside.
+    fn sin(&self) -> Interval {
+        use std::f64::consts::{FRAC_PI_2, PI};
+        let full = Interval::closed(-1.0, 1.0);
+        if !self.lo.is_finite() || !self.hi.is_finite() || self.hi - self.lo >= 2.0 * PI || self.lo.abs() > 1e6 {
+            return full;
+        }
+        let (a, b) = (self.lo.sin(), self.hi.sin());
+        let mut lo: End = if a < b { (a, self.lo_open) } else if b < a { (b, self.hi_open) } else { (a, self.lo_open && self.hi_open) };
+        let mut hi: End = if a > b { (a, self.lo_open) } else if b > a { (b, self.hi_open) } else { (a, self.lo_open && self.hi_open) };
+        // peaks at pi/2 + 2k pi, troughs at -pi/2 + 2k pi
+        let has = |c: f64| {
+            let k = ((self.lo - c) / (2.0 * PI)).ceil();
+            let t = c + 2.0 * PI * k;
+            t > self.lo && t < self.hi
+        };
+        if has(FRAC_PI_2) {
+            hi = (1.0, false);
+        }
+        if has(-FRAC_PI_2) {
+            lo = (-1.0, false);
+        }
+        // the ends are rounded: widen by an ulp-sized margin unless the value is an exact zero end
+        let m = 4.0 * f64::EPSILON;
+        if lo.0 != 0.0 || !lo.1 {
+            lo.0 -= m;
+        }
+        if hi.0 != 0.0 || !hi.1 {
+            hi.0 += m;
+        }
+        Interval::from_ends(lo, hi).meet(&full)
+    }
+
     /// The range of one op applied to argument ranges.
-    pub fn apply(node: &Math, a: &Interval, b: &Interval) -> Interval {
+    pub fn apply(node: &Math, args: &[Interval]) -> Interval {
+        let a = args.first().unwrap_or(&Interval::REAL);
+        let b = args.get(1).unwrap_or(&Interval::REAL);
         use super::eval::{logcosh, logit, sigmoid, softplus};
         use std::f64::consts::FRAC_PI_2;
         let nonneg = ((0.0, false), (f64::INFINITY, true));
@@ -238,7 +280,8 @@ impl Interval {
             Math::Expm1(_) => a.inc(f64::exp_m1).meet(&Interval::open(-1.0, f64::INFINITY)),
             Math::Log(_) => a.clamp(nonneg.0, nonneg.1).inc(f64::ln),
             Math::Log1p(_) => a.clamp((-1.0, false), (f64::INFINITY, true)).inc(f64::ln_1p),
-            Math::Sin(_) | Math::Cos(_) => Interval::closed(-1.0, 1.0),
+            Math::Sin(_) => a.sin(),
+            Math::Cos(_) => a.add(&Interval::point(std::f64::consts::FRAC_PI_2)).sin(),
             Math::Tan(_) => Interval::REAL,
             Math::Atan(_) => a.inc(f64::atan).meet(&Interval::open(-FRAC_PI_2, FRAC_PI_2)),
             Math::Sinh(_) => a.inc(f64::sinh),
@@ -261,6 +304,11 @@ impl Interval {
                 }
             }
             Math::LogCosh(_) => a.even(logcosh),
+            Math::Hypot(_) => {
+                let (x, y) = (a.abs(), b.abs());
+                Interval::from_ends((x.lo.hypot(y.lo), x.lo_open && y.lo_open), (x.hi.hypot(y.hi), x.hi_open || y.hi_open))
+            }
+            Math::IfPos(_) => b.join(&args[2]),
             Math::Solve(_) | Math::Sym(_) => Interval::REAL,
             Math::Num(c) => Interval::point(c.get()),
         }

@@ -181,7 +181,7 @@ pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     candidates
         .into_iter()
         .map(|c| (distance(name, c), c))
-        .filter(|(d, c)| *d <= 2.max(name.len() / 3) && *d < c.len())
+        .filter(|(d, c)| *d <= 1.max(name.len() / 3) && *d < c.len())
         .min()
         .map(|(_, c)| c.to_string())
 }
@@ -351,16 +351,18 @@ fn build_bijector(b: &dsl::BijectorDef, diags: &mut Diagnostics) -> Bijector {
         }
     };
     let names: Vec<String> = params.iter().map(|p| p.name.clone()).collect();
+    let before = diags.0.len();
     let mut l = Lowering { var: &b.var.name, allowed: &names, diags, builder: Builder::new() };
     let root = l.lower(&b.body);
     let forward = l.builder.finish(root);
-    if !expr::mentions(&forward, Symbol::from(X)) {
+    let body_ok = diags.0.len() == before;
+    if body_ok && !expr::mentions(&forward, Symbol::from(X)) {
         diags.push(
             Diagnostic::at(b.body.span(), format!("the formula does not use the input `{}`", b.var.name))
                 .help(format!("a bijector maps `{}` to a value; write it in terms of `{}`", b.var.name, b.var.name)),
         );
     }
-    for p in &params {
+    for p in params.iter().filter(|_| body_ok) {
         if !expr::mentions(&forward, Symbol::from(p.name.as_str())) {
             let span = b.params.iter().find(|q| q.name.name == p.name).map(|q| q.name.span).unwrap_or(b.name.span);
             diags.push(Diagnostic::at(span, format!("parameter `{}` is not used in the formula", p.name)).help("remove it or use it"));

@@ -84,8 +84,11 @@ define_language! {
         // piecewise
         "abs" = Abs(Id),
         "sign" = Sign(Id),
-        // derivation-only: `solve(y, f)` is the x with f(x) = y; `logcosh(u)` = log(cosh u)
+        // derivation-only: `solve(y, f)` is the x with f(x) = y; `logcosh(u)` = log(cosh u);
+        // `hypot(a, b)` = sqrt(a^2 + b^2) without overflow; `ifpos(c, a, b)` = a if c > 0 else b
         "logcosh" = LogCosh(Id),
+        "hypot" = Hypot([Id; 2]),
+        "ifpos" = IfPos([Id; 3]),
         "solve" = Solve([Id; 2]),
         // leaves
         Num(Const),
@@ -139,6 +142,8 @@ pub fn all_ops() -> Vec<Math> {
         Math::Div([a, a]),
         Math::Neg(a),
         Math::LogCosh(a),
+        Math::Hypot([a, a]),
+        Math::IfPos([a, a, a]),
         Math::Solve([a, a]),
         Math::Num(Const::new(1.0).unwrap()),
         Math::Sym(Symbol::from("x")),

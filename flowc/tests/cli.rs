@@ -1,0 +1,184 @@
+//! The binary on bad and good input: exit codes, located messages, no partial outputs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn flowc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flowc")).args(args).output().expect("run flowc")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Each malformed source: the text, a phrase of the message, and the `line:col` it points at.
+const MALFORMED: &[(&str, &str, &str)] = &[
+    ("bijector f(x) = foo(x);", "unknown function `foo`", "1:17"),
+    ("bijector f(x) = exq(x);", "did you mean `exp`?", "1:17"),
+    ("bijector f(x) = pow(x);", "`pow` takes 2 arguments, found 1", "1:17"),
+    ("bijector f(x; a: real) = a + 1;", "does not use the input `x`", "1:26"),
+    ("bijector f(x) = x + b;", "unknown name `b`", "1:21"),
+    ("bijector f(x) = x;\nbijector f(x) = 2 * x;", "`f` is defined twice", "2:10"),
+    ("bijector f(x; a: real, a: real) = x + a;", "parameter `a` is declared twice", "1:24"),
+    ("bijector f(x; a: reel) = x + a;", "did you mean `real`?", "1:18"),
+    ("bijector f(x) = x * x;", "cannot prove that `f` is invertible", "1:17"),
+    ("bijector f(x) = x ^ 3;", "write `pow(base, exponent)`", "1:19"),
+    ("# a comment\nbijector f(x) = x;", "does not start a comment", "1:1"),
+    ("bijector f(x = x;", "cannot read this as flow-language tokens", "1:11"),
+    ("bijector f(x) = exp(x)", "expected `;` at the end of the bijector", "1:"),
+    ("bijector f(x) = exp(x);\nflow g(x: R^2) { base normal; elementwse(f); }", "unknown layer `elementwse`", "2:31"),
+    ("flow g(x: R^2) { base normal; elementwise(nope); }", "unknown bijector `nope`", "1:43"),
+    ("bijector s(x; d: positive) = d * x;\nflow g(x: R^1) { elementwise(s(d = -1)); }", "needs a value in (0, inf)", "2:36"),
+    ("bijector s(x; d: positive) = d * x;\nflow g(x: R^1) { elementwise(s(q = 1)); }", "has no parameter `q`", "2:32"),
+    ("bijector f(x; a: real, b: real) = x + a;", "parameter `b` is not used", "1:24"),
+    ("bijector s(x; t: real) = x + t where inverse = y + t;", "the given inverse of `s` is wrong", "1:48"),
+    ("bijector f(x) = exp(x);\nflow g(x: R^0) { elementwise(f); }", "at least one dimension", "2:11"),
+    ("bijector f(x) = sin(x) where inverse = numeric;", "is not monotone", "1:17"),
+    ("bijector f(x) = exp(x);\nflow g(x: R^2) { base cauchy; elementwise(f); }", "unknown base distribution `cauchy`", "2:23"),
+    ("bijector f(x) = exp(x);\nflow g(x: sphere(3)) { elementwise(f); }", "not supported yet", "2:11"),
+    ("bijector f(x: (1, 0)) = x;", "lower bound must be below", "1:15"),
+    ("bijector f(x) = 1e999 * x;", "does not fit in an f64", "1:17"),
+    ("bijector f(y) = exp(y);", "cannot name the input", "1:12"),
+    ("bijector f(x; pi: real) = x + pi;", "cannot name a parameter", "1:15"),
+];
+
+#[test]
+fn malformed_sources_exit_1_with_a_located_message() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(MALFORMED.len() >= 15);
+    for (i, (src, phrase, at)) in MALFORMED.iter().enumerate() {
+        let p = write(dir.path(), &format!("bad{i}.flow"), src);
+        for cmd in ["derive", "check"] {
+            let o = flowc(&[cmd, p.to_str().unwrap()]);
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(1), "{src}\n{err}");
+            assert!(err.contains(phrase), "{src}\nexpected `{phrase}` in:\n{err}");
+            let loc = format!("bad{i}.flow:{at}");
+            assert!(err.contains(&loc), "{src}\nexpected `{loc}` in:\n{err}");
+            assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
+        }
+    }
+}
+
+#[test]
+fn all_errors_are_reported_in_one_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "many.flow", "bijector f(x) = foo(x);\nbijector g(x; a: reel) = x + a;\nbijector h(x) = x + q;\n");
+    let o = flowc(&["derive", p.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1));
+    for phrase in ["unknown function `foo`", "unknown parameter kind `reel`", "unknown name `q`"] {
+        assert!(err.contains(phrase), "{phrase} missing in:\n{err}");
+    }
+    assert_eq!(err.matches("error:").count(), 3, "{err}");
+}
+
+#[test]
+fn missing_file_and_unknown_name() {
+    let o = flowc(&["derive", "/nonexistent/model.flow"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot read `/nonexistent/model.flow`"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "m.flow", "bijector softplus_map(x) = softplus(x);");
+    let o = flowc(&["derive", p.to_str().unwrap(), "--name", "softplus_mop"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("did you mean `softplus_map`?"), "{}", stderr(&o));
+
+    let o = flowc(&["derive"]);
+    assert_eq!(o.status.code(), Some(1), "usage errors are user errors");
+    let o = flowc(&["derive", p.to_str().unwrap(), "--format", "yaml"]);
+    assert_eq!(o.status.code(), Some(1));
+}
+
+const MODEL: &str = "bijector affine(x; shift: real, log_scale: real) = x * exp(log_scale) + shift;
+bijector sas(x; eps: real, delta: positive) = sinh(delta * asinh(x) - eps);
+bijector log_map(x: positive) = log(x);
+flow f(x: R^2) { base normal; elementwise(sas(eps = 0.3, delta = 1.5)); elementwise(affine); }";
+
+#[test]
+fn eval_forward_then_inverse_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = write(dir.path(), "m.flow", MODEL);
+    let input = write(dir.path(), "z.csv", "z0,z1\n0,0\n1.5,-2\n-30,1e5\n");
+    let xs = dir.path().join("x.csv");
+    let zs = dir.path().join("z2.npy");
+    let o = flowc(&["eval", m.to_str().unwrap(), "--name", "f", "--input", input.to_str().unwrap(), "--direction", "forward", "--output", xs.to_str().unwrap(), "--param", "layers.1.shift=0.5"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let x = runtime::io::read_table(&xs, &Default::default()).unwrap();
+    assert_eq!((x.rows, x.cols), (3, 3));
+    // strip the log-det column and invert
+    let xin = dir.path().join("xin.csv");
+    let t = runtime::io::Table::new(3, 2, (0..3).flat_map(|r| x.row(r)[..2].to_vec()).collect());
+    runtime::io::write_table(&xin, &t, None).unwrap();
+    let o = flowc(&["eval", m.to_str().unwrap(), "--name", "f", "--input", xin.to_str().unwrap(), "--direction", "inverse", "--output", zs.to_str().unwrap(), "--param", "layers.1.shift=0.5"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let z = runtime::io::read_table(&zs, &Default::default()).unwrap();
+    let z0 = [[0.0, 0.0], [1.5, -2.0], [-30.0, 1e5]];
+    for r in 0..3 {
+        for c in 0..2 {
+            let (a, b) = (z.row(r)[c], z0[r][c]);
+            assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "row {r}: {a} vs {b}");
+        }
+        // log|det| of the inverse is minus the forward one
+        assert!((z.row(r)[2] + x.row(r)[2]).abs() <= 1e-9 * (1.0 + x.row(r)[2].abs()));
+    }
+}
+
+#[test]
+fn bad_eval_input_exits_1_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = write(dir.path(), "m.flow", MODEL);
+    let out = dir.path().join("out.csv");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--name".into(), "f".into(), "--input".into(), write(dir.path(), "a.csv", "1,2,3\n").display().to_string()], "needs 2"),
+        (vec!["--name".into(), "f".into(), "--input".into(), write(dir.path(), "b.csv", "1,2\nnan,3\n").display().to_string()], "row 2"),
+        (vec!["--name".into(), "f".into(), "--input".into(), write(dir.path(), "c.csv", "").display().to_string()], "no data rows"),
+        (vec!["--name".into(), "f".into(), "--input".into(), dir.path().join("missing.csv").display().to_string()], "missing.csv"),
+        (vec!["--name".into(), "f".into(), "--input".into(), write(dir.path(), "d.txt", "1,2\n").display().to_string()], ".txt"),
+        (vec!["--name".into(), "log_map".into(), "--input".into(), write(dir.path(), "e.csv", "1\n-2\n").display().to_string()], "outside the domain"),
+        (vec!["--name".into(), "f".into(), "--param".into(), "layers.9.eps=1".into(), "--input".into(), write(dir.path(), "g.csv", "1,2\n").display().to_string()], "unknown parameter `layers.9.eps`"),
+        (vec!["--name".into(), "affine".into(), "--param".into(), "shift=abc".into(), "--input".into(), write(dir.path(), "h.csv", "1\n").display().to_string()], "not a number"),
+    ];
+    for (args, phrase) in cases {
+        let mut all: Vec<String> = vec!["eval".into(), m.display().to_string()];
+        all.extend(args);
+        all.extend(["--direction".into(), "forward".into(), "--output".into(), out.display().to_string()]);
+        let refs: Vec<&str> = all.iter().map(|s| s.as_str()).collect();
+        let o = flowc(&refs);
+        assert_eq!(o.status.code(), Some(1), "{all:?}\n{}", stderr(&o));
+        assert!(stderr(&o).contains(phrase), "expected `{phrase}`:\n{}", stderr(&o));
+        assert!(!out.exists(), "no output file after a failure");
+    }
+}
+
+#[test]
+fn derive_json_is_machine_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = write(dir.path(), "m.flow", MODEL);
+    let o = flowc(&["derive", m.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let sas = v["bijectors"].as_array().unwrap().iter().find(|b| b["name"] == "sas").unwrap();
+    assert_eq!(sas["inverse"]["closed_form"], true);
+    assert_eq!(sas["inverse"]["kind"], "closed");
+    assert!(sas["log_det"]["formula"].as_str().unwrap().contains("logcosh"));
+    assert_eq!(v["flows"][0]["layers"][0]["inverse_closed_form"], true);
+    let o = flowc(&["derive", m.to_str().unwrap(), "--format", "latex", "--name", "sas"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("\\begin{align*}"));
+}
+
+#[test]
+fn demo_runs_without_arguments() {
+    let o = flowc(&["demo"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("inverse"), "{out}");
+    assert!(out.contains("log|det J|"));
+}

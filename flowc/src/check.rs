@@ -95,8 +95,9 @@ fn lookup(env: &[(Symbol, f64)], s: Symbol) -> f64 {
     env.iter().find(|(n, _)| *n == s).map(|(_, v)| *v).unwrap_or(f64::NAN)
 }
 
+/// A row; a quantity measured at no point at all fails (nothing was checked).
 fn row(b: &BijectorDerivation, quantity: &str, precision: Precision, error: Error) -> Row {
-    Row { bijector: b.name.clone(), quantity: quantity.into(), precision, passed: error.passes(), error, note: None }
+    Row { bijector: b.name.clone(), quantity: quantity.into(), precision, passed: error.passes() && error.points > 0, error, note: None }
 }
 
 /// Checks one bijector with the given parameter sets.
@@ -107,7 +108,7 @@ pub fn check_bijector(b: &BijectorDerivation, psets: &[Vec<(Symbol, f64)>]) -> V
 
     // forward
     let written = &b.forward.naive.expr;
-    let fwd_pts = reference_points(written, &b.raw_derivative, X, &inputs, psets);
+    let fwd_pts = reference_points(&[written, &b.forward.chosen.expr], &b.raw_derivative, X, &inputs, psets);
     // in f32 an input that rounds onto an end of the domain is left out
     let in_domain32 = |pts: &[RefPoint]| -> Vec<RefPoint> { pts.iter().filter(|p| b.domain.contains(p.u as f32 as f64)).cloned().collect() };
     rows.push(row(b, "forward", Precision::F64, measure(&b.forward.chosen.expr, &fwd_pts, Precision::F64)));
@@ -121,12 +122,17 @@ pub fn check_bijector(b: &BijectorDerivation, psets: &[Vec<(Symbol, f64)>]) -> V
         let end = |x: f64| hp::eval_with(written, &|s: Symbol| if s.as_str() == X { x } else { lookup(env, s) }).unwrap_or(f64::NAN);
         let lo_x = if b.domain.lo.is_finite() { stability::next_toward(b.domain.lo, b.domain.hi) } else { f64::MIN };
         let hi_x = if b.domain.hi.is_finite() { stability::next_toward(b.domain.hi, b.domain.lo) } else { f64::MAX };
+        // the exact ends of the range at these parameters (the analysed range where an end
+        // cannot be evaluated)
         let (e0, e1) = (end(lo_x), end(hi_x));
-        let (rlo, rhi) = (e0.min(e1), e0.max(e1));
+        let (rlo, rhi) = if e0.is_nan() || e1.is_nan() { (b.range.lo, b.range.hi) } else { (e0.min(e1), e0.max(e1)) };
         ranges.push((env.clone(), rlo, rhi));
         for &x in &inputs {
             let look = |s: Symbol| if s.as_str() == X { x } else { lookup(env, s) };
-            let (Some(y), Some(d)) = (hp::eval_with(written, &look), hp::eval_with(&b.raw_derivative, &look)) else { continue };
+            let Some(y) = hp::eval_with(written, &look) else { continue };
+            // the slope only scales the bound: the simplified f' in f64 where the raw one
+            // cannot be evaluated
+            let d = hp::eval_with(&b.raw_derivative, &look).unwrap_or_else(|| eval::eval_with(&b.derivative, &look));
             if !y.is_finite() || d == 0.0 || !(y > rlo && y < rhi) {
                 continue;
             }
@@ -140,7 +146,7 @@ pub fn check_bijector(b: &BijectorDerivation, psets: &[Vec<(Symbol, f64)>]) -> V
 
     // log-det
     let ld_slope = crate::derive::diff::diff(&b.raw_log_det, X).unwrap_or_else(|_| b.raw_log_det.clone());
-    let ld_pts = reference_points(&b.raw_log_det, &ld_slope, X, &inputs, psets);
+    let ld_pts = reference_points(&[&b.raw_log_det, &b.log_det.chosen.expr], &ld_slope, X, &inputs, psets);
     rows.push(row(b, "log-det", Precision::F64, measure(&b.log_det.chosen.expr, &ld_pts, Precision::F64)));
     rows.push(row(b, "log-det", Precision::F32, measure(&b.log_det.chosen.expr, &in_domain32(&ld_pts), Precision::F32)));
 
@@ -168,7 +174,7 @@ pub fn check_bijector(b: &BijectorDerivation, psets: &[Vec<(Symbol, f64)>]) -> V
             }
         }
     }
-    let err = Error { max_ulps: worst / f64::EPSILON, max_ratio: worst / f64::EPSILON, worst_u, failing, points };
+    let err = Error { max_ulps: worst / f64::EPSILON, max_ratio: worst / f64::EPSILON, worst_u, failing, points, mean_bits: stability::bits(worst / f64::EPSILON) };
     rows.push(Row { bijector: b.name.clone(), quantity: "f' vs FD".into(), precision: Precision::F64, passed: failing == 0, error: err, note: None });
     rows
 }

@@ -26,10 +26,16 @@ fn params_sig(b: &BijectorDerivation) -> String {
 }
 
 fn err_text(e: &Error) -> String {
-    let ulps = if e.max_ulps.is_infinite() { "inf".to_string() } else { format!("{:.3}", e.max_ulps) };
+    let ulps = if e.max_ulps.is_infinite() {
+        "inf".to_string()
+    } else if e.max_ulps >= 1e6 {
+        format!("{:.3e}", e.max_ulps)
+    } else {
+        format!("{:.3}", e.max_ulps)
+    };
     let bound = if e.max_ratio.is_infinite() { "inf".to_string() } else { format!("{:.3}", e.max_ratio / crate::derive::stability::BOUND) };
     let fail = if e.failing > 0 { format!(", {} of {} points over the bound (worst at {:e})", e.failing, e.points, e.worst_u) } else { String::new() };
-    format!("max {ulps} ulp, {bound} of bound{fail}")
+    format!("max {ulps} ulp, mean {:.2} bits, {bound} of bound{fail}", e.mean_bits)
 }
 
 fn stability_text(what: &str, c: &Choice) -> String {
@@ -194,7 +200,7 @@ pub fn latex(d: &Derivation, name: Option<&str>) -> String {
 
 fn error_json(e: &Error) -> Value {
     let f = |v: f64| if v.is_finite() { json!(v) } else { json!(null) };
-    json!({ "max_ulps": f(e.max_ulps), "max_bound_ratio": f(e.max_ratio / crate::derive::stability::BOUND),
+    json!({ "max_ulps": f(e.max_ulps), "mean_bits": f(e.mean_bits), "max_bound_ratio": f(e.max_ratio / crate::derive::stability::BOUND),
             "points": e.points, "failing": e.failing, "worst_at": f(e.worst_u) })
 }
 

@@ -18,6 +18,9 @@ pub struct Terms<'a> {
 }
 
 impl Terms<'_> {
+    pub fn is_zero(&self, id: Id) -> bool {
+        self.is(id, 0.0)
+    }
     fn is(&self, id: Id, v: f64) -> bool {
         matches!(&self.b.expr[id], Math::Num(c) if c.get() == v)
     }
@@ -236,6 +239,23 @@ fn rule(t: &mut Terms, node: &Math, f: Id, args: &[Id], ds: &[Id]) -> Result<Id,
             t.div(n, f)
         }
         // ;; d ifpos(c, a, b) = ifpos(c, a', b') (away from c = 0)
+        // ;; d a^(1/d) = f a' / (d a) - f log(a) d' / d^2
+        Math::PowRecip(_) => {
+            let da_ = t.mul(b, a);
+            let l0 = t.div(f, da_);
+            let l = t.mul(l0, da);
+            let r = if t.is_zero(db) {
+                t.num(0.0)
+            } else {
+                let la = t.op(Math::Log(a));
+                let fl = t.mul(f, la);
+                let d2 = t.mul(b, b);
+                let q = t.div(fl, d2);
+                let q = t.mul(q, db);
+                t.neg(q)
+            };
+            t.add(l, r)
+        }
         Math::IfPos(_) => t.op(Math::IfPos([args[0], ds[1], ds[2]])),
         Math::Num(_) => t.num(0.0),
         Math::Sym(_) => t.num(0.0),

@@ -355,10 +355,13 @@ pub fn derive_bijector(b: &Bijector, limits: Limits) -> Result<BijectorDerivatio
 
     // measure and choose
     let inputs: Vec<f64> = ord.iter().chain(&ext).copied().collect();
-    let fwd_pts = reference_points(&b.forward, &raw_d, X, &inputs, &psets);
+    let refs = |first: &Expr, rest: &[Expr]| -> Vec<Expr> { std::iter::once(first.clone()).chain(rest.iter().cloned()).collect() };
+    let fwd_refs = refs(&b.forward, &fwd_cands);
+    let fwd_pts = reference_points(&fwd_refs.iter().collect::<Vec<_>>(), &raw_d, X, &inputs, &psets);
     let forward = choose(&b.forward, fwd_cands, &fwd_pts);
     let ld_slope = diff_or_diag(&raw_ld, X, b, "log-determinant")?;
-    let ld_pts = reference_points(&raw_ld, &ld_slope, X, &inputs, &psets);
+    let ld_refs = refs(&raw_ld, &ld_cands);
+    let ld_pts = reference_points(&ld_refs.iter().collect::<Vec<_>>(), &ld_slope, X, &inputs, &psets);
     let log_det = choose(&raw_ld, ld_cands, &ld_pts);
     let inverse = match inverse_cands {
         None => Inverse::Numeric,
@@ -368,7 +371,7 @@ pub fn derive_bijector(b: &Bijector, limits: Limits) -> Result<BijectorDerivatio
             let ys = outputs(&b.forward, &inputs, &psets);
             let mut pts = Vec::new();
             for (env, ys) in psets.iter().zip(ys) {
-                pts.extend(reference_points(&naive, &slope, Y, &ys, std::slice::from_ref(env)));
+                pts.extend(reference_points(&cands.iter().collect::<Vec<_>>(), &slope, Y, &ys, std::slice::from_ref(env)));
             }
             let c = choose(&naive, cands, &pts);
             match proof {
@@ -421,14 +424,18 @@ pub fn derive(m: &Module) -> Result<Derivation, Diagnostics> {
 pub fn derive_with(m: &Module, limits: Limits) -> Result<Derivation, Diagnostics> {
     let start = Instant::now();
     let mut diags = Diagnostics::new();
+    // bijectors are independent: derive them on all cores (results keep the source order)
+    // (diagnostics of this stage carry no token spans, so they cross threads as parts)
+    let results = parallel_map(&m.bijectors, |b| derive_bijector(b, limits).map_err(|d| (d.span, d.message, d.help)));
     let mut bijectors = Vec::new();
-    let mut failed = vec![false; m.bijectors.len()];
-    for (i, b) in m.bijectors.iter().enumerate() {
-        match derive_bijector(b, limits) {
+    for (b, r) in m.bijectors.iter().zip(results) {
+        match r {
             Ok(d) => bijectors.push(d),
-            Err(d) => {
+            Err((span, message, help)) => {
+                let mut d = Diagnostic::unlocated(message);
+                d.span = span;
+                d.help = help;
                 diags.push(d);
-                failed[i] = true;
                 // keep indices aligned with the module; a placeholder is never returned
                 bijectors.push(placeholder(b));
             }
@@ -456,6 +463,30 @@ pub fn derive_with(m: &Module, limits: Limits) -> Result<Derivation, Diagnostics
         })
         .collect();
     diags.into_result(Derivation { bijectors, flows, millis: start.elapsed().as_secs_f64() * 1e3 })
+}
+
+/// Maps `f` over `items` on all available cores, keeping the order.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(items.len().max(1));
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut slots: Vec<Option<R>> = (0..items.len()).map(|_| None).collect();
+    let out = std::sync::Mutex::new(&mut slots);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= items.len() {
+                    break;
+                }
+                let r = f(&items[i]);
+                out.lock().unwrap()[i] = Some(r);
+            });
+        }
+    });
+    slots.into_iter().map(|r| r.expect("every item mapped")).collect()
 }
 
 fn placeholder(b: &Bijector) -> BijectorDerivation {

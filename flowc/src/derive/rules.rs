@@ -112,6 +112,8 @@ pub fn powers() -> Vec<Rule> {
         rw!("pow-half";       "(pow ?a 0.5)"         => "(sqrt ?a)" if nonneg("?a")), // ;; a^(1/2) = sqrt a, a >= 0
         rw!("pow-pow";        "(pow (pow ?a ?b) ?c)" => "(pow ?a (* ?b ?c))" if pos("?a")), // ;; (a^b)^c = a^(b c), a > 0
         rw!("pow-mul";        "(* (pow ?a ?b) (pow ?a ?c))" => "(pow ?a (+ ?b ?c))" if pos("?a")), // ;; a^b a^c = a^(b+c), a > 0
+        rw!("pow-recip-op";   "(pow ?a (/ 1 ?d))"    => "(powrecip ?a ?d)" if pos("?a")), // ;; a^(1/d) = powrecip(a, d), a > 0
+        rw!("powrecip-def";   "(powrecip ?a ?d)"     => "(pow ?a (/ 1 ?d))"),         // ;; powrecip(a, d) = a^(1/d)
         rw!("pow-recip";      "(/ 1 (pow ?a ?b))"    => "(pow ?a (neg ?b))" if pos("?a")), // ;; 1/a^b = a^-b, a > 0
         rw!("sqrt-square";    "(sqrt (* ?a ?a))"     => "(abs ?a)"),                  // ;; sqrt(a^2) = |a|
         rw!("square-sqrt";    "(* (sqrt ?a) (sqrt ?a))" => "?a" if nonneg("?a")),     // ;; sqrt(a)^2 = a, a >= 0
@@ -228,7 +230,8 @@ pub fn stability() -> Vec<Rule> {
         // ;; (e^(asinh a) = w^s): no exponential of a large computed argument
         rw!("sinh-asinh-pow"; "(sinh (- (* ?d (asinh ?a)) ?e))" => "(* 0.5 (- (* (exp (neg ?e)) (pow (+ (abs ?a) (hypot 1 ?a)) (* (sign ?a) ?d))) (* (exp ?e) (pow (+ (abs ?a) (hypot 1 ?a)) (neg (* (sign ?a) ?d))))))"),
         // ;; sinh((e + asinh a)/d) = (e^(e/d) w^(s/d) - e^(-e/d) w^(-s/d))/2, w and s as above, d != 0
-        rw!("sinh-asinh-pow-div"; "(sinh (/ (+ ?e (asinh ?a)) ?d))" => "(* 0.5 (- (* (exp (/ ?e ?d)) (pow (+ (abs ?a) (hypot 1 ?a)) (/ (sign ?a) ?d))) (* (exp (neg (/ ?e ?d))) (pow (+ (abs ?a) (hypot 1 ?a)) (neg (/ (sign ?a) ?d))))))" if nonzero("?d")),
+        rw!("sinh-asinh-pow-div"; "(sinh (/ (+ ?e (asinh ?a)) ?d))" => "(* 0.5 (- (* (exp (/ ?e ?d)) (powrecip (+ (abs ?a) (hypot 1 ?a)) (* (sign ?a) ?d))) (* (exp (neg (/ ?e ?d))) (powrecip (+ (abs ?a) (hypot 1 ?a)) (neg (* (sign ?a) ?d))))))" if nonzero("?d")),
+        rw!("log1p-large";    "(log1p ?b)"           => "(+ (log ?b) (log1p (/ 1 ?b)))" if nonneg("?b")), // ;; log1p(b) = log b + log1p(1/b), b > 0 (measured where b = 0)
         rw!("log-sech2";      "(log (- 1 (* (tanh ?a) (tanh ?a))))" => "(* 2 (- (- (log 2) ?a) (softplus (* -2 ?a))))"), // ;; log(1 - tanh^2 a) = 2(log 2 - a - softplus(-2a))
         rw!("log-one-minus-sigmoid"; "(log (- 1 (sigmoid ?a)))" => "(neg (softplus ?a))"), // ;; log(1 - sigmoid a) = -softplus a
         rw!("log-hypot1";     "(log (sqrt (+ 1 (* ?a ?a))))" => "(logcosh (asinh ?a))"), // ;; log sqrt(1 + a^2) = logcosh(asinh a)

@@ -19,7 +19,7 @@ pub struct Limits {
 /// machine's speed); the time limit is a safety net.
 impl Default for Limits {
     fn default() -> Self {
-        Limits { iterations: 10, nodes: 4_000, time: Duration::from_secs(2) }
+        Limits { iterations: 14, nodes: 4_000, time: Duration::from_secs(2) }
     }
 }
 
@@ -94,6 +94,7 @@ impl OpCost {
             Math::Sinh(_) | Math::Cosh(_) | Math::Tanh(_) | Math::Asinh(_) | Math::Acosh(_) | Math::Atanh(_) => 16.0,
             Math::Pow(_) => 24.0,
             Math::Hypot(_) => 8.0,
+            Math::PowRecip(_) => 30.0,
             Math::IfPos(_) => 2.0,
             Math::Solve(_) => f64::INFINITY,
         }

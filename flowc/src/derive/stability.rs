@@ -135,20 +135,20 @@ impl RefPoint {
     }
 }
 
-/// Reference points for `reference` (a formula in `input`) at the given inputs and
-/// parameter sets; `slope` is d reference / d input. Points whose exact value is not a
-/// finite f64 are left out.
-pub fn reference_points(reference: &Expr, slope: &Expr, input: &str, inputs: &[f64], params: &[Vec<(Symbol, f64)>]) -> Vec<RefPoint> {
+/// Reference points for a quantity at the given inputs and parameter sets. `refs` are
+/// equal formulas in `input`, the formula as written first: where it cannot be evaluated
+/// even in high precision (1 - tanh(x)^2 at x = 1e300 needs about 10^300 bits), the next
+/// equal form (found by the e-graph) gives the value. `slope` is d quantity / d input.
+/// Points whose exact value is not a finite f64 are left out.
+pub fn reference_points(refs: &[&Expr], slope: &Expr, input: &str, inputs: &[f64], params: &[Vec<(Symbol, f64)>]) -> Vec<RefPoint> {
     let input = Symbol::from(input);
     let mut pts = Vec::new();
     for env in params {
         for &u in inputs {
             let mut p = RefPoint { env: env.clone(), input, u, value: 0.0, slope: 0.0 };
             let look = |s: Symbol| p.lookup(s);
-            let Some(v) = hp::eval_with(reference, &look) else { continue };
-            if !v.is_finite() {
-                continue;
-            }
+            let first = refs.first().and_then(|r| hp::eval_with(r, &look)).filter(|v| v.is_finite());
+            let Some(v) = first.or_else(|| refs.iter().skip(1).find_map(|r| hp::eval_up_to(r, &look, 512).filter(|v| v.is_finite()))) else { continue };
             // the slope only scales the bound: f64 suffices unless it is not finite there
             let d64 = eval::eval_with(slope, &look);
             let d = if d64.is_finite() { d64 } else { hp::eval_with(slope, &look).unwrap_or(f64::INFINITY) };
@@ -172,14 +172,26 @@ pub struct Error {
     /// Points over the bound.
     pub failing: usize,
     pub points: usize,
+    /// Mean of log2(1 + ulps) over the points (bits of error, as in Herbie; 64 for inf/NaN).
+    pub mean_bits: f64,
+}
+
+/// Bits of error of one value: log2(1 + ulps), capped at 64.
+pub fn bits(ulps: f64) -> f64 {
+    if ulps.is_finite() {
+        (1.0 + ulps).log2().min(64.0)
+    } else {
+        64.0
+    }
 }
 
 impl Error {
     pub fn passes(&self) -> bool {
         self.failing == 0
     }
+    /// Points over the bound first, then the mean bits of error.
     pub fn score(&self) -> (usize, f64) {
-        (self.failing, self.max_ratio)
+        (self.failing, self.mean_bits)
     }
 }
 
@@ -227,6 +239,10 @@ pub fn measure_with(pts: &[RefPoint], prec: Precision, f: impl Fn(&RefPoint) -> 
             err.worst_u = p.u;
         }
         err.max_ulps = err.max_ulps.max(ulps);
+        err.mean_bits += bits(ulps);
+    }
+    if err.points > 0 {
+        err.mean_bits /= err.points as f64;
     }
     err
 }
@@ -262,12 +278,12 @@ impl Choice {
     }
 }
 
-/// Per-point bound ratios of `e` (f64).
-fn ratios(e: &Expr, pts: &[RefPoint]) -> Vec<f64> {
+/// Per-point (bound ratio, ulps) of `e` (f64).
+fn ratios(e: &Expr, pts: &[RefPoint]) -> Vec<(f64, f64)> {
     pts.iter()
         .map(|p| {
             let look = |s: Symbol| p.lookup(s);
-            point_error(eval::eval_with(e, &look), p, Precision::F64).0
+            point_error(eval::eval_with(e, &look), p, Precision::F64)
         })
         .collect()
 }
@@ -275,28 +291,29 @@ fn ratios(e: &Expr, pts: &[RefPoint]) -> Vec<f64> {
 /// Regime inference: when no single form meets the bound everywhere, the best split of
 /// the input's magnitude into two regimes, each with its own form:
 /// `ifpos(|u| - t, large, small)`. Returns `None` when no split fails fewer points.
-fn regimes(all: &[Candidate], pts: &[RefPoint], best_failing: usize) -> Option<Expr> {
+fn regimes(all: &[Candidate], pts: &[RefPoint], current: (usize, f64)) -> Option<Expr> {
     if pts.len() < 4 || all.len() < 2 {
         return None;
     }
     let mut order: Vec<usize> = (0..pts.len()).collect();
     order.sort_by(|&i, &j| pts[i].u.abs().partial_cmp(&pts[j].u.abs()).unwrap());
-    let fails: Vec<Vec<usize>> = all
+    // prefix sums along increasing |u| of (failures, bits of error), per candidate
+    let prefix: Vec<Vec<(usize, f64)>> = all
         .iter()
         .map(|c| {
-            let r = ratios(&c.expr, pts);
-            // prefix counts of failures along increasing |u|
-            let mut pre = vec![0usize; pts.len() + 1];
+            let e = ratios(&c.expr, pts);
+            let mut pre = vec![(0usize, 0.0f64); pts.len() + 1];
             for (k, &i) in order.iter().enumerate() {
-                pre[k + 1] = pre[k] + (r[i] > BOUND) as usize;
+                let (r, u) = e[i];
+                pre[k + 1] = (pre[k].0 + (r > BOUND) as usize, pre[k].1 + bits(u));
             }
             pre
         })
         .collect();
     let n = pts.len();
-    let mut best: Option<(usize, usize, usize, usize)> = None; // (failing, small, large, split)
-    for (a, fa) in fails.iter().enumerate() {
-        for (b, fb) in fails.iter().enumerate() {
+    let mut best: Option<((usize, f64), usize, usize, usize)> = None; // (score, small, large, split)
+    for (a, fa) in prefix.iter().enumerate() {
+        for (b, fb) in prefix.iter().enumerate() {
             if a == b {
                 continue;
             }
@@ -305,15 +322,17 @@ fn regimes(all: &[Candidate], pts: &[RefPoint], best_failing: usize) -> Option<E
                 if u0 == u1 {
                     continue;
                 }
-                let f = fa[k] + (fb[n] - fb[k]);
-                if best.map(|(bf, ..)| f < bf).unwrap_or(true) {
+                let f = (fa[k].0 + (fb[n].0 - fb[k].0), fa[k].1 + (fb[n].1 - fb[k].1));
+                if best.map(|(bf, ..)| f.0 < bf.0 || (f.0 == bf.0 && f.1 < bf.1)).unwrap_or(true) {
                     best = Some((f, a, b, k));
                 }
             }
         }
     }
     let (f, a, b, k) = best?;
-    if f >= best_failing {
+    let mean = f.1 / n as f64;
+    // worth a branch only if it fails fewer points, or saves at least one bit on average
+    if !(f.0 < current.0 || (f.0 == current.0 && mean < current.1 - 1.0)) {
         return None;
     }
     let (u0, u1) = (pts[order[k - 1]].u.abs(), pts[order[k]].u.abs());
@@ -334,8 +353,14 @@ fn regimes(all: &[Candidate], pts: &[RefPoint], best_failing: usize) -> Option<E
 /// regimes when that meets the bound at more points).
 pub fn choose(naive: &Expr, candidates: Vec<Expr>, pts: &[RefPoint]) -> Choice {
     let mut c = choose_one(naive, candidates, pts);
-    if c.chosen.error.failing > 0 {
-        if let Some(e) = regimes(&c.candidates, pts, c.chosen.error.failing) {
+    // the best any single form does: a branch must beat it
+    let single = c
+        .candidates
+        .iter()
+        .map(|k| k.error.score())
+        .fold((usize::MAX, f64::INFINITY), |a, b| if b.0 < a.0 || (b.0 == a.0 && b.1 < a.1) { b } else { a });
+    if c.chosen.error.failing > 0 || c.chosen.error.mean_bits > 1.0 {
+        if let Some(e) = regimes(&c.candidates, pts, single) {
             let cand = Candidate { ops: op_count(&e), error: measure(&e, pts, Precision::F64), expr: e };
             if cand.error.score() < c.chosen.error.score() {
                 c.candidates.push(cand.clone());
@@ -368,16 +393,14 @@ fn choose_one(naive: &Expr, candidates: Vec<Expr>, pts: &[RefPoint]) -> Choice {
                     qa.partial_cmp(&qb).unwrap_or(std::cmp::Ordering::Equal)
                 })
                 .then(a.ops.cmp(&b.ops))
+                .then(a.error.mean_bits.partial_cmp(&b.error.mean_bits).unwrap_or(std::cmp::Ordering::Equal))
         })
         .cloned()
         .unwrap();
     Choice { naive: naive_c, chosen: best, candidates: all }
 }
 
-fn bucket(r: f64) -> f64 {
-    if r <= 1.0 {
-        0.0
-    } else {
-        r.log2().ceil()
-    }
+/// Mean bits of error within a quarter bit count as equal.
+fn bucket(bits: f64) -> f64 {
+    (bits * 4.0).round()
 }

@@ -45,6 +45,7 @@ pub fn apply(node: &Math, args: &[f64]) -> f64 {
         Math::Sign(_) => sign(a),
         Math::LogCosh(_) => logcosh(a),
         Math::Hypot(_) => a.hypot(b),
+        Math::PowRecip(_) => pow_recip(a, b),
         Math::IfPos(_) => {
             if a > 0.0 {
                 b
@@ -96,6 +97,19 @@ pub fn logcosh(u: f64) -> f64 {
     } else {
         a - std::f64::consts::LN_2 + (-2.0 * a).exp().ln_1p()
     }
+}
+
+/// a^(1/d), accurate even when 1/d is not representable: 1/d = r + r_lo exactly (the
+/// low part from a fused multiply-add), and a^(1/d) = a^r · e^(r_lo · ln a).
+pub fn pow_recip(a: f64, d: f64) -> f64 {
+    let r = 1.0 / d;
+    let p = a.powf(r);
+    let r_lo = (-r).mul_add(d, 1.0) / d;
+    let t = r_lo * a.ln();
+    if !t.is_finite() || r_lo == 0.0 || !p.is_finite() || p == 0.0 {
+        return p;
+    }
+    p + p * t.exp_m1()
 }
 
 /// -1, 0 or 1 (NaN stays NaN).

@@ -1,10 +1,11 @@
 //! The high-precision reference evaluator: the oracle for every numeric check.
 //!
 //! Arbitrary-precision binary floats (astro-float, pure Rust, correctly rounded
-//! elementary functions, an exponent range far beyond f64's). Precision adapts:
-//! an expression is evaluated at 128, 256, 512, ... bits until two successive
-//! precisions round to the same f64, so cancellation in the formula itself
-//! (e.g. `exp(x) - 1` at x = 1e-300) does not fool the reference.
+//! elementary functions, an exponent range far beyond f64's). Precision adapts: each
+//! evaluation carries a forward error analysis (cancellation, arguments near roots and
+//! poles, amplification by exponentials) and is repeated at higher precision until the
+//! relative error is below 2^-100, so cancellation in the formula itself (e.g.
+//! `exp(x) - 1` at x = 1e-300) does not fool the reference.
 //!
 //! ```
 //! use flowc::ir::{hp, parse_expr};
@@ -20,7 +21,7 @@ use std::cell::RefCell;
 
 const RM: RoundingMode = RoundingMode::ToEven;
 /// The highest precision tried, in bits.
-pub const MAX_BITS: usize = 8192;
+pub const MAX_BITS: usize = 4096;
 
 thread_local! {
     static CONSTS: RefCell<Consts> = RefCell::new(Consts::new().expect("astro-float constants cache"));
@@ -146,6 +147,7 @@ pub fn apply(node: &Math, args: &[&BigFloat], p: usize, cc: &mut Consts) -> BigF
             let ln2 = cc.ln_2(p, RM);
             m.sub(&ln2, p, RM).add(&log1p(&e, p, cc), p, RM)
         }
+        Math::PowRecip(_) => pow(a, &one.div(b, p, RM), p, cc),
         Math::Hypot(_) => a.mul(a, p, RM).add(&b.mul(b, p, RM), p, RM).sqrt(p, RM),
         Math::IfPos(_) => {
             if a.is_positive() && !a.is_zero() {
@@ -202,39 +204,160 @@ pub fn eval_at(e: &Expr, env: &dyn Fn(Symbol) -> f64, p: usize) -> BigFloat {
 
 /// Evaluates at `p` bits with big-float inputs.
 pub fn eval_big(e: &Expr, env: &dyn Fn(Symbol, usize) -> BigFloat, p: usize) -> BigFloat {
+    eval_tracked(e, env, p).0
+}
+
+fn exponent(v: &BigFloat) -> Option<i64> {
+    if v.is_zero() || v.is_nan() || v.is_inf() {
+        None
+    } else {
+        v.exponent().map(|e| e as i64)
+    }
+}
+
+/// "No error": the relative-error exponent of an exact value.
+const EXACT: i64 = -1_000_000;
+/// "Unknown error": nothing of the value can be trusted.
+const UNKNOWN: i64 = 1_000_000;
+
+/// Evaluates at `p` bits with a forward error analysis: returns the value and log2 of a
+/// bound on its relative error. Each op's own rounding contributes 2^-p; errors of its
+/// arguments are carried by the op's condition number: sums by the ratio of the operands'
+/// magnitudes to the result's (cancellation), products add, exp-like functions multiply by
+/// |argument|, log by 1/|log a|, tan, atanh and logit near their poles and ends, sin and
+/// cos near their zeros. For `ifpos` only the selected branch counts.
+fn eval_tracked(e: &Expr, env: &dyn Fn(Symbol, usize) -> BigFloat, p: usize) -> (BigFloat, i64) {
     CONSTS.with(|cc| {
         let cc = &mut cc.borrow_mut();
-        let mut vals: Vec<BigFloat> = Vec::with_capacity(e.as_ref().len());
+        let n = e.as_ref().len();
+        let mut vals: Vec<BigFloat> = Vec::with_capacity(n);
+        let mut errs: Vec<i64> = Vec::with_capacity(n);
+        let round = -(p as i64);
         for node in e.as_ref() {
-            let v = match node {
+            let (v, err) = match node {
                 Math::Sym(s) => match s.as_str() {
-                    "pi" => cc.pi(p, RM),
-                    "e" => num(1.0, p).exp(p, RM, cc),
-                    _ => env(*s, p),
+                    "pi" => (cc.pi(p, RM), round),
+                    "e" => (num(1.0, p).exp(p, RM, cc), round),
+                    _ => (env(*s, p), EXACT),
                 },
+                Math::Num(_) => (apply(node, &[], p, cc), EXACT),
                 _ => {
-                    let args: Vec<&BigFloat> = egg::Language::children(node).iter().map(|c| &vals[usize::from(*c)]).collect();
-                    apply(node, &args, p, cc)
+                    let ch = egg::Language::children(node);
+                    let args: Vec<&BigFloat> = ch.iter().map(|c| &vals[usize::from(*c)]).collect();
+                    let ae: Vec<i64> = ch.iter().map(|c| errs[usize::from(*c)]).collect();
+                    let r = apply(node, &args, p, cc);
+                    let own = if r.inexact() || !matches!(node, Math::Add(_) | Math::Sub(_) | Math::Mul(_) | Math::Neg(_) | Math::Abs(_) | Math::Sign(_) | Math::IfPos(_)) { round } else { EXACT };
+                    let worst = ae.iter().copied().max().unwrap_or(EXACT);
+                    let eo = exponent(&r);
+                    let ea = args.first().and_then(|a| exponent(a));
+                    let carried = if worst <= EXACT / 2 {
+                        EXACT
+                    } else {
+                        match node {
+                            Math::Add(_) | Math::Sub(_) => {
+                                // absolute error exponent of each operand, relative to the result
+                                let abs_err = ch.iter().zip(&args).map(|(c, a)| exponent(a).map(|x| errs[usize::from(*c)] + x).unwrap_or(EXACT)).max().unwrap_or(EXACT);
+                                match eo {
+                                    Some(o) => abs_err - o,
+                                    // a cancelled zero whose absolute error is below every f64 is
+                                    // zero for our purposes
+                                    None if r.is_zero() && abs_err < -1100 => EXACT,
+                                    None if r.is_zero() && abs_err > EXACT / 2 => UNKNOWN,
+                                    None => EXACT,
+                                }
+                            }
+                            Math::Mul(_) | Math::Div(_) | Math::Hypot(_) => worst + 1,
+                            Math::Neg(_) | Math::Abs(_) | Math::Sign(_) | Math::Sqrt(_) | Math::Cbrt(_) | Math::Atan(_) | Math::Asinh(_)
+                            | Math::Tanh(_) | Math::Sigmoid(_) | Math::Softplus(_) | Math::Log1p(_) | Math::LogCosh(_) => worst,
+                            Math::IfPos([c, a, b]) => {
+                                let cv = &vals[usize::from(*c)];
+                                let pick = if cv.is_positive() && !cv.is_zero() { a } else { b };
+                                errs[usize::from(*pick)]
+                            }
+                            // e^a, sinh, cosh, expm1: the absolute error of a becomes relative
+                            Math::Exp(_) | Math::Expm1(_) | Math::Sinh(_) | Math::Cosh(_) => worst + ea.unwrap_or(0).max(0),
+                            // a^b = e^(b log a): errors of b scale with |b log a|, of a with |b|
+                            Math::Pow(_) | Math::PowRecip(_) => {
+                                let eb = args.get(1).and_then(|b| exponent(b)).unwrap_or(0);
+                                let la = exponent(&args[0].abs().ln(64, RM, cc)).unwrap_or(0);
+                                worst + (eb + la.max(0)).max(0) + 1
+                            }
+                            // log: condition 1/|log a|; acosh near 1 similarly
+                            Math::Log(_) | Math::Acosh(_) => worst + eo.map(|o| -o).unwrap_or(0).max(0),
+                            // sin, cos, tan: condition |a f'(a)/f(a)|
+                            Math::Sin(_) | Math::Cos(_) => worst + match (ea, eo) { (Some(i), Some(o)) => (i - o).max(0), _ => 0 },
+                            Math::Tan(_) => worst + match (ea, eo) { (Some(i), Some(o)) => (i - o).abs(), _ => 0 },
+                            // near the ends of the domain: about 1/(1 - |a|)
+                            Math::Atanh(_) => worst + exponent(&num(1.0, p).sub(&args[0].abs(), p, RM)).map(|x| -x).unwrap_or(0).max(0),
+                            Math::Logit(_) => {
+                                let a = args[0];
+                                let near = if a.cmp(&num(0.5, p)) == Some(1) { num(1.0, p).sub(a, p, RM) } else { a.clone() };
+                                worst + exponent(&near).map(|x| -x).unwrap_or(0).max(0)
+                            }
+                            Math::Solve(_) | Math::Num(_) | Math::Sym(_) => UNKNOWN,
+                        }
+                    };
+                    // an exact zero computed from inexact arguments (log of a rounded 1, sin of a
+                    // rounded pi) says nothing about the true value, unless a factor is exactly 0
+                    let exact_zero_factor = matches!(node, Math::Mul(_) | Math::Div(_)) && ch.iter().zip(&args).any(|(c, a)| a.is_zero() && errs[usize::from(*c)] <= EXACT / 2);
+                    let carried = if r.is_zero() && worst > EXACT / 2 && !exact_zero_factor && carried < UNKNOWN / 2 && !matches!(node, Math::Add(_) | Math::Sub(_)) {
+                        UNKNOWN
+                    } else {
+                        carried
+                    };
+                    (r, carried.max(own).min(UNKNOWN))
                 }
             };
             vals.push(v);
+            errs.push(err);
         }
-        vals.pop().unwrap()
+        (vals.pop().unwrap(), errs.pop().unwrap())
     })
 }
 
-/// Evaluates `e` to the f64 nearest its exact value (`None` if no two successive
-/// precisions up to [`MAX_BITS`] agree: the value is too ill-conditioned to pin down).
+/// Good bits required of an accepted value (f64 needs 53).
+const MARGIN: i64 = 100;
+
+/// Evaluates `e` to the f64 nearest its exact value: from 128 bits, the precision grows
+/// until the error analysis bounds the relative error by 2^-100. `None` if that does not
+/// happen by [`MAX_BITS`]: the formula is too ill-conditioned there, and callers use an
+/// equal, better-conditioned form instead.
 pub fn eval_with(e: &Expr, env: &dyn Fn(Symbol) -> f64) -> Option<f64> {
+    eval_up_to(e, env, MAX_BITS)
+}
+
+/// [`eval_with`] with a lower precision cap (for alternative forms that are only tried).
+pub fn eval_up_to(e: &Expr, env: &dyn Fn(Symbol) -> f64, max_bits: usize) -> Option<f64> {
+    let big = |s: Symbol, p: usize| num(env(s), p);
     let mut p = 128;
-    let mut prev = to_f64(&eval_at(e, env, p));
-    while p < MAX_BITS {
-        p *= 2;
-        let cur = to_f64(&eval_at(e, env, p));
-        if cur.to_bits() == prev.to_bits() || (cur.is_nan() && prev.is_nan()) {
+    let mut prev: Option<f64> = None;
+    while p <= max_bits {
+        let (v, err) = eval_tracked(e, &big, p);
+        if err <= -MARGIN || v.is_zero() && err <= EXACT / 2 {
+            return Some(to_f64(&v));
+        }
+        // at the last precision, a value below 1 in magnitude known to an absolute 2^-100
+        // is enough for the bounds, which all allow an absolute error (their `+ 1` term)
+        let last = 2 * p > max_bits;
+        if last && err < UNKNOWN / 2 && exponent(&v).map(|x| err + x <= -MARGIN).unwrap_or(v.is_zero()) {
+            return Some(to_f64(&v));
+        }
+        // last resort at the cap: the two highest precisions round to the same f64 (a value
+        // such as log(1) = 0 reached through rounded intermediates, whose error the analysis
+        // cannot bound)
+        let cur = to_f64(&v);
+        if last && prev.map(|pv| pv.to_bits() == cur.to_bits() || (pv == 0.0 && cur == 0.0)).unwrap_or(false) {
             return Some(cur);
         }
-        prev = cur;
+        prev = Some(cur);
+        if v.is_nan() && err <= -MARGIN {
+            return Some(f64::NAN);
+        }
+        // grow to a precision that covers the estimated loss (at least double)
+        let loss = if err >= UNKNOWN / 2 { 3 * p as i64 } else { err + p as i64 };
+        let need = ((loss + MARGIN + 1).max(2 * p as i64) as usize).next_power_of_two();
+        // the cap itself is always tried once
+        p = if p < max_bits { need.min(max_bits) } else { need };
     }
     None
 }
@@ -261,4 +384,10 @@ pub fn central_difference(e: &Expr, var: &str, x: f64, env: &dyn Fn(Symbol) -> f
     let fm = at(xb.sub(&h, p, RM));
     let d = fp.sub(&fm, p, RM).div(&h.mul(&num(2.0, p), p, RM), p, RM);
     to_f64(&d)
+}
+
+/// The value at `p` bits and log2 of the analysed relative-error bound (diagnostics).
+pub fn analyse(e: &Expr, env: &dyn Fn(Symbol) -> f64, p: usize) -> (f64, i64) {
+    let (v, err) = eval_tracked(e, &|s, p| num(env(s), p), p);
+    (to_f64(&v), err)
 }

@@ -309,6 +309,7 @@ impl Interval {
                 Interval::from_ends((x.lo.hypot(y.lo), x.lo_open && y.lo_open), (x.hi.hypot(y.hi), x.hi_open || y.hi_open))
             }
             Math::IfPos(_) => b.join(&args[2]),
+            Math::PowRecip(_) => a.pow(&b.recip()),
             Math::Solve(_) | Math::Sym(_) => Interval::REAL,
             Math::Num(c) => Interval::point(c.get()),
         }

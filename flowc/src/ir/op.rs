@@ -88,6 +88,8 @@ define_language! {
         // `hypot(a, b)` = sqrt(a^2 + b^2) without overflow; `ifpos(c, a, b)` = a if c > 0 else b
         "logcosh" = LogCosh(Id),
         "hypot" = Hypot([Id; 2]),
+        // `powrecip(a, d)` = a^(1/d) with the reciprocal carried in double-double
+        "powrecip" = PowRecip([Id; 2]),
         "ifpos" = IfPos([Id; 3]),
         "solve" = Solve([Id; 2]),
         // leaves
@@ -143,6 +145,7 @@ pub fn all_ops() -> Vec<Math> {
         Math::Neg(a),
         Math::LogCosh(a),
         Math::Hypot([a, a]),
+        Math::PowRecip([a, a]),
         Math::IfPos([a, a, a]),
         Math::Solve([a, a]),
         Math::Num(Const::new(1.0).unwrap()),

@@ -1,0 +1,87 @@
+//! Every op of the one op list has an f64 arm, a high-precision arm, an interval arm,
+//! a derivative rule (or is derivation-only), and appears in at least one rewrite rule.
+
+use egg::{ENodeOrVar, Language};
+use flowc::derive::{diff, rules};
+use flowc::ir::interval::Interval;
+use flowc::ir::op::{all_ops, Math};
+use flowc::ir::{eval, hp, Builder};
+
+fn expr_of(op: &Math) -> flowc::ir::Expr {
+    let mut b = Builder::new();
+    let x = b.sym("x");
+    let two = b.num(2.0);
+    let args = [x, two, x];
+    let n = match op {
+        Math::Num(_) | Math::Sym(_) => op.clone(),
+        _ => {
+            let mut i = 0;
+            op.clone().map_children(|_| {
+                i += 1;
+                args[i - 1]
+            })
+        }
+    };
+    let r = b.add(n);
+    b.finish(r)
+}
+
+/// A point inside every op's domain.
+fn point(op: &Math) -> f64 {
+    if matches!(op, Math::Acosh(_)) {
+        1.375
+    } else {
+        0.375
+    }
+}
+
+#[test]
+fn every_op_evaluates_in_f64_high_precision_and_intervals() {
+    for op in all_ops() {
+        if matches!(op, Math::Solve(_)) {
+            continue;
+        }
+        let e = expr_of(&op);
+        let x = point(&op);
+        let v = eval::eval(&e, &[("x", x)]);
+        let r = hp::eval(&e, &[("x", x)]).unwrap();
+        assert!(v.is_finite(), "{op}: f64 gives {v}");
+        assert!((v - r).abs() <= 4.0 * f64::EPSILON * r.abs().max(1e-300), "{op}: f64 {v} vs reference {r}");
+        let args: Vec<Interval> = op.children().iter().enumerate().map(|(i, _)| if i == 1 { Interval::point(2.0) } else { Interval::closed(x - 0.125, x + 0.125) }).collect();
+        let range = Interval::apply(&op, &args);
+        assert!(range.contains(v) || matches!(op, Math::Sym(_)), "{op}: {v} outside its interval {range}");
+    }
+}
+
+#[test]
+fn every_op_has_a_derivative_rule_checked_against_a_central_difference() {
+    for op in all_ops() {
+        let e = expr_of(&op);
+        match diff::diff(&e, "x") {
+            Ok(d) => {
+                let x = point(&op);
+                let sym = hp::eval(&d, &[("x", x)]).unwrap();
+                let fd = hp::central_difference(&e, "x", x, &|_| f64::NAN);
+                assert!((sym - fd).abs() <= 1e-13 * (1.0 + fd.abs()), "{op}: d/dx = {sym}, central difference {fd}");
+            }
+            Err(name) => assert_eq!(name, "solve", "only the derivation-only `solve` has no derivative; {op} is missing one"),
+        }
+    }
+}
+
+#[test]
+fn every_op_appears_in_a_rewrite_rule() {
+    let rules = rules::all_rules();
+    for op in all_ops() {
+        if matches!(op, Math::Num(_) | Math::Sym(_)) {
+            continue;
+        }
+        let found = rules.iter().any(|r| {
+            [r.searcher.get_pattern_ast(), r.applier.get_pattern_ast()]
+                .into_iter()
+                .flatten()
+                .any(|p| p.as_ref().iter().any(|n| matches!(n, ENodeOrVar::ENode(m) if m.discriminant() == op.discriminant())))
+        });
+        assert!(found, "op `{op}` has no rewrite rule");
+    }
+}

@@ -107,6 +107,20 @@ impl Analysis<Math> for Domains {
                 egraph.union(id, n);
             }
         }
+        // `solve(t, f)`: on the inverse's domain t is a value of f, so t lies in f's range
+        let goals: Vec<(Id, Id)> = egraph[id].nodes.iter().filter_map(|n| if let Math::Solve([t, f]) = n { Some((*t, *f)) } else { None }).collect();
+        for (t, f) in goals {
+            let (t, f) = (egraph.find(t), egraph.find(f));
+            let fr = egraph[f].data.range;
+            let data = &mut egraph[t].data;
+            if data.constant.is_none() && data.refinements < MAX_REFINEMENTS {
+                let m = data.range.meet(&fr);
+                if m != data.range {
+                    data.range = m;
+                    data.refinements += 1;
+                }
+            }
+        }
     }
 }
 

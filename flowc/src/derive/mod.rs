@@ -358,11 +358,30 @@ pub fn derive_bijector(b: &Bijector, limits: Limits) -> Result<BijectorDerivatio
     let refs = |first: &Expr, rest: &[Expr]| -> Vec<Expr> { std::iter::once(first.clone()).chain(rest.iter().cloned()).collect() };
     let fwd_refs = refs(&b.forward, &fwd_cands);
     let fwd_pts = reference_points(&fwd_refs.iter().collect::<Vec<_>>(), &raw_d, X, &inputs, &psets);
-    let forward = choose(&b.forward, fwd_cands, &fwd_pts);
+    // when no form meets the bound everywhere, search again with the expansive rules
+    let mut retry = |what: &str, naive: &Expr, cands: Vec<Expr>, pts: &[stability::RefPoint]| -> Choice {
+        let c = choose(naive, cands.clone(), pts);
+        if c.chosen.score().0 == 0 {
+            return c;
+        }
+        let mut more = rules::simplify_rules();
+        more.extend(rules::expansions());
+        let (g, ids, rep) = saturate(&format!("{what} (expanded)"), domains.clone(), &[naive], &more, limits);
+        runs.push(rep);
+        let mut all = cands;
+        all.extend(candidates(&g, ids[0]));
+        let c2 = choose(naive, all, pts);
+        if c2.chosen.score() < c.chosen.score() {
+            c2
+        } else {
+            c
+        }
+    };
+    let forward = retry("forward", &b.forward, fwd_cands, &fwd_pts);
     let ld_slope = diff_or_diag(&raw_ld, X, b, "log-determinant")?;
     let ld_refs = refs(&raw_ld, &ld_cands);
     let ld_pts = reference_points(&ld_refs.iter().collect::<Vec<_>>(), &ld_slope, X, &inputs, &psets);
-    let log_det = choose(&raw_ld, ld_cands, &ld_pts);
+    let log_det = retry("log-det", &raw_ld, ld_cands, &ld_pts);
     let inverse = match inverse_cands {
         None => Inverse::Numeric,
         Some((cands, proof)) => {

@@ -138,15 +138,16 @@ pub fn exp_log() -> Vec<Rule> {
     vec![
         rw!("log-exp";        "(log (exp ?a))"       => "?a"),                        // ;; log(e^a) = a
         rw!("exp-log";        "(exp (log ?a))"       => "?a" if pos("?a")),           // ;; e^(log a) = a, a > 0
-        rw!("log-mul";        "(log (* ?a ?b))"      => "(+ (log ?a) (log ?b))" if pos("?a") if pos("?b")), // ;; log(a b) = log a + log b, a, b > 0
+        rw!("log-mul";        "(log (* ?a ?b))"      => "(+ (log ?a) (log ?b))" if nonneg("?a") if nonneg("?b")), // ;; log(a b) = log a + log b, a, b >= 0 (both -inf at 0)
         rw!("log-div";        "(log (/ ?a ?b))"      => "(- (log ?a) (log ?b))" if pos("?a") if pos("?b")), // ;; log(a/b) = log a - log b, a, b > 0
         rw!("log-recip";      "(log (/ 1 ?a))"       => "(neg (log ?a))" if pos("?a")), // ;; log(1/a) = -log a, a > 0
         rw!("log-pow";        "(log (pow ?a ?b))"    => "(* ?b (log ?a))" if pos("?a")), // ;; log(a^b) = b log a, a > 0
         rw!("log-sqrt";       "(log (sqrt ?a))"      => "(* 0.5 (log ?a))" if pos("?a")), // ;; log sqrt a = log(a)/2, a > 0
         rw!("log-cbrt";       "(log (cbrt ?a))"      => "(/ (log ?a) 3)" if pos("?a")), // ;; log cbrt a = log(a)/3, a > 0
-        rw!("log-abs-mul";    "(log (abs (* ?a ?b)))" => "(+ (log (abs ?a)) (log (abs ?b)))" if nonzero("?a") if nonzero("?b")), // ;; log|ab| = log|a| + log|b|, a, b != 0
+        rw!("log-abs-mul";    "(log (abs (* ?a ?b)))" => "(+ (log (abs ?a)) (log (abs ?b)))"), // ;; log|ab| = log|a| + log|b| (both -inf when a factor is 0)
+        rw!("log-abs-intro";  "(log ?a)"             => "(log (abs ?a))" if nonneg("?a")), // ;; log a = log|a|, a >= 0
         rw!("log-abs-div";    "(log (abs (/ ?a ?b)))" => "(- (log (abs ?a)) (log (abs ?b)))" if nonzero("?a") if nonzero("?b")), // ;; log|a/b| = log|a| - log|b|
-        rw!("log-sq";         "(log (* ?a ?a))"      => "(* 2 (log (abs ?a)))" if nonzero("?a")), // ;; log(a^2) = 2 log|a|, a != 0
+        rw!("log-sq";         "(log (* ?a ?a))"      => "(* 2 (log (abs ?a)))"),      // ;; log(a^2) = 2 log|a| (both -inf at 0)
         rw!("log-one";        "(log 1)"              => "0"),                         // ;; log 1 = 0
         rw!("exp-zero";       "(exp 0)"              => "1"),                         // ;; e^0 = 1
         rw!("exp-mul-exp";    "(* (exp ?a) (exp ?b))" => "(exp (+ ?a ?b))"),          // ;; e^a e^b = e^(a+b)

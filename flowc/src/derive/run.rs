@@ -76,11 +76,13 @@ pub fn saturate(purpose: &str, domains: Domains, roots: &[&Expr], rules: &[Rule]
 /// Cost = operation count weighted by latency, plus `risk` times a numerical-risk score
 /// (overflow-prone exponentials, cancellation-prone subtraction, logs of sums). `risk = 0`
 /// is the cheapest form; larger values prefer the stable primitives.
-pub struct OpCost {
+pub struct OpCost<'g> {
     pub risk: f64,
+    /// The graph, when known: a product of two unbounded factors adds overflow risk.
+    pub graph: Option<&'g Graph>,
 }
 
-impl OpCost {
+impl OpCost<'_> {
     pub fn latency(node: &Math) -> f64 {
         match node {
             Math::Num(_) | Math::Sym(_) => 0.0,
@@ -111,20 +113,30 @@ impl OpCost {
     }
 }
 
-impl CostFunction<Math> for OpCost {
+impl CostFunction<Math> for OpCost<'_> {
     type Cost = f64;
     fn cost<C>(&mut self, enode: &Math, mut costs: C) -> f64
     where
         C: FnMut(Id) -> f64,
     {
-        let own = Self::latency(enode) + self.risk * Self::risk_of(enode);
+        let mut risk = Self::risk_of(enode);
+        if let (Some(g), Math::Mul([a, b])) = (self.graph, enode) {
+            let unbounded = |i: &Id| {
+                let r = g[*i].data.range;
+                r.lo.is_infinite() || r.hi.is_infinite()
+            };
+            if unbounded(a) && unbounded(b) {
+                risk += 8.0;
+            }
+        }
+        let own = Self::latency(enode) + self.risk * risk;
         enode.fold(own, |acc, id| acc + costs(id))
     }
 }
 
 /// The best expression of class `id` under cost `risk`, or `None` if it still contains `solve`.
 pub fn extract(g: &Graph, id: Id, risk: f64) -> Option<(f64, Expr)> {
-    let ex = Extractor::new(g, OpCost { risk });
+    let ex = Extractor::new(g, OpCost { risk, graph: Some(g) });
     let (cost, e) = ex.find_best(id);
     if cost.is_finite() && !e.as_ref().iter().any(|n| matches!(n, Math::Solve(_))) {
         Some((cost, e))
@@ -156,7 +168,7 @@ pub fn candidates(g: &Graph, id: Id) -> Vec<Expr> {
         return out;
     }
     for risk in [0.0, 8.0] {
-        let ex = Extractor::new(g, OpCost { risk });
+        let ex = Extractor::new(g, OpCost { risk, graph: Some(g) });
         // classes of the best tree, top-down
         let mut classes: Vec<Id> = Vec::new();
         let mut stack = vec![g.find(id)];
@@ -182,7 +194,7 @@ pub fn candidates(g: &Graph, id: Id) -> Vec<Expr> {
 }
 
 /// Builds the best tree of `class`, except that class `at` uses `node`.
-fn build_with(g: &Graph, ex: &Extractor<OpCost, Math, super::analysis::Domains>, class: Id, at: Id, node: &Math, b: &mut crate::ir::expr::Builder, depth: usize) -> Option<Id> {
+fn build_with(g: &Graph, ex: &Extractor<OpCost<'_>, Math, super::analysis::Domains>, class: Id, at: Id, node: &Math, b: &mut crate::ir::expr::Builder, depth: usize) -> Option<Id> {
     if depth > 48 {
         return None;
     }

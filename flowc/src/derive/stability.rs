@@ -258,7 +258,21 @@ pub fn representable_f32(p: &RefPoint) -> bool {
 pub struct Candidate {
     pub expr: Expr,
     pub ops: usize,
+    /// Measured in f64.
     pub error: Error,
+    /// Measured in f32 (at the points representable in f32).
+    pub error32: Error,
+}
+
+impl Candidate {
+    /// Measures `e` in both precisions.
+    pub fn measure(e: &Expr, pts: &[RefPoint]) -> Candidate {
+        Candidate { expr: e.clone(), ops: op_count(e), error: measure(e, pts, Precision::F64), error32: measure(e, pts, Precision::F32) }
+    }
+    /// Points over the bound in either precision, then the mean bits of error in f64.
+    pub fn score(&self) -> (usize, f64) {
+        (self.error.failing + self.error32.failing, self.error.mean_bits)
+    }
 }
 
 /// The outcome of choosing among candidate forms.
@@ -305,7 +319,12 @@ fn regimes(all: &[Candidate], pts: &[RefPoint], current: (usize, f64)) -> Option
             let mut pre = vec![(0usize, 0.0f64); pts.len() + 1];
             for (k, &i) in order.iter().enumerate() {
                 let (r, u) = e[i];
-                pre[k + 1] = (pre[k].0 + (r > BOUND) as usize, pre[k].1 + bits(u));
+                let p = &pts[i];
+                let fail32 = representable_f32(p) && {
+                    let look = |s: Symbol| p.lookup(s);
+                    point_error(eval::eval_f32(&c.expr, &look) as f64, p, Precision::F32).0 > BOUND
+                };
+                pre[k + 1] = (pre[k].0 + (r > BOUND) as usize + fail32 as usize, pre[k].1 + bits(u));
             }
             pre
         })
@@ -357,12 +376,12 @@ pub fn choose(naive: &Expr, candidates: Vec<Expr>, pts: &[RefPoint]) -> Choice {
     let single = c
         .candidates
         .iter()
-        .map(|k| k.error.score())
+        .map(|k| k.score())
         .fold((usize::MAX, f64::INFINITY), |a, b| if b.0 < a.0 || (b.0 == a.0 && b.1 < a.1) { b } else { a });
-    if c.chosen.error.failing > 0 || c.chosen.error.mean_bits > 1.0 {
+    if c.chosen.score().0 > 0 || c.chosen.error.mean_bits > 1.0 {
         if let Some(e) = regimes(&c.candidates, pts, single) {
-            let cand = Candidate { ops: op_count(&e), error: measure(&e, pts, Precision::F64), expr: e };
-            if cand.error.score() < c.chosen.error.score() {
+            let cand = Candidate::measure(&e, pts);
+            if cand.score() < c.chosen.score() {
                 c.candidates.push(cand.clone());
                 c.chosen = cand;
             }
@@ -372,7 +391,7 @@ pub fn choose(naive: &Expr, candidates: Vec<Expr>, pts: &[RefPoint]) -> Choice {
 }
 
 fn choose_one(naive: &Expr, candidates: Vec<Expr>, pts: &[RefPoint]) -> Choice {
-    let measure_one = |e: &Expr| Candidate { expr: e.clone(), ops: op_count(e), error: measure(e, pts, Precision::F64) };
+    let measure_one = |e: &Expr| Candidate::measure(e, pts);
     let naive_c = measure_one(naive);
     let mut all = vec![naive_c.clone()];
     for c in candidates {
@@ -384,8 +403,8 @@ fn choose_one(naive: &Expr, candidates: Vec<Expr>, pts: &[RefPoint]) -> Choice {
     let best = all
         .iter()
         .min_by(|a, b| {
-            let (fa, ra) = a.error.score();
-            let (fb, rb) = b.error.score();
+            let (fa, ra) = a.score();
+            let (fb, rb) = b.score();
             // errors within a factor of 2 of each other count as equal; then prefer fewer ops
             fa.cmp(&fb)
                 .then_with(|| {

@@ -110,14 +110,17 @@ pub fn check_bijector(b: &BijectorDerivation, psets: &[Vec<(Symbol, f64)>]) -> V
     let written = &b.forward.naive.expr;
     let fwd_pts = reference_points(&[written, &b.forward.chosen.expr], &b.raw_derivative, X, &inputs, psets);
     // in f32 an input that rounds onto an end of the domain is left out
-    let in_domain32 = |pts: &[RefPoint]| -> Vec<RefPoint> { pts.iter().filter(|p| b.domain.contains(p.u as f32 as f64)).cloned().collect() };
+    let in_domain32 =
+        |pts: &[RefPoint]| -> Vec<RefPoint> { pts.iter().filter(|p| b.domain.contains(p.u as f32 as f64)).cloned().collect() };
     rows.push(row(b, "forward", Precision::F64, measure(&b.forward.chosen.expr, &fwd_pts, Precision::F64)));
     rows.push(row(b, "forward", Precision::F32, measure(&b.forward.chosen.expr, &in_domain32(&fwd_pts), Precision::F32)));
 
     // inverse: round trip against the exact x; an output that rounds onto (or past) an end
     // of the exact range has no inverse in the domain and is left out
     let mut inv_pts: Vec<RefPoint> = Vec::new();
-    let mut ranges: Vec<(Vec<(Symbol, f64)>, f64, f64)> = Vec::new();
+    // (parameter set, lower end, upper end) of the exact range
+    type Range = (Vec<(Symbol, f64)>, f64, f64);
+    let mut ranges: Vec<Range> = Vec::new();
     for env in psets {
         let end = |x: f64| hp::eval_with(written, &|s: Symbol| if s.as_str() == X { x } else { lookup(env, s) }).unwrap_or(f64::NAN);
         let lo_x = if b.domain.lo.is_finite() { stability::next_toward(b.domain.lo, b.domain.hi) } else { f64::MIN };
@@ -141,7 +144,11 @@ pub fn check_bijector(b: &BijectorDerivation, psets: &[Vec<(Symbol, f64)>]) -> V
     }
     let ranges_of = |p: &RefPoint| ranges.iter().find(|(e, _, _)| *e == p.env).map(|(_, lo, hi)| (*lo, *hi));
     rows.push(row(b, "inverse", Precision::F64, measure_with(&inv_pts, Precision::F64, |pt| invert(b, pt, Precision::F64))));
-    let inv32: Vec<RefPoint> = inv_pts.iter().filter(|p| ranges_of(p).map(|(lo, hi)| p.u as f32 as f64 > lo && (p.u as f32 as f64) < hi).unwrap_or(false)).cloned().collect();
+    let inv32: Vec<RefPoint> = inv_pts
+        .iter()
+        .filter(|p| ranges_of(p).map(|(lo, hi)| p.u as f32 as f64 > lo && (p.u as f32 as f64) < hi).unwrap_or(false))
+        .cloned()
+        .collect();
     rows.push(row(b, "inverse", Precision::F32, measure_with(&inv32, Precision::F32, |pt| invert(b, pt, Precision::F32))));
 
     // log-det
@@ -150,16 +157,17 @@ pub fn check_bijector(b: &BijectorDerivation, psets: &[Vec<(Symbol, f64)>]) -> V
     rows.push(row(b, "log-det", Precision::F64, measure(&b.log_det.chosen.expr, &ld_pts, Precision::F64)));
     rows.push(row(b, "log-det", Precision::F32, measure(&b.log_det.chosen.expr, &in_domain32(&ld_pts), Precision::F32)));
 
-    // the symbolic derivative against an independent central difference (ordinary points)
+    // the symbolic derivative against an independent central difference (ordinary and
+    // extreme points)
     let mut worst = 0.0f64;
     let mut worst_u = 0.0;
     let mut failing = 0;
     let mut points = 0;
     for env in psets {
-        for &x in &ord {
+        for &x in &inputs {
             let look = |s: Symbol| if s.as_str() == X { x } else { lookup(env, s) };
             let Some(sym) = hp::eval_with(&b.raw_derivative, &look) else { continue };
-            if !sym.is_finite() {
+            if !sym.is_finite() || sym == 0.0 {
                 continue;
             }
             let fd = hp::central_difference(written, X, x, &look);
@@ -174,8 +182,22 @@ pub fn check_bijector(b: &BijectorDerivation, psets: &[Vec<(Symbol, f64)>]) -> V
             }
         }
     }
-    let err = Error { max_ulps: worst / f64::EPSILON, max_ratio: worst / f64::EPSILON, worst_u, failing, points, mean_bits: stability::bits(worst / f64::EPSILON) };
-    rows.push(Row { bijector: b.name.clone(), quantity: "f' vs FD".into(), precision: Precision::F64, passed: failing == 0, error: err, note: None });
+    let err = Error {
+        max_ulps: worst / f64::EPSILON,
+        max_ratio: worst / f64::EPSILON,
+        worst_u,
+        failing,
+        points,
+        mean_bits: stability::bits(worst / f64::EPSILON),
+    };
+    rows.push(Row {
+        bijector: b.name.clone(),
+        quantity: "f' vs FD".into(),
+        precision: Precision::F64,
+        passed: failing == 0,
+        error: err,
+        note: None,
+    });
     rows
 }
 

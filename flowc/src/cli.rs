@@ -13,7 +13,11 @@ use runtime::io::{read_table, write_table, ReadOptions, Table};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
-#[command(name = "flowc", version, about = "A compiler for normalizing flows: write the forward map, get the inverse, the log-determinant and stable, checked formulas.")]
+#[command(
+    name = "flowc",
+    version,
+    about = "A compiler for normalizing flows: write the forward map, get the inverse, the log-determinant and stable, checked formulas."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -123,7 +127,11 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
             Ok(match format {
                 Format::Text => report::text(&d, name.as_deref(), timings),
                 Format::Latex => report::latex(&d, name.as_deref()),
-                Format::Json => serde_json::to_string_pretty(&report::json(&d, name.as_deref())).map_err(|e| Failure { code: 2, message: e.to_string() })? + "\n",
+                Format::Json => {
+                    serde_json::to_string_pretty(&report::json(&d, name.as_deref()))
+                        .map_err(|e| Failure { code: 2, message: e.to_string() })?
+                        + "\n"
+                }
             })
         }
         Command::Check { file, name } => {
@@ -164,7 +172,14 @@ fn parse_param(s: &str) -> Result<(String, f64), Failure> {
 }
 
 /// Evaluates every row; the output table has the outputs then log|det J| of the applied map.
-pub fn eval_table(d: &Derivation, name: &str, t: &Table, dir: Direction, params: &[String], input: &Path) -> Result<(Table, Vec<String>), Failure> {
+pub fn eval_table(
+    d: &Derivation,
+    name: &str,
+    t: &Table,
+    dir: Direction,
+    params: &[String],
+    input: &Path,
+) -> Result<(Table, Vec<String>), Failure> {
     let sets: Vec<(String, f64)> = params.iter().map(|s| parse_param(s)).collect::<Result<_, _>>()?;
     if let Some(f) = d.flow(name) {
         if t.cols != f.dim {
@@ -247,7 +262,11 @@ pub fn eval_table(d: &Derivation, name: &str, t: &Table, dir: Direction, params:
             }
         };
         if !v.is_finite() || ld.is_nan() {
-            return Err(user(format!("error: {}: row {}: the result at {u} is not a finite number ({v}); nothing was written", input.display(), r + 1)));
+            return Err(user(format!(
+                "error: {}: row {}: the result at {u} is not a finite number ({v}); nothing was written",
+                input.display(),
+                r + 1
+            )));
         }
         data.push(v);
         data.push(ld);
@@ -293,7 +312,13 @@ fn demo() -> Result<String, Failure> {
         interp::inverse(&d, f, &p, &x, &mut back);
         let lp = interp::log_prob(&d, f, &p, &x);
         let err = (back[0] - z[0]).abs().max((back[1] - z[1]).abs());
-        out.push_str(&format!("{:>24} {:>24} {:>12.6} {:>12.1e}\n", format!("({}, {})", z[0], z[1]), format!("({:.6}, {:.6})", x[0], x[1]), lp, err));
+        out.push_str(&format!(
+            "{:>24} {:>24} {:>12.6} {:>12.1e}\n",
+            format!("({}, {})", z[0], z[1]),
+            format!("({:.6}, {:.6})", x[0], x[1]),
+            lp,
+            err
+        ));
     }
     out.push_str(&format!("\nderive took {:.1} ms; the whole demo {:.1} ms\n", d.millis, start.elapsed().as_secs_f64() * 1e3));
     if !r.passed() {
@@ -305,7 +330,12 @@ fn demo() -> Result<String, Failure> {
 /// The entry point of the binary: parses arguments, runs, prints, and returns the exit code.
 pub fn main() -> i32 {
     std::panic::set_hook(Box::new(|info| {
-        let msg = info.payload().downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| info.payload().downcast_ref::<String>().cloned()).unwrap_or_default();
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
         let loc = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
         eprintln!("internal error: {msg}{loc}\nthis is a bug in flowc; please report it with the input that caused it");
     }));

@@ -29,11 +29,7 @@ impl Span {
     pub fn of(span: proc_macro2::Span) -> Span {
         let start = span.start();
         let end = span.end();
-        let len = if end.line == start.line && end.column > start.column {
-            end.column - start.column
-        } else {
-            1
-        };
+        let len = if end.line == start.line && end.column > start.column { end.column - start.column } else { 1 };
         Span::new(start.line, start.column, len)
     }
 
@@ -137,11 +133,7 @@ impl Diagnostics {
                 if let Some(line) = lines.get(span.line.wrapping_sub(1)) {
                     let num = span.line.to_string();
                     let pad = " ".repeat(num.len());
-                    let caret_pad: String = line
-                        .chars()
-                        .take(span.col)
-                        .map(|c| if c == '\t' { '\t' } else { ' ' })
-                        .collect();
+                    let caret_pad: String = line.chars().take(span.col).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
                     let width = span.len.min(line.chars().count().saturating_sub(span.col).max(1));
                     out.push_str(&format!("{pad} |\n{num} | {line}\n{pad} | {caret_pad}{}\n", "^".repeat(width)));
                 }

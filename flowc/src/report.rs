@@ -34,7 +34,11 @@ fn err_text(e: &Error) -> String {
         format!("{:.3}", e.max_ulps)
     };
     let bound = if e.max_ratio.is_infinite() { "inf".to_string() } else { format!("{:.3}", e.max_ratio / crate::derive::stability::BOUND) };
-    let fail = if e.failing > 0 { format!(", {} of {} points over the bound (worst at {:e})", e.failing, e.points, e.worst_u) } else { String::new() };
+    let fail = if e.failing > 0 {
+        format!(", {} of {} points over the bound (worst at {:e})", e.failing, e.points, e.worst_u)
+    } else {
+        String::new()
+    };
     format!("max {ulps} ulp, mean {:.2} bits, {bound} of bound{fail}", e.mean_bits)
 }
 
@@ -93,7 +97,8 @@ pub fn bijector_text(b: &BijectorDerivation, timings: bool) -> String {
         s.push_str(&format!("  e-graph      stopped at a limit in: {}; the best forms found are used\n", limited.join(", ")));
     }
     if timings {
-        let runs: Vec<String> = b.runs.iter().map(|r| format!("{} {} it/{} nodes/{} {:.1} ms", r.purpose, r.iterations, r.nodes, r.stop, r.millis)).collect();
+        let runs: Vec<String> =
+            b.runs.iter().map(|r| format!("{} {} it/{} nodes/{} {:.1} ms", r.purpose, r.iterations, r.nodes, r.stop, r.millis)).collect();
         s.push_str(&format!("  e-graph      {}\n", runs.join("; ")));
         s.push_str(&format!("  time         {:.1} ms\n", b.millis));
     }

@@ -25,7 +25,13 @@ fn assert_forward_and_log_det(b: &BijectorDerivation, xs: &[f64], params: &[(&st
     assert!(e.passes(), "{} forward: {e:?}", b.name);
     let slope = flowc::derive::diff::diff(&b.raw_log_det, "x").unwrap();
     let ld = reference_points(&[&b.raw_log_det, &b.log_det.chosen.expr], &slope, "x", xs, &env);
-    assert!(missing(&ld).is_empty(), "{}: no log-det reference at {:?} ({})", b.name, missing(&ld), flowc::ir::expr::to_infix(&b.log_det.chosen.expr));
+    assert!(
+        missing(&ld).is_empty(),
+        "{}: no log-det reference at {:?} ({})",
+        b.name,
+        missing(&ld),
+        flowc::ir::expr::to_infix(&b.log_det.chosen.expr)
+    );
     let e = measure(&b.log_det.chosen.expr, &ld, Precision::F64);
     assert!(e.passes(), "{} log-det: {e:?}", b.name);
 }

@@ -109,7 +109,20 @@ fn eval_forward_then_inverse_round_trips() {
     let input = write(dir.path(), "z.csv", "z0,z1\n0,0\n1.5,-2\n-30,1e5\n");
     let xs = dir.path().join("x.csv");
     let zs = dir.path().join("z2.npy");
-    let o = flowc(&["eval", m.to_str().unwrap(), "--name", "f", "--input", input.to_str().unwrap(), "--direction", "forward", "--output", xs.to_str().unwrap(), "--param", "layers.1.shift=0.5"]);
+    let o = flowc(&[
+        "eval",
+        m.to_str().unwrap(),
+        "--name",
+        "f",
+        "--input",
+        input.to_str().unwrap(),
+        "--direction",
+        "forward",
+        "--output",
+        xs.to_str().unwrap(),
+        "--param",
+        "layers.1.shift=0.5",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let x = runtime::io::read_table(&xs, &Default::default()).unwrap();
     assert_eq!((x.rows, x.cols), (3, 3));
@@ -117,13 +130,26 @@ fn eval_forward_then_inverse_round_trips() {
     let xin = dir.path().join("xin.csv");
     let t = runtime::io::Table::new(3, 2, (0..3).flat_map(|r| x.row(r)[..2].to_vec()).collect());
     runtime::io::write_table(&xin, &t, None).unwrap();
-    let o = flowc(&["eval", m.to_str().unwrap(), "--name", "f", "--input", xin.to_str().unwrap(), "--direction", "inverse", "--output", zs.to_str().unwrap(), "--param", "layers.1.shift=0.5"]);
+    let o = flowc(&[
+        "eval",
+        m.to_str().unwrap(),
+        "--name",
+        "f",
+        "--input",
+        xin.to_str().unwrap(),
+        "--direction",
+        "inverse",
+        "--output",
+        zs.to_str().unwrap(),
+        "--param",
+        "layers.1.shift=0.5",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let z = runtime::io::read_table(&zs, &Default::default()).unwrap();
     let z0 = [[0.0, 0.0], [1.5, -2.0], [-30.0, 1e5]];
-    for r in 0..3 {
-        for c in 0..2 {
-            let (a, b) = (z.row(r)[c], z0[r][c]);
+    for (r, zr) in z0.iter().enumerate() {
+        for (c, &b) in zr.iter().enumerate() {
+            let a = z.row(r)[c];
             assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "row {r}: {a} vs {b}");
         }
         // log|det| of the inverse is minus the forward one
@@ -142,9 +168,32 @@ fn bad_eval_input_exits_1_and_writes_nothing() {
         (vec!["--name".into(), "f".into(), "--input".into(), write(dir.path(), "c.csv", "").display().to_string()], "no data rows"),
         (vec!["--name".into(), "f".into(), "--input".into(), dir.path().join("missing.csv").display().to_string()], "missing.csv"),
         (vec!["--name".into(), "f".into(), "--input".into(), write(dir.path(), "d.txt", "1,2\n").display().to_string()], ".txt"),
-        (vec!["--name".into(), "log_map".into(), "--input".into(), write(dir.path(), "e.csv", "1\n-2\n").display().to_string()], "outside the domain"),
-        (vec!["--name".into(), "f".into(), "--param".into(), "layers.9.eps=1".into(), "--input".into(), write(dir.path(), "g.csv", "1,2\n").display().to_string()], "unknown parameter `layers.9.eps`"),
-        (vec!["--name".into(), "affine".into(), "--param".into(), "shift=abc".into(), "--input".into(), write(dir.path(), "h.csv", "1\n").display().to_string()], "not a number"),
+        (
+            vec!["--name".into(), "log_map".into(), "--input".into(), write(dir.path(), "e.csv", "1\n-2\n").display().to_string()],
+            "outside the domain",
+        ),
+        (
+            vec![
+                "--name".into(),
+                "f".into(),
+                "--param".into(),
+                "layers.9.eps=1".into(),
+                "--input".into(),
+                write(dir.path(), "g.csv", "1,2\n").display().to_string(),
+            ],
+            "unknown parameter `layers.9.eps`",
+        ),
+        (
+            vec![
+                "--name".into(),
+                "affine".into(),
+                "--param".into(),
+                "shift=abc".into(),
+                "--input".into(),
+                write(dir.path(), "h.csv", "1\n").display().to_string(),
+            ],
+            "not a number",
+        ),
     ];
     for (args, phrase) in cases {
         let mut all: Vec<String> = vec!["eval".into(), m.display().to_string()];

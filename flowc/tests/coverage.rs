@@ -47,7 +47,12 @@ fn every_op_evaluates_in_f64_high_precision_and_intervals() {
         let r = hp::eval(&e, &[("x", x)]).unwrap();
         assert!(v.is_finite(), "{op}: f64 gives {v}");
         assert!((v - r).abs() <= 4.0 * f64::EPSILON * r.abs().max(1e-300), "{op}: f64 {v} vs reference {r}");
-        let args: Vec<Interval> = op.children().iter().enumerate().map(|(i, _)| if i == 1 { Interval::point(2.0) } else { Interval::closed(x - 0.125, x + 0.125) }).collect();
+        let args: Vec<Interval> = op
+            .children()
+            .iter()
+            .enumerate()
+            .map(|(i, _)| if i == 1 { Interval::point(2.0) } else { Interval::closed(x - 0.125, x + 0.125) })
+            .collect();
         let range = Interval::apply(&op, &args);
         assert!(range.contains(v) || matches!(op, Math::Sym(_)), "{op}: {v} outside its interval {range}");
     }

@@ -24,7 +24,9 @@ fn instantiate_with(p: &PatternAst<Math>, vars: &[egg::Var], consts: Option<&[f6
                 let i = vars.iter().filter(|w| w.to_string() != "?y").position(|w| w == v).unwrap_or(0);
                 let name = if v.to_string() == "?y" { "y" } else { VARS[i] };
                 match consts {
-                    _ if fixed.map(|f| f.0 == i).unwrap_or(false) && v.to_string() != "?y" => e.add(Math::Num(flowc::ir::Const::new(fixed.unwrap().1).unwrap())),
+                    _ if fixed.map(|f| f.0 == i).unwrap_or(false) && v.to_string() != "?y" => {
+                        e.add(Math::Num(flowc::ir::Const::new(fixed.unwrap().1).unwrap()))
+                    }
                     Some(c) if v.to_string() != "?y" => e.add(Math::Num(flowc::ir::Const::new(c[i]).unwrap())),
                     _ => e.add(Math::Sym(Symbol::from(name))),
                 }
@@ -150,47 +152,53 @@ fn every_rule_holds_numerically() {
         let mut checked = 0;
         // first with symbols only, then with the last variable a small odd integer
         for fixed in [None, Some((nvars.saturating_sub(1), 3.0))] {
-        if checked > 0 {
-            break;
-        }
-        let lhs = instantiate_with(l, &vars, None, fixed);
-        let rhs = instantiate_with(r, &vars, None, fixed);
-        for vals in assignments(nvars) {
-            if !fires(&rule, point_domains(&vals), &lhs, &rhs) {
-                continue;
+            if checked > 0 {
+                break;
             }
-            if solve.contains(&name) {
-                // (solve y F[a]) => (solve G[y] a) or => y: G(F(a)) = a, checked through the
-                // first argument of each side
-                let (Math::Solve([ly, lf]), rhs_root) = (&lhs[flowc::ir::expr::root(&lhs)], &rhs[flowc::ir::expr::root(&rhs)]) else { panic!("{name}") };
-                let _ = ly;
-                let fexpr: Expr = subtree(&lhs, *lf);
-                let Some(yv) = hp::eval_with(&fexpr, &env(&vals, 0.0)) else { continue };
-                if !yv.is_finite() {
+            let lhs = instantiate_with(l, &vars, None, fixed);
+            let rhs = instantiate_with(r, &vars, None, fixed);
+            for vals in assignments(nvars) {
+                if !fires(&rule, point_domains(&vals), &lhs, &rhs) {
                     continue;
                 }
-                let (g, target) = match rhs_root {
-                    Math::Solve([gy, ga]) => (subtree(&rhs, *gy), subtree(&rhs, *ga)),
-                    _ => (rhs.clone(), subtree(&lhs, *lf)),
-                };
-                let (Some(gv), Some(tv)) = (hp::eval_with(&g, &env(&vals, yv)), hp::eval_with(&target, &env(&vals, 0.0))) else { continue };
-                if !gv.is_finite() || !tv.is_finite() {
-                    continue;
+                if solve.contains(&name) {
+                    // (solve y F[a]) => (solve G[y] a) or => y: G(F(a)) = a, checked through the
+                    // first argument of each side
+                    let (Math::Solve([ly, lf]), rhs_root) = (&lhs[flowc::ir::expr::root(&lhs)], &rhs[flowc::ir::expr::root(&rhs)]) else {
+                        panic!("{name}")
+                    };
+                    let _ = ly;
+                    let fexpr: Expr = subtree(&lhs, *lf);
+                    let Some(yv) = hp::eval_with(&fexpr, &env(&vals, 0.0)) else { continue };
+                    if !yv.is_finite() {
+                        continue;
+                    }
+                    let (g, target) = match rhs_root {
+                        Math::Solve([gy, ga]) => (subtree(&rhs, *gy), subtree(&rhs, *ga)),
+                        _ => (rhs.clone(), subtree(&lhs, *lf)),
+                    };
+                    let (Some(gv), Some(tv)) = (hp::eval_with(&g, &env(&vals, yv)), hp::eval_with(&target, &env(&vals, 0.0))) else {
+                        continue;
+                    };
+                    if !gv.is_finite() || !tv.is_finite() {
+                        continue;
+                    }
+                    if matches!(rhs_root, Math::Solve(_)) {
+                        // y' = G(y) must satisfy target(a) = y'
+                        assert!(close(gv, tv), "{name} at {vals:?}: {gv} vs {tv}");
+                    }
+                    checked += 1;
+                } else {
+                    let (Some(a), Some(b)) = (hp::eval_with(&lhs, &env(&vals, 0.0)), hp::eval_with(&rhs, &env(&vals, 0.0))) else {
+                        continue;
+                    };
+                    if !a.is_finite() || !b.is_finite() {
+                        continue;
+                    }
+                    assert!(close(a, b), "rule `{name}` at {vals:?}: lhs {a} != rhs {b}");
+                    checked += 1;
                 }
-                if matches!(rhs_root, Math::Solve(_)) {
-                    // y' = G(y) must satisfy target(a) = y'
-                    assert!(close(gv, tv), "{name} at {vals:?}: {gv} vs {tv}");
-                }
-                checked += 1;
-            } else {
-                let (Some(a), Some(b)) = (hp::eval_with(&lhs, &env(&vals, 0.0)), hp::eval_with(&rhs, &env(&vals, 0.0))) else { continue };
-                if !a.is_finite() || !b.is_finite() {
-                    continue;
-                }
-                assert!(close(a, b), "rule `{name}` at {vals:?}: lhs {a} != rhs {b}");
-                checked += 1;
             }
-        }
         }
         assert!(checked > 0 || name == "solve-x", "rule `{name}` was never checked numerically");
     }

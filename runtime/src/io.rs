@@ -70,11 +70,7 @@ impl Table {
     ///
     /// If `i >= rows`.
     pub fn row(&self, i: usize) -> &[f64] {
-        assert!(
-            i < self.rows,
-            "Table::row: row {i} out of range for {} rows",
-            self.rows
-        );
+        assert!(i < self.rows, "Table::row: row {i} out of range for {} rows", self.rows);
         &self.data[i * self.cols..(i + 1) * self.cols]
     }
 }
@@ -103,10 +99,7 @@ pub enum Format {
 pub fn format_of(path: &Path) -> Result<Format, IoError> {
     const SUPPORTED: &str = "supported extensions are .csv and .npy";
     let Some(ext) = path.extension() else {
-        return Err(IoError::new(
-            path,
-            format!("file name has no extension; {SUPPORTED}"),
-        ));
+        return Err(IoError::new(path, format!("file name has no extension; {SUPPORTED}")));
     };
     let ext = ext.to_string_lossy();
     if ext.eq_ignore_ascii_case("csv") {
@@ -114,10 +107,7 @@ pub fn format_of(path: &Path) -> Result<Format, IoError> {
     } else if ext.eq_ignore_ascii_case("npy") {
         Ok(Format::Npy)
     } else {
-        Err(IoError::new(
-            path,
-            format!("unsupported file extension `.{ext}`; {SUPPORTED}"),
-        ))
+        Err(IoError::new(path, format!("unsupported file extension `.{ext}`; {SUPPORTED}")))
     }
 }
 
@@ -144,13 +134,11 @@ pub fn read_table(path: &Path, opts: &ReadOptions) -> Result<Table, IoError> {
     let format = format_of(path)?;
     match format {
         Format::Csv => {
-            let file = std::fs::File::open(path)
-                .map_err(|e| IoError::new(path, format!("cannot open for reading: {e}")))?;
+            let file = std::fs::File::open(path).map_err(|e| IoError::new(path, format!("cannot open for reading: {e}")))?;
             csv::read(file, path, opts)
         }
         Format::Npy => {
-            let bytes =
-                std::fs::read(path).map_err(|e| IoError::new(path, format!("cannot read: {e}")))?;
+            let bytes = std::fs::read(path).map_err(|e| IoError::new(path, format!("cannot read: {e}")))?;
             npy::parse(&bytes, path, opts)
         }
     }
@@ -187,48 +175,25 @@ pub fn write_table(path: &Path, table: &Table, header: Option<&[String]>) -> Res
 }
 
 /// Checks everything about a write that can be checked before touching the disk.
-fn check_writable(
-    path: &Path,
-    table: &Table,
-    header: Option<&[String]>,
-    format: Format,
-) -> Result<(), IoError> {
+fn check_writable(path: &Path, table: &Table, header: Option<&[String]>, format: Format) -> Result<(), IoError> {
     if table.rows.checked_mul(table.cols) != Some(table.data.len()) {
         return Err(IoError::new(
             path,
-            format!(
-                "table is inconsistent: {} rows × {} columns but {} values",
-                table.rows,
-                table.cols,
-                table.data.len()
-            ),
+            format!("table is inconsistent: {} rows × {} columns but {} values", table.rows, table.cols, table.data.len()),
         ));
     }
     if table.rows == 0 || table.cols == 0 {
         return Err(IoError::new(
             path,
-            format!(
-                "refusing to write an empty table ({} rows × {} columns): read_table would reject it",
-                table.rows, table.cols
-            ),
+            format!("refusing to write an empty table ({} rows × {} columns): read_table would reject it", table.rows, table.cols),
         ));
     }
     if let Some(names) = header {
         if names.len() != table.cols {
-            return Err(IoError::new(
-                path,
-                format!(
-                    "header has {} names but the table has {} columns",
-                    names.len(),
-                    table.cols
-                ),
-            ));
+            return Err(IoError::new(path, format!("header has {} names but the table has {} columns", names.len(), table.cols)));
         }
         if format == Format::Csv && names.iter().all(|name| csv::parse_number(name).is_some()) {
-            return Err(IoError::new(
-                path,
-                "every header name is a number, so the header would be read back as a data row",
-            ));
+            return Err(IoError::new(path, "every header name is a number, so the header would be read back as a data row"));
         }
     }
     Ok(())
@@ -248,21 +213,11 @@ mod tests {
     #[test]
     fn format_of_rejects_other_extensions() {
         let e = format_of(Path::new("a.txt")).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "a.txt: unsupported file extension `.txt`; supported extensions are .csv and .npy"
-        );
+        assert_eq!(e.to_string(), "a.txt: unsupported file extension `.txt`; supported extensions are .csv and .npy");
         let e = format_of(Path::new("dir.csv/noext")).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("no extension; supported extensions are .csv and .npy"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("no extension; supported extensions are .csv and .npy"), "{e}");
         assert!(format_of(Path::new("a.csv.gz")).is_err());
-        assert!(
-            format_of(Path::new(".csv")).is_err(),
-            "a dot file has no extension"
-        );
+        assert!(format_of(Path::new(".csv")).is_err(), "a dot file has no extension");
     }
 
     #[test]

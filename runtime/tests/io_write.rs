@@ -6,10 +6,7 @@ use std::path::Path;
 use runtime::io::{read_table, write_table, ReadOptions, Table};
 
 fn names_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut names: Vec<String> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     names
 }
@@ -52,42 +49,13 @@ fn missing_directory_is_an_error_and_creates_nothing() {
 #[test]
 fn failed_writes_leave_an_existing_file_untouched() {
     let dir = tempfile::tempdir().unwrap();
-    let inconsistent = Table {
-        rows: 3,
-        cols: 2,
-        data: vec![1.0; 5],
-    };
+    let inconsistent = Table { rows: 3, cols: 2, data: vec![1.0; 5] };
     let cases: [(&str, Table, Option<Vec<String>>, &str); 5] = [
-        (
-            "a.csv",
-            small(),
-            Some(vec!["only one".into()]),
-            "header has 1 names but the table has 2 columns",
-        ),
-        (
-            "a.csv",
-            small(),
-            Some(vec!["1".into(), "2".into()]),
-            "would be read back as a data row",
-        ),
-        (
-            "a.npy",
-            inconsistent,
-            None,
-            "table is inconsistent: 3 rows × 2 columns but 5 values",
-        ),
-        (
-            "a.npy",
-            Table::new(0, 2, vec![]),
-            None,
-            "refusing to write an empty table (0 rows × 2 columns)",
-        ),
-        (
-            "a.csv",
-            Table::new(3, 0, vec![]),
-            None,
-            "refusing to write an empty table (3 rows × 0 columns)",
-        ),
+        ("a.csv", small(), Some(vec!["only one".into()]), "header has 1 names but the table has 2 columns"),
+        ("a.csv", small(), Some(vec!["1".into(), "2".into()]), "would be read back as a data row"),
+        ("a.npy", inconsistent, None, "table is inconsistent: 3 rows × 2 columns but 5 values"),
+        ("a.npy", Table::new(0, 2, vec![]), None, "refusing to write an empty table (0 rows × 2 columns)"),
+        ("a.csv", Table::new(3, 0, vec![]), None, "refusing to write an empty table (3 rows × 0 columns)"),
     ];
     for (name, table, header, want) in cases {
         let path = dir.path().join(name);
@@ -118,11 +86,7 @@ fn failed_rename_leaves_the_target_and_no_temporary_file() {
 fn unsupported_extension_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let e = write_table(&dir.path().join("a.json"), &small(), None).unwrap_err();
-    assert!(
-        e.to_string()
-            .contains("supported extensions are .csv and .npy"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("supported extensions are .csv and .npy"), "{e}");
     assert!(names_in(dir.path()).is_empty());
 }
 

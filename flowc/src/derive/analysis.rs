@@ -53,7 +53,8 @@ impl Analysis<Math> for Domains {
                     "e" => Some(std::f64::consts::E),
                     _ => None,
                 };
-                let range = constant.map(Interval::point).unwrap_or_else(|| egraph.analysis.symbols.get(s).copied().unwrap_or(Interval::REAL));
+                let range =
+                    constant.map(Interval::point).unwrap_or_else(|| egraph.analysis.symbols.get(s).copied().unwrap_or(Interval::REAL));
                 Facts { constant: None, has_x: *s == x, range, refinements: 0 }
             }
             // the solution of f(x) = y lies in the domain of x and does not depend on x
@@ -88,8 +89,8 @@ impl Analysis<Math> for Domains {
             a.constant = b.constant;
         }
         a.has_x = a.has_x && b.has_x;
-        if a.constant.is_some() {
-            a.range = Interval::point(a.constant.unwrap());
+        if let Some(c) = a.constant {
+            a.range = Interval::point(c);
         } else if a.refinements < MAX_REFINEMENTS {
             let m = a.range.meet(&b.range);
             if m != a.range {
@@ -108,7 +109,8 @@ impl Analysis<Math> for Domains {
             }
         }
         // `solve(t, f)`: on the inverse's domain t is a value of f, so t lies in f's range
-        let goals: Vec<(Id, Id)> = egraph[id].nodes.iter().filter_map(|n| if let Math::Solve([t, f]) = n { Some((*t, *f)) } else { None }).collect();
+        let goals: Vec<(Id, Id)> =
+            egraph[id].nodes.iter().filter_map(|n| if let Math::Solve([t, f]) = n { Some((*t, *f)) } else { None }).collect();
         for (t, f) in goals {
             let (t, f) = (egraph.find(t), egraph.find(f));
             let fr = egraph[f].data.range;

@@ -18,7 +18,7 @@ pub mod stability;
 
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::ir::expr::{self, Builder, Expr};
-use crate::ir::{eval, hp, Base, Bijector, InverseHint, Interval, Layer, Math, Module, Param, X, Y};
+use crate::ir::{eval, hp, Base, Bijector, Interval, InverseHint, Layer, Math, Module, Param, X, Y};
 use analysis::Domains;
 use egg::Symbol;
 use run::{candidates, saturate, Limits, RunReport};
@@ -258,7 +258,8 @@ pub fn derive_bijector(b: &Bijector, limits: Limits) -> Result<BijectorDerivatio
         let mut signs = (0usize, 0usize);
         for env in &psets {
             for &x in ord.iter().chain(&ext) {
-                let look = |s: Symbol| if s.as_str() == X { x } else { env.iter().find(|(n, _)| *n == s).map(|(_, v)| *v).unwrap_or(f64::NAN) };
+                let look =
+                    |s: Symbol| if s.as_str() == X { x } else { env.iter().find(|(n, _)| *n == s).map(|(_, v)| *v).unwrap_or(f64::NAN) };
                 match hp::eval_with(&raw_d, &look) {
                     Some(v) if v > 0.0 => signs.0 += 1,
                     Some(v) if v < 0.0 => signs.1 += 1,
@@ -270,8 +271,11 @@ pub fn derive_bijector(b: &Bijector, limits: Limits) -> Result<BijectorDerivatio
             (p, 0) if p > 0 => (Monotone::Increasing, false),
             (0, n) if n > 0 => (Monotone::Decreasing, false),
             _ => {
-                return Err(Diagnostic::error(b.body_span, format!("`{}` is not monotone: its derivative changes sign on the domain", b.name))
-                    .help(format!("f'(x) = {}; a bijector must be strictly increasing or decreasing", expr::to_infix(&derivative))))
+                return Err(Diagnostic::error(
+                    b.body_span,
+                    format!("`{}` is not monotone: its derivative changes sign on the domain", b.name),
+                )
+                .help(format!("f'(x) = {}; a bijector must be strictly increasing or decreasing", expr::to_infix(&derivative))))
             }
         }
     } else {
@@ -312,8 +316,9 @@ pub fn derive_bijector(b: &Bijector, limits: Limits) -> Result<BijectorDerivatio
             }
             if c.is_empty() {
                 let why = if hit { " (the e-graph search stopped at its limit)" } else { "" };
-                return Err(Diagnostic::error(b.body_span, format!("no closed-form inverse found for `{}`{why}", b.name))
-                    .help("add `where inverse = numeric` to invert by a bracketed root-find, or give it: `where inverse = EXPR` in terms of `y`"));
+                return Err(Diagnostic::error(b.body_span, format!("no closed-form inverse found for `{}`{why}", b.name)).help(
+                    "add `where inverse = numeric` to invert by a bracketed root-find, or give it: `where inverse = EXPR` in terms of `y`",
+                ));
             }
             Some((c, None))
         }
@@ -333,7 +338,13 @@ pub fn derive_bijector(b: &Bijector, limits: Limits) -> Result<BijectorDerivatio
                 let mut n = 0;
                 for env in &psets {
                     for &x in &ord {
-                        let look = |s: Symbol| if s.as_str() == X { x } else { env.iter().find(|(n, _)| *n == s).map(|(_, v)| *v).unwrap_or(f64::NAN) };
+                        let look = |s: Symbol| {
+                            if s.as_str() == X {
+                                x
+                            } else {
+                                env.iter().find(|(n, _)| *n == s).map(|(_, v)| *v).unwrap_or(f64::NAN)
+                            }
+                        };
                         let back = hp::eval_with(&rt, &look).unwrap_or(f64::NAN);
                         if !(back.is_finite() && (back - x).abs() <= 1e-12 * (1.0 + x.abs())) {
                             return Err(Diagnostic::error(*span, format!("the given inverse of `{}` is wrong", b.name)).help(format!(
@@ -426,7 +437,13 @@ fn outputs(f: &Expr, inputs: &[f64], psets: &[Vec<(Symbol, f64)>]) -> Vec<Vec<f6
             inputs
                 .iter()
                 .filter_map(|&x| {
-                    let look = |s: Symbol| if s.as_str() == X { x } else { env.iter().find(|(n, _)| *n == s).map(|(_, v)| *v).unwrap_or(f64::NAN) };
+                    let look = |s: Symbol| {
+                        if s.as_str() == X {
+                            x
+                        } else {
+                            env.iter().find(|(n, _)| *n == s).map(|(_, v)| *v).unwrap_or(f64::NAN)
+                        }
+                    };
                     hp::eval_with(f, &look).filter(|v| v.is_finite())
                 })
                 .collect()

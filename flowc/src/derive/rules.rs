@@ -190,7 +190,7 @@ pub fn hyperbolic() -> Vec<Rule> {
         rw!("tanh-neg";       "(tanh (neg ?a))"      => "(neg (tanh ?a))"),           // ;; tanh(-a) = -tanh a
         rw!("asinh-neg";      "(asinh (neg ?a))"     => "(neg (asinh ?a))"),          // ;; asinh(-a) = -asinh a
         rw!("atanh-neg";      "(atanh (neg ?a))"     => "(neg (atanh ?a))"),          // ;; atanh(-a) = -atanh a
-        rw!("atan-tan";       "(atan (tan ?a))"      => "?a" if within("?a", -1.5707963267948966, 1.5707963267948966)), // ;; atan(tan a) = a, |a| < pi/2
+        rw!("atan-tan";       "(atan (tan ?a))"      => "?a" if within("?a", -std::f64::consts::FRAC_PI_2, std::f64::consts::FRAC_PI_2)), // ;; atan(tan a) = a, |a| < pi/2
         rw!("tan-atan";       "(tan (atan ?a))"      => "?a"),                        // ;; tan(atan a) = a
         rw!("cos-shift";      "(cos (* pi (- ?a 0.5)))" => "(sin (* pi ?a))"),        // ;; cos(pi a - pi/2) = sin(pi a)
         rw!("tan-shift";      "(tan (* pi (- ?a 0.5)))" => "(neg (/ 1 (tan (* pi ?a))))"), // ;; tan(pi a - pi/2) = -1/tan(pi a)
@@ -279,7 +279,7 @@ pub fn solve() -> Vec<Rule> {
         rw!("solve-cosh-neg"; "(solve ?y (cosh ?a))"        => "(solve (neg (acosh ?y)) ?a)" if nonpos("?a")),     // ;; cosh a = y, a <= 0: a = -acosh y
         rw!("solve-acosh";    "(solve ?y (acosh ?a))"       => "(solve (cosh ?y) ?a)"),                            // ;; acosh a = y: a = cosh y
         rw!("solve-atan";     "(solve ?y (atan ?a))"        => "(solve (tan ?y) ?a)"),                             // ;; atan a = y: a = tan y
-        rw!("solve-tan";      "(solve ?y (tan ?a))"         => "(solve (atan ?y) ?a)" if within("?a", -1.5707963267948966, 1.5707963267948966)), // ;; tan a = y, |a| < pi/2: a = atan y
+        rw!("solve-tan";      "(solve ?y (tan ?a))"         => "(solve (atan ?y) ?a)" if within("?a", -std::f64::consts::FRAC_PI_2, std::f64::consts::FRAC_PI_2)), // ;; tan a = y, |a| < pi/2: a = atan y
         rw!("solve-sigmoid";  "(solve ?y (sigmoid ?a))"     => "(solve (logit ?y) ?a)"),                           // ;; sigmoid a = y: a = logit y
         rw!("solve-logit";    "(solve ?y (logit ?a))"       => "(solve (sigmoid ?y) ?a)"),                         // ;; logit a = y: a = sigmoid y
         rw!("solve-softplus"; "(solve ?y (softplus ?a))"    => "(solve (+ ?y (log (neg (expm1 (neg ?y))))) ?a)"),  // ;; softplus a = y: a = y + log(1 - e^-y)

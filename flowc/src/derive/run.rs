@@ -44,10 +44,8 @@ impl RunReport {
 
 /// Runs `rules` on a graph seeded with `roots`; returns the graph, the roots' ids and the report.
 pub fn saturate(purpose: &str, domains: Domains, roots: &[&Expr], rules: &[Rule], limits: Limits) -> (Graph, Vec<Id>, RunReport) {
-    let mut runner = Runner::<Math, Domains>::new(domains)
-        .with_iter_limit(limits.iterations)
-        .with_node_limit(limits.nodes)
-        .with_time_limit(limits.time);
+    let mut runner =
+        Runner::<Math, Domains>::new(domains).with_iter_limit(limits.iterations).with_node_limit(limits.nodes).with_time_limit(limits.time);
     for r in roots {
         runner = runner.with_expr(r);
     }
@@ -194,7 +192,15 @@ pub fn candidates(g: &Graph, id: Id) -> Vec<Expr> {
 }
 
 /// Builds the best tree of `class`, except that class `at` uses `node`.
-fn build_with(g: &Graph, ex: &Extractor<OpCost<'_>, Math, super::analysis::Domains>, class: Id, at: Id, node: &Math, b: &mut crate::ir::expr::Builder, depth: usize) -> Option<Id> {
+fn build_with(
+    g: &Graph,
+    ex: &Extractor<OpCost<'_>, Math, super::analysis::Domains>,
+    class: Id,
+    at: Id,
+    node: &Math,
+    b: &mut crate::ir::expr::Builder,
+    depth: usize,
+) -> Option<Id> {
     if depth > 48 {
         return None;
     }

@@ -148,7 +148,10 @@ pub fn reference_points(refs: &[&Expr], slope: &Expr, input: &str, inputs: &[f64
             let mut p = RefPoint { env: env.clone(), input, u, value: 0.0, slope: 0.0 };
             let look = |s: Symbol| p.lookup(s);
             let first = refs.first().and_then(|r| hp::eval_with(r, &look)).filter(|v| v.is_finite());
-            let Some(v) = first.or_else(|| refs.iter().skip(1).find_map(|r| hp::eval_up_to(r, &look, 512).filter(|v| v.is_finite()))) else { continue };
+            let Some(v) = first.or_else(|| refs.iter().skip(1).find_map(|r| hp::eval_up_to(r, &look, 512).filter(|v| v.is_finite())))
+            else {
+                continue;
+            };
             // the slope only scales the bound: f64 suffices unless it is not finite there
             let d64 = eval::eval_with(slope, &look);
             let d = if d64.is_finite() { d64 } else { hp::eval_with(slope, &look).unwrap_or(f64::INFINITY) };
@@ -373,11 +376,13 @@ fn regimes(all: &[Candidate], pts: &[RefPoint], current: (usize, f64)) -> Option
 pub fn choose(naive: &Expr, candidates: Vec<Expr>, pts: &[RefPoint]) -> Choice {
     let mut c = choose_one(naive, candidates, pts);
     // the best any single form does: a branch must beat it
-    let single = c
-        .candidates
-        .iter()
-        .map(|k| k.score())
-        .fold((usize::MAX, f64::INFINITY), |a, b| if b.0 < a.0 || (b.0 == a.0 && b.1 < a.1) { b } else { a });
+    let single = c.candidates.iter().map(|k| k.score()).fold((usize::MAX, f64::INFINITY), |a, b| {
+        if b.0 < a.0 || (b.0 == a.0 && b.1 < a.1) {
+            b
+        } else {
+            a
+        }
+    });
     if c.chosen.score().0 > 0 || c.chosen.error.mean_bits > 1.0 {
         if let Some(e) = regimes(&c.candidates, pts, single) {
             let cand = Candidate::measure(&e, pts);

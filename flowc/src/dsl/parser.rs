@@ -4,7 +4,7 @@ use super::ast::*;
 use crate::diag::{Diagnostic, Diagnostics};
 use proc_macro2::{Span, TokenStream, TokenTree};
 use syn::parse::{ParseStream, Parser};
-use syn::{Token, token};
+use syn::{token, Token};
 
 mod kw {
     syn::custom_keyword!(bijector);

@@ -141,8 +141,8 @@ pub fn to_latex(e: &Expr) -> String {
 
 fn latex_sym(s: &str) -> String {
     const GREEK: &[&str] = &[
-        "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "kappa", "lambda", "mu", "nu", "xi",
-        "rho", "sigma", "tau", "phi", "chi", "psi", "omega",
+        "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau",
+        "phi", "chi", "psi", "omega",
     ];
     if s == "eps" {
         return "\\varepsilon".into();

@@ -246,7 +246,15 @@ fn eval_tracked(e: &Expr, env: &dyn Fn(Symbol, usize) -> BigFloat, p: usize) -> 
                     let args: Vec<&BigFloat> = ch.iter().map(|c| &vals[usize::from(*c)]).collect();
                     let ae: Vec<i64> = ch.iter().map(|c| errs[usize::from(*c)]).collect();
                     let r = apply(node, &args, p, cc);
-                    let own = if r.inexact() || !matches!(node, Math::Add(_) | Math::Sub(_) | Math::Mul(_) | Math::Neg(_) | Math::Abs(_) | Math::Sign(_) | Math::IfPos(_)) { round } else { EXACT };
+                    let own = if r.inexact()
+                        || !matches!(
+                            node,
+                            Math::Add(_) | Math::Sub(_) | Math::Mul(_) | Math::Neg(_) | Math::Abs(_) | Math::Sign(_) | Math::IfPos(_)
+                        ) {
+                        round
+                    } else {
+                        EXACT
+                    };
                     let worst = ae.iter().copied().max().unwrap_or(EXACT);
                     let eo = exponent(&r);
                     let ea = args.first().and_then(|a| exponent(a));
@@ -256,7 +264,12 @@ fn eval_tracked(e: &Expr, env: &dyn Fn(Symbol, usize) -> BigFloat, p: usize) -> 
                         match node {
                             Math::Add(_) | Math::Sub(_) => {
                                 // absolute error exponent of each operand, relative to the result
-                                let abs_err = ch.iter().zip(&args).map(|(c, a)| exponent(a).map(|x| errs[usize::from(*c)] + x).unwrap_or(EXACT)).max().unwrap_or(EXACT);
+                                let abs_err = ch
+                                    .iter()
+                                    .zip(&args)
+                                    .map(|(c, a)| exponent(a).map(|x| errs[usize::from(*c)] + x).unwrap_or(EXACT))
+                                    .max()
+                                    .unwrap_or(EXACT);
                                 match eo {
                                     Some(o) => abs_err - o,
                                     // a cancelled zero whose absolute error is below every f64 is
@@ -267,8 +280,18 @@ fn eval_tracked(e: &Expr, env: &dyn Fn(Symbol, usize) -> BigFloat, p: usize) -> 
                                 }
                             }
                             Math::Mul(_) | Math::Div(_) | Math::Hypot(_) => worst + 1,
-                            Math::Neg(_) | Math::Abs(_) | Math::Sign(_) | Math::Sqrt(_) | Math::Cbrt(_) | Math::Atan(_) | Math::Asinh(_)
-                            | Math::Tanh(_) | Math::Sigmoid(_) | Math::Softplus(_) | Math::Log1p(_) | Math::LogCosh(_) => worst,
+                            Math::Neg(_)
+                            | Math::Abs(_)
+                            | Math::Sign(_)
+                            | Math::Sqrt(_)
+                            | Math::Cbrt(_)
+                            | Math::Atan(_)
+                            | Math::Asinh(_)
+                            | Math::Tanh(_)
+                            | Math::Sigmoid(_)
+                            | Math::Softplus(_)
+                            | Math::Log1p(_)
+                            | Math::LogCosh(_) => worst,
                             Math::IfPos([c, a, b]) => {
                                 let cv = &vals[usize::from(*c)];
                                 let pick = if cv.is_positive() && !cv.is_zero() { a } else { b };
@@ -285,8 +308,20 @@ fn eval_tracked(e: &Expr, env: &dyn Fn(Symbol, usize) -> BigFloat, p: usize) -> 
                             // log: condition 1/|log a|; acosh near 1 similarly
                             Math::Log(_) | Math::Acosh(_) => worst + eo.map(|o| -o).unwrap_or(0).max(0),
                             // sin, cos, tan: condition |a f'(a)/f(a)|
-                            Math::Sin(_) | Math::Cos(_) => worst + match (ea, eo) { (Some(i), Some(o)) => (i - o).max(0), _ => 0 },
-                            Math::Tan(_) => worst + match (ea, eo) { (Some(i), Some(o)) => (i - o).abs(), _ => 0 },
+                            Math::Sin(_) | Math::Cos(_) => {
+                                worst
+                                    + match (ea, eo) {
+                                        (Some(i), Some(o)) => (i - o).max(0),
+                                        _ => 0,
+                                    }
+                            }
+                            Math::Tan(_) => {
+                                worst
+                                    + match (ea, eo) {
+                                        (Some(i), Some(o)) => (i - o).abs(),
+                                        _ => 0,
+                                    }
+                            }
                             // near the ends of the domain: about 1/(1 - |a|)
                             Math::Atanh(_) => worst + exponent(&num(1.0, p).sub(&args[0].abs(), p, RM)).map(|x| -x).unwrap_or(0).max(0),
                             Math::Logit(_) => {
@@ -299,8 +334,14 @@ fn eval_tracked(e: &Expr, env: &dyn Fn(Symbol, usize) -> BigFloat, p: usize) -> 
                     };
                     // an exact zero computed from inexact arguments (log of a rounded 1, sin of a
                     // rounded pi) says nothing about the true value, unless a factor is exactly 0
-                    let exact_zero_factor = matches!(node, Math::Mul(_) | Math::Div(_)) && ch.iter().zip(&args).any(|(c, a)| a.is_zero() && errs[usize::from(*c)] <= EXACT / 2);
-                    let carried = if r.is_zero() && worst > EXACT / 2 && !exact_zero_factor && carried < UNKNOWN / 2 && !matches!(node, Math::Add(_) | Math::Sub(_)) {
+                    let exact_zero_factor = matches!(node, Math::Mul(_) | Math::Div(_))
+                        && ch.iter().zip(&args).any(|(c, a)| a.is_zero() && errs[usize::from(*c)] <= EXACT / 2);
+                    let carried = if r.is_zero()
+                        && worst > EXACT / 2
+                        && !exact_zero_factor
+                        && carried < UNKNOWN / 2
+                        && !matches!(node, Math::Add(_) | Math::Sub(_))
+                    {
                         UNKNOWN
                     } else {
                         carried
@@ -369,12 +410,13 @@ pub fn eval(e: &Expr, env: &[(&str, f64)]) -> Option<f64> {
 }
 
 /// d e / d var at a point, by a central difference in high precision (an independent
-/// check of symbolic derivatives): step h = max(2^-120·|x|, 2^-600), evaluated at 2048
-/// bits, so truncation (~h²) and rounding (~2^-2048/h) errors are far below f64 resolution.
+/// check of symbolic derivatives): step h = 2^-120·|x| (2^-600 at 0), evaluated at 2048
+/// bits, so truncation (~h²) and rounding (~2^-2048/h) errors are far below f64 resolution
+/// from 1e-300 to 1e300.
 pub fn central_difference(e: &Expr, var: &str, x: f64, env: &dyn Fn(Symbol) -> f64) -> f64 {
     let p = 2048;
     let var = Symbol::from(var);
-    let h = num((x.abs() * 2f64.powi(-120)).max(2f64.powi(-600)), p);
+    let h = if x == 0.0 { num(2f64.powi(-600), p) } else { num(x.abs(), p).mul(&num(2f64.powi(-120), p), p, RM) };
     let xb = num(x, p);
     let at = |xv: BigFloat| {
         let look = move |s: Symbol, p: usize| if s == var { xv.clone() } else { num(env(s), p) };

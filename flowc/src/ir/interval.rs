@@ -96,8 +96,20 @@ impl Interval {
     }
     /// The smallest interval containing both.
     pub fn join(&self, o: &Interval) -> Interval {
-        let lo = if self.lo < o.lo { self.lo_end() } else if o.lo < self.lo { o.lo_end() } else { (self.lo, self.lo_open && o.lo_open) };
-        let hi = if self.hi > o.hi { self.hi_end() } else if o.hi > self.hi { o.hi_end() } else { (self.hi, self.hi_open && o.hi_open) };
+        let lo = if self.lo < o.lo {
+            self.lo_end()
+        } else if o.lo < self.lo {
+            o.lo_end()
+        } else {
+            (self.lo, self.lo_open && o.lo_open)
+        };
+        let hi = if self.hi > o.hi {
+            self.hi_end()
+        } else if o.hi > self.hi {
+            o.hi_end()
+        } else {
+            (self.hi, self.hi_open && o.hi_open)
+        };
         Interval::from_ends(lo, hi)
     }
 
@@ -135,19 +147,18 @@ impl Interval {
         Interval { lo: -self.hi, hi: -self.lo, lo_open: self.hi_open, hi_open: self.lo_open }
     }
     pub fn add(&self, o: &Interval) -> Interval {
-        Interval {
-            lo: self.lo + o.lo,
-            hi: self.hi + o.hi,
-            lo_open: self.lo_open || o.lo_open,
-            hi_open: self.hi_open || o.hi_open,
-        }
-        .fix()
+        Interval { lo: self.lo + o.lo, hi: self.hi + o.hi, lo_open: self.lo_open || o.lo_open, hi_open: self.hi_open || o.hi_open }.fix()
     }
     pub fn sub(&self, o: &Interval) -> Interval {
         self.add(&o.neg())
     }
     pub fn mul(&self, o: &Interval) -> Interval {
-        let c = [end_mul(self.lo_end(), o.lo_end()), end_mul(self.lo_end(), o.hi_end()), end_mul(self.hi_end(), o.lo_end()), end_mul(self.hi_end(), o.hi_end())];
+        let c = [
+            end_mul(self.lo_end(), o.lo_end()),
+            end_mul(self.lo_end(), o.hi_end()),
+            end_mul(self.hi_end(), o.lo_end()),
+            end_mul(self.hi_end(), o.hi_end()),
+        ];
         let lo = c.iter().map(|e| e.0).fold(f64::INFINITY, f64::min);
         let hi = c.iter().map(|e| e.0).fold(f64::NEG_INFINITY, f64::max);
         let lo_open = c.iter().filter(|e| e.0 == lo).all(|e| e.1);
@@ -235,8 +246,20 @@ impl Interval {
             return full;
         }
         let (a, b) = (self.lo.sin(), self.hi.sin());
-        let mut lo: End = if a < b { (a, self.lo_open) } else if b < a { (b, self.hi_open) } else { (a, self.lo_open && self.hi_open) };
-        let mut hi: End = if a > b { (a, self.lo_open) } else if b > a { (b, self.hi_open) } else { (a, self.lo_open && self.hi_open) };
+        let mut lo: End = if a < b {
+            (a, self.lo_open)
+        } else if b < a {
+            (b, self.hi_open)
+        } else {
+            (a, self.lo_open && self.hi_open)
+        };
+        let mut hi: End = if a > b {
+            (a, self.lo_open)
+        } else if b > a {
+            (b, self.hi_open)
+        } else {
+            (a, self.lo_open && self.hi_open)
+        };
         // peaks at pi/2 + 2k pi, troughs at -pi/2 + 2k pi
         let has = |c: f64| {
             let k = ((self.lo - c) / (2.0 * PI)).ceil();

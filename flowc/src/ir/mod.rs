@@ -14,8 +14,8 @@ pub mod op;
 
 use crate::diag::{Diagnostic, Diagnostics, Span};
 use crate::dsl::{self, Ast, BinOp, Domain, InverseSpec, Item, Term};
-pub use expr::{Builder, Expr};
 use egg::{Id, Symbol};
+pub use expr::{Builder, Expr};
 pub use interval::Interval;
 pub use op::{Const, Math};
 
@@ -243,8 +243,11 @@ impl Lowering<'_> {
                     Some((arity, _)) => {
                         let example = if arity == 2 { format!("{}(a, b)", f.name) } else { format!("{}(u)", f.name) };
                         self.diags.push(
-                            Diagnostic::at(f.span, format!("`{}` takes {} argument{}, found {}", f.name, arity, if arity == 1 { "" } else { "s" }, ids.len()))
-                                .help(format!("write `{example}`")),
+                            Diagnostic::at(
+                                f.span,
+                                format!("`{}` takes {} argument{}, found {}", f.name, arity, if arity == 1 { "" } else { "s" }, ids.len()),
+                            )
+                            .help(format!("write `{example}`")),
                         );
                         self.builder.num(0.0)
                     }
@@ -307,7 +310,9 @@ fn build_bijector(b: &dsl::BijectorDef, diags: &mut Diagnostics) -> Bijector {
             continue;
         }
         if params.iter().any(|q| q.name == p.name.name) {
-            diags.push(Diagnostic::at(p.name.span, format!("parameter `{}` is declared twice", p.name.name)).help("remove or rename one of them"));
+            diags.push(
+                Diagnostic::at(p.name.span, format!("parameter `{}` is declared twice", p.name.name)).help("remove or rename one of them"),
+            );
             continue;
         }
         match ParamKind::parse(&p.kind.name) {
@@ -333,7 +338,10 @@ fn build_bijector(b: &dsl::BijectorDef, diags: &mut Diagnostics) -> Bijector {
             "positive" => Interval::POSITIVE,
             "unit" => Interval::UNIT,
             other => {
-                diags.push(Diagnostic::at(id.span, format!("unknown domain `{other}`")).help("write `real`, `positive`, `unit` or an interval `(lo, hi)`"));
+                diags.push(
+                    Diagnostic::at(id.span, format!("unknown domain `{other}`"))
+                        .help("write `real`, `positive`, `unit` or an interval `(lo, hi)`"),
+                );
                 Interval::REAL
             }
         },
@@ -376,7 +384,10 @@ fn build_bijector(b: &dsl::BijectorDef, diags: &mut Diagnostics) -> Bijector {
             let root = l.lower(e);
             let inv = l.builder.finish(root);
             if !expr::mentions(&inv, Symbol::from(X)) {
-                diags.push(Diagnostic::at(e.span(), "the inverse does not use `y`").help("write the inverse in terms of `y`, e.g. `where inverse = y - t`"));
+                diags.push(
+                    Diagnostic::at(e.span(), "the inverse does not use `y`")
+                        .help("write the inverse in terms of `y`, e.g. `where inverse = y - t`"),
+                );
             }
             // inside the inverse the input symbol is `y`; it was lowered to X, rename it
             let mut rb = Builder::new();
@@ -406,8 +417,19 @@ fn term_name(t: &Term) -> String {
 }
 
 const LAYERS_LATER: &[&str] = &[
-    "coupling", "autoregressive", "inverse_autoregressive", "actnorm", "linear", "reverse", "permute", "planar", "radial",
-    "normalized_affine", "normalized_linear", "normalized_translation", "calibration",
+    "coupling",
+    "autoregressive",
+    "inverse_autoregressive",
+    "actnorm",
+    "linear",
+    "reverse",
+    "permute",
+    "planar",
+    "radial",
+    "normalized_affine",
+    "normalized_linear",
+    "normalized_translation",
+    "calibration",
 ];
 
 fn build_flow(f: &dsl::FlowDef, bijectors: &[Bijector], diags: &mut Diagnostics) -> Flow {
@@ -443,7 +465,10 @@ fn build_flow(f: &dsl::FlowDef, bijectors: &[Bijector], diags: &mut Diagnostics)
         };
         if name.is("elementwise") {
             if args.len() != 1 || args[0].name.is_some() {
-                diags.push(Diagnostic::at(*span, "`elementwise` takes one bijector").help("write `elementwise(NAME)` or `elementwise(NAME(p = 0.5))`"));
+                diags.push(
+                    Diagnostic::at(*span, "`elementwise` takes one bijector")
+                        .help("write `elementwise(NAME)` or `elementwise(NAME(p = 0.5))`"),
+                );
                 continue;
             }
             let Term::Call { name: bname, args: bargs, .. } = &args[0].value else {
@@ -486,10 +511,14 @@ fn build_flow(f: &dsl::FlowDef, bijectors: &[Bijector], diags: &mut Diagnostics)
                     continue;
                 };
                 let Some(v) = constant(e, diags, "a bound parameter") else { continue };
-                if !p.kind.interval().contains(v) || (p.kind != ParamKind::Real && (v <= p.kind.interval().lo || v >= p.kind.interval().hi)) {
+                if !p.kind.interval().contains(v) || (p.kind != ParamKind::Real && (v <= p.kind.interval().lo || v >= p.kind.interval().hi))
+                {
                     diags.push(
-                        Diagnostic::at(e.span(), format!("`{}` is `{}`, which needs a value in {}; got {v}", p.name, p.kind.name(), p.kind.interval()))
-                            .help("choose a value inside the parameter's range"),
+                        Diagnostic::at(
+                            e.span(),
+                            format!("`{}` is `{}`, which needs a value in {}; got {v}", p.name, p.kind.name(), p.kind.interval()),
+                        )
+                        .help("choose a value inside the parameter's range"),
                     );
                     continue;
                 }
@@ -497,27 +526,40 @@ fn build_flow(f: &dsl::FlowDef, bijectors: &[Bijector], diags: &mut Diagnostics)
             }
             if b.domain != Interval::REAL {
                 diags.push(
-                    Diagnostic::at(bname.span, format!("bijector `{}` is defined on {}, but a flow on R^n needs a bijector of the whole real line", b.name, b.domain))
-                        .help("use it inside a flow after a layer that maps into its domain (later), or define it on `real`"),
+                    Diagnostic::at(
+                        bname.span,
+                        format!(
+                            "bijector `{}` is defined on {}, but a flow on R^n needs a bijector of the whole real line",
+                            b.name, b.domain
+                        ),
+                    )
+                    .help("use it inside a flow after a layer that maps into its domain (later), or define it on `real`"),
                 );
             }
             layers.push(Layer::Elementwise { bijector: bi, bound, span: Span::of(*span) });
         } else if LAYERS_LATER.contains(&name.name.as_str()) {
-            diags.push(Diagnostic::at(name.span, format!("`{}` layers are not supported yet", name.name)).help("use `elementwise(BIJECTOR)` layers"));
+            diags.push(
+                Diagnostic::at(name.span, format!("`{}` layers are not supported yet", name.name))
+                    .help("use `elementwise(BIJECTOR)` layers"),
+            );
         } else {
             let mut d = Diagnostic::at(name.span, format!("unknown layer `{}`", name.name));
             let mut cands: Vec<&str> = LAYERS_LATER.to_vec();
             cands.push("elementwise");
             d = match suggest(&name.name, cands) {
                 Some(s) => d.help(format!("did you mean `{s}`?")),
-                None if bijectors.iter().any(|b| b.name == name.name) => d.help(format!("apply a bijector to every coordinate with `elementwise({})`", name.name)),
+                None if bijectors.iter().any(|b| b.name == name.name) => {
+                    d.help(format!("apply a bijector to every coordinate with `elementwise({})`", name.name))
+                }
                 None => d.help("layers are written `elementwise(BIJECTOR)`"),
             };
             diags.push(d);
         }
     }
     if layers.is_empty() && !diags.has_errors() {
-        diags.push(Diagnostic::at(f.name.span, format!("flow `{}` has no layers", f.name.name)).help("add a layer such as `elementwise(NAME);`"));
+        diags.push(
+            Diagnostic::at(f.name.span, format!("flow `{}` has no layers", f.name.name)).help("add a layer such as `elementwise(NAME);`"),
+        );
     }
     Flow { name: f.name.name.clone(), doc: f.doc.clone(), span: Span::of(f.name.span), dim, base, layers }
 }

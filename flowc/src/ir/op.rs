@@ -98,9 +98,12 @@ define_language! {
     }
 }
 
+/// Builds an op node from its children.
+pub type Constructor = fn(&[Id]) -> Math;
+
 /// The user-visible functions: name, arity, constructor.
-pub fn function(name: &str) -> Option<(usize, fn(&[Id]) -> Math)> {
-    let f: (usize, fn(&[Id]) -> Math) = match name {
+pub fn function(name: &str) -> Option<(usize, Constructor)> {
+    let f: (usize, Constructor) = match name {
         "pow" => (2, |a| Math::Pow([a[0], a[1]])),
         "sqrt" => (1, |a| Math::Sqrt(a[0])),
         "cbrt" => (1, |a| Math::Cbrt(a[0])),
@@ -130,8 +133,8 @@ pub fn function(name: &str) -> Option<(usize, fn(&[Id]) -> Math)> {
 
 /// Names of the user-visible functions, for messages.
 pub const FUNCTIONS: &[&str] = &[
-    "pow", "sqrt", "cbrt", "exp", "expm1", "log", "log1p", "sin", "cos", "tan", "atan", "sinh", "cosh", "tanh",
-    "asinh", "acosh", "atanh", "sigmoid", "logit", "softplus", "abs", "sign",
+    "pow", "sqrt", "cbrt", "exp", "expm1", "log", "log1p", "sin", "cos", "tan", "atan", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh",
+    "sigmoid", "logit", "softplus", "abs", "sign",
 ];
 
 /// One representative node of every op, for coverage tests.

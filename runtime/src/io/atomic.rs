@@ -13,10 +13,7 @@ use super::IoError;
 /// is flushed and synced is the temporary file renamed to `path`, replacing
 /// any file there. On any error the temporary file is deleted and `path` is
 /// untouched.
-pub(super) fn write(
-    path: &Path,
-    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
-) -> Result<(), IoError> {
+pub(super) fn write(path: &Path, fill: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<(), IoError> {
     let Some(name) = path.file_name() else {
         return Err(IoError::new(path, "not a file path"));
     };
@@ -39,12 +36,8 @@ pub(super) fn write(
         use std::os::unix::fs::PermissionsExt;
         builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
-    let temp = builder.tempfile_in(dir).map_err(|e| {
-        IoError::new(
-            path,
-            format!("cannot create a temporary file in `{}`: {e}", dir.display()),
-        )
-    })?;
+    let temp =
+        builder.tempfile_in(dir).map_err(|e| IoError::new(path, format!("cannot create a temporary file in `{}`: {e}", dir.display())))?;
 
     // From here on, returning early drops `temp`, which deletes the file.
     let written = (|| {
@@ -69,10 +62,8 @@ mod tests {
     use std::fs;
 
     fn names_in(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
+        let mut names: Vec<String> =
+            fs::read_dir(dir).unwrap().map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned()).collect();
         names.sort();
         names
     }
@@ -96,10 +87,7 @@ mod tests {
             Err(io::Error::other("disk on fire"))
         })
         .unwrap_err();
-        assert!(
-            err.to_string().contains("cannot write: disk on fire"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("cannot write: disk on fire"), "{err}");
         assert_eq!(fs::read_to_string(&path).unwrap(), "old contents\n");
         assert_eq!(names_in(dir.path()), ["out.csv"]);
     }
@@ -133,10 +121,7 @@ mod tests {
     fn relative_path_without_directory_uses_current_directory() {
         // Only checks that the directory is derived without panicking; the
         // failing closure means nothing is left in the current directory.
-        let err = write(Path::new("flowc-runtime-atomic-test.csv"), |_| {
-            Err(io::Error::other("stop"))
-        })
-        .unwrap_err();
+        let err = write(Path::new("flowc-runtime-atomic-test.csv"), |_| Err(io::Error::other("stop"))).unwrap_err();
         assert!(err.to_string().contains("stop"));
         assert!(!Path::new("flowc-runtime-atomic-test.csv").exists());
     }

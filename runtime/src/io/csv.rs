@@ -23,11 +23,7 @@ pub(super) fn parse_number(field: &str) -> Option<f64> {
 ///
 /// `input` must be seekable only so that an error can name the line on which
 /// the bad row starts (see [`start_line`]).
-pub(super) fn read(
-    input: impl Read + Seek,
-    path: &Path,
-    opts: &ReadOptions,
-) -> Result<Table, IoError> {
+pub(super) fn read(input: impl Read + Seek, path: &Path, opts: &ReadOptions) -> Result<Table, IoError> {
     let mut reader = ReaderBuilder::new()
         .has_headers(false) // detected below
         .flexible(true) // field counts are checked below, with a better message
@@ -53,12 +49,7 @@ pub(super) fn read(
 
         if first_record {
             first_record = false;
-            let all_numbers = record.iter().all(|field| {
-                std::str::from_utf8(field)
-                    .ok()
-                    .and_then(parse_number)
-                    .is_some()
-            });
+            let all_numbers = record.iter().all(|field| std::str::from_utf8(field).ok().and_then(parse_number).is_some());
             if !all_numbers {
                 header_len = Some(record.len());
                 continue;
@@ -69,23 +60,14 @@ pub(super) fn read(
         let row = rows;
         // Only computed for an error: it re-reads the input.
         let mut at = |message: String| {
-            let line = record
-                .position()
-                .and_then(|p| start_line(reader.get_mut(), p));
+            let line = record.position().and_then(|p| start_line(reader.get_mut(), p));
             IoError::new(path, message).at_row(row).at_line(line)
         };
 
         let expected = *cols.get_or_insert(header_len.unwrap_or(record.len()));
         if record.len() != expected {
-            let against = if header_len.is_some() {
-                "the header"
-            } else {
-                "row 1"
-            };
-            return Err(at(format!(
-                "has {} fields, but {against} has {expected}",
-                record.len()
-            )));
+            let against = if header_len.is_some() { "the header" } else { "row 1" };
+            return Err(at(format!("has {} fields, but {against} has {expected}", record.len())));
         }
 
         for (j, field) in record.iter().enumerate() {
@@ -104,11 +86,7 @@ pub(super) fn read(
     match cols {
         Some(cols) if rows > 0 => Ok(Table { rows, cols, data }),
         _ => {
-            let what = if header_len.is_some() {
-                "no data rows (the file has only a header)"
-            } else {
-                "no data rows (the file is empty)"
-            };
+            let what = if header_len.is_some() { "no data rows (the file has only a header)" } else { "no data rows (the file is empty)" };
             Err(IoError::new(path, what))
         }
     }
@@ -171,11 +149,7 @@ pub(super) fn format_value(value: f64) -> String {
 }
 
 /// Writes `table` as CSV, preceded by `header` if given.
-pub(super) fn write(
-    out: &mut dyn Write,
-    table: &Table,
-    header: Option<&[String]>,
-) -> io::Result<()> {
+pub(super) fn write(out: &mut dyn Write, table: &Table, header: Option<&[String]>) -> io::Result<()> {
     let mut writer = WriterBuilder::new().from_writer(out);
     if let Some(names) = header {
         writer.write_record(names)?;
@@ -195,11 +169,7 @@ mod tests {
     use std::io::Cursor;
 
     fn read_str(text: &str) -> Result<Table, IoError> {
-        read(
-            Cursor::new(text),
-            Path::new("t.csv"),
-            &ReadOptions::default(),
-        )
+        read(Cursor::new(text), Path::new("t.csv"), &ReadOptions::default())
     }
 
     fn read_err(text: &str) -> String {
@@ -222,14 +192,8 @@ mod tests {
     fn utf8_byte_order_mark_is_ignored() {
         // Otherwise `\u{feff}1` would not parse and the first row would be
         // taken for a header and silently dropped.
-        assert_eq!(
-            read_str("\u{feff}1,2\n3,4\n").unwrap(),
-            Table::new(2, 2, vec![1.0, 2.0, 3.0, 4.0])
-        );
-        assert_eq!(
-            read_str("\u{feff}x,y\n3,4\n").unwrap(),
-            Table::new(1, 2, vec![3.0, 4.0])
-        );
+        assert_eq!(read_str("\u{feff}1,2\n3,4\n").unwrap(), Table::new(2, 2, vec![1.0, 2.0, 3.0, 4.0]));
+        assert_eq!(read_str("\u{feff}x,y\n3,4\n").unwrap(), Table::new(1, 2, vec![3.0, 4.0]));
     }
 
     #[test]
@@ -246,9 +210,7 @@ mod tests {
 
     #[test]
     fn nan_and_inf_in_first_row_do_not_make_a_header() {
-        let opts = ReadOptions {
-            allow_nonfinite: true,
-        };
+        let opts = ReadOptions { allow_nonfinite: true };
         let t = read(Cursor::new("nan,inf\n-inf,1\n"), Path::new("t.csv"), &opts).unwrap();
         assert_eq!(t.rows, 2);
         assert!(t.data[0].is_nan());
@@ -259,120 +221,58 @@ mod tests {
     fn empty_and_header_only_have_no_data_rows() {
         assert_eq!(read_err(""), "t.csv: no data rows (the file is empty)");
         assert_eq!(read_err("\n\n"), "t.csv: no data rows (the file is empty)");
-        assert_eq!(
-            read_err("x,y\n"),
-            "t.csv: no data rows (the file has only a header)"
-        );
+        assert_eq!(read_err("x,y\n"), "t.csv: no data rows (the file has only a header)");
     }
 
     #[test]
     fn ragged_rows_name_row_and_counts() {
-        assert_eq!(
-            read_err("1,2\n3\n"),
-            "t.csv: row 2: has 1 fields, but row 1 has 2"
-        );
-        assert_eq!(
-            read_err("a,b\n1,2\n1,2,3\n"),
-            "t.csv: row 2 (line 3): has 3 fields, but the header has 2"
-        );
-        assert_eq!(
-            read_err("a,b,c\n1,2\n"),
-            "t.csv: row 1 (line 2): has 2 fields, but the header has 3"
-        );
+        assert_eq!(read_err("1,2\n3\n"), "t.csv: row 2: has 1 fields, but row 1 has 2");
+        assert_eq!(read_err("a,b\n1,2\n1,2,3\n"), "t.csv: row 2 (line 3): has 3 fields, but the header has 2");
+        assert_eq!(read_err("a,b,c\n1,2\n"), "t.csv: row 1 (line 2): has 2 fields, but the header has 3");
     }
 
     #[test]
     fn non_number_names_row_column_and_text() {
-        assert_eq!(
-            read_err("1,2\n3,abc\n"),
-            "t.csv: row 2, column 2: `abc` is not a number"
-        );
-        assert_eq!(
-            read_err("x,y\n1,2\n3,4\n5,abc\n"),
-            "t.csv: row 3 (line 4), column 2: `abc` is not a number"
-        );
-        assert_eq!(
-            read_err("1,2\n,4\n"),
-            "t.csv: row 2, column 1: empty field, expected a number"
-        );
-        assert_eq!(
-            read_err("1,2\n1_000,4\n"),
-            "t.csv: row 2, column 1: `1_000` is not a number"
-        );
+        assert_eq!(read_err("1,2\n3,abc\n"), "t.csv: row 2, column 2: `abc` is not a number");
+        assert_eq!(read_err("x,y\n1,2\n3,4\n5,abc\n"), "t.csv: row 3 (line 4), column 2: `abc` is not a number");
+        assert_eq!(read_err("1,2\n,4\n"), "t.csv: row 2, column 1: empty field, expected a number");
+        assert_eq!(read_err("1,2\n1_000,4\n"), "t.csv: row 2, column 1: `1_000` is not a number");
     }
 
     #[test]
     fn blank_lines_shift_the_line_number() {
-        assert_eq!(
-            read_err("1\n\n\nz\n"),
-            "t.csv: row 2 (line 4), column 1: `z` is not a number"
-        );
-        assert_eq!(
-            read_err("\n\nz,y\n\n1,2\n3,x\n"),
-            "t.csv: row 2 (line 6), column 2: `x` is not a number"
-        );
+        assert_eq!(read_err("1\n\n\nz\n"), "t.csv: row 2 (line 4), column 1: `z` is not a number");
+        assert_eq!(read_err("\n\nz,y\n\n1,2\n3,x\n"), "t.csv: row 2 (line 6), column 2: `x` is not a number");
     }
 
     #[test]
     fn line_numbers_with_crlf_cr_and_multiline_fields() {
-        assert_eq!(
-            read_err("1\r\n\r\nz\r\n"),
-            "t.csv: row 2 (line 3), column 1: `z` is not a number"
-        );
-        assert_eq!(
-            read_err("a,b\r\n1,2\r\n3\r\n"),
-            "t.csv: row 2 (line 3): has 1 fields, but the header has 2"
-        );
+        assert_eq!(read_err("1\r\n\r\nz\r\n"), "t.csv: row 2 (line 3), column 1: `z` is not a number");
+        assert_eq!(read_err("a,b\r\n1,2\r\n3\r\n"), "t.csv: row 2 (line 3): has 1 fields, but the header has 2");
         // A quoted header spanning two lines; the bad row starts on line 4.
-        assert_eq!(
-            read_err("\"a\nb\",c\n1,2\nq,3\n"),
-            "t.csv: row 2 (line 4), column 1: `q` is not a number"
-        );
+        assert_eq!(read_err("\"a\nb\",c\n1,2\nq,3\n"), "t.csv: row 2 (line 4), column 1: `q` is not a number");
         // A bad row that itself spans lines is reported at its first line.
-        assert_eq!(
-            read_err("1\n\"2\n3\"\n"),
-            "t.csv: row 2, column 1: `2\n3` is not a number"
-        );
+        assert_eq!(read_err("1\n\"2\n3\"\n"), "t.csv: row 2, column 1: `2\n3` is not a number");
     }
 
     #[test]
     fn long_and_binary_fields_are_shortened_in_errors() {
         let long = "a".repeat(100);
         let e = read_err(&format!("1\n{long}\n"));
-        assert!(
-            e.ends_with(&format!("`{}…` is not a number", "a".repeat(40))),
-            "{e}"
-        );
-        let e = read(
-            Cursor::new(b"1\n\xff\xfe\n"),
-            Path::new("t.csv"),
-            &ReadOptions::default(),
-        )
-        .unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "t.csv: row 2, column 1: `\u{fffd}\u{fffd}` is not a number"
-        );
+        assert!(e.ends_with(&format!("`{}…` is not a number", "a".repeat(40))), "{e}");
+        let e = read(Cursor::new(b"1\n\xff\xfe\n"), Path::new("t.csv"), &ReadOptions::default()).unwrap_err();
+        assert_eq!(e.to_string(), "t.csv: row 2, column 1: `\u{fffd}\u{fffd}` is not a number");
     }
 
     #[test]
     fn nonfinite_rejected_by_default() {
         let e = read_err("1,2\n3,NaN\n");
-        assert!(
-            e.starts_with("t.csv: row 2, column 2: NaN is not allowed"),
-            "{e}"
-        );
+        assert!(e.starts_with("t.csv: row 2, column 2: NaN is not allowed"), "{e}");
         assert!(e.contains("must be finite"), "{e}");
         let e = read_err("h\n1\n-Infinity\n");
-        assert!(
-            e.starts_with("t.csv: row 2 (line 3), column 1: -inf is not allowed"),
-            "{e}"
-        );
+        assert!(e.starts_with("t.csv: row 2 (line 3), column 1: -inf is not allowed"), "{e}");
         let e = read_err("inf\n");
-        assert!(
-            e.starts_with("t.csv: row 1, column 1: inf is not allowed"),
-            "{e}"
-        );
+        assert!(e.starts_with("t.csv: row 1, column 1: inf is not allowed"), "{e}");
     }
 
     #[test]
@@ -413,19 +313,8 @@ mod tests {
         let t = Table::new(1, 2, vec![1.0, 2.5]);
         let header = ["a,b".to_string(), "say \"hi\"".to_string()];
         write(&mut out, &t, Some(&header)).unwrap();
-        assert_eq!(
-            String::from_utf8(out.clone()).unwrap(),
-            "\"a,b\",\"say \"\"hi\"\"\"\n1,2.5\n"
-        );
-        assert_eq!(
-            read(
-                Cursor::new(&out),
-                Path::new("t.csv"),
-                &ReadOptions::default()
-            )
-            .unwrap(),
-            t
-        );
+        assert_eq!(String::from_utf8(out.clone()).unwrap(), "\"a,b\",\"say \"\"hi\"\"\"\n1,2.5\n");
+        assert_eq!(read(Cursor::new(&out), Path::new("t.csv"), &ReadOptions::default()).unwrap(), t);
     }
 
     #[test]
@@ -435,17 +324,11 @@ mod tests {
         for len in 0..200 {
             let mut bytes = Vec::with_capacity(len);
             for _ in 0..len {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 bytes.push(alphabet[(state >> 33) as usize % alphabet.len()]);
             }
             for allow_nonfinite in [false, true] {
-                let _ = read(
-                    Cursor::new(&bytes),
-                    Path::new("t.csv"),
-                    &ReadOptions { allow_nonfinite },
-                );
+                let _ = read(Cursor::new(&bytes), Path::new("t.csv"), &ReadOptions { allow_nonfinite });
             }
         }
     }

@@ -39,13 +39,7 @@ pub struct IoError {
 impl IoError {
     /// An error about the file as a whole.
     pub(crate) fn new(path: &Path, message: impl Into<String>) -> Self {
-        IoError {
-            path: path.to_path_buf(),
-            row: None,
-            column: None,
-            line: None,
-            message: message.into(),
-        }
+        IoError { path: path.to_path_buf(), row: None, column: None, line: None, message: message.into() }
     }
 
     /// Attaches a 1-based data row.
@@ -114,9 +108,7 @@ mod tests {
 
     #[test]
     fn display_row_only_and_line_equal_to_row() {
-        let e = IoError::new(Path::new("d.csv"), "m")
-            .at_row(2)
-            .at_line(Some(2));
+        let e = IoError::new(Path::new("d.csv"), "m").at_row(2).at_line(Some(2));
         assert_eq!(e.to_string(), "d.csv: row 2: m");
     }
 

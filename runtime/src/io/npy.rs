@@ -72,12 +72,7 @@ pub(super) fn parse(bytes: &[u8], path: &Path, opts: &ReadOptions) -> Result<Tab
     let dtype = match header.descr.as_str() {
         "<f8" => DType::F64,
         "<f4" => DType::F32,
-        other => {
-            return Err(err(format!(
-                "unsupported dtype {}; {SUPPORTED_DTYPES}",
-                describe_descr(other)
-            )))
-        }
+        other => return Err(err(format!("unsupported dtype {}; {SUPPORTED_DTYPES}", describe_descr(other)))),
     };
     let (rows, cols) = match header.shape[..] {
         [n] => (n, 1),
@@ -91,24 +86,13 @@ pub(super) fn parse(bytes: &[u8], path: &Path, opts: &ReadOptions) -> Result<Tab
         }
     };
     if rows == 0 {
-        return Err(err(format!(
-            "no data rows (shape {})",
-            shape_text(&header.shape)
-        )));
+        return Err(err(format!("no data rows (shape {})", shape_text(&header.shape))));
     }
     if cols == 0 {
-        return Err(err(format!(
-            "no columns (shape {})",
-            shape_text(&header.shape)
-        )));
+        return Err(err(format!("no columns (shape {})", shape_text(&header.shape))));
     }
 
-    let too_big = || {
-        err(format!(
-            "array of shape {} is too large",
-            shape_text(&header.shape)
-        ))
-    };
+    let too_big = || err(format!("array of shape {} is too large", shape_text(&header.shape)));
     let rows = usize::try_from(rows).map_err(|_| too_big())?;
     let cols = usize::try_from(cols).map_err(|_| too_big())?;
     let count = rows.checked_mul(cols).ok_or_else(too_big)?;
@@ -129,10 +113,7 @@ pub(super) fn parse(bytes: &[u8], path: &Path, opts: &ReadOptions) -> Result<Tab
         )));
     }
 
-    let stored: Vec<f64> = data
-        .chunks_exact(dtype.size())
-        .map(|b| dtype.decode(b))
-        .collect();
+    let stored: Vec<f64> = data.chunks_exact(dtype.size()).map(|b| dtype.decode(b)).collect();
     let values = if header.fortran_order && rows > 1 && cols > 1 {
         // Column-major: element (i, j) is stored at j * rows + i.
         let mut row_major = Vec::with_capacity(count);
@@ -146,16 +127,10 @@ pub(super) fn parse(bytes: &[u8], path: &Path, opts: &ReadOptions) -> Result<Tab
 
     if !opts.allow_nonfinite {
         if let Some(k) = values.iter().position(|v| !v.is_finite()) {
-            return Err(IoError::new(path, nonfinite_message(values[k]))
-                .at_row(k / cols + 1)
-                .at_column(k % cols + 1));
+            return Err(IoError::new(path, nonfinite_message(values[k])).at_row(k / cols + 1).at_column(k % cols + 1));
         }
     }
-    Ok(Table {
-        rows,
-        cols,
-        data: values,
-    })
+    Ok(Table { rows, cols, data: values })
 }
 
 /// Splits a file into its header text and its data, checking the preamble.
@@ -172,31 +147,16 @@ fn split_header(bytes: &[u8]) -> Result<(String, &[u8]), String> {
         (1, 0) => (2, false),
         (2, 0) => (4, false),
         (3, 0) => (4, true),
-        _ => {
-            return Err(format!(
-                "unsupported NPY format version {major}.{minor}; supported: 1.0, 2.0, 3.0"
-            ))
-        }
+        _ => return Err(format!("unsupported NPY format version {major}.{minor}; supported: 1.0, 2.0, 3.0")),
     };
     let len_bytes = bytes.get(8..8 + len_size).ok_or_else(truncated)?;
-    let header_len = len_bytes
-        .iter()
-        .rev()
-        .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+    let header_len = len_bytes.iter().rev().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
     let start = 8 + len_size;
-    let header_bytes = start
-        .checked_add(header_len)
-        .and_then(|end| bytes.get(start..end))
-        .ok_or_else(|| {
-            format!(
-                "truncated file: the header should be {header_len} bytes, but the file has only {} after the preamble",
-                bytes.len() - start
-            )
-        })?;
+    let header_bytes = start.checked_add(header_len).and_then(|end| bytes.get(start..end)).ok_or_else(|| {
+        format!("truncated file: the header should be {header_len} bytes, but the file has only {} after the preamble", bytes.len() - start)
+    })?;
     let text = if utf8 {
-        std::str::from_utf8(header_bytes)
-            .map_err(|_| "corrupt header: not valid UTF-8".to_string())?
-            .to_string()
+        std::str::from_utf8(header_bytes).map_err(|_| "corrupt header: not valid UTF-8".to_string())?.to_string()
     } else {
         header_bytes.iter().map(|&b| char::from(b)).collect() // Latin-1
     };
@@ -217,14 +177,11 @@ fn parse_header(text: &str) -> Result<Header, String> {
         if p.eat(b'}') {
             break;
         }
-        let key = p
-            .string()
-            .map_err(|()| corrupt("expected a quoted key or `}`"))?;
+        let key = p.string().map_err(|()| corrupt("expected a quoted key or `}`"))?;
         p.expect(b':').map_err(|()| corrupt("expected `:`"))?;
         let duplicate = match key {
             "descr" => descr.replace(p.value().map_err(|()| corrupt("bad value for 'descr'"))?),
-            "fortran_order" => fortran_order
-                .replace(p.value().map_err(|()| corrupt("bad value for 'fortran_order'"))?),
+            "fortran_order" => fortran_order.replace(p.value().map_err(|()| corrupt("bad value for 'fortran_order'"))?),
             "shape" => shape.replace(p.value().map_err(|()| corrupt("bad value for 'shape'"))?),
             other => {
                 return Err(format!(
@@ -236,8 +193,7 @@ fn parse_header(text: &str) -> Result<Header, String> {
             return Err(corrupt(&format!("key '{key}' appears twice")));
         }
         if !p.eat(b',') {
-            p.expect(b'}')
-                .map_err(|()| corrupt("expected `,` or `}`"))?;
+            p.expect(b'}').map_err(|()| corrupt("expected `,` or `}`"))?;
             break;
         }
     }
@@ -249,11 +205,7 @@ fn parse_header(text: &str) -> Result<Header, String> {
     let missing = |key: &str| format!("corrupt header: no '{key}' in {}", quoted_header(text));
     let descr = match descr.ok_or_else(|| missing("descr"))? {
         Value::Str(s) => s.to_string(),
-        Value::Other(kind) => {
-            return Err(format!(
-                "unsupported dtype: 'descr' is {kind} (a structured dtype); {SUPPORTED_DTYPES}"
-            ))
-        }
+        Value::Other(kind) => return Err(format!("unsupported dtype: 'descr' is {kind} (a structured dtype); {SUPPORTED_DTYPES}")),
         _ => return Err(corrupt("'descr' is not a string")),
     };
     let fortran_order = match fortran_order.ok_or_else(|| missing("fortran_order"))? {
@@ -264,11 +216,7 @@ fn parse_header(text: &str) -> Result<Header, String> {
         Value::Ints(dims) => dims,
         _ => return Err(corrupt("'shape' is not a tuple of integers")),
     };
-    Ok(Header {
-        descr,
-        fortran_order,
-        shape,
-    })
+    Ok(Header { descr, fortran_order, shape })
 }
 
 /// A value in the header dict.
@@ -369,10 +317,7 @@ impl<'a> Parser<'a> {
     /// A run of ASCII letters, digits and underscores.
     fn word(&mut self) -> &'a str {
         let start = self.pos;
-        while self
-            .peek()
-            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
-        {
+        while self.peek().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_') {
             self.pos += 1;
         }
         self.text.get(start..self.pos).unwrap_or("")
@@ -446,11 +391,7 @@ fn describe_descr(descr: &str) -> String {
     let mut chars = rest.chars();
     let kind = chars.next();
     // Item size in bytes, when it is a plausible one.
-    let size: Option<u32> = chars
-        .as_str()
-        .parse()
-        .ok()
-        .filter(|&n| (1..=64).contains(&n));
+    let size: Option<u32> = chars.as_str().parse().ok().filter(|&n| (1..=64).contains(&n));
     let name = match (kind, size) {
         (Some('f'), Some(n)) => format!("float{}", n * 8),
         (Some('i'), Some(n)) => format!("int{}", n * 8),
@@ -482,11 +423,7 @@ fn quoted_header(text: &str) -> String {
 /// Writes `table` as a 2-D little-endian float64 array in C order.
 pub(super) fn write(out: &mut dyn Write, table: &Table) -> io::Result<()> {
     let shape = [table.rows as u64, table.cols as u64];
-    let mut writer = npyz::WriteOptions::<f64>::new()
-        .default_dtype()
-        .shape(&shape)
-        .writer(out)
-        .begin_nd()?;
+    let mut writer = npyz::WriteOptions::<f64>::new().default_dtype().shape(&shape).writer(out).begin_nd()?;
     writer.extend(table.data.iter().copied())?;
     writer.finish()
 }
@@ -519,34 +456,16 @@ mod tests {
     }
 
     fn parse_err(bytes: &[u8]) -> String {
-        parse(bytes, Path::new("t.npy"), &ReadOptions::default())
-            .unwrap_err()
-            .to_string()
+        parse(bytes, Path::new("t.npy"), &ReadOptions::default()).unwrap_err().to_string()
     }
 
     #[test]
     fn header_parsing() {
-        let h = parse_header("{'descr': '<f8', 'fortran_order': False, 'shape': (3, 2), }    \n")
-            .unwrap();
-        assert_eq!(
-            h,
-            Header {
-                descr: "<f8".into(),
-                fortran_order: false,
-                shape: vec![3, 2]
-            }
-        );
+        let h = parse_header("{'descr': '<f8', 'fortran_order': False, 'shape': (3, 2), }    \n").unwrap();
+        assert_eq!(h, Header { descr: "<f8".into(), fortran_order: false, shape: vec![3, 2] });
         let h = parse_header("{\"shape\":(7,),\"fortran_order\":True,\"descr\":\"<f4\"}").unwrap();
-        assert_eq!(
-            h,
-            Header {
-                descr: "<f4".into(),
-                fortran_order: true,
-                shape: vec![7]
-            }
-        );
-        let h =
-            parse_header("{'descr': '<f8', 'fortran_order': False, 'shape': (3L, 2L), }").unwrap();
+        assert_eq!(h, Header { descr: "<f4".into(), fortran_order: true, shape: vec![7] });
+        let h = parse_header("{'descr': '<f8', 'fortran_order': False, 'shape': (3L, 2L), }").unwrap();
         assert_eq!(h.shape, [3, 2]);
         let h = parse_header("{'descr': '<f8', 'fortran_order': False, 'shape': (), }").unwrap();
         assert!(h.shape.is_empty());
@@ -560,39 +479,15 @@ mod tests {
             ("{'descr'", "expected `:`"),
             ("{'descr': '<f8' 'x'", "expected `,` or `}`"),
             ("{'descr': '<f8'} junk", "unexpected text after `}`"),
-            (
-                "{'descr': '<f8', 'descr': '<f8'}",
-                "key 'descr' appears twice",
-            ),
+            ("{'descr': '<f8', 'descr': '<f8'}", "key 'descr' appears twice"),
             ("{'descr': '<f8', 'fortran_order': False}", "no 'shape'"),
-            (
-                "{'descr': '<f8', 'fortran_order': 0, 'shape': (1,)}",
-                "bad value for 'fortran_order'",
-            ),
-            (
-                "{'descr': '<f8', 'fortran_order': None, 'shape': (1,)}",
-                "bad value for 'fortran_order'",
-            ),
-            (
-                "{'descr': '<f8', 'fortran_order': False, 'shape': [1]}",
-                "'shape' is not a tuple",
-            ),
-            (
-                "{'descr': '<f8', 'fortran_order': False, 'shape': (-1,)}",
-                "bad value for 'shape'",
-            ),
-            (
-                "{'descr': '<f8', 'fortran_order': False, 'shape': (1 2)}",
-                "bad value for 'shape'",
-            ),
-            (
-                "{'descr': '<f8', 'fortran_order': False, 'shape': (99999999999999999999,)}",
-                "bad value for 'shape'",
-            ),
-            (
-                "{'descr': True, 'fortran_order': False, 'shape': (1,)}",
-                "'descr' is not a string",
-            ),
+            ("{'descr': '<f8', 'fortran_order': 0, 'shape': (1,)}", "bad value for 'fortran_order'"),
+            ("{'descr': '<f8', 'fortran_order': None, 'shape': (1,)}", "bad value for 'fortran_order'"),
+            ("{'descr': '<f8', 'fortran_order': False, 'shape': [1]}", "'shape' is not a tuple"),
+            ("{'descr': '<f8', 'fortran_order': False, 'shape': (-1,)}", "bad value for 'shape'"),
+            ("{'descr': '<f8', 'fortran_order': False, 'shape': (1 2)}", "bad value for 'shape'"),
+            ("{'descr': '<f8', 'fortran_order': False, 'shape': (99999999999999999999,)}", "bad value for 'shape'"),
+            ("{'descr': True, 'fortran_order': False, 'shape': (1,)}", "'descr' is not a string"),
             ("{'descr': '<f8", "bad value for 'descr'"),
             ("{'descr': [('a', '<f8')", "bad value for 'descr'"),
             ("{'foo': 1}", "unexpected key 'foo'"),
@@ -605,15 +500,9 @@ mod tests {
 
     #[test]
     fn structured_dtype_is_reported_as_such() {
-        let e = parse_header(
-            "{'descr': [('x', '<f8'), ('y', '<f8')], 'fortran_order': False, 'shape': (2,), }",
-        )
-        .unwrap_err();
+        let e = parse_header("{'descr': [('x', '<f8'), ('y', '<f8')], 'fortran_order': False, 'shape': (2,), }").unwrap_err();
         assert!(e.contains("'descr' is a list (a structured dtype)"), "{e}");
-        assert!(
-            e.contains("supported: '<f8' (float64) and '<f4' (float32)"),
-            "{e}"
-        );
+        assert!(e.contains("supported: '<f8' (float64) and '<f4' (float32)"), "{e}");
     }
 
     #[test]
@@ -633,10 +522,7 @@ mod tests {
 
     #[test]
     fn reads_1d_as_one_column() {
-        let bytes = npy_bytes(
-            "{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }",
-            &f64_bytes(&[1.0, 2.0, 3.0]),
-        );
+        let bytes = npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }", &f64_bytes(&[1.0, 2.0, 3.0]));
         assert_eq!(parse_ok(&bytes), Table::new(3, 1, vec![1.0, 2.0, 3.0]));
     }
 
@@ -660,47 +546,28 @@ mod tests {
         assert!(parse_err(b"PK\x03\x04 an npz perhaps").contains("not an NPY file"));
         assert!(parse_err(b"\x93NUMPY").contains("ends inside the NPY preamble"));
         assert!(parse_err(b"\x93NUMPY\x01\x00\x10").contains("ends inside the NPY preamble"));
-        assert!(
-            parse_err(b"\x93NUMPY\x04\x00\x10\x00").contains("unsupported NPY format version 4.0")
-        );
-        assert!(parse_err(b"\x93NUMPY\x01\x00\x10\x00{}")
-            .contains("header should be 16 bytes, but the file has only 2"));
+        assert!(parse_err(b"\x93NUMPY\x04\x00\x10\x00").contains("unsupported NPY format version 4.0"));
+        assert!(parse_err(b"\x93NUMPY\x01\x00\x10\x00{}").contains("header should be 16 bytes, but the file has only 2"));
         assert!(parse_err(b"\x93NUMPY\x03\x00\x02\x00\x00\x00\xff\xff").contains("not valid UTF-8"));
     }
 
     #[test]
     fn huge_shapes_are_errors_not_panics_or_allocations() {
-        for shape in [
-            "(18446744073709551615, 18446744073709551615)",
-            "(4294967296, 4294967296)",
-            "(2305843009213693952, 1)",
-        ] {
+        for shape in ["(18446744073709551615, 18446744073709551615)", "(4294967296, 4294967296)", "(2305843009213693952, 1)"] {
             let dict = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}");
             let e = parse_err(&npy_bytes(&dict, &[0; 16]));
-            assert!(
-                e.contains("too large") || e.contains("truncated"),
-                "{shape}: {e}"
-            );
+            assert!(e.contains("too large") || e.contains("truncated"), "{shape}: {e}");
         }
     }
 
     #[test]
     fn every_truncation_and_byte_flip_is_handled() {
         let data = f64_bytes(&[1.0, -2.0, 3.5, 4.25, 0.0, -0.0]);
-        let good = npy_bytes(
-            "{'descr': '<f8', 'fortran_order': True, 'shape': (3, 2), }",
-            &data,
-        );
+        let good = npy_bytes("{'descr': '<f8', 'fortran_order': True, 'shape': (3, 2), }", &data);
         let want = parse_ok(&good);
-        assert_eq!(
-            want,
-            Table::new(3, 2, vec![1.0, 4.25, -2.0, 0.0, 3.5, -0.0])
-        );
+        assert_eq!(want, Table::new(3, 2, vec![1.0, 4.25, -2.0, 0.0, 3.5, -0.0]));
         for len in 0..good.len() {
-            assert!(
-                parse(&good[..len], Path::new("t.npy"), &ReadOptions::default()).is_err(),
-                "len {len}"
-            );
+            assert!(parse(&good[..len], Path::new("t.npy"), &ReadOptions::default()).is_err(), "len {len}");
         }
         for i in 0..good.len() {
             for flip in [0x01u8, 0x20, 0x80, 0xff] {

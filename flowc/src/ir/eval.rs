@@ -11,40 +11,57 @@ use super::expr::Expr;
 use super::op::Math;
 use egg::Symbol;
 
+/// The ops that map to one arithmetic operator or libm function, for f64 and f32 alike
+/// (`None` for the composite ops).
+macro_rules! primitive {
+    ($name:ident, $t:ty) => {
+        fn $name(node: &Math, a: $t, b: $t) -> Option<$t> {
+            Some(match node {
+                Math::Add(_) => a + b,
+                Math::Sub(_) => a - b,
+                Math::Mul(_) => a * b,
+                Math::Div(_) => a / b,
+                Math::Neg(_) => -a,
+                Math::Pow(_) => a.powf(b),
+                Math::Sqrt(_) => a.sqrt(),
+                Math::Cbrt(_) => a.cbrt(),
+                Math::Exp(_) => a.exp(),
+                Math::Expm1(_) => a.exp_m1(),
+                Math::Log(_) => a.ln(),
+                Math::Log1p(_) => a.ln_1p(),
+                Math::Sin(_) => a.sin(),
+                Math::Cos(_) => a.cos(),
+                Math::Tan(_) => a.tan(),
+                Math::Atan(_) => a.atan(),
+                Math::Sinh(_) => a.sinh(),
+                Math::Cosh(_) => a.cosh(),
+                Math::Tanh(_) => a.tanh(),
+                Math::Asinh(_) => a.asinh(),
+                Math::Acosh(_) => a.acosh(),
+                Math::Atanh(_) => a.atanh(),
+                Math::Abs(_) => a.abs(),
+                Math::Hypot(_) => a.hypot(b),
+                _ => return None,
+            })
+        }
+    };
+}
+primitive!(primitive_f64, f64);
+primitive!(primitive_f32, f32);
+
 /// The value of one op on f64 arguments.
 pub fn apply(node: &Math, args: &[f64]) -> f64 {
     let a = args.first().copied().unwrap_or(0.0);
     let b = args.get(1).copied().unwrap_or(0.0);
+    if let Some(v) = primitive_f64(node, a, b) {
+        return v;
+    }
     match node {
-        Math::Add(_) => a + b,
-        Math::Sub(_) => a - b,
-        Math::Mul(_) => a * b,
-        Math::Div(_) => a / b,
-        Math::Neg(_) => -a,
-        Math::Pow(_) => a.powf(b),
-        Math::Sqrt(_) => a.sqrt(),
-        Math::Cbrt(_) => a.cbrt(),
-        Math::Exp(_) => a.exp(),
-        Math::Expm1(_) => a.exp_m1(),
-        Math::Log(_) => a.ln(),
-        Math::Log1p(_) => a.ln_1p(),
-        Math::Sin(_) => a.sin(),
-        Math::Cos(_) => a.cos(),
-        Math::Tan(_) => a.tan(),
-        Math::Atan(_) => a.atan(),
-        Math::Sinh(_) => a.sinh(),
-        Math::Cosh(_) => a.cosh(),
-        Math::Tanh(_) => a.tanh(),
-        Math::Asinh(_) => a.asinh(),
-        Math::Acosh(_) => a.acosh(),
-        Math::Atanh(_) => a.atanh(),
         Math::Sigmoid(_) => sigmoid(a),
         Math::Logit(_) => logit(a),
         Math::Softplus(_) => softplus(a),
-        Math::Abs(_) => a.abs(),
         Math::Sign(_) => sign(a),
         Math::LogCosh(_) => logcosh(a),
-        Math::Hypot(_) => a.hypot(b),
         Math::PowRecip(_) => pow_recip(a, b),
         Math::IfPos(_) => {
             if a > 0.0 {
@@ -53,9 +70,9 @@ pub fn apply(node: &Math, args: &[f64]) -> f64 {
                 args[2]
             }
         }
-        Math::Solve(_) => f64::NAN,
         Math::Num(c) => c.get(),
-        Math::Sym(_) => f64::NAN,
+        // `solve` and free symbols have no value by themselves
+        _ => f64::NAN,
     }
 }
 
@@ -175,35 +192,10 @@ pub fn eval_f32(e: &Expr, env: &dyn Fn(Symbol) -> f64) -> f32 {
     *vals.last().unwrap()
 }
 
-/// The value of one op on f32 arguments (f32 libm where it exists).
+/// The value of one op on f32 arguments (f32 libm where it exists; composite scalars are
+/// computed in f64 from the f32 inputs and rounded once).
 pub fn apply_f32(node: &Math, args: &[f32]) -> f32 {
     let a = args.first().copied().unwrap_or(0.0);
     let b = args.get(1).copied().unwrap_or(0.0);
-    match node {
-        Math::Add(_) => a + b,
-        Math::Sub(_) => a - b,
-        Math::Mul(_) => a * b,
-        Math::Div(_) => a / b,
-        Math::Neg(_) => -a,
-        Math::Pow(_) => a.powf(b),
-        Math::Sqrt(_) => a.sqrt(),
-        Math::Cbrt(_) => a.cbrt(),
-        Math::Exp(_) => a.exp(),
-        Math::Expm1(_) => a.exp_m1(),
-        Math::Log(_) => a.ln(),
-        Math::Log1p(_) => a.ln_1p(),
-        Math::Sin(_) => a.sin(),
-        Math::Cos(_) => a.cos(),
-        Math::Tan(_) => a.tan(),
-        Math::Atan(_) => a.atan(),
-        Math::Sinh(_) => a.sinh(),
-        Math::Cosh(_) => a.cosh(),
-        Math::Tanh(_) => a.tanh(),
-        Math::Asinh(_) => a.asinh(),
-        Math::Acosh(_) => a.acosh(),
-        Math::Atanh(_) => a.atanh(),
-        Math::Hypot(_) => a.hypot(b),
-        // composite scalars: computed in f64 from f32 inputs and rounded once
-        other => apply(other, &args.iter().map(|v| *v as f64).collect::<Vec<_>>()) as f32,
-    }
+    primitive_f32(node, a, b).unwrap_or_else(|| apply(node, &args.iter().map(|v| *v as f64).collect::<Vec<_>>()) as f32)
 }

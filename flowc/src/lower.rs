@@ -1,0 +1,413 @@
+//! Stage 5: [`Derivation`] → [`Program`]: backend-neutral kernels, one straight-line SSA
+//! body per row of a flow (all layers fused), with common subexpressions shared.
+//!
+//! Each kernel reads one row of `dim` inputs and a flat parameter buffer and writes its
+//! outputs: `forward` (z → x, then Σ log|det J|), `inverse` (x → z, then Σ log|det J| of the
+//! forward layers at the recovered points) and `log_prob` (x → log p(x)). The JIT and the
+//! Rust backend translate the same program; [`run`] interprets it (the reference for both).
+//!
+//! ```
+//! let src = "bijector affine(x; shift: real, log_scale: real) = x * exp(log_scale) + shift;
+//!            flow f(x: R^2) { base normal; elementwise(affine(log_scale = 0)); }";
+//! let (_, _, d) = flowc::cli::load_str("f.flow", src).unwrap();
+//! let p = flowc::lower::lower(&d).unwrap();
+//! let k = p.kernel("f", flowc::lower::Kind::Forward).unwrap();
+//! let params = [1.0, 2.0]; // layers.0.shift for both coordinates
+//! let out = flowc::lower::run(k, &[0.5, 0.5], &params);
+//! assert_eq!(out, vec![1.5, 2.5, 0.0]);
+//! ```
+
+use crate::derive::{BijectorDerivation, Derivation, FlowDerivation, Monotone};
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::ir::expr::Expr;
+use crate::ir::{eval, Interval, Math, X, Y};
+use egg::{Id, Language, Symbol};
+use std::collections::HashMap;
+use std::fmt;
+
+/// Which map a kernel computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Forward,
+    Inverse,
+    LogProb,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Forward => "forward",
+            Kind::Inverse => "inverse",
+            Kind::LogProb => "log_prob",
+        }
+    }
+}
+
+/// An SSA value: the index of the instruction that defines it.
+pub type Value = usize;
+
+/// One instruction of a kernel body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inst {
+    /// Coordinate `i` of the input row.
+    Input(usize),
+    /// Entry `i` of the flat parameter buffer.
+    Param(usize),
+    Const(f64),
+    /// A scalar op of the IR (its children replaced by values).
+    Op(Math, Vec<Value>),
+    /// The x in `domain` with f(x) = y, by the bracketed root-find: `f` and its derivative
+    /// are sub-programs of one input (instruction `Input(0)`), sharing this kernel's params.
+    RootFind {
+        y: Value,
+        f: Box<SubBody>,
+        df: Box<SubBody>,
+        domain: Interval,
+        increasing: bool,
+    },
+}
+
+/// A sub-program of one input (`Input(0)`) and the value it returns.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SubBody {
+    pub insts: Vec<Inst>,
+    pub result: Value,
+}
+
+/// A straight-line body.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Body {
+    pub insts: Vec<Inst>,
+}
+
+/// One parameter vector of a flow and where it starts in the parameter buffer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamSlot {
+    /// `layers.K.NAME`
+    pub name: String,
+    pub offset: usize,
+    pub len: usize,
+}
+
+/// A kernel: one row in, `outputs` values out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kernel {
+    pub flow: String,
+    pub kind: Kind,
+    pub dim: usize,
+    pub params: Vec<ParamSlot>,
+    pub body: Body,
+    /// The values written to the output row, in order.
+    pub outputs: Vec<Value>,
+}
+
+impl Kernel {
+    /// Length of the flat parameter buffer.
+    pub fn param_len(&self) -> usize {
+        self.params.iter().map(|p| p.len).sum()
+    }
+}
+
+/// Every kernel of every flow.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Program {
+    pub kernels: Vec<Kernel>,
+}
+
+impl Program {
+    pub fn kernel(&self, flow: &str, kind: Kind) -> Option<&Kernel> {
+        self.kernels.iter().find(|k| k.flow == flow && k.kind == kind)
+    }
+}
+
+/// Emits instructions with structural sharing (CSE) and constant reuse.
+struct Emitter {
+    body: Body,
+    memo: HashMap<String, Value>,
+}
+
+impl Emitter {
+    fn new() -> Self {
+        Emitter { body: Body::default(), memo: HashMap::new() }
+    }
+    fn push(&mut self, inst: Inst) -> Value {
+        let key = match &inst {
+            Inst::RootFind { .. } => None,
+            Inst::Const(c) => Some(format!("c{:x}", c.to_bits())),
+            other => Some(format!("{other:?}")),
+        };
+        if let Some(k) = &key {
+            if let Some(&v) = self.memo.get(k) {
+                return v;
+            }
+        }
+        self.body.insts.push(inst);
+        let v = self.body.insts.len() - 1;
+        if let Some(k) = key {
+            self.memo.insert(k, v);
+        }
+        v
+    }
+    fn op(&mut self, m: Math, args: Vec<Value>) -> Value {
+        self.push(Inst::Op(m, args))
+    }
+    fn num(&mut self, c: f64) -> Value {
+        self.push(Inst::Const(c))
+    }
+    /// Emits `e` with symbols bound by `sym` (returns `None` for an unbound symbol).
+    fn expr(&mut self, e: &Expr, sym: &dyn Fn(&mut Emitter, Symbol) -> Option<Value>) -> Result<Value, String> {
+        let mut vals: Vec<Value> = Vec::with_capacity(e.as_ref().len());
+        for node in e.as_ref() {
+            let v = match node {
+                Math::Num(c) => self.num(c.get()),
+                Math::Sym(s) => match eval::constant(*s) {
+                    Some(c) => self.num(c),
+                    None => sym(self, *s).ok_or_else(|| format!("unbound symbol `{s}`"))?,
+                },
+                Math::Solve(_) => return Err("`solve` left in a formula".into()),
+                other => {
+                    let args: Vec<Value> = other.children().iter().map(|c| vals[usize::from(*c)]).collect();
+                    let shape = other.clone().map_children(|_| Id::from(0usize));
+                    self.op(shape, args)
+                }
+            };
+            vals.push(v);
+        }
+        Ok(*vals.last().expect("non-empty expression"))
+    }
+}
+
+/// Parameter slots of a flow: every free parameter of every layer, one entry per coordinate.
+pub fn param_slots(f: &FlowDerivation) -> Vec<ParamSlot> {
+    let mut slots = Vec::new();
+    let mut offset = 0;
+    for (k, l) in f.layers.iter().enumerate() {
+        for p in &l.free {
+            slots.push(ParamSlot { name: format!("layers.{k}.{}", p.name), offset, len: f.dim });
+            offset += f.dim;
+        }
+    }
+    slots
+}
+
+/// Binds a layer's symbols for coordinate `i`: the variable, bound constants, parameters.
+fn binder<'a>(
+    f: &'a FlowDerivation,
+    slots: &'a [ParamSlot],
+    k: usize,
+    i: usize,
+    var: &'a str,
+    value: Value,
+) -> impl Fn(&mut Emitter, Symbol) -> Option<Value> + 'a {
+    move |em: &mut Emitter, s: Symbol| {
+        if s.as_str() == var {
+            return Some(value);
+        }
+        let l = &f.layers[k];
+        if let Some((_, c)) = l.bound.iter().find(|(n, _)| n.as_str() == s.as_str()) {
+            return Some(em.num(*c));
+        }
+        let slot = slots.iter().find(|p| p.name == format!("layers.{k}.{s}"))?;
+        Some(em.push(Inst::Param(slot.offset + i)))
+    }
+}
+
+/// A sub-program of one input for the root-find: `e` in `x`, the layer's params bound.
+fn sub_body(e: &Expr, f: &FlowDerivation, slots: &[ParamSlot], k: usize, i: usize) -> Result<SubBody, String> {
+    let mut em = Emitter::new();
+    let x = em.push(Inst::Input(0));
+    let result = em.expr(e, &binder(f, slots, k, i, X, x))?;
+    Ok(SubBody { insts: em.body.insts, result })
+}
+
+/// y = f(x) and log|f'(x)| of one layer at one coordinate.
+fn layer_forward(
+    em: &mut Emitter,
+    b: &BijectorDerivation,
+    f: &FlowDerivation,
+    slots: &[ParamSlot],
+    k: usize,
+    i: usize,
+    x: Value,
+) -> Result<(Value, Value), String> {
+    let y = em.expr(&b.forward.chosen.expr, &binder(f, slots, k, i, X, x))?;
+    let ld = em.expr(&b.log_det.chosen.expr, &binder(f, slots, k, i, X, x))?;
+    Ok((y, ld))
+}
+
+/// x = f^-1(y) and log|f'(x)| of one layer at one coordinate.
+fn layer_inverse(
+    em: &mut Emitter,
+    b: &BijectorDerivation,
+    f: &FlowDerivation,
+    slots: &[ParamSlot],
+    k: usize,
+    i: usize,
+    y: Value,
+) -> Result<(Value, Value), String> {
+    let x = match b.inverse.formula() {
+        Some(g) => em.expr(g, &binder(f, slots, k, i, Y, y))?,
+        None => {
+            let fb = sub_body(&b.forward.chosen.expr, f, slots, k, i)?;
+            let db = sub_body(&b.derivative, f, slots, k, i)?;
+            em.push(Inst::RootFind {
+                y,
+                f: Box::new(fb),
+                df: Box::new(db),
+                domain: b.domain,
+                increasing: b.monotone == Monotone::Increasing,
+            })
+        }
+    };
+    let ld = em.expr(&b.log_det.chosen.expr, &binder(f, slots, k, i, X, x))?;
+    Ok((x, ld))
+}
+
+fn sum(em: &mut Emitter, terms: &[Value]) -> Value {
+    let mut acc = terms[0];
+    for t in &terms[1..] {
+        acc = em.op(Math::Add([Id::from(0usize), Id::from(0usize)]), vec![acc, *t]);
+    }
+    acc
+}
+
+fn lower_kernel(d: &Derivation, f: &FlowDerivation, kind: Kind) -> Result<Kernel, String> {
+    let slots = param_slots(f);
+    let mut em = Emitter::new();
+    let mut cur: Vec<Value> = (0..f.dim).map(|i| em.push(Inst::Input(i))).collect();
+    let mut lds: Vec<Value> = Vec::new();
+    let two = Id::from(0usize);
+    match kind {
+        Kind::Forward => {
+            for (k, l) in f.layers.iter().enumerate() {
+                let b = &d.bijectors[l.bijector];
+                for (i, c) in cur.iter_mut().enumerate() {
+                    let (y, ld) = layer_forward(&mut em, b, f, &slots, k, i, *c)?;
+                    *c = y;
+                    lds.push(ld);
+                }
+            }
+        }
+        Kind::Inverse | Kind::LogProb => {
+            for (k, l) in f.layers.iter().enumerate().rev() {
+                let b = &d.bijectors[l.bijector];
+                for (i, c) in cur.iter_mut().enumerate() {
+                    let (x, ld) = layer_inverse(&mut em, b, f, &slots, k, i, *c)?;
+                    *c = x;
+                    lds.push(ld);
+                }
+            }
+        }
+    }
+    let total = if lds.is_empty() { em.num(0.0) } else { sum(&mut em, &lds) };
+    let outputs = match kind {
+        Kind::Forward | Kind::Inverse => cur.iter().copied().chain([total]).collect(),
+        Kind::LogProb => {
+            // Σ_i (-z_i²/2 - log(2π)/2) - Σ log|det J|
+            let half = em.num(-0.5);
+            let c = em.num(-0.5 * runtime::base::LN_2PI);
+            let mut terms = Vec::new();
+            for z in &cur {
+                let z2 = em.op(Math::Mul([two, two]), vec![*z, *z]);
+                let h = em.op(Math::Mul([two, two]), vec![half, z2]);
+                terms.push(em.op(Math::Add([two, two]), vec![h, c]));
+            }
+            let base = sum(&mut em, &terms);
+            vec![em.op(Math::Sub([two, two]), vec![base, total])]
+        }
+    };
+    Ok(Kernel { flow: f.name.clone(), kind, dim: f.dim, params: slots, body: em.body, outputs })
+}
+
+/// Lowers every flow of the derivation to its three kernels.
+pub fn lower(d: &Derivation) -> Result<Program, Diagnostics> {
+    let mut diags = Diagnostics::new();
+    let mut kernels = Vec::new();
+    for f in &d.flows {
+        for kind in [Kind::Forward, Kind::Inverse, Kind::LogProb] {
+            match lower_kernel(d, f, kind) {
+                Ok(k) => kernels.push(k),
+                Err(e) => {
+                    diags.push(Diagnostic::unlocated(format!("internal: cannot lower the {} kernel of `{}`: {e}", kind.name(), f.name)))
+                }
+            }
+        }
+    }
+    diags.into_result(Program { kernels })
+}
+
+fn run_insts(insts: &[Inst], inputs: &[f64], params: &[f64]) -> Vec<f64> {
+    let mut vals: Vec<f64> = Vec::with_capacity(insts.len());
+    for inst in insts {
+        let v = match inst {
+            Inst::Input(i) => inputs[*i],
+            Inst::Param(i) => params[*i],
+            Inst::Const(c) => *c,
+            Inst::Op(m, args) => {
+                let a: Vec<f64> = args.iter().map(|v| vals[*v]).collect();
+                eval::apply(m, &a)
+            }
+            Inst::RootFind { y, f, df, domain, increasing } => {
+                let fx = |x: f64| run_insts(&f.insts, &[x], params)[f.result];
+                let dfx = |x: f64| run_insts(&df.insts, &[x], params)[df.result];
+                crate::derive::rootfind::solve(&fx, &dfx, vals[*y], *domain, *increasing).unwrap_or(f64::NAN)
+            }
+        };
+        vals.push(v);
+    }
+    vals
+}
+
+/// Interprets a kernel on one row (the reference for the backends).
+pub fn run(k: &Kernel, row: &[f64], params: &[f64]) -> Vec<f64> {
+    let vals = run_insts(&k.body.insts, row, params);
+    k.outputs.iter().map(|v| vals[*v]).collect()
+}
+
+fn write_insts(f: &mut fmt::Formatter<'_>, insts: &[Inst], indent: &str) -> fmt::Result {
+    for (n, inst) in insts.iter().enumerate() {
+        match inst {
+            Inst::Input(i) => writeln!(f, "{indent}v{n} = in {i}")?,
+            Inst::Param(i) => writeln!(f, "{indent}v{n} = param {i}")?,
+            Inst::Const(c) => writeln!(
+                f,
+                "{indent}v{n} = const {}",
+                crate::ir::Const::new(*c).map(|c| c.to_string()).unwrap_or_else(|| format!("{c:?}"))
+            )?,
+            Inst::Op(m, args) => {
+                let a: Vec<String> = args.iter().map(|v| format!("v{v}")).collect();
+                writeln!(f, "{indent}v{n} = {} {}", m, a.join(" "))?
+            }
+            Inst::RootFind { y, f: fb, df, domain, increasing } => {
+                writeln!(f, "{indent}v{n} = rootfind v{y} on {domain} ({}) {{", if *increasing { "increasing" } else { "decreasing" })?;
+                writeln!(f, "{indent}  f (returns v{}):", fb.result)?;
+                write_insts(f, &fb.insts, &format!("{indent}    "))?;
+                writeln!(f, "{indent}  f' (returns v{}):", df.result)?;
+                write_insts(f, &df.insts, &format!("{indent}    "))?;
+                writeln!(f, "{indent}}}")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+impl fmt::Display for Kernel {
+    /// The text form (snapshot-tested).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "kernel {}.{}(row: [{}], params: [{}]) -> [{}]",
+            self.flow,
+            self.kind.name(),
+            self.dim,
+            self.param_len(),
+            self.outputs.len()
+        )?;
+        for p in &self.params {
+            writeln!(f, "  param {} = params[{}..{}]", p.name, p.offset, p.offset + p.len)?;
+        }
+        write_insts(f, &self.body.insts, "  ")?;
+        let outs: Vec<String> = self.outputs.iter().map(|v| format!("v{v}")).collect();
+        writeln!(f, "  out {}", outs.join(" "))
+    }
+}

@@ -7,10 +7,12 @@
 
 pub mod check;
 pub mod cli;
+pub mod codegen;
 pub mod derive;
 pub mod diag;
 pub mod dsl;
 pub mod interp;
 pub mod ir;
+pub mod jit;
 pub mod lower;
 pub mod report;

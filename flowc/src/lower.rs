@@ -358,6 +358,41 @@ fn run_insts(insts: &[Inst], inputs: &[f64], params: &[f64]) -> Vec<f64> {
     vals
 }
 
+fn run_insts_f32(insts: &[Inst], inputs: &[f32], params: &[f32]) -> Vec<f32> {
+    let mut vals: Vec<f32> = Vec::with_capacity(insts.len());
+    for inst in insts {
+        let v = match inst {
+            Inst::Input(i) => inputs[*i],
+            Inst::Param(i) => params[*i],
+            Inst::Const(c) => *c as f32,
+            Inst::Op(Math::IfPos(_), args) => {
+                if vals[args[0]] > 0.0 {
+                    vals[args[1]]
+                } else {
+                    vals[args[2]]
+                }
+            }
+            Inst::Op(m, args) => {
+                let a: Vec<f32> = args.iter().map(|v| vals[*v]).collect();
+                eval::apply_f32(m, &a)
+            }
+            Inst::RootFind { y, f, df, domain, increasing } => {
+                let fx = |x: f64| run_insts_f32(&f.insts, &[x as f32], params)[f.result] as f64;
+                let dfx = |x: f64| run_insts_f32(&df.insts, &[x as f32], params)[df.result] as f64;
+                crate::derive::rootfind::solve(&fx, &dfx, vals[*y] as f64, *domain, *increasing).unwrap_or(f64::NAN) as f32
+            }
+        };
+        vals.push(v);
+    }
+    vals
+}
+
+/// Interprets a kernel on one row in f32 semantics (every value rounded to f32).
+pub fn run_f32(k: &Kernel, row: &[f32], params: &[f32]) -> Vec<f32> {
+    let vals = run_insts_f32(&k.body.insts, row, params);
+    k.outputs.iter().map(|v| vals[*v]).collect()
+}
+
 /// Interprets a kernel on one row (the reference for the backends).
 pub fn run(k: &Kernel, row: &[f64], params: &[f64]) -> Vec<f64> {
     let vals = run_insts(&k.body.insts, row, params);

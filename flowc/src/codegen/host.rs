@@ -1,0 +1,84 @@
+//! Host functions that compiled kernels call for the ops without a native instruction
+//! (libm functions and the composite scalars), in f64 and f32. Inline vector versions
+//! will replace these calls; until then the values are exactly those of the reference
+//! evaluator (`ir::eval`).
+
+use crate::ir::{eval, Math};
+
+macro_rules! unary {
+    ($($name:ident: $t:ty => $body:expr;)*) => {
+        $(extern "C" fn $name(a: $t) -> $t {
+            let f: fn($t) -> $t = $body;
+            f(a)
+        })*
+    };
+}
+
+macro_rules! binary {
+    ($($name:ident: $t:ty => $body:expr;)*) => {
+        $(extern "C" fn $name(a: $t, b: $t) -> $t {
+            let f: fn($t, $t) -> $t = $body;
+            f(a, b)
+        })*
+    };
+}
+
+unary! {
+    exp_f64: f64 => f64::exp; expm1_f64: f64 => f64::exp_m1; log_f64: f64 => f64::ln; log1p_f64: f64 => f64::ln_1p;
+    sin_f64: f64 => f64::sin; cos_f64: f64 => f64::cos; tan_f64: f64 => f64::tan; atan_f64: f64 => f64::atan;
+    sinh_f64: f64 => f64::sinh; cosh_f64: f64 => f64::cosh; tanh_f64: f64 => f64::tanh; asinh_f64: f64 => f64::asinh;
+    acosh_f64: f64 => f64::acosh; atanh_f64: f64 => f64::atanh; cbrt_f64: f64 => f64::cbrt;
+    sigmoid_f64: f64 => eval::sigmoid; logit_f64: f64 => eval::logit; softplus_f64: f64 => eval::softplus;
+    logcosh_f64: f64 => eval::logcosh; sign_f64: f64 => eval::sign;
+    exp_f32: f32 => f32::exp; expm1_f32: f32 => f32::exp_m1; log_f32: f32 => f32::ln; log1p_f32: f32 => f32::ln_1p;
+    sin_f32: f32 => f32::sin; cos_f32: f32 => f32::cos; tan_f32: f32 => f32::tan; atan_f32: f32 => f32::atan;
+    sinh_f32: f32 => f32::sinh; cosh_f32: f32 => f32::cosh; tanh_f32: f32 => f32::tanh; asinh_f32: f32 => f32::asinh;
+    acosh_f32: f32 => f32::acosh; atanh_f32: f32 => f32::atanh; cbrt_f32: f32 => f32::cbrt;
+    sigmoid_f32: f32 => |a| eval::sigmoid(a as f64) as f32; logit_f32: f32 => |a| eval::logit(a as f64) as f32;
+    softplus_f32: f32 => |a| eval::softplus(a as f64) as f32; logcosh_f32: f32 => |a| eval::logcosh(a as f64) as f32;
+    sign_f32: f32 => |a| eval::sign(a as f64) as f32;
+}
+
+binary! {
+    pow_f64: f64 => f64::powf; hypot_f64: f64 => f64::hypot; powrecip_f64: f64 => eval::pow_recip;
+    pow_f32: f32 => f32::powf; hypot_f32: f32 => f32::hypot; powrecip_f32: f32 => |a, b| eval::pow_recip(a as f64, b as f64) as f32;
+}
+
+/// The host function for an op, by precision: (symbol name, address, arity).
+pub fn function(op: &Math, f32: bool) -> Option<(&'static str, *const u8, usize)> {
+    macro_rules! pick {
+        ($n64:ident, $n32:ident, $arity:expr) => {
+            if f32 {
+                (stringify!($n32), $n32 as *const u8, $arity)
+            } else {
+                (stringify!($n64), $n64 as *const u8, $arity)
+            }
+        };
+    }
+    Some(match op {
+        Math::Exp(_) => pick!(exp_f64, exp_f32, 1),
+        Math::Expm1(_) => pick!(expm1_f64, expm1_f32, 1),
+        Math::Log(_) => pick!(log_f64, log_f32, 1),
+        Math::Log1p(_) => pick!(log1p_f64, log1p_f32, 1),
+        Math::Sin(_) => pick!(sin_f64, sin_f32, 1),
+        Math::Cos(_) => pick!(cos_f64, cos_f32, 1),
+        Math::Tan(_) => pick!(tan_f64, tan_f32, 1),
+        Math::Atan(_) => pick!(atan_f64, atan_f32, 1),
+        Math::Sinh(_) => pick!(sinh_f64, sinh_f32, 1),
+        Math::Cosh(_) => pick!(cosh_f64, cosh_f32, 1),
+        Math::Tanh(_) => pick!(tanh_f64, tanh_f32, 1),
+        Math::Asinh(_) => pick!(asinh_f64, asinh_f32, 1),
+        Math::Acosh(_) => pick!(acosh_f64, acosh_f32, 1),
+        Math::Atanh(_) => pick!(atanh_f64, atanh_f32, 1),
+        Math::Cbrt(_) => pick!(cbrt_f64, cbrt_f32, 1),
+        Math::Sigmoid(_) => pick!(sigmoid_f64, sigmoid_f32, 1),
+        Math::Logit(_) => pick!(logit_f64, logit_f32, 1),
+        Math::Softplus(_) => pick!(softplus_f64, softplus_f32, 1),
+        Math::LogCosh(_) => pick!(logcosh_f64, logcosh_f32, 1),
+        Math::Sign(_) => pick!(sign_f64, sign_f32, 1),
+        Math::Pow(_) => pick!(pow_f64, pow_f32, 2),
+        Math::Hypot(_) => pick!(hypot_f64, hypot_f32, 2),
+        Math::PowRecip(_) => pick!(powrecip_f64, powrecip_f32, 2),
+        _ => return None,
+    })
+}

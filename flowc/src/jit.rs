@@ -1,0 +1,130 @@
+//! The JIT: compiles a kernel with Cranelift (fixed steps: declare, define, finalize, get
+//! the pointer) into a typed, safe handle. Its code is freed when the handle drops.
+//!
+//! ```
+//! let src = "bijector affine(x; shift: real, log_scale: real) = x * exp(log_scale) + shift;
+//!            flow f(x: R^1) { base normal; elementwise(affine(shift = 1, log_scale = 0)); }";
+//! let (_, _, d) = flowc::cli::load_str("f.flow", src).unwrap();
+//! let p = flowc::lower::lower(&d).unwrap();
+//! let k = flowc::jit::compile(p.kernel("f", flowc::lower::Kind::Forward).unwrap(), flowc::codegen::clif::Float::F64).unwrap();
+//! let mut out = [0.0; 4];
+//! k.run_f64(&[0.5, 2.0], &[], &mut out).unwrap();
+//! assert_eq!(out, [1.5, 0.0, 3.0, 0.0]);
+//! ```
+
+use crate::codegen::clif::{self, Float, Unsupported};
+use crate::codegen::host;
+use crate::ir::op::all_ops;
+use crate::lower::Kernel;
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{default_libcall_names, Module};
+use std::time::Instant;
+
+/// A compiled kernel. Safe to call from many threads at once.
+pub struct Compiled {
+    module: Option<JITModule>,
+    code: *const u8,
+    pub precision: Float,
+    pub dim: usize,
+    pub outputs: usize,
+    pub param_len: usize,
+    /// Time to translate, compile and link, in milliseconds.
+    pub compile_ms: f64,
+    /// The Cranelift IR as text.
+    pub clif: String,
+}
+
+// SAFETY: the code is immutable machine code reading only its arguments; the module is
+// touched only when the handle drops, which needs exclusive access.
+unsafe impl Send for Compiled {}
+unsafe impl Sync for Compiled {}
+
+/// A mismatch between a call and the kernel's shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShapeError(pub String);
+
+impl Compiled {
+    /// The one cast of the code pointer to the kernel ABI.
+    ///
+    /// # Safety
+    /// `T` must be the kernel's element type, `rows` must hold `n · dim` values, `params`
+    /// `param_len` and `out` `n · outputs`; the code reads and writes exactly those.
+    unsafe fn call<T>(&self, rows: *const T, n: u64, params: *const T, out: *mut T) {
+        let f: extern "C" fn(*const T, u64, *const T, *mut T) = unsafe { std::mem::transmute(self.code) };
+        f(rows, n, params, out)
+    }
+
+    fn check(&self, prec: Float, rows: usize, params: usize, out: usize) -> Result<u64, ShapeError> {
+        if prec != self.precision {
+            return Err(ShapeError(format!("the kernel was compiled for {:?}, called with {:?}", self.precision, prec)));
+        }
+        if self.dim == 0 || rows % self.dim != 0 {
+            return Err(ShapeError(format!("{rows} input values are not whole rows of {}", self.dim)));
+        }
+        let n = rows / self.dim;
+        if params != self.param_len {
+            return Err(ShapeError(format!("the kernel takes {} parameter values, got {params}", self.param_len)));
+        }
+        if out != n * self.outputs {
+            return Err(ShapeError(format!("{n} rows need an output of {} values, got {out}", n * self.outputs)));
+        }
+        Ok(n as u64)
+    }
+
+    /// Runs on f64 rows (row-major); `out` receives `outputs` values per row.
+    pub fn run_f64(&self, rows: &[f64], params: &[f64], out: &mut [f64]) -> Result<(), ShapeError> {
+        let n = self.check(Float::F64, rows.len(), params.len(), out.len())?;
+        // SAFETY: precision and every length were checked above
+        unsafe { self.call(rows.as_ptr(), n, params.as_ptr(), out.as_mut_ptr()) };
+        Ok(())
+    }
+
+    /// Runs on f32 rows (row-major).
+    pub fn run_f32(&self, rows: &[f32], params: &[f32], out: &mut [f32]) -> Result<(), ShapeError> {
+        let n = self.check(Float::F32, rows.len(), params.len(), out.len())?;
+        // SAFETY: precision and every length were checked above
+        unsafe { self.call(rows.as_ptr(), n, params.as_ptr(), out.as_mut_ptr()) };
+        Ok(())
+    }
+}
+
+impl Drop for Compiled {
+    fn drop(&mut self) {
+        if let Some(m) = self.module.take() {
+            // SAFETY: no pointer into the code outlives the handle (`code` is private and the
+            // handle is being dropped)
+            unsafe { m.free_memory() };
+        }
+    }
+}
+
+/// Compiles one kernel.
+pub fn compile(k: &Kernel, prec: Float) -> Result<Compiled, Unsupported> {
+    let start = Instant::now();
+    let mut builder = JITBuilder::with_flags(&[("opt_level", "speed")], default_libcall_names()).map_err(|e| Unsupported(e.to_string()))?;
+    for op in all_ops() {
+        for f32 in [false, true] {
+            if let Some((name, ptr, _)) = host::function(&op, f32) {
+                builder.symbol(name, ptr);
+            }
+        }
+    }
+    let mut module = JITModule::new(builder);
+    let mut ctx = module.make_context();
+    let id = clif::emit(&mut module, k, prec, &format!("{}_{}", k.flow, k.kind.name()), &mut ctx)?;
+    let text = ctx.func.display().to_string();
+    module.define_function(id, &mut ctx).map_err(|e| Unsupported(format!("{e:?}")))?;
+    module.clear_context(&mut ctx);
+    module.finalize_definitions().map_err(|e| Unsupported(format!("{e:?}")))?;
+    let code = module.get_finalized_function(id);
+    Ok(Compiled {
+        module: Some(module),
+        code,
+        precision: prec,
+        dim: k.dim,
+        outputs: k.outputs.len(),
+        param_len: k.param_len(),
+        compile_ms: start.elapsed().as_secs_f64() * 1e3,
+        clif: text,
+    })
+}

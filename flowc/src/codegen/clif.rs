@@ -9,7 +9,7 @@ use super::host;
 use crate::ir::Math;
 use crate::lower::{Inst, Kernel};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{types, AbiParam, BlockArg, Function, InstBuilder, MemFlagsData, Type, UserFuncName, Value};
+use cranelift_codegen::ir::{types, AbiParam, BlockArg, FuncRef, Function, InstBuilder, MemFlagsData, Type, UserFuncName, Value};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{FuncId, Linkage, Module};
 use std::collections::HashMap;
@@ -87,6 +87,15 @@ pub fn emit<M: Module>(
             _ => {}
         }
     }
+    // ops whose operands are all loop-invariant are computed once, before the loop
+    let mut imports: HashMap<&'static str, FuncRef> = HashMap::new();
+    for (i, inst) in k.body.insts.iter().enumerate() {
+        if let Inst::Op(op, args) = inst {
+            if args.iter().all(|a| vals[*a].is_some()) {
+                vals[i] = Some(op_value(module, &mut b, &mut imports, prec, op, args, &vals)?);
+            }
+        }
+    }
     let zero = b.ins().iconst(types::I64, 0);
     b.ins().jump(header, &[BlockArg::Value(zero)]);
 
@@ -102,7 +111,6 @@ pub fn emit<M: Module>(
     let row = b.ins().iadd(rows, in_stride);
     let out_stride = b.ins().imul_imm_s(i, k.outputs.len() as i64 * prec.bytes());
     let orow = b.ins().iadd(out, out_stride);
-    let mut imports: HashMap<&'static str, cranelift_codegen::ir::FuncRef> = HashMap::new();
     for (n_inst, inst) in k.body.insts.iter().enumerate() {
         if vals[n_inst].is_some() {
             continue;
@@ -111,47 +119,7 @@ pub fn emit<M: Module>(
             Inst::Input(j) => b.ins().load(ty, flags, row, (*j as i64 * prec.bytes()) as i32),
             Inst::Param(_) | Inst::Const(_) => unreachable!("hoisted"),
             Inst::RootFind { .. } => return Err(Unsupported("a numeric inverse (root-find) is not compiled yet".into())),
-            Inst::Op(op, args) => {
-                let a: Vec<Value> = args.iter().map(|v| vals[*v].expect("operands precede their use")).collect();
-                match op {
-                    Math::Add(_) => b.ins().fadd(a[0], a[1]),
-                    Math::Sub(_) => b.ins().fsub(a[0], a[1]),
-                    Math::Mul(_) => b.ins().fmul(a[0], a[1]),
-                    Math::Div(_) => b.ins().fdiv(a[0], a[1]),
-                    Math::Neg(_) => b.ins().fneg(a[0]),
-                    Math::Sqrt(_) => b.ins().sqrt(a[0]),
-                    Math::Abs(_) => b.ins().fabs(a[0]),
-                    Math::IfPos(_) => {
-                        let z = match prec {
-                            Float::F64 => b.ins().f64const(0.0),
-                            Float::F32 => b.ins().f32const(0.0),
-                        };
-                        let c = b.ins().fcmp(FloatCC::GreaterThan, a[0], z);
-                        b.ins().select(c, a[1], a[2])
-                    }
-                    other => {
-                        let Some((sym, _, arity)) = host::function(other, prec == Float::F32) else {
-                            return Err(Unsupported(format!("no code for `{other}`")));
-                        };
-                        let fref = match imports.get(sym) {
-                            Some(f) => *f,
-                            None => {
-                                let mut s = module.make_signature();
-                                for _ in 0..arity {
-                                    s.params.push(AbiParam::new(ty));
-                                }
-                                s.returns.push(AbiParam::new(ty));
-                                let fid = module.declare_function(sym, Linkage::Import, &s).map_err(|e| Unsupported(e.to_string()))?;
-                                let f = module.declare_func_in_func(fid, b.func);
-                                imports.insert(sym, f);
-                                f
-                            }
-                        };
-                        let call = b.ins().call(fref, &a[..arity]);
-                        b.inst_results(call)[0]
-                    }
-                }
-            }
+            Inst::Op(op, args) => op_value(module, &mut b, &mut imports, prec, op, args, &vals)?,
         };
         vals[n_inst] = Some(v);
     }
@@ -166,4 +134,56 @@ pub fn emit<M: Module>(
     b.seal_all_blocks();
     b.finalize(module.target_config());
     Ok(id)
+}
+
+/// The value of one scalar op: a native instruction, a select, or a host call.
+fn op_value<M: Module>(
+    module: &mut M,
+    b: &mut FunctionBuilder,
+    imports: &mut HashMap<&'static str, FuncRef>,
+    prec: Float,
+    op: &Math,
+    args: &[usize],
+    vals: &[Option<Value>],
+) -> Result<Value, Unsupported> {
+    let ty = prec.ty();
+    let a: Vec<Value> = args.iter().map(|v| vals[*v].expect("operands precede their use")).collect();
+    Ok(match op {
+        Math::Add(_) => b.ins().fadd(a[0], a[1]),
+        Math::Sub(_) => b.ins().fsub(a[0], a[1]),
+        Math::Mul(_) => b.ins().fmul(a[0], a[1]),
+        Math::Div(_) => b.ins().fdiv(a[0], a[1]),
+        Math::Neg(_) => b.ins().fneg(a[0]),
+        Math::Sqrt(_) => b.ins().sqrt(a[0]),
+        Math::Abs(_) => b.ins().fabs(a[0]),
+        Math::IfPos(_) => {
+            let z = match prec {
+                Float::F64 => b.ins().f64const(0.0),
+                Float::F32 => b.ins().f32const(0.0),
+            };
+            let c = b.ins().fcmp(FloatCC::GreaterThan, a[0], z);
+            b.ins().select(c, a[1], a[2])
+        }
+        other => {
+            let Some((sym, _, arity)) = host::function(other, prec == Float::F32) else {
+                return Err(Unsupported(format!("no code for `{other}`")));
+            };
+            let fref = match imports.get(sym) {
+                Some(f) => *f,
+                None => {
+                    let mut s = module.make_signature();
+                    for _ in 0..arity {
+                        s.params.push(AbiParam::new(ty));
+                    }
+                    s.returns.push(AbiParam::new(ty));
+                    let fid = module.declare_function(sym, Linkage::Import, &s).map_err(|e| Unsupported(e.to_string()))?;
+                    let f = module.declare_func_in_func(fid, b.func);
+                    imports.insert(sym, f);
+                    f
+                }
+            };
+            let call = b.ins().call(fref, &a[..arity]);
+            b.inst_results(call)[0]
+        }
+    })
 }

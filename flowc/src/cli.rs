@@ -2,13 +2,17 @@
 //! message), 2 internal error. Bad input never panics and never leaves a partial file.
 
 use crate::check;
+use crate::codegen::clif::Float;
 use crate::derive::{self, Derivation};
 use crate::diag::Diagnostics;
 use crate::interp::{self, Params};
 use crate::ir::{self, Module, X, Y};
+use crate::jit;
+use crate::lower::{self, Kind};
 use crate::report::{self, Format};
 use clap::{Parser, Subcommand, ValueEnum};
 use egg::Symbol;
+use runtime::batch;
 use runtime::io::{read_table, write_table, ReadOptions, Table};
 use std::path::{Path, PathBuf};
 
@@ -64,8 +68,70 @@ pub enum Command {
         #[arg(long = "param", value_name = "NAME=VALUE")]
         params: Vec<String>,
     },
+    /// Log-densities of the rows of a `.csv` or `.npy` file with the JIT-compiled kernel.
+    Score {
+        file: PathBuf,
+        /// The flow to score with.
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        input: PathBuf,
+        /// Output file (`.csv` or `.npy`): one column, log p(x); written only on success.
+        #[arg(long)]
+        output: PathBuf,
+        /// Set a parameter for every coordinate: `layers.K.NAME=VALUE`.
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// Threads (0 = all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        #[arg(long, value_enum, default_value = "f64")]
+        precision: Precision,
+    },
+    /// Compile time and throughput of a flow's log_prob kernel, per precision and thread count.
+    Bench {
+        file: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// Rows per measurement.
+        #[arg(long, default_value_t = 1 << 20)]
+        rows: usize,
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+    },
+    /// Print generated code: the backend-neutral kernels or Cranelift IR.
+    Emit {
+        file: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum)]
+        target: Target,
+        #[arg(long, value_enum, default_value = "f64")]
+        precision: Precision,
+    },
     /// The built-in end-to-end example: parse, derive, check and evaluate a flow.
     Demo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Precision {
+    F32,
+    F64,
+}
+
+impl Precision {
+    fn float(self) -> Float {
+        match self {
+            Precision::F32 => Float::F32,
+            Precision::F64 => Float::F64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Target {
+    Kernel,
+    Clif,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -156,8 +222,227 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
             write_table(&output, &out.0, Some(&out.1)).map_err(|e| user(format!("error: {e}")))?;
             Ok(String::new())
         }
+        Command::Score { file, name, input, output, params, threads, precision } => {
+            let (_, m, d) = load(&file)?;
+            check_flow(&m, &d, &name, &file)?;
+            let f = d.flow(&name).expect("checked");
+            let flat = flat_params(&d, f, &params)?;
+            let table = read_table(&input, &ReadOptions::default()).map_err(|e| user(format!("error: {e}")))?;
+            if table.cols != f.dim {
+                return Err(user(format!(
+                    "error: {}: rows have {} columns, but flow `{name}` is on R^{} and needs {}",
+                    input.display(),
+                    table.cols,
+                    f.dim,
+                    f.dim
+                )));
+            }
+            let program = lower::lower(&d).map_err(internal)?;
+            let k = program.kernel(&name, Kind::LogProb).expect("every flow has a log_prob kernel");
+            let mut out = vec![0.0; table.rows];
+            let note = run_kernel(k, precision.float(), &table.data, &flat, &mut out, threads)?;
+            if let Some(r) = out.iter().position(|v| v.is_nan()) {
+                return Err(user(format!(
+                    "error: {}: row {}: log p(x) is not defined at {:?}; nothing was written",
+                    input.display(),
+                    r + 1,
+                    table.row(r)
+                )));
+            }
+            write_table(&output, &Table::new(table.rows, 1, out), Some(&["log_prob".to_string()]))
+                .map_err(|e| user(format!("error: {e}")))?;
+            if let Some(n) = note {
+                eprintln!("note: {n}");
+            }
+            Ok(String::new())
+        }
+        Command::Bench { file, name, rows, params } => {
+            let (_, m, d) = load(&file)?;
+            check_flow(&m, &d, &name, &file)?;
+            bench(&d, &name, rows, &params)
+        }
+        Command::Emit { file, name, target, precision } => {
+            let (_, m, d) = load(&file)?;
+            check_flow(&m, &d, &name, &file)?;
+            let program = lower::lower(&d).map_err(internal)?;
+            let mut out = String::new();
+            for kind in [Kind::Forward, Kind::Inverse, Kind::LogProb] {
+                let k = program.kernel(&name, kind).expect("lowered");
+                match target {
+                    Target::Kernel => out.push_str(&k.to_string()),
+                    Target::Clif => match jit::compile(k, precision.float()) {
+                        Ok(c) => out.push_str(&format!(
+                            "; {}.{} ({:?}), compiled in {:.2} ms\n{}\n",
+                            name,
+                            kind.name(),
+                            precision,
+                            c.compile_ms,
+                            c.clif
+                        )),
+                        Err(e) => out.push_str(&format!("; {}.{}: not compiled: {}\n", name, kind.name(), e.0)),
+                    },
+                }
+                out.push('\n');
+            }
+            Ok(out)
+        }
         Command::Demo => demo(),
     }
+}
+
+fn internal(d: Diagnostics) -> Failure {
+    Failure { code: 2, message: format!("internal error: {d}") }
+}
+
+/// `name` must be a flow (commands that run kernels).
+fn check_flow(m: &Module, d: &Derivation, name: &str, file: &Path) -> Result<(), Failure> {
+    check_name(m, name, file)?;
+    if d.flow(name).is_none() {
+        return Err(user(format!("error: `{name}` is a bijector; this command needs a flow\n  = help: wrap it: `flow f(x: R^1) {{ base normal; elementwise({name}); }}`")));
+    }
+    Ok(())
+}
+
+/// The flat parameter buffer of a flow, in kernel slot order, with `--param` settings applied.
+fn flat_params(d: &Derivation, f: &crate::derive::FlowDerivation, sets: &[String]) -> Result<Vec<f64>, Failure> {
+    let mut p = Params::defaults(d, f);
+    for s in sets {
+        let (k, v) = parse_param(s)?;
+        p.set(&k, v).map_err(|e| user(format!("error: {e}")))?;
+    }
+    let slots = lower::param_slots(f);
+    let mut flat = vec![0.0; slots.iter().map(|s| s.len).sum()];
+    for s in &slots {
+        flat[s.offset..s.offset + s.len].copy_from_slice(&p.values[&s.name]);
+    }
+    Ok(flat)
+}
+
+/// Runs a kernel over rows: JIT-compiled when possible (else interpreted, with a note).
+fn run_kernel(
+    k: &lower::Kernel,
+    prec: Float,
+    rows: &[f64],
+    params: &[f64],
+    out: &mut [f64],
+    threads: usize,
+) -> Result<Option<String>, Failure> {
+    let outputs = k.outputs.len();
+    match jit::compile(k, prec) {
+        Ok(c) => {
+            match prec {
+                Float::F64 => batch::run_rows(rows, k.dim, out, outputs, threads, &|r: &[f64], o: &mut [f64]| {
+                    c.run_f64(r, params, o).expect("shapes checked")
+                }),
+                Float::F32 => {
+                    let r32: Vec<f32> = rows.iter().map(|v| *v as f32).collect();
+                    let p32: Vec<f32> = params.iter().map(|v| *v as f32).collect();
+                    let mut o32 = vec![0.0f32; out.len()];
+                    batch::run_rows(&r32, k.dim, &mut o32, outputs, threads, &|r: &[f32], o: &mut [f32]| {
+                        c.run_f32(r, &p32, o).expect("shapes checked")
+                    })
+                    .map_err(|e| Failure { code: 2, message: e })?;
+                    out.iter_mut().zip(o32).for_each(|(a, b)| *a = b as f64);
+                    Ok(())
+                }
+            }
+            .map_err(|e| Failure { code: 2, message: e })?;
+            Ok(None)
+        }
+        Err(e) => {
+            batch::run_rows(rows, k.dim, out, outputs, threads, &|r: &[f64], o: &mut [f64]| {
+                for (row, dst) in r.chunks(k.dim).zip(o.chunks_mut(outputs)) {
+                    dst.copy_from_slice(&lower::run(k, row, params));
+                }
+            })
+            .map_err(|e| Failure { code: 2, message: e })?;
+            Ok(Some(format!("{}; evaluated by the interpreter", e.0)))
+        }
+    }
+}
+
+/// Standard normal samples (xorshift + Box-Muller), deterministic.
+fn normal_rows(n: usize, seed: u64) -> Vec<f64> {
+    let mut s = seed | 1;
+    let mut next = || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    (0..n)
+        .map(|_| {
+            let (u, v) = (next(), next());
+            (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+        })
+        .collect()
+}
+
+fn bench(d: &Derivation, name: &str, rows: usize, params: &[String]) -> Result<String, Failure> {
+    let f = d.flow(name).expect("checked");
+    let flat = flat_params(d, f, params)?;
+    let program = lower::lower(d).map_err(internal)?;
+    let fk = program.kernel(name, Kind::Forward).expect("lowered");
+    let lk = program.kernel(name, Kind::LogProb).expect("lowered");
+    // data: base samples pushed through the flow
+    let z = normal_rows(rows * f.dim, 0x5eed);
+    let mut fx = vec![0.0; rows * (f.dim + 1)];
+    run_kernel(fk, Float::F64, &z, &flat, &mut fx, 0)?;
+    let x: Vec<f64> = fx.chunks(f.dim + 1).flat_map(|r| r[..f.dim].to_vec()).collect();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mut out = format!("flow {name}: log_prob on {rows} rows of {} values (median of 5 runs)\n", f.dim);
+    out.push_str(&format!("{:<6} {:>8} {:>14} {:>16} {:>10}\n", "prec", "threads", "compile ms", "points/s", "GB/s in"));
+    for prec in [Float::F64, Float::F32] {
+        let c = match jit::compile(lk, prec) {
+            Ok(c) => c,
+            Err(e) => {
+                out.push_str(&format!("{prec:?}: not compiled: {}\n", e.0));
+                continue;
+            }
+        };
+        let mut thread_counts = vec![1];
+        if cores > 1 {
+            thread_counts.push(cores);
+        }
+        for &t in &thread_counts {
+            let mut times = Vec::new();
+            for _ in 0..5 {
+                let start = std::time::Instant::now();
+                match prec {
+                    Float::F64 => {
+                        let mut o = vec![0.0; rows];
+                        batch::run_rows(&x, f.dim, &mut o, 1, t, &|r: &[f64], o: &mut [f64]| c.run_f64(r, &flat, o).expect("shapes"))
+                            .map_err(|e| Failure { code: 2, message: e })?;
+                        std::hint::black_box(&o);
+                    }
+                    Float::F32 => {
+                        let x32: Vec<f32> = x.iter().map(|v| *v as f32).collect();
+                        let p32: Vec<f32> = flat.iter().map(|v| *v as f32).collect();
+                        let start32 = std::time::Instant::now();
+                        let mut o = vec![0.0f32; rows];
+                        batch::run_rows(&x32, f.dim, &mut o, 1, t, &|r: &[f32], o: &mut [f32]| c.run_f32(r, &p32, o).expect("shapes"))
+                            .map_err(|e| Failure { code: 2, message: e })?;
+                        std::hint::black_box(&o);
+                        times.push(start32.elapsed().as_secs_f64());
+                        continue;
+                    }
+                }
+                times.push(start.elapsed().as_secs_f64());
+            }
+            times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let med = times[times.len() / 2];
+            let bytes = (rows * f.dim) as f64 * if prec == Float::F64 { 8.0 } else { 4.0 };
+            out.push_str(&format!(
+                "{:<6} {:>8} {:>14.2} {:>16.3e} {:>10.2}\n",
+                format!("{prec:?}").to_lowercase(),
+                t,
+                c.compile_ms,
+                rows as f64 / med,
+                bytes / med / 1e9
+            ));
+        }
+    }
+    Ok(out)
 }
 
 fn parse_param(s: &str) -> Result<(String, f64), Failure> {

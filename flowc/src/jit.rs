@@ -58,7 +58,7 @@ impl Compiled {
         if prec != self.precision {
             return Err(ShapeError(format!("the kernel was compiled for {:?}, called with {:?}", self.precision, prec)));
         }
-        if self.dim == 0 || rows % self.dim != 0 {
+        if self.dim == 0 || !rows.is_multiple_of(self.dim) {
             return Err(ShapeError(format!("{rows} input values are not whole rows of {}", self.dim)));
         }
         let n = rows / self.dim;

@@ -231,3 +231,71 @@ fn demo_runs_without_arguments() {
     assert!(out.contains("inverse"), "{out}");
     assert!(out.contains("log|det J|"));
 }
+
+#[test]
+fn score_uses_the_jit_and_agrees_with_eval() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = write(dir.path(), "m.flow", MODEL);
+    let input = write(dir.path(), "x.csv", "1,2\n-0.5,0.25\n30,-7\n");
+    for prec in ["f64", "f32"] {
+        let out = dir.path().join(format!("s_{prec}.npy"));
+        let o = flowc(&[
+            "score",
+            m.to_str().unwrap(),
+            "--name",
+            "f",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--precision",
+            prec,
+            "--threads",
+            "2",
+            "--param",
+            "layers.1.log_scale=0.3",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let s = runtime::io::read_table(&out, &Default::default()).unwrap();
+        assert_eq!((s.rows, s.cols), (3, 1));
+        // against the reference interpreter
+        let (_, _, d) = flowc::cli::load_str("m.flow", MODEL).unwrap();
+        let f = d.flow("f").unwrap();
+        let mut p = flowc::interp::Params::defaults(&d, f);
+        p.set("layers.1.log_scale", 0.3).unwrap();
+        for (r, x) in [[1.0, 2.0], [-0.5, 0.25], [30.0, -7.0]].iter().enumerate() {
+            let want = flowc::interp::log_prob(&d, f, &p, x);
+            let tol = if prec == "f64" { 1e-12 } else { 1e-4 };
+            assert!((s.row(r)[0] - want).abs() <= tol * (1.0 + want.abs()), "{prec} row {r}: {} vs {want}", s.row(r)[0]);
+        }
+    }
+    // a bijector is not a flow
+    let o = flowc(&[
+        "score",
+        m.to_str().unwrap(),
+        "--name",
+        "sas",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        dir.path().join("no.csv").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("needs a flow"));
+    assert!(!dir.path().join("no.csv").exists());
+}
+
+#[test]
+fn emit_and_bench_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = write(dir.path(), "m.flow", MODEL);
+    let o = flowc(&["emit", m.to_str().unwrap(), "--name", "f", "--target", "kernel"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("kernel f.log_prob"));
+    let o = flowc(&["emit", m.to_str().unwrap(), "--name", "f", "--target", "clif", "--precision", "f32"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("load.f32"));
+    let o = flowc(&["bench", m.to_str().unwrap(), "--name", "f", "--rows", "1000"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("points/s"));
+}

@@ -4,6 +4,7 @@
 //! - [`io`]: read and write tables of points ([`io::Table`]) as CSV or NPY
 //!   files, with precise errors and atomic writes.
 //! - [`base`]: the standard normal base distribution.
+//! - [`batch`]: row kernels over chunks of rows on a thread pool.
 //!
 //! ```
 //! use runtime::base::std_normal_log_pdf;
@@ -35,4 +36,5 @@
 //! ```
 
 pub mod base;
+pub mod batch;
 pub mod io;

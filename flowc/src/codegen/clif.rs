@@ -111,17 +111,14 @@ pub fn emit<M: Module>(
     let row = b.ins().iadd(rows, in_stride);
     let out_stride = b.ins().imul_imm_s(i, k.outputs.len() as i64 * prec.bytes());
     let orow = b.ins().iadd(out, out_stride);
-    for (n_inst, inst) in k.body.insts.iter().enumerate() {
-        if vals[n_inst].is_some() {
-            continue;
+    // `ifpos` computes only the branch it takes: instructions used by one branch alone are
+    // emitted inside that branch
+    let deferred = branch_sets(k, &vals);
+    let ctx = RowCtx { ty, prec, flags, row };
+    for n_inst in 0..k.body.insts.len() {
+        if vals[n_inst].is_none() && deferred[n_inst].is_none() {
+            emit_inst(module, &mut b, &mut imports, &ctx, k, n_inst, &deferred, &mut vals)?;
         }
-        let v = match inst {
-            Inst::Input(j) => b.ins().load(ty, flags, row, (*j as i64 * prec.bytes()) as i32),
-            Inst::Param(_) | Inst::Const(_) => unreachable!("hoisted"),
-            Inst::RootFind { .. } => return Err(Unsupported("a numeric inverse (root-find) is not compiled yet".into())),
-            Inst::Op(op, args) => op_value(module, &mut b, &mut imports, prec, op, args, &vals)?,
-        };
-        vals[n_inst] = Some(v);
     }
     for (j, o) in k.outputs.iter().enumerate() {
         b.ins().store(flags, vals[*o].expect("output defined"), orow, (j as i64 * prec.bytes()) as i32);
@@ -186,4 +183,110 @@ fn op_value<M: Module>(
             b.inst_results(call)[0]
         }
     })
+}
+
+/// What a row's instructions need from the surrounding function.
+struct RowCtx {
+    ty: Type,
+    prec: Float,
+    flags: MemFlagsData,
+    row: Value,
+}
+
+/// For each instruction, the `ifpos` branch it belongs to exclusively: `(ifpos, then?)`.
+/// Inputs, hoisted values and nested `ifpos` stay outside (computed before the branch).
+fn branch_sets(k: &Kernel, hoisted: &[Option<Value>]) -> Vec<Option<(usize, bool)>> {
+    let n = k.body.insts.len();
+    let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut is_output = vec![false; n];
+    for (i, inst) in k.body.insts.iter().enumerate() {
+        for a in args_of(inst) {
+            users[a].push(i);
+        }
+    }
+    for o in &k.outputs {
+        is_output[*o] = true;
+    }
+    let mut deferred: Vec<Option<(usize, bool)>> = vec![None; n];
+    for (p, inst) in k.body.insts.iter().enumerate() {
+        let Inst::Op(Math::IfPos(_), args) = inst else { continue };
+        for (side, root) in [(true, args[1]), (false, args[2])] {
+            let movable = |j: usize| {
+                hoisted[j].is_none()
+                    && !is_output[j]
+                    && !matches!(k.body.insts[j], Inst::Input(_) | Inst::Op(Math::IfPos(_), _) | Inst::RootFind { .. })
+            };
+            if !movable(root) || users[root].iter().any(|u| *u != p) || deferred[root].is_some() || args[0] == root {
+                continue;
+            }
+            let mut member = vec![false; n];
+            member[root] = true;
+            for j in (0..root).rev() {
+                if movable(j) && deferred[j].is_none() && !users[j].is_empty() && users[j].iter().all(|u| member[*u]) {
+                    member[j] = true;
+                }
+            }
+            for (j, m) in member.iter().enumerate() {
+                if *m {
+                    deferred[j] = Some((p, side));
+                }
+            }
+        }
+    }
+    deferred
+}
+
+fn args_of(inst: &Inst) -> Vec<usize> {
+    match inst {
+        Inst::Op(_, args) => args.clone(),
+        Inst::RootFind { y, .. } => vec![*y],
+        _ => vec![],
+    }
+}
+
+/// Emits instruction `i` (and, for `ifpos`, the branch it takes).
+#[allow(clippy::too_many_arguments)]
+fn emit_inst<M: Module>(
+    module: &mut M,
+    b: &mut FunctionBuilder,
+    imports: &mut HashMap<&'static str, FuncRef>,
+    ctx: &RowCtx,
+    k: &Kernel,
+    i: usize,
+    deferred: &[Option<(usize, bool)>],
+    vals: &mut Vec<Option<Value>>,
+) -> Result<(), Unsupported> {
+    let v = match &k.body.insts[i] {
+        Inst::Input(j) => b.ins().load(ctx.ty, ctx.flags, ctx.row, (*j as i64 * ctx.prec.bytes()) as i32),
+        Inst::Param(_) | Inst::Const(_) => unreachable!("hoisted"),
+        Inst::RootFind { .. } => return Err(Unsupported("a numeric inverse (root-find) is not compiled yet".into())),
+        Inst::Op(Math::IfPos(_), args) if deferred.iter().any(|d| d.map(|(p, _)| p == i).unwrap_or(false)) => {
+            let zero = match ctx.prec {
+                Float::F64 => b.ins().f64const(0.0),
+                Float::F32 => b.ins().f32const(0.0),
+            };
+            let cond = b.ins().fcmp(FloatCC::GreaterThan, vals[args[0]].expect("condition first"), zero);
+            let (then_b, else_b, merge) = (b.create_block(), b.create_block(), b.create_block());
+            b.append_block_param(merge, ctx.ty);
+            b.ins().brif(cond, then_b, &[], else_b, &[]);
+            for (blk, side, root) in [(then_b, true, args[1]), (else_b, false, args[2])] {
+                b.switch_to_block(blk);
+                // a branch's values are local to it
+                let saved = vals.clone();
+                for j in 0..i {
+                    if deferred[j] == Some((i, side)) {
+                        emit_inst(module, b, imports, ctx, k, j, deferred, vals)?;
+                    }
+                }
+                let r = vals[root].expect("branch result");
+                b.ins().jump(merge, &[BlockArg::Value(r)]);
+                *vals = saved;
+            }
+            b.switch_to_block(merge);
+            b.block_params(merge)[0]
+        }
+        Inst::Op(op, args) => op_value(module, b, imports, ctx.prec, op, args, vals)?,
+    };
+    vals[i] = Some(v);
+    Ok(())
 }

@@ -477,29 +477,30 @@ pub fn eval_table(
                 f.dim
             )));
         }
-        let mut p = Params::defaults(d, f);
-        for (k, v) in &sets {
-            p.set(k, *v).map_err(|e| user(format!("error: {e}")))?;
+        // the fused forward or inverse kernel, JIT-compiled (f64)
+        let flat = flat_params(d, f, params)?;
+        let program = lower::lower(d).map_err(internal)?;
+        let kind = if dir == Direction::Forward { Kind::Forward } else { Kind::Inverse };
+        let k = program.kernel(name, kind).expect("every flow has forward and inverse kernels");
+        let mut data = vec![0.0; t.rows * (f.dim + 1)];
+        if let Some(n) = run_kernel(k, Float::F64, &t.data, &flat, &mut data, 0)? {
+            eprintln!("note: {n}");
         }
-        let mut data = Vec::with_capacity(t.rows * (f.dim + 1));
-        let mut out = vec![0.0; f.dim];
-        for r in 0..t.rows {
-            let ld = match dir {
-                Direction::Forward => interp::forward(d, f, &p, t.row(r), &mut out),
-                Direction::Inverse => -interp::inverse(d, f, &p, t.row(r), &mut out),
-            };
-            if out.iter().any(|v| !v.is_finite()) || ld.is_nan() {
+        for (r, out) in data.chunks_mut(f.dim + 1).enumerate() {
+            if out.iter().any(|v| v.is_nan()) || out[..f.dim].iter().any(|v| !v.is_finite()) {
                 return Err(user(format!(
                     "error: {}: row {}: the {} map is not defined at {:?} (it produced {:?}); nothing was written",
                     input.display(),
                     r + 1,
                     if dir == Direction::Forward { "forward" } else { "inverse" },
                     t.row(r),
-                    out
+                    &out[..f.dim]
                 )));
             }
-            data.extend_from_slice(&out);
-            data.push(ld);
+            // the inverse kernel reports the forward layers' log-det; the applied map's is its negative
+            if dir == Direction::Inverse {
+                out[f.dim] = -out[f.dim];
+            }
         }
         let mut header: Vec<String> = (0..f.dim).map(|i| format!("{}{i}", if dir == Direction::Forward { "x" } else { "z" })).collect();
         header.push("log_det".into());

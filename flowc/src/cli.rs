@@ -13,7 +13,7 @@ use crate::report::{self, Format};
 use clap::{Parser, Subcommand, ValueEnum};
 use egg::Symbol;
 use runtime::batch;
-use runtime::io::{read_table, write_table, ReadOptions, Table};
+use runtime::io::{read_table, write_table, ReadOptions, RowReader, RowWriter, Table};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
@@ -227,31 +227,45 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
             check_flow(&m, &d, &name, &file)?;
             let f = d.flow(&name).expect("checked");
             let flat = flat_params(&d, f, &params)?;
-            let table = read_table(&input, &ReadOptions::default()).map_err(|e| user(format!("error: {e}")))?;
-            if table.cols != f.dim {
+            let mut reader = RowReader::open(&input, &ReadOptions::default()).map_err(|e| user(format!("error: {e}")))?;
+            if reader.cols() != f.dim {
                 return Err(user(format!(
                     "error: {}: rows have {} columns, but flow `{name}` is on R^{} and needs {}",
                     input.display(),
-                    table.cols,
+                    reader.cols(),
                     f.dim,
                     f.dim
                 )));
             }
             let program = lower::lower(&d).map_err(internal)?;
             let k = program.kernel(&name, Kind::LogProb).expect("every flow has a log_prob kernel");
-            let mut out = vec![0.0; table.rows];
-            let note = run_kernel(k, precision.float(), &table.data, &flat, &mut out, threads)?;
-            if let Some(r) = out.iter().position(|v| v.is_nan()) {
-                return Err(user(format!(
-                    "error: {}: row {}: log p(x) is not defined at {:?}; nothing was written",
-                    input.display(),
-                    r + 1,
-                    table.row(r)
-                )));
+            let engine = Engine::new(k, precision.float());
+            // stream: read a chunk, score it on all threads, append it; the output appears
+            // only when every row succeeded
+            let mut writer = RowWriter::create(&output, 1, Some(&["log_prob".to_string()])).map_err(|e| user(format!("error: {e}")))?;
+            let mut rows = Vec::new();
+            let mut out = Vec::new();
+            let mut done = 0usize;
+            loop {
+                let n = reader.next_chunk(STREAM_ROWS, &mut rows).map_err(|e| user(format!("error: {e}")))?;
+                if n == 0 {
+                    break;
+                }
+                out.resize(n, 0.0);
+                engine.run(f.dim, 1, &rows, &flat, &mut out, threads)?;
+                if let Some(r) = out.iter().position(|v| v.is_nan()) {
+                    return Err(user(format!(
+                        "error: {}: row {}: log p(x) is not defined at {:?}; nothing was written",
+                        input.display(),
+                        done + r + 1,
+                        &rows[r * f.dim..(r + 1) * f.dim]
+                    )));
+                }
+                writer.write_chunk(&out).map_err(|e| user(format!("error: {e}")))?;
+                done += n;
             }
-            write_table(&output, &Table::new(table.rows, 1, out), Some(&["log_prob".to_string()]))
-                .map_err(|e| user(format!("error: {e}")))?;
-            if let Some(n) = note {
+            writer.finish().map_err(|e| user(format!("error: {e}")))?;
+            if let Some(n) = engine.note() {
                 eprintln!("note: {n}");
             }
             Ok(String::new())
@@ -318,6 +332,59 @@ fn flat_params(d: &Derivation, f: &crate::derive::FlowDerivation, sets: &[String
     Ok(flat)
 }
 
+/// A kernel ready to run: JIT-compiled when possible, else interpreted.
+enum Engine<'k> {
+    Jit(Box<jit::Compiled>),
+    Interp(&'k lower::Kernel, String),
+}
+
+impl<'k> Engine<'k> {
+    fn new(k: &'k lower::Kernel, prec: Float) -> Engine<'k> {
+        match jit::compile(k, prec) {
+            Ok(c) => Engine::Jit(Box::new(c)),
+            Err(e) => Engine::Interp(k, format!("{}; evaluated by the interpreter", e.0)),
+        }
+    }
+
+    /// Why the kernel is interpreted, if it is.
+    fn note(&self) -> Option<&str> {
+        match self {
+            Engine::Jit(_) => None,
+            Engine::Interp(_, n) => Some(n),
+        }
+    }
+
+    /// Runs over rows (`dim` values each) on `threads` threads; `out` gets the kernel's outputs.
+    fn run(&self, dim: usize, outputs: usize, rows: &[f64], params: &[f64], out: &mut [f64], threads: usize) -> Result<(), Failure> {
+        let fail = |e: String| Failure { code: 2, message: format!("internal error: {e}") };
+        match self {
+            Engine::Jit(c) if c.precision == Float::F64 => {
+                batch::run_rows(rows, dim, out, outputs, threads, &|r: &[f64], o: &mut [f64]| {
+                    c.run_f64(r, params, o).expect("shapes checked")
+                })
+                .map_err(fail)
+            }
+            Engine::Jit(c) => {
+                let r32: Vec<f32> = rows.iter().map(|v| *v as f32).collect();
+                let p32: Vec<f32> = params.iter().map(|v| *v as f32).collect();
+                let mut o32 = vec![0.0f32; out.len()];
+                batch::run_rows(&r32, dim, &mut o32, outputs, threads, &|r: &[f32], o: &mut [f32]| {
+                    c.run_f32(r, &p32, o).expect("shapes checked")
+                })
+                .map_err(fail)?;
+                out.iter_mut().zip(o32).for_each(|(a, b)| *a = b as f64);
+                Ok(())
+            }
+            Engine::Interp(k, _) => batch::run_rows(rows, dim, out, outputs, threads, &|r: &[f64], o: &mut [f64]| {
+                for (row, dst) in r.chunks(dim).zip(o.chunks_mut(outputs)) {
+                    dst.copy_from_slice(&lower::run(k, row, params));
+                }
+            })
+            .map_err(fail),
+        }
+    }
+}
+
 /// Runs a kernel over rows: JIT-compiled when possible (else interpreted, with a note).
 fn run_kernel(
     k: &lower::Kernel,
@@ -327,39 +394,13 @@ fn run_kernel(
     out: &mut [f64],
     threads: usize,
 ) -> Result<Option<String>, Failure> {
-    let outputs = k.outputs.len();
-    match jit::compile(k, prec) {
-        Ok(c) => {
-            match prec {
-                Float::F64 => batch::run_rows(rows, k.dim, out, outputs, threads, &|r: &[f64], o: &mut [f64]| {
-                    c.run_f64(r, params, o).expect("shapes checked")
-                }),
-                Float::F32 => {
-                    let r32: Vec<f32> = rows.iter().map(|v| *v as f32).collect();
-                    let p32: Vec<f32> = params.iter().map(|v| *v as f32).collect();
-                    let mut o32 = vec![0.0f32; out.len()];
-                    batch::run_rows(&r32, k.dim, &mut o32, outputs, threads, &|r: &[f32], o: &mut [f32]| {
-                        c.run_f32(r, &p32, o).expect("shapes checked")
-                    })
-                    .map_err(|e| Failure { code: 2, message: e })?;
-                    out.iter_mut().zip(o32).for_each(|(a, b)| *a = b as f64);
-                    Ok(())
-                }
-            }
-            .map_err(|e| Failure { code: 2, message: e })?;
-            Ok(None)
-        }
-        Err(e) => {
-            batch::run_rows(rows, k.dim, out, outputs, threads, &|r: &[f64], o: &mut [f64]| {
-                for (row, dst) in r.chunks(k.dim).zip(o.chunks_mut(outputs)) {
-                    dst.copy_from_slice(&lower::run(k, row, params));
-                }
-            })
-            .map_err(|e| Failure { code: 2, message: e })?;
-            Ok(Some(format!("{}; evaluated by the interpreter", e.0)))
-        }
-    }
+    let e = Engine::new(k, prec);
+    e.run(k.dim, k.outputs.len(), rows, params, out, threads)?;
+    Ok(e.note().map(|s| s.to_string()))
 }
+
+/// Rows per chunk when streaming a file through a kernel (memory is O(chunk), not O(file)).
+const STREAM_ROWS: usize = 1 << 16;
 
 /// Standard normal samples (xorshift + Box-Muller), deterministic.
 fn normal_rows(n: usize, seed: u64) -> Vec<f64> {

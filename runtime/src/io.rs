@@ -4,6 +4,11 @@
 //! each column a coordinate. [`read_table`] and [`write_table`] pick the
 //! file format from the extension ([`format_of`]).
 //!
+//! For tables too large to hold in memory, [`RowReader`] and [`RowWriter`]
+//! read and write the same files a chunk of rows at a time, with the same
+//! checks, errors and atomicity; [`read_table`] and [`write_table`] are built
+//! on them.
+//!
 //! Guarantees:
 //! - No input makes these functions panic; every problem is an [`IoError`]
 //!   naming the file and, where it applies, the 1-based data row and column.
@@ -27,10 +32,12 @@ mod atomic;
 mod csv;
 mod error;
 mod npy;
+mod stream;
 
 use std::path::Path;
 
 pub use error::IoError;
+pub use stream::{RowReader, RowWriter};
 
 /// A dense row-major table of `f64`: rows are points, columns are coordinates.
 ///
@@ -131,17 +138,11 @@ pub struct ReadOptions {
 /// - a value is NaN or infinite and `opts.allow_nonfinite` is false
 ///   (CSV accepts `nan`, `inf`, `-inf`, `infinity` in any case as numbers).
 pub fn read_table(path: &Path, opts: &ReadOptions) -> Result<Table, IoError> {
-    let format = format_of(path)?;
-    match format {
-        Format::Csv => {
-            let file = std::fs::File::open(path).map_err(|e| IoError::new(path, format!("cannot open for reading: {e}")))?;
-            csv::read(file, path, opts)
-        }
-        Format::Npy => {
-            let bytes = std::fs::read(path).map_err(|e| IoError::new(path, format!("cannot read: {e}")))?;
-            npy::parse(&bytes, path, opts)
-        }
-    }
+    let mut reader = RowReader::open(path, opts)?;
+    let mut data = Vec::new();
+    // One chunk of every row; an NPY reader reserves room for all of them at once.
+    let rows = reader.next_chunk(usize::MAX, &mut data)?;
+    Ok(Table { rows, cols: reader.cols(), data })
 }
 
 /// Writes `table` to `path`, in the format given by its extension.
@@ -152,8 +153,9 @@ pub fn read_table(path: &Path, opts: &ReadOptions) -> Result<Table, IoError> {
 /// the fewest digits that read back to exactly the same `f64`, but `{}`
 /// never uses an exponent, so it would spell `5e-324` with 324 digits.
 ///
-/// NPY: a 2-D little-endian float64 array in C order. NPY has no place for
-/// column names, so `header` is checked but not stored.
+/// NPY: a 2-D little-endian float64 array in C order, written as
+/// [`RowWriter`] writes it (its header leaves room for a 20-digit row count).
+/// NPY has no place for column names, so `header` is checked but not stored.
 ///
 /// The write is atomic: the file is written to a temporary file in the same
 /// directory, flushed to disk, then renamed over `path`. On any error the
@@ -168,10 +170,9 @@ pub fn read_table(path: &Path, opts: &ReadOptions) -> Result<Table, IoError> {
 pub fn write_table(path: &Path, table: &Table, header: Option<&[String]>) -> Result<(), IoError> {
     let format = format_of(path)?;
     check_writable(path, table, header, format)?;
-    atomic::write(path, |out| match format {
-        Format::Csv => csv::write(out, table, header),
-        Format::Npy => npy::write(out, table),
-    })
+    let mut writer = RowWriter::create(path, table.cols, header)?;
+    writer.write_chunk(&table.data)?;
+    writer.finish()
 }
 
 /// Checks everything about a write that can be checked before touching the disk.
@@ -188,9 +189,14 @@ fn check_writable(path: &Path, table: &Table, header: Option<&[String]>, format:
             format!("refusing to write an empty table ({} rows × {} columns): read_table would reject it", table.rows, table.cols),
         ));
     }
+    check_header(path, table.cols, header, format)
+}
+
+/// Checks that `header` names `cols` columns and (CSV) would be read back as a header.
+fn check_header(path: &Path, cols: usize, header: Option<&[String]>, format: Format) -> Result<(), IoError> {
     if let Some(names) = header {
-        if names.len() != table.cols {
-            return Err(IoError::new(path, format!("header has {} names but the table has {} columns", names.len(), table.cols)));
+        if names.len() != cols {
+            return Err(IoError::new(path, format!("header has {} names but the table has {cols} columns", names.len())));
         }
         if format == Format::Csv && names.iter().all(|name| csv::parse_number(name).is_some()) {
             return Err(IoError::new(path, "every header name is a number, so the header would be read back as a data row"));

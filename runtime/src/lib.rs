@@ -2,7 +2,8 @@
 //! with no dependency on the compiler.
 //!
 //! - [`io`]: read and write tables of points ([`io::Table`]) as CSV or NPY
-//!   files, with precise errors and atomic writes.
+//!   files, with precise errors and atomic writes; whole tables, or chunk by
+//!   chunk in bounded memory ([`io::RowReader`], [`io::RowWriter`]).
 //! - [`base`]: the standard normal base distribution.
 //! - [`batch`]: row kernels over chunks of rows on a thread pool.
 //!

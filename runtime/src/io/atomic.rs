@@ -1,65 +1,107 @@
 //! Atomic file replacement: write a temporary file next to the target, then rename.
 
 use std::ffi::OsString;
-use std::io::{self, BufWriter, Write};
-use std::path::Path;
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use tempfile::TempPath;
 
 use super::IoError;
 
-/// Writes the bytes produced by `fill` to `path`, atomically.
+/// A temporary file in the directory of `target` that replaces `target` only
+/// on [`commit`](AtomicFile::commit).
 ///
-/// `fill` writes into a temporary file in `path`'s directory (so the final
-/// rename does not cross file systems). Only when `fill` succeeds and the data
-/// is flushed and synced is the temporary file renamed to `path`, replacing
-/// any file there. On any error the temporary file is deleted and `path` is
-/// untouched.
-pub(super) fn write(path: &Path, fill: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<(), IoError> {
-    let Some(name) = path.file_name() else {
-        return Err(IoError::new(path, "not a file path"));
-    };
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
+/// The file is created next to the target so that the final rename does not
+/// cross file systems. Dropping an `AtomicFile` without committing it deletes
+/// the temporary file and leaves `target` as it was. Writes are not
+/// buffered: wrap it in a buffered writer.
+pub(super) struct AtomicFile {
+    // Field order matters: `file` is closed before `temp` deletes the file.
+    file: File,
+    temp: TempPath,
+    target: PathBuf,
+}
 
-    // A hidden name that says what it is for: `.points.csv.XXXXXX.tmp`.
-    let mut prefix = OsString::from(".");
-    prefix.push(name);
-    prefix.push(".");
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(".tmp");
-    // tempfile creates files readable by the owner only; ask for the usual
-    // mode instead, so the result looks like any other new file (the umask
-    // still applies).
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
+impl AtomicFile {
+    /// Creates the temporary file for `target`, named `.NAME.XXXXXX.tmp`.
+    pub(super) fn create(target: &Path) -> Result<AtomicFile, IoError> {
+        let Some(name) = target.file_name() else {
+            return Err(IoError::new(target, "not a file path"));
+        };
+        let dir = match target.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+
+        // A hidden name that says what it is for: `.points.csv.XXXXXX.tmp`.
+        let mut prefix = OsString::from(".");
+        prefix.push(name);
+        prefix.push(".");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix).suffix(".tmp");
+        // tempfile creates files readable by the owner only; ask for the usual
+        // mode instead, so the result looks like any other new file (the umask
+        // still applies).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o666));
+        }
+        let temp = builder
+            .tempfile_in(dir)
+            .map_err(|e| IoError::new(target, format!("cannot create a temporary file in `{}`: {e}", dir.display())))?;
+        let (file, temp) = temp.into_parts();
+        Ok(AtomicFile { file, temp, target: target.to_path_buf() })
     }
-    let temp =
-        builder.tempfile_in(dir).map_err(|e| IoError::new(path, format!("cannot create a temporary file in `{}`: {e}", dir.display())))?;
 
-    // From here on, returning early drops `temp`, which deletes the file.
-    let written = (|| {
-        let mut out = BufWriter::new(temp.as_file());
-        fill(&mut out)?;
-        out.flush()?;
-        drop(out);
-        temp.as_file().sync_all()
-    })();
-    written.map_err(|e| IoError::new(path, format!("cannot write: {e}")))?;
+    /// Syncs the data to disk and renames the temporary file to the target,
+    /// replacing any file there. On error the temporary file is deleted and
+    /// the target is untouched.
+    pub(super) fn commit(self) -> Result<(), IoError> {
+        let AtomicFile { file, temp, target } = self;
+        file.sync_all().map_err(|e| IoError::new(&target, format!("cannot write: {e}")))?;
+        drop(file);
+        temp.persist(&target).map_err(|e| {
+            // `e.path` is dropped here too, deleting the temporary file.
+            IoError::new(&target, format!("cannot replace the file: {}", e.error))
+        })
+    }
+}
 
-    temp.persist(path).map_err(|e| {
-        // `e.file` is dropped here too, deleting the temporary file.
-        IoError::new(path, format!("cannot replace the file: {}", e.error))
-    })?;
-    Ok(())
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.file.write_all(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Seek for AtomicFile {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.file.seek(pos)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::fs;
+    use std::io::BufWriter;
+
+    /// Writes the bytes produced by `fill` to `path`, atomically.
+    fn write(path: &Path, fill: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<(), IoError> {
+        let file = AtomicFile::create(path)?;
+        let mut out = BufWriter::new(file);
+        let written = fill(&mut out).and_then(|()| out.into_inner().map_err(|e| e.into_error()));
+        written.map_err(|e| IoError::new(path, format!("cannot write: {e}")))?.commit()
+    }
 
     fn names_in(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> =
@@ -139,5 +181,32 @@ mod tests {
         fs::File::create(&plain).unwrap();
         let plain_mode = fs::metadata(&plain).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, plain_mode);
+    }
+
+    #[test]
+    fn drop_without_commit_removes_temp_and_keeps_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.npy");
+        fs::write(&path, "old").unwrap();
+        {
+            let mut file = AtomicFile::create(&path).unwrap();
+            file.write_all(b"new contents").unwrap();
+            assert_eq!(names_in(dir.path()).len(), 2);
+        }
+        assert_eq!(fs::read_to_string(&path).unwrap(), "old");
+        assert_eq!(names_in(dir.path()), ["out.npy"]);
+    }
+
+    #[test]
+    fn seek_and_overwrite_before_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.npy");
+        let mut file = AtomicFile::create(&path).unwrap();
+        file.write_all(b"xxxx data").unwrap();
+        file.seek(SeekFrom::Start(0)).unwrap();
+        file.write_all(b"head").unwrap();
+        file.commit().unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"head data");
+        assert_eq!(names_in(dir.path()), ["out.npy"]);
     }
 }

@@ -1,17 +1,18 @@
-//! CSV reading and writing.
+//! CSV reading and writing, row by row.
 
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 
-use ::csv::Position;
-use std::path::Path;
-
-use ::csv::{ByteRecord, ReaderBuilder, Trim, WriterBuilder};
+use ::csv::{ByteRecord, Position, Reader, ReaderBuilder, Trim, Writer, WriterBuilder};
 
 use super::error::nonfinite_message;
-use super::{IoError, ReadOptions, Table};
+use super::{IoError, ReadOptions};
 
 /// Longest field text quoted in an error message, in characters.
 const MAX_QUOTED_CHARS: usize = 40;
+
+/// Buffer size of the `csv` reader and writer.
+const BUFFER_BYTES: usize = 1 << 16;
 
 /// Parses one (already trimmed) field. `nan`, `inf`, `infinity` in any case,
 /// with an optional sign, are numbers here; finiteness is checked elsewhere.
@@ -19,55 +20,116 @@ pub(super) fn parse_number(field: &str) -> Option<f64> {
     field.trim().parse::<f64>().ok()
 }
 
-/// Reads a CSV table from `input`; `path` is only used in errors.
+/// The data rows of a CSV input, read one record at a time.
 ///
-/// `input` must be seekable only so that an error can name the line on which
-/// the bad row starts (see [`start_line`]).
-pub(super) fn read(input: impl Read + Seek, path: &Path, opts: &ReadOptions) -> Result<Table, IoError> {
-    let mut reader = ReaderBuilder::new()
-        .has_headers(false) // detected below
-        .flexible(true) // field counts are checked below, with a better message
-        .trim(Trim::All)
-        .from_reader(input);
+/// `open` reads up to and including the first data row, so the number of
+/// columns is known from the start; memory use is one record, whatever the
+/// size of the input. `input` must be seekable only so that an error can
+/// name the line on which the bad row starts (see [`start_line`]); after an
+/// error the reader must not be used again.
+pub(super) struct CsvRows<R> {
+    reader: Reader<R>,
+    record: ByteRecord,
+    path: PathBuf,
+    allow_nonfinite: bool,
+    /// Number of fields of the header, if the file has one.
+    header_len: Option<usize>,
+    /// Number of fields of every data row.
+    cols: usize,
+    /// Data rows parsed so far.
+    rows: usize,
+    /// The first data row, parsed by `open` and not yet handed out.
+    first: Option<Vec<f64>>,
+}
 
-    let mut record = ByteRecord::new();
-    let mut header_len: Option<usize> = None;
-    let mut cols: Option<usize> = None;
-    let mut data = Vec::new();
-    let mut rows = 0usize;
-    let mut first_record = true;
+impl<R: Read + Seek> CsvRows<R> {
+    /// Reads the header, if any, and the first data row; `path` is only used in errors.
+    ///
+    /// A file with no data rows is an error here.
+    pub(super) fn open(input: R, path: &Path, opts: &ReadOptions) -> Result<Self, IoError> {
+        let reader = ReaderBuilder::new()
+            .has_headers(false) // detected below
+            .flexible(true) // field counts are checked in `parse_record`, with a better message
+            .trim(Trim::All)
+            .buffer_capacity(BUFFER_BYTES)
+            .from_reader(input);
+        let mut rows = CsvRows {
+            reader,
+            record: ByteRecord::new(),
+            path: path.to_path_buf(),
+            allow_nonfinite: opts.allow_nonfinite,
+            header_len: None,
+            cols: 0,
+            rows: 0,
+            first: None,
+        };
 
-    loop {
-        match reader.read_byte_record(&mut record) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => {
-                let line = e.position().and_then(|p| usize::try_from(p.line()).ok());
-                return Err(IoError::new(path, format!("cannot read: {e}")).at_line(line));
-            }
-        }
-
-        if first_record {
-            first_record = false;
-            let all_numbers = record.iter().all(|field| std::str::from_utf8(field).ok().and_then(parse_number).is_some());
+        // The first record is a header when any of its fields is not a number.
+        let mut found = rows.read_record()?;
+        if found {
+            let all_numbers = rows.record.iter().all(|field| std::str::from_utf8(field).ok().and_then(parse_number).is_some());
             if !all_numbers {
-                header_len = Some(record.len());
-                continue;
+                rows.header_len = Some(rows.record.len());
+                found = rows.read_record()?;
             }
         }
+        if !found {
+            let what =
+                if rows.header_len.is_some() { "no data rows (the file has only a header)" } else { "no data rows (the file is empty)" };
+            return Err(IoError::new(path, what));
+        }
 
-        rows += 1;
-        let row = rows;
+        rows.cols = rows.header_len.unwrap_or(rows.record.len());
+        let mut first = Vec::with_capacity(rows.cols);
+        rows.parse_record(&mut first)?;
+        rows.first = Some(first);
+        Ok(rows)
+    }
+
+    /// Number of values in each row.
+    pub(super) fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Appends up to `max_rows` rows to `out`; returns how many, 0 at the end.
+    pub(super) fn read_rows(&mut self, max_rows: usize, out: &mut Vec<f64>) -> Result<usize, IoError> {
+        if max_rows == 0 {
+            return Ok(0);
+        }
+        let mut n = 0;
+        if let Some(first) = self.first.take() {
+            out.extend_from_slice(&first);
+            n += 1;
+        }
+        while n < max_rows && self.read_record()? {
+            self.parse_record(out)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Reads the next record into `self.record`; false at the end of the input.
+    fn read_record(&mut self) -> Result<bool, IoError> {
+        self.reader.read_byte_record(&mut self.record).map_err(|e| {
+            let line = e.position().and_then(|p| usize::try_from(p.line()).ok());
+            IoError::new(&self.path, format!("cannot read: {e}")).at_line(line)
+        })
+    }
+
+    /// Checks and parses `self.record`, the next data row, appending its values to `out`.
+    fn parse_record(&mut self, out: &mut Vec<f64>) -> Result<(), IoError> {
+        self.rows += 1;
+        let row = self.rows;
+        let (record, reader, path) = (&self.record, &mut self.reader, &self.path);
         // Only computed for an error: it re-reads the input.
         let mut at = |message: String| {
             let line = record.position().and_then(|p| start_line(reader.get_mut(), p));
             IoError::new(path, message).at_row(row).at_line(line)
         };
 
-        let expected = *cols.get_or_insert(header_len.unwrap_or(record.len()));
-        if record.len() != expected {
-            let against = if header_len.is_some() { "the header" } else { "row 1" };
-            return Err(at(format!("has {} fields, but {against} has {expected}", record.len())));
+        if record.len() != self.cols {
+            let against = if self.header_len.is_some() { "the header" } else { "row 1" };
+            return Err(at(format!("has {} fields, but {against} has {}", record.len(), self.cols)));
         }
 
         for (j, field) in record.iter().enumerate() {
@@ -76,19 +138,12 @@ pub(super) fn read(input: impl Read + Seek, path: &Path, opts: &ReadOptions) -> 
             let Some(value) = text.and_then(parse_number) else {
                 return Err(at(not_a_number(field)).at_column(column));
             };
-            if !value.is_finite() && !opts.allow_nonfinite {
+            if !value.is_finite() && !self.allow_nonfinite {
                 return Err(at(nonfinite_message(value)).at_column(column));
             }
-            data.push(value);
+            out.push(value);
         }
-    }
-
-    match cols {
-        Some(cols) if rows > 0 => Ok(Table { rows, cols, data }),
-        _ => {
-            let what = if header_len.is_some() { "no data rows (the file has only a header)" } else { "no data rows (the file is empty)" };
-            Err(IoError::new(path, what))
-        }
+        Ok(())
     }
 }
 
@@ -148,25 +203,60 @@ pub(super) fn format_value(value: f64) -> String {
     plain
 }
 
-/// Writes `table` as CSV, preceded by `header` if given.
-pub(super) fn write(out: &mut dyn Write, table: &Table, header: Option<&[String]>) -> io::Result<()> {
-    let mut writer = WriterBuilder::new().from_writer(out);
-    if let Some(names) = header {
-        writer.write_record(names)?;
+/// Writes a CSV table row by row: the header line, if given, then one line per row.
+pub(super) struct CsvWriter<W: Write> {
+    writer: Writer<W>,
+    cols: usize,
+}
+
+impl<W: Write> CsvWriter<W> {
+    /// Starts the table, writing `header` (quoted where needed) if given.
+    /// `cols` must not be 0.
+    pub(super) fn new(out: W, cols: usize, header: Option<&[String]>) -> io::Result<Self> {
+        let mut writer = WriterBuilder::new().buffer_capacity(BUFFER_BYTES).from_writer(out);
+        if let Some(names) = header {
+            writer.write_record(names)?;
+        }
+        Ok(CsvWriter { writer, cols })
     }
-    let mut fields = Vec::with_capacity(table.cols);
-    for row in table.data.chunks_exact(table.cols.max(1)) {
-        fields.clear();
-        fields.extend(row.iter().map(|&v| format_value(v)));
-        writer.write_record(&fields)?;
+
+    /// Writes the rows in `data`, whose length is a multiple of `cols`.
+    pub(super) fn write_rows(&mut self, data: &[f64]) -> io::Result<()> {
+        for row in data.chunks_exact(self.cols) {
+            for &value in row {
+                self.writer.write_field(format_value(value))?;
+            }
+            self.writer.write_record(None::<&[u8]>)?;
+        }
+        Ok(())
     }
-    writer.flush()
+
+    /// Flushes what is buffered and gives back the output.
+    pub(super) fn finish(self) -> io::Result<W> {
+        self.writer.into_inner().map_err(|e| e.into_error())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io::Table;
     use std::io::Cursor;
+
+    /// Reads a whole CSV table, as `read_table` does.
+    fn read(input: impl Read + Seek, path: &Path, opts: &ReadOptions) -> Result<Table, IoError> {
+        let mut rows = CsvRows::open(input, path, opts)?;
+        let mut data = Vec::new();
+        let n = rows.read_rows(usize::MAX, &mut data)?;
+        Ok(Table::new(n, rows.cols(), data))
+    }
+
+    /// Writes a whole table as CSV, as `write_table` does.
+    fn write(out: &mut Vec<u8>, table: &Table, header: Option<&[String]>) -> io::Result<()> {
+        let mut writer = CsvWriter::new(out, table.cols, header)?;
+        writer.write_rows(&table.data)?;
+        writer.finish().map(drop)
+    }
 
     fn read_str(text: &str) -> Result<Table, IoError> {
         read(Cursor::new(text), Path::new("t.csv"), &ReadOptions::default())

@@ -6,6 +6,7 @@
 //!   chunk in bounded memory ([`io::RowReader`], [`io::RowWriter`]).
 //! - [`base`]: the standard normal base distribution.
 //! - [`batch`]: row kernels over chunks of rows on a thread pool.
+//! - [`math`]: the composite scalar functions (sigmoid, softplus, logcosh, ...).
 //!
 //! ```
 //! use runtime::base::std_normal_log_pdf;
@@ -39,3 +40,4 @@
 pub mod base;
 pub mod batch;
 pub mod io;
+pub mod math;

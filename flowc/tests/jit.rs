@@ -18,17 +18,10 @@ flow f(x: R^3) {
 flow g(x: R^2) { base normal; elementwise(sp); elementwise(sas(eps = -0.2, delta = 0.6)); }
 ";
 
+mod common;
+
 fn rows(dim: usize, n: usize) -> Vec<f64> {
-    let mut s: u64 = 0x2545f4914f6cdd1d;
-    (0..n * dim)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            let u = (s >> 11) as f64 / (1u64 << 53) as f64;
-            (u - 0.5) * 6.0
-        })
-        .collect()
+    common::spread(n * dim, 0x2545f4914f6cdd1d, 6.0)
 }
 
 fn same64(a: f64, b: f64) -> bool {

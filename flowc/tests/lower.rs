@@ -18,22 +18,11 @@ flow f(x: R^3) {
 flow small(x: R^1) { base normal; elementwise(sas(eps = 0.5, delta = 0.7)); elementwise(affine(shift = 1, log_scale = 0.25)); }
 ";
 
+mod common;
+
 /// A deterministic spread of rows.
 fn rows(dim: usize, n: usize) -> Vec<Vec<f64>> {
-    let mut s: u64 = 0x9e3779b97f4a7c15;
-    (0..n)
-        .map(|_| {
-            (0..dim)
-                .map(|_| {
-                    s ^= s << 13;
-                    s ^= s >> 7;
-                    s ^= s << 17;
-                    let u = (s >> 11) as f64 / (1u64 << 53) as f64;
-                    (u - 0.5) * 8.0
-                })
-                .collect()
-        })
-        .collect()
+    common::spread(n * dim, 0x9e3779b97f4a7c15, 8.0).chunks(dim).map(|r| r.to_vec()).collect()
 }
 
 fn same(a: f64, b: f64) -> bool {

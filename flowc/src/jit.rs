@@ -12,7 +12,7 @@
 //! assert_eq!(out, [1.5, 0.0, 3.0, 0.0]);
 //! ```
 
-use crate::codegen::clif::{self, Float, Unsupported};
+use crate::codegen::clif::{self, Float, Options, Unsupported};
 use crate::codegen::host;
 use crate::ir::op::all_ops;
 use crate::lower::Kernel;
@@ -98,8 +98,13 @@ impl Drop for Compiled {
     }
 }
 
-/// Compiles one kernel.
+/// Compiles one kernel with the default options.
 pub fn compile(k: &Kernel, prec: Float) -> Result<Compiled, Unsupported> {
+    compile_with(k, prec, Options::default())
+}
+
+/// Compiles one kernel.
+pub fn compile_with(k: &Kernel, prec: Float, opts: Options) -> Result<Compiled, Unsupported> {
     let start = Instant::now();
     let mut builder = JITBuilder::with_flags(&[("opt_level", "speed")], default_libcall_names()).map_err(|e| Unsupported(e.to_string()))?;
     for op in all_ops() {
@@ -111,7 +116,7 @@ pub fn compile(k: &Kernel, prec: Float) -> Result<Compiled, Unsupported> {
     }
     let mut module = JITModule::new(builder);
     let mut ctx = module.make_context();
-    let id = clif::emit(&mut module, k, prec, &format!("{}_{}", k.flow, k.kind.name()), &mut ctx)?;
+    let id = clif::emit(&mut module, k, prec, opts, &format!("{}_{}", k.flow, k.kind.name()), &mut ctx)?;
     let text = ctx.func.display().to_string();
     module.define_function(id, &mut ctx).map_err(|e| Unsupported(format!("{e:?}")))?;
     module.clear_context(&mut ctx);

@@ -36,6 +36,13 @@ impl Float {
     }
 }
 
+/// Code generation choices.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Compute `exp` and `log` inline (`codegen::vmath`) instead of calling libm.
+    pub inline_math: bool,
+}
+
 /// Why a kernel cannot be compiled (it can still be interpreted).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Unsupported(pub String);
@@ -46,6 +53,7 @@ pub fn emit<M: Module>(
     module: &mut M,
     k: &Kernel,
     prec: Float,
+    opts: Options,
     name: &str,
     ctx: &mut cranelift_codegen::Context,
 ) -> Result<FuncId, Unsupported> {
@@ -92,7 +100,7 @@ pub fn emit<M: Module>(
     for (i, inst) in k.body.insts.iter().enumerate() {
         if let Inst::Op(op, args) = inst {
             if args.iter().all(|a| vals[*a].is_some()) {
-                vals[i] = Some(op_value(module, &mut b, &mut imports, prec, op, args, &vals)?);
+                vals[i] = Some(op_value(module, &mut b, &mut imports, prec, opts, op, args, &vals)?);
             }
         }
     }
@@ -114,7 +122,7 @@ pub fn emit<M: Module>(
     // `ifpos` computes only the branch it takes: instructions used by one branch alone are
     // emitted inside that branch
     let deferred = branch_sets(k, &vals);
-    let ctx = RowCtx { ty, prec, flags, row };
+    let ctx = RowCtx { ty, prec, opts, flags, row };
     for n_inst in 0..k.body.insts.len() {
         if vals[n_inst].is_none() && deferred[n_inst].is_none() {
             emit_inst(module, &mut b, &mut imports, &ctx, k, n_inst, &deferred, &mut vals)?;
@@ -133,12 +141,14 @@ pub fn emit<M: Module>(
     Ok(id)
 }
 
-/// The value of one scalar op: a native instruction, a select, or a host call.
+/// The value of one scalar op: a native instruction, a select, inline math, or a host call.
+#[allow(clippy::too_many_arguments)]
 fn op_value<M: Module>(
     module: &mut M,
     b: &mut FunctionBuilder,
     imports: &mut HashMap<&'static str, FuncRef>,
     prec: Float,
+    opts: Options,
     op: &Math,
     args: &[usize],
     vals: &[Option<Value>],
@@ -153,6 +163,17 @@ fn op_value<M: Module>(
         Math::Neg(_) => b.ins().fneg(a[0]),
         Math::Sqrt(_) => b.ins().sqrt(a[0]),
         Math::Abs(_) => b.ins().fabs(a[0]),
+        Math::Exp(_) | Math::Log(_) if opts.inline_math => {
+            let f = if matches!(op, Math::Exp(_)) { super::vmath::exp } else { super::vmath::log };
+            match prec {
+                Float::F64 => f(b, a[0]),
+                Float::F32 => {
+                    let w = b.ins().fpromote(types::F64, a[0]);
+                    let r = f(b, w);
+                    b.ins().fdemote(types::F32, r)
+                }
+            }
+        }
         Math::IfPos(_) => {
             let z = match prec {
                 Float::F64 => b.ins().f64const(0.0),
@@ -189,6 +210,7 @@ fn op_value<M: Module>(
 struct RowCtx {
     ty: Type,
     prec: Float,
+    opts: Options,
     flags: MemFlagsData,
     row: Value,
 }
@@ -285,7 +307,7 @@ fn emit_inst<M: Module>(
             b.switch_to_block(merge);
             b.block_params(merge)[0]
         }
-        Inst::Op(op, args) => op_value(module, b, imports, ctx.prec, op, args, vals)?,
+        Inst::Op(op, args) => op_value(module, b, imports, ctx.prec, ctx.opts, op, args, vals)?,
     };
     vals[i] = Some(v);
     Ok(())

@@ -4,3 +4,4 @@
 
 pub mod clif;
 pub mod host;
+pub mod vmath;

@@ -73,7 +73,13 @@ pub fn to_f64(v: &BigFloat) -> f64 {
     }
 }
 
+/// An f64 as a big float. Subnormals are scaled into the normal range first and scaled
+/// back exactly (astro-float's own conversion halves them).
 fn num(v: f64, p: usize) -> BigFloat {
+    if v != 0.0 && v.abs() < f64::MIN_POSITIVE {
+        let scale = 2f64.powi(64);
+        return BigFloat::from_f64(v * scale, p).div(&BigFloat::from_f64(scale, p), p, RM);
+    }
     BigFloat::from_f64(v, p)
 }
 

@@ -1,0 +1,139 @@
+//! Inline math in Cranelift IR: `exp` and `log` without a call, for f64 (f32 goes through
+//! f64 and rounds once). Written over one value today; the same steps apply lane-wise to
+//! f64x2 once the row loop is vectorized.
+//!
+//! - exp: k = nearest(x·log2 e), r = x − k·ln2 (two-part ln2, fused), e^r by its degree-13
+//!   Taylor polynomial (|r| ≤ ln2/2: truncation < 0.05 ulp), times 2^k built from exponent
+//!   bits in two halves (so subnormal results need no special case); overflow to +inf above
+//!   709.78…, underflow to +0 below −745.13…, NaN kept.
+//! - log: x = 2^e·m with m in [√½, √2) from the bits (subnormals scaled by 2^54 first),
+//!   log m = 2·atanh(s), s = (m−1)/(m+1), by its odd series to s^23 arranged as
+//!   f − s·(f − R) with f = m − 1 exact; e·ln2 added in two parts. log(0) = −inf, log(x < 0) = NaN, log(+inf) = +inf.
+//!
+//! Measured errors are in `tests/vmath.rs` (against the high-precision reference).
+
+use cranelift_codegen::ir::condcodes::FloatCC;
+use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
+use cranelift_frontend::FunctionBuilder;
+
+const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1;
+const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+
+fn c(b: &mut FunctionBuilder, v: f64) -> Value {
+    b.ins().f64const(v)
+}
+
+/// 2^k for an i64 k in [−1022, 1023].
+fn pow2(b: &mut FunctionBuilder, k: Value) -> Value {
+    let biased = b.ins().iadd_imm_s(k, 1023);
+    let bits = b.ins().ishl_imm_u(biased, 52);
+    b.ins().bitcast(types::F64, MemFlagsData::new(), bits)
+}
+
+/// e^x (f64).
+pub fn exp(b: &mut FunctionBuilder, x: Value) -> Value {
+    let lo = c(b, -746.0);
+    let hi = c(b, 710.0);
+    let xc = b.ins().fmax(x, lo);
+    let xc = b.ins().fmin(xc, hi);
+    let log2e = c(b, std::f64::consts::LOG2_E);
+    let t = b.ins().fmul(xc, log2e);
+    let k = b.ins().nearest(t);
+    let nk = b.ins().fneg(k);
+    let ln2_hi = c(b, LN2_HI);
+    let ln2_lo = c(b, LN2_LO);
+    let r = b.ins().fma(nk, ln2_hi, xc);
+    let r = b.ins().fma(nk, ln2_lo, r);
+    // Horner on 1/i!, i = 13..0
+    let mut fact = [1.0f64; 14];
+    for i in 1..14 {
+        fact[i] = fact[i - 1] * i as f64;
+    }
+    let mut p = c(b, 1.0 / fact[13]);
+    for i in (0..13).rev() {
+        let ci = c(b, 1.0 / fact[i]);
+        p = b.ins().fma(p, r, ci);
+    }
+    let ki = b.ins().fcvt_to_sint_sat(types::I64, k);
+    let k1 = b.ins().sshr_imm_u(ki, 1);
+    let k2 = b.ins().isub(ki, k1);
+    let s1 = pow2(b, k1);
+    let s2 = pow2(b, k2);
+    let y = b.ins().fmul(p, s1);
+    let y = b.ins().fmul(y, s2);
+    // overflow, underflow and NaN
+    let over = c(b, 709.782_712_893_384);
+    let under = c(b, -745.133_219_101_941_2);
+    let inf = c(b, f64::INFINITY);
+    let zero = c(b, 0.0);
+    let is_over = b.ins().fcmp(FloatCC::GreaterThan, x, over);
+    let y = b.ins().select(is_over, inf, y);
+    let is_under = b.ins().fcmp(FloatCC::LessThan, x, under);
+    let y = b.ins().select(is_under, zero, y);
+    let is_nan = b.ins().fcmp(FloatCC::Unordered, x, x);
+    b.ins().select(is_nan, x, y)
+}
+
+/// ln x (f64).
+pub fn log(b: &mut FunctionBuilder, x: Value) -> Value {
+    // subnormals: scale into the normal range first
+    let tiny = c(b, f64::MIN_POSITIVE);
+    let is_sub = b.ins().fcmp(FloatCC::LessThan, x, tiny);
+    let two54 = c(b, 2f64.powi(54));
+    let xs = b.ins().fmul(x, two54);
+    let xn = b.ins().select(is_sub, xs, x);
+    let adj_sub = b.ins().iconst(types::I64, -54);
+    let adj_none = b.ins().iconst(types::I64, 0);
+    let adj = b.ins().select(is_sub, adj_sub, adj_none);
+    let bits = b.ins().bitcast(types::I64, MemFlagsData::new(), xn);
+    let ebits = b.ins().ushr_imm_u(bits, 52);
+    let e = b.ins().iadd_imm_s(ebits, -1023);
+    let e = b.ins().iadd(e, adj);
+    let mant = b.ins().band_imm_u(bits, 0x000F_FFFF_FFFF_FFFF);
+    let one_bits = b.ins().iconst(types::I64, 0x3FF0_0000_0000_0000);
+    let mbits = b.ins().bor(mant, one_bits);
+    let m = b.ins().bitcast(types::F64, MemFlagsData::new(), mbits);
+    // m in [1, 2) → [√½, √2)
+    let sqrt2 = c(b, std::f64::consts::SQRT_2);
+    let big = b.ins().fcmp(FloatCC::GreaterThan, m, sqrt2);
+    let half = c(b, 0.5);
+    let mh = b.ins().fmul(m, half);
+    let m = b.ins().select(big, mh, m);
+    let e1 = b.ins().iadd_imm_s(e, 1);
+    let e = b.ins().select(big, e1, e);
+    let one = c(b, 1.0);
+    let two = c(b, 2.0);
+    let f = b.ins().fsub(m, one);
+    let den = b.ins().fadd(two, f);
+    let s = b.ins().fdiv(f, den);
+    let z = b.ins().fmul(s, s);
+    // log(1 + f) = 2s + s·R, R = 2z/3 + 2z²/5 + ... + 2z^11/23, and 2s = f − s·f, so
+    // log(1 + f) = f − s·(f − R): the exact f carries the value, the rest is a small correction
+    let mut r = c(b, 2.0 / 23.0);
+    for k in (1..11).rev() {
+        let ck = c(b, 2.0 / (2 * k + 1) as f64);
+        r = b.ins().fma(r, z, ck);
+    }
+    let r = b.ins().fmul(r, z);
+    let t = b.ins().fsub(f, r);
+    let ns = b.ins().fneg(s);
+    let logm = b.ins().fma(ns, t, f);
+    let ef = b.ins().fcvt_from_sint(types::F64, e);
+    let ln2_lo = c(b, LN2_LO);
+    let ln2_hi = c(b, LN2_HI);
+    let lo = b.ins().fma(ef, ln2_lo, logm);
+    let y = b.ins().fma(ef, ln2_hi, lo);
+    // special values
+    let zero = c(b, 0.0);
+    let ninf = c(b, f64::NEG_INFINITY);
+    let inf = c(b, f64::INFINITY);
+    let nan = c(b, f64::NAN);
+    let is_zero = b.ins().fcmp(FloatCC::Equal, x, zero);
+    let y = b.ins().select(is_zero, ninf, y);
+    let is_inf = b.ins().fcmp(FloatCC::Equal, x, inf);
+    let y = b.ins().select(is_inf, inf, y);
+    let is_neg = b.ins().fcmp(FloatCC::LessThan, x, zero);
+    let y = b.ins().select(is_neg, nan, y);
+    let is_nan = b.ins().fcmp(FloatCC::Unordered, x, x);
+    b.ins().select(is_nan, x, y)
+}

@@ -1,0 +1,142 @@
+//! Inline `exp` and `log` (codegen::vmath) against the high-precision reference: the ULP
+//! table, special values, and f32 through f64.
+
+mod common;
+
+use flowc::codegen::clif::{Float, Options};
+use flowc::ir::{hp, parse_expr, Math};
+use flowc::lower::{Body, Inst, Kernel, Kind};
+
+fn kernel(op: Math) -> Kernel {
+    Kernel {
+        flow: "t".into(),
+        kind: Kind::Forward,
+        dim: 1,
+        params: vec![],
+        body: Body { insts: vec![Inst::Input(0), Inst::Op(op, vec![0])] },
+        outputs: vec![1],
+    }
+}
+
+fn ulps(got: f64, want: f64) -> f64 {
+    if got == want || (got.is_nan() && want.is_nan()) {
+        return 0.0;
+    }
+    if !got.is_finite() || !want.is_finite() {
+        return f64::INFINITY;
+    }
+    let u = f64::from_bits(want.abs().to_bits() + 1) - want.abs();
+    (got - want).abs() / u
+}
+
+/// Max error in ulps of the inline function over `xs`, with the worst point.
+fn table(op: Math, sexpr: &str, xs: &[f64]) -> (f64, f64) {
+    let c = flowc::jit::compile_with(&kernel(op), Float::F64, Options { inline_math: true }).unwrap();
+    let mut out = vec![0.0; xs.len()];
+    c.run_f64(xs, &[], &mut out).unwrap();
+    let e = parse_expr(sexpr);
+    let mut worst = (0.0, 0.0);
+    for (x, got) in xs.iter().zip(&out) {
+        let want = hp::eval(&e, &[("x", *x)]).unwrap();
+        let u = ulps(*got, want);
+        if u > worst.0 {
+            worst = (u, *x);
+        }
+    }
+    worst
+}
+
+fn edge_points() -> Vec<f64> {
+    let mut v = vec![0.0, -0.0, 1.0, -1.0, 0.5, 2.0, 1e-300, 5e-324, 2.2250738585072014e-308, 1e300, f64::MAX, f64::MIN_POSITIVE];
+    for e in [-745.0, -744.9, -708.5, -700.0, -20.0, -1e-10, 1e-10, 20.0, 700.0, 709.0, 709.78] {
+        v.push(e);
+    }
+    v
+}
+
+#[test]
+fn exp_is_within_one_ulp() {
+    let mut xs = edge_points();
+    xs.extend(common::spread(20_000, 11, 1400.0)); // [-700, 700)
+    xs.extend(common::spread(5_000, 12, 2.0)); // near 0
+    xs.retain(|x| *x > -708.0 && *x < 709.7); // normal results; subnormals below
+    let (u, at) = table(Math::Exp(0.into()), "(exp x)", &xs);
+    assert!(u <= 1.0, "exp: {u} ulps at {at}");
+}
+
+#[test]
+fn exp_special_values() {
+    let xs = [f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 710.0, -746.0, 0.0, -0.0, -740.0];
+    let c = flowc::jit::compile_with(&kernel(Math::Exp(0.into())), Float::F64, Options { inline_math: true }).unwrap();
+    let mut out = vec![0.0; xs.len()];
+    c.run_f64(&xs, &[], &mut out).unwrap();
+    assert_eq!(out[0], f64::INFINITY);
+    assert_eq!(out[1], 0.0);
+    assert!(out[2].is_nan());
+    assert_eq!(out[3], f64::INFINITY);
+    assert_eq!(out[4], 0.0);
+    assert_eq!(out[5], 1.0);
+    assert_eq!(out[6], 1.0);
+    // subnormal result: within a few ulps of the subnormal spacing
+    let want = hp::eval(&parse_expr("(exp x)"), &[("x", -740.0)]).unwrap();
+    assert!((out[7] - want).abs() <= 2.0 * 5e-324, "{} vs {want}", out[7]);
+}
+
+#[test]
+fn log_is_within_one_ulp() {
+    let mut xs: Vec<f64> = edge_points().into_iter().filter(|x| *x > 0.0).collect();
+    xs.extend(common::spread(20_000, 13, 1400.0).into_iter().map(|e| (e / 2.0).exp2().abs() * 1.37));
+    xs.extend(common::spread(5_000, 14, 0.02).into_iter().map(|d| 1.0 + d)); // near 1
+    xs.extend(common::spread(2_000, 15, 1.0).into_iter().map(|u| (u + 0.5) * 1e-310)); // subnormal
+    xs.retain(|x| *x > 0.0 && x.is_finite());
+    let (u, at) = table(Math::Log(0.into()), "(log x)", &xs);
+    assert!(u <= 1.0, "log: {u} ulps at {at}");
+}
+
+#[test]
+fn log_special_values() {
+    let xs = [0.0, -0.0, -1.0, f64::INFINITY, f64::NAN, 1.0, f64::NEG_INFINITY];
+    let c = flowc::jit::compile_with(&kernel(Math::Log(0.into())), Float::F64, Options { inline_math: true }).unwrap();
+    let mut out = vec![0.0; xs.len()];
+    c.run_f64(&xs, &[], &mut out).unwrap();
+    assert_eq!(out[0], f64::NEG_INFINITY);
+    assert_eq!(out[1], f64::NEG_INFINITY);
+    assert!(out[2].is_nan());
+    assert_eq!(out[3], f64::INFINITY);
+    assert!(out[4].is_nan());
+    assert_eq!(out[5], 0.0);
+    assert!(out[6].is_nan());
+}
+
+#[test]
+fn f32_goes_through_f64() {
+    for (op, s) in [(Math::Exp(0.into()), "(exp x)"), (Math::Log(0.into()), "(log x)")] {
+        let c = flowc::jit::compile_with(&kernel(op), Float::F32, Options { inline_math: true }).unwrap();
+        let xs: Vec<f32> =
+            common::spread(5_000, 16, 160.0).into_iter().map(|v| if s == "(log x)" { v.abs() as f32 + 1e-3 } else { v as f32 }).collect();
+        let mut out = vec![0.0f32; xs.len()];
+        c.run_f32(&xs, &[], &mut out).unwrap();
+        let e = parse_expr(s);
+        for (x, got) in xs.iter().zip(&out) {
+            let want = hp::eval(&e, &[("x", *x as f64)]).unwrap() as f32;
+            let u = f32::from_bits(want.abs().to_bits() + 1) - want.abs();
+            assert!((got - want).abs() <= u, "{s} f32 at {x}: {got} vs {want}");
+        }
+    }
+}
+
+/// The full ULP table on 10^6 points per function (release: `cargo test --release -- --ignored`).
+#[test]
+#[ignore]
+fn ulp_table_on_a_million_points() {
+    let mut xs = common::spread(1_000_000, 21, 1416.0);
+    xs.retain(|x| *x > -708.0 && *x < 709.7);
+    let (u, at) = table(Math::Exp(0.into()), "(exp x)", &xs);
+    println!("exp f64: max {u} ulps at {at} over {} points", xs.len());
+    assert!(u <= 1.0);
+    let ys: Vec<f64> =
+        common::spread(1_000_000, 22, 2100.0).into_iter().map(|e| e.exp2() * 1.3).filter(|y| *y > 0.0 && y.is_finite()).collect();
+    let (u, at) = table(Math::Log(0.into()), "(log x)", &ys);
+    println!("log f64: max {u} ulps at {at} over {} points", ys.len());
+    assert!(u <= 1.0);
+}

@@ -109,6 +109,35 @@ fn log_special_values() {
 }
 
 #[test]
+fn expm1_and_log1p_are_within_one_ulp() {
+    let mut xs = edge_points();
+    xs.extend(common::spread(10_000, 31, 2.0)); // |x| < 1
+    xs.extend(common::spread(10_000, 32, 1e-6)); // tiny
+    xs.extend(common::spread(10_000, 33, 1400.0));
+    xs.extend([-60.0, -50.0, -49.9, -37.0, 0.3465, 0.3467, -0.3467, 700.0, 700.1, 709.7]);
+    let xs_e: Vec<f64> = xs.iter().copied().filter(|x| *x < 709.7).collect();
+    let (u, at) = table(Math::Expm1(0.into()), "(expm1 x)", &xs_e);
+    assert!(u <= 1.0, "expm1: {u} ulps at {at}");
+    let xs_l: Vec<f64> = xs.iter().copied().map(|x| if x <= -1.0 { -x } else { x }).chain([-0.999999, -0.5, 1e300, 5e-324]).collect();
+    let (u, at) = table(Math::Log1p(0.into()), "(log1p x)", &xs_l);
+    assert!(u <= 1.0, "log1p: {u} ulps at {at}");
+}
+
+#[test]
+fn expm1_and_log1p_special_values() {
+    let xs = [f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 0.0, -1.0, -2.0];
+    let c = flowc::jit::compile_with(&kernel(Math::Expm1(0.into())), Float::F64, Options { inline_math: true }).unwrap();
+    let mut out = vec![0.0; xs.len()];
+    c.run_f64(&xs, &[], &mut out).unwrap();
+    assert_eq!((out[0], out[1], out[3]), (f64::INFINITY, -1.0, 0.0));
+    assert!(out[2].is_nan());
+    let c = flowc::jit::compile_with(&kernel(Math::Log1p(0.into())), Float::F64, Options { inline_math: true }).unwrap();
+    c.run_f64(&xs, &[], &mut out).unwrap();
+    assert_eq!((out[0], out[3], out[4]), (f64::INFINITY, 0.0, f64::NEG_INFINITY));
+    assert!(out[1].is_nan() && out[2].is_nan() && out[5].is_nan());
+}
+
+#[test]
 fn f32_goes_through_f64() {
     for (op, s) in [(Math::Exp(0.into()), "(exp x)"), (Math::Log(0.into()), "(log x)")] {
         let c = flowc::jit::compile_with(&kernel(op), Float::F32, Options { inline_math: true }).unwrap();
@@ -138,5 +167,15 @@ fn ulp_table_on_a_million_points() {
         common::spread(1_000_000, 22, 2100.0).into_iter().map(|e| e.exp2() * 1.3).filter(|y| *y > 0.0 && y.is_finite()).collect();
     let (u, at) = table(Math::Log(0.into()), "(log x)", &ys);
     println!("log f64: max {u} ulps at {at} over {} points", ys.len());
+    assert!(u <= 1.0);
+    let mut zs = common::spread(500_000, 23, 4.0);
+    zs.extend(common::spread(500_000, 24, 1400.0).into_iter().filter(|x| *x < 709.7));
+    let (u, at) = table(Math::Expm1(0.into()), "(expm1 x)", &zs);
+    println!("expm1 f64: max {u} ulps at {at} over {} points", zs.len());
+    assert!(u <= 1.0);
+    let ws: Vec<f64> =
+        common::spread(1_000_000, 25, 2100.0).into_iter().map(|e| e.exp2() * 1.3 - 0.999).filter(|w| *w > -1.0 && w.is_finite()).collect();
+    let (u, at) = table(Math::Log1p(0.into()), "(log1p x)", &ws);
+    println!("log1p f64: max {u} ulps at {at} over {} points", ws.len());
     assert!(u <= 1.0);
 }

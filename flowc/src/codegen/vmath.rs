@@ -10,6 +10,11 @@
 //!   log m = 2·atanh(s), s = (m−1)/(m+1), by its odd series to s^23 arranged as
 //!   f − s·(f − R) with f = m − 1 exact; e·ln2 added in two parts. log(0) = −inf, log(x < 0) = NaN, log(+inf) = +inf.
 //!
+//! - expm1: for |x| < 1 its Taylor polynomial without the constant term (relative
+//!   accuracy near 0); otherwise 2^k·q + (2^k − 1) with q = e^r − 1 from the same reduction
+//!   as exp; e^x − 1 = exp(x) above 700, −1 below −50.
+//! - log1p: u = 1 + x and its exact rounding error c = x − (u − 1); log1p x = log u + c/u.
+//!
 //! Measured errors are in `tests/vmath.rs` (against the high-precision reference).
 
 use cranelift_codegen::ir::condcodes::FloatCC;
@@ -137,4 +142,77 @@ pub fn log(b: &mut FunctionBuilder, x: Value) -> Value {
     let y = b.ins().select(is_neg, nan, y);
     let is_nan = b.ins().fcmp(FloatCC::Unordered, x, x);
     b.ins().select(is_nan, x, y)
+}
+
+/// Horner of Σ_{i=1..n} r^i / i! (e^r − 1 without cancellation).
+fn expm1_poly(b: &mut FunctionBuilder, r: Value, n: usize) -> Value {
+    let mut fact = [1.0f64; 24];
+    for i in 1..24 {
+        fact[i] = fact[i - 1] * i as f64;
+    }
+    let mut p = c(b, 1.0 / fact[n]);
+    for i in (1..n).rev() {
+        let ci = c(b, 1.0 / fact[i]);
+        p = b.ins().fma(p, r, ci);
+    }
+    b.ins().fmul(p, r)
+}
+
+/// e^x − 1 (f64).
+pub fn expm1(b: &mut FunctionBuilder, x: Value) -> Value {
+    // |x| < 1: the polynomial directly (degree 20: truncation below 2^-64 relative)
+    let small = expm1_poly(b, x, 20);
+    // otherwise: x = k ln2 + r, e^x − 1 = 2^k q + (2^k − 1), q = e^r − 1
+    let lo = c(b, -60.0);
+    let hi = c(b, 700.0);
+    let xc = b.ins().fmax(x, lo);
+    let xc = b.ins().fmin(xc, hi);
+    let log2e = c(b, std::f64::consts::LOG2_E);
+    let t = b.ins().fmul(xc, log2e);
+    let k = b.ins().nearest(t);
+    let nk = b.ins().fneg(k);
+    let ln2_hi = c(b, LN2_HI);
+    let ln2_lo = c(b, LN2_LO);
+    let r = b.ins().fma(nk, ln2_hi, xc);
+    let r = b.ins().fma(nk, ln2_lo, r);
+    let q = expm1_poly(b, r, 14);
+    let ki = b.ins().fcvt_to_sint_sat(types::I64, k);
+    let s = pow2(b, ki);
+    let one = c(b, 1.0);
+    let sm1 = b.ins().fsub(s, one);
+    let big = b.ins().fma(s, q, sm1);
+    let ax = b.ins().fabs(x);
+    let is_small = b.ins().fcmp(FloatCC::LessThan, ax, one);
+    let y = b.ins().select(is_small, small, big);
+    // far ends: e^x above 700, -1 below -50; NaN kept
+    let e = exp(b, x);
+    let em1 = b.ins().fsub(e, one);
+    let is_big = b.ins().fcmp(FloatCC::GreaterThan, x, hi);
+    let y = b.ins().select(is_big, em1, y);
+    let m50 = c(b, -50.0);
+    let minus_one = c(b, -1.0);
+    let is_neg = b.ins().fcmp(FloatCC::LessThan, x, m50);
+    let y = b.ins().select(is_neg, minus_one, y);
+    let is_nan = b.ins().fcmp(FloatCC::Unordered, x, x);
+    b.ins().select(is_nan, x, y)
+}
+
+/// log(1 + x) (f64).
+pub fn log1p(b: &mut FunctionBuilder, x: Value) -> Value {
+    let one = c(b, 1.0);
+    let u = b.ins().fadd(one, x);
+    let um1 = b.ins().fsub(u, one);
+    let corr = b.ins().fsub(x, um1);
+    let lu = log(b, u);
+    let q = b.ins().fdiv(corr, u);
+    let y = b.ins().fadd(lu, q);
+    // log(u) handles u = 0 (-inf), u < 0 (NaN), +inf and NaN; keep those as they are
+    let fin = b.ins().fcmp(FloatCC::Ordered, q, q);
+    let zero = c(b, 0.0);
+    let upos = b.ins().fcmp(FloatCC::GreaterThan, u, zero);
+    let inf = c(b, f64::INFINITY);
+    let ufin = b.ins().fcmp(FloatCC::LessThan, u, inf);
+    let ok = b.ins().band(fin, upos);
+    let ok = b.ins().band(ok, ufin);
+    b.ins().select(ok, y, lu)
 }

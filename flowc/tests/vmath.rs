@@ -179,3 +179,50 @@ fn ulp_table_on_a_million_points() {
     println!("log1p f64: max {u} ulps at {at} over {} points", ws.len());
     assert!(u <= 1.0);
 }
+
+/// The composite functions built on the cores: ULP row of each (bound 4 ulps, as the JIT's
+/// ULP table allows).
+#[test]
+fn composite_functions_ulp_table() {
+    let mut wide = edge_points();
+    wide.extend(common::spread(6_000, 41, 40.0));
+    wide.extend(common::spread(3_000, 42, 1e-3));
+    wide.extend(common::spread(3_000, 43, 1400.0));
+    wide.extend([1e8, -1e8, 1e15, 3e300, -3e300, 2f64.powi(28), 2f64.powi(28) * 1.0000001, 0.49999, 0.50001, -0.5, 0.5]);
+    let unit: Vec<f64> = common::spread(8_000, 44, 2.0)
+        .into_iter()
+        .chain([1e-300, -1e-300, 0.999999999, -0.999999999, 0.5, -0.5, 1e-9])
+        .filter(|x| x.abs() < 1.0)
+        .collect();
+    let prob: Vec<f64> = common::spread(8_000, 45, 1.0)
+        .into_iter()
+        .map(|u| u + 0.5)
+        .chain([1e-300, 1e-10, 0.5, 0.4999999, 0.5000001, 0.9999999999, 1.0 - 1e-16])
+        .filter(|p| *p > 0.0 && *p < 1.0)
+        .collect();
+    let rows: Vec<(Math, &str, &Vec<f64>)> = vec![
+        (Math::Sinh(0.into()), "(sinh x)", &wide),
+        (Math::Cosh(0.into()), "(cosh x)", &wide),
+        (Math::Tanh(0.into()), "(tanh x)", &wide),
+        (Math::Asinh(0.into()), "(asinh x)", &wide),
+        (Math::Atanh(0.into()), "(atanh x)", &unit),
+        (Math::Sigmoid(0.into()), "(sigmoid x)", &wide),
+        (Math::Softplus(0.into()), "(softplus x)", &wide),
+        (Math::LogCosh(0.into()), "(logcosh x)", &wide),
+        (Math::Logit(0.into()), "(logit x)", &prob),
+        (Math::Sign(0.into()), "(sign x)", &wide),
+    ];
+    let mut report = String::new();
+    let mut bad = Vec::new();
+    for (op, s, xs) in rows {
+        let xs: Vec<f64> =
+            xs.iter().copied().filter(|x| hp::eval(&parse_expr(s), &[("x", *x)]).map(|v| v.is_finite()).unwrap_or(false)).collect();
+        let (u, at) = table(op.clone(), s, &xs);
+        report.push_str(&format!("{s:14} max {u:>6} ulps at {at:e} over {} points\n", xs.len()));
+        if u > 4.0 {
+            bad.push(s);
+        }
+    }
+    println!("{report}");
+    assert!(bad.is_empty(), "over 4 ulps: {bad:?}\n{report}");
+}

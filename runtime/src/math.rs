@@ -18,11 +18,16 @@ pub fn sigmoid(x: f64) -> f64 {
 }
 
 /// log(p / (1 - p)).
+///
+/// Near ½ the ratio p/(1 − p) is near 1, so it is computed as log1p of an exact difference:
+/// 2p − 1 and 1 − p are exact for p ≥ ½, 1 − 2p for p ≥ ¼.
 pub fn logit(p: f64) -> f64 {
-    if p < 0.5 {
+    if p < 0.25 {
         p.ln() - (-p).ln_1p()
+    } else if p < 0.5 {
+        -((1.0 - 2.0 * p) / p).ln_1p()
     } else {
-        (p / (1.0 - p)).ln()
+        ((2.0 * p - 1.0) / (1.0 - p)).ln_1p()
     }
 }
 
@@ -38,7 +43,8 @@ pub fn softplus(x: f64) -> f64 {
 /// log(cosh(u)) = |u| - log 2 + log1p(e^(-2|u|)).
 pub fn logcosh(u: f64) -> f64 {
     let a = u.abs();
-    if a < 0.5 {
+    // below 2 the large-|u| form cancels (|u| against log1p(...) ≈ -|u| + value)
+    if a < 2.0 {
         // cosh(u) - 1 = 2 sinh(u/2)^2, no cancellation near 0
         let s = (0.5 * a).sinh();
         (2.0 * s * s).ln_1p()

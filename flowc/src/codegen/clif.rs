@@ -163,13 +163,8 @@ fn op_value<M: Module>(
         Math::Neg(_) => b.ins().fneg(a[0]),
         Math::Sqrt(_) => b.ins().sqrt(a[0]),
         Math::Abs(_) => b.ins().fabs(a[0]),
-        Math::Exp(_) | Math::Log(_) | Math::Expm1(_) | Math::Log1p(_) if opts.inline_math => {
-            let f = match op {
-                Math::Exp(_) => super::vmath::exp,
-                Math::Log(_) => super::vmath::log,
-                Math::Expm1(_) => super::vmath::expm1,
-                _ => super::vmath::log1p,
-            };
+        op if opts.inline_math && super::vmath::function(op).is_some() => {
+            let f = super::vmath::function(op).expect("checked");
             match prec {
                 Float::F64 => f(b, a[0]),
                 Float::F32 => {

@@ -15,6 +15,12 @@
 //!   as exp; e^x − 1 = exp(x) above 700, −1 below −50.
 //! - log1p: u = 1 + x and its exact rounding error c = x − (u − 1); log1p x = log u + c/u.
 //!
+//! - built on those: sinh = (expm1 x − expm1 −x)/2, cosh = (e^x + e^−x)/2,
+//!   tanh = sign·t/(t + 2) with t = expm1(2|x|), asinh = sign·log1p(|x| + x²/(1 + √(1+x²)))
+//!   (log(2|x|) beyond 2^28), atanh = sign·log1p(2|x|/(1 − |x|))/2, sigmoid and softplus
+//!   through e^−|x|, logcosh = |x| + log1p(expm1(−2|x|)/2) (log1p(2 sinh²(x/2)) below 2),
+//!   logit through exact differences near ½ (as runtime::math::logit), sign by selects.
+//!
 //! Measured errors are in `tests/vmath.rs` (against the high-precision reference).
 
 use cranelift_codegen::ir::condcodes::FloatCC;
@@ -215,4 +221,204 @@ pub fn log1p(b: &mut FunctionBuilder, x: Value) -> Value {
     let ok = b.ins().band(fin, upos);
     let ok = b.ins().band(ok, ufin);
     b.ins().select(ok, y, lu)
+}
+
+fn select_sign(b: &mut FunctionBuilder, x: Value, y: Value) -> Value {
+    // copysign(y, x) for y >= 0, keeping NaN
+    let zero = c(b, 0.0);
+    let neg = b.ins().fcmp(FloatCC::LessThan, x, zero);
+    let ny = b.ins().fneg(y);
+    b.ins().select(neg, ny, y)
+}
+
+/// sinh x.
+pub fn sinh(b: &mut FunctionBuilder, x: Value) -> Value {
+    let p = expm1(b, x);
+    let nx = b.ins().fneg(x);
+    let m = expm1(b, nx);
+    let d = b.ins().fsub(p, m);
+    let half = c(b, 0.5);
+    b.ins().fmul(d, half)
+}
+
+/// cosh x.
+pub fn cosh(b: &mut FunctionBuilder, x: Value) -> Value {
+    let ax = b.ins().fabs(x);
+    let e = exp(b, ax);
+    let ne = b.ins().fneg(ax);
+    let f = exp(b, ne);
+    let s = b.ins().fadd(e, f);
+    let half = c(b, 0.5);
+    b.ins().fmul(s, half)
+}
+
+/// tanh x.
+pub fn tanh(b: &mut FunctionBuilder, x: Value) -> Value {
+    let ax = b.ins().fabs(x);
+    let two = c(b, 2.0);
+    let tx = b.ins().fmul(ax, two);
+    let cap = c(b, 40.0);
+    let tx = b.ins().fmin(tx, cap);
+    let t = expm1(b, tx);
+    let den = b.ins().fadd(t, two);
+    let y = b.ins().fdiv(t, den);
+    let y = select_sign(b, x, y);
+    let is_nan = b.ins().fcmp(FloatCC::Unordered, x, x);
+    b.ins().select(is_nan, x, y)
+}
+
+/// asinh x.
+pub fn asinh(b: &mut FunctionBuilder, x: Value) -> Value {
+    let ax = b.ins().fabs(x);
+    let one = c(b, 1.0);
+    let x2 = b.ins().fmul(ax, ax);
+    let s = b.ins().fadd(one, x2);
+    let r = b.ins().sqrt(s);
+    let den = b.ins().fadd(one, r);
+    let q = b.ins().fdiv(x2, den);
+    let arg = b.ins().fadd(ax, q);
+    let small = log1p(b, arg);
+    let lx = log(b, ax);
+    let ln2 = c(b, std::f64::consts::LN_2);
+    let large = b.ins().fadd(lx, ln2);
+    let lim = c(b, 2f64.powi(28));
+    let is_large = b.ins().fcmp(FloatCC::GreaterThan, ax, lim);
+    let y = b.ins().select(is_large, large, small);
+    let y = select_sign(b, x, y);
+    let is_nan = b.ins().fcmp(FloatCC::Unordered, x, x);
+    b.ins().select(is_nan, x, y)
+}
+
+/// atanh x.
+pub fn atanh(b: &mut FunctionBuilder, x: Value) -> Value {
+    let ax = b.ins().fabs(x);
+    let one = c(b, 1.0);
+    let two = c(b, 2.0);
+    let half = c(b, 0.5);
+    let den = b.ins().fsub(one, ax);
+    let num = b.ins().fmul(ax, two);
+    let q = b.ins().fdiv(num, den);
+    let l = log1p(b, q);
+    let y = b.ins().fmul(l, half);
+    let y = select_sign(b, x, y);
+    // |x| > 1: NaN (log1p of a negative below -1 gives NaN already); NaN kept
+    let is_nan = b.ins().fcmp(FloatCC::Unordered, x, x);
+    b.ins().select(is_nan, x, y)
+}
+
+/// 1/(1 + e^−x).
+pub fn sigmoid(b: &mut FunctionBuilder, x: Value) -> Value {
+    let ax = b.ins().fabs(x);
+    let nax = b.ins().fneg(ax);
+    let e = exp(b, nax);
+    let one = c(b, 1.0);
+    let den = b.ins().fadd(one, e);
+    let pos = b.ins().fdiv(one, den);
+    let neg = b.ins().fdiv(e, den);
+    let zero = c(b, 0.0);
+    let is_neg = b.ins().fcmp(FloatCC::LessThan, x, zero);
+    let y = b.ins().select(is_neg, neg, pos);
+    let is_nan = b.ins().fcmp(FloatCC::Unordered, x, x);
+    b.ins().select(is_nan, x, y)
+}
+
+/// log(1 + e^x).
+pub fn softplus(b: &mut FunctionBuilder, x: Value) -> Value {
+    let ax = b.ins().fabs(x);
+    let nax = b.ins().fneg(ax);
+    let e = exp(b, nax);
+    let l = log1p(b, e);
+    let zero = c(b, 0.0);
+    let m = b.ins().fmax(x, zero);
+    let y = b.ins().fadd(m, l);
+    let is_nan = b.ins().fcmp(FloatCC::Unordered, x, x);
+    b.ins().select(is_nan, x, y)
+}
+
+/// log cosh x.
+pub fn logcosh(b: &mut FunctionBuilder, x: Value) -> Value {
+    let ax = b.ins().fabs(x);
+    // large: |x| + log1p(expm1(−2|x|)/2)
+    let m2 = c(b, -2.0);
+    let t = b.ins().fmul(ax, m2);
+    let floor = c(b, -800.0);
+    let t = b.ins().fmax(t, floor);
+    let em = expm1(b, t);
+    let half = c(b, 0.5);
+    let h = b.ins().fmul(em, half);
+    let l = log1p(b, h);
+    let large = b.ins().fadd(ax, l);
+    // small: log1p(2 sinh(|x|/2)^2)
+    let hx = b.ins().fmul(ax, half);
+    let sh = sinh(b, hx);
+    let sh2 = b.ins().fmul(sh, sh);
+    let two = c(b, 2.0);
+    let q = b.ins().fmul(sh2, two);
+    let small = log1p(b, q);
+    let two_c = c(b, 2.0);
+    let is_small = b.ins().fcmp(FloatCC::LessThan, ax, two_c);
+    let y = b.ins().select(is_small, small, large);
+    let is_nan = b.ins().fcmp(FloatCC::Unordered, x, x);
+    b.ins().select(is_nan, x, y)
+}
+
+/// log(p/(1 − p)), as runtime::math::logit (exact differences near ½).
+pub fn logit(b: &mut FunctionBuilder, p: Value) -> Value {
+    let quarter = c(b, 0.25);
+    let half = c(b, 0.5);
+    let one = c(b, 1.0);
+    let two = c(b, 2.0);
+    // p < 1/4
+    let lp = log(b, p);
+    let np = b.ins().fneg(p);
+    let l1 = log1p(b, np);
+    let low = b.ins().fsub(lp, l1);
+    // 1/4 <= p < 1/2: -log1p((1 - 2p)/p)
+    let tp = b.ins().fmul(p, two);
+    let omt = b.ins().fsub(one, tp);
+    let q = b.ins().fdiv(omt, p);
+    let lq = log1p(b, q);
+    let mid = b.ins().fneg(lq);
+    // p >= 1/2: log1p((2p - 1)/(1 - p))
+    let tpm = b.ins().fsub(tp, one);
+    let om = b.ins().fsub(one, p);
+    let r = b.ins().fdiv(tpm, om);
+    let high = log1p(b, r);
+    let is_mid = b.ins().fcmp(FloatCC::LessThan, p, half);
+    let y = b.ins().select(is_mid, mid, high);
+    let is_low = b.ins().fcmp(FloatCC::LessThan, p, quarter);
+    b.ins().select(is_low, low, y)
+}
+
+/// sign x (−1, 0 or 1; NaN kept).
+pub fn sign(b: &mut FunctionBuilder, x: Value) -> Value {
+    let zero = c(b, 0.0);
+    let one = c(b, 1.0);
+    let m1 = c(b, -1.0);
+    let gt = b.ins().fcmp(FloatCC::GreaterThan, x, zero);
+    let lt = b.ins().fcmp(FloatCC::LessThan, x, zero);
+    let y = b.ins().select(gt, one, x);
+    b.ins().select(lt, m1, y)
+}
+
+/// The inline version of an op, when there is one.
+pub fn function(op: &crate::ir::Math) -> Option<fn(&mut FunctionBuilder, Value) -> Value> {
+    use crate::ir::Math;
+    Some(match op {
+        Math::Exp(_) => exp,
+        Math::Log(_) => log,
+        Math::Expm1(_) => expm1,
+        Math::Log1p(_) => log1p,
+        Math::Sinh(_) => sinh,
+        Math::Cosh(_) => cosh,
+        Math::Tanh(_) => tanh,
+        Math::Asinh(_) => asinh,
+        Math::Atanh(_) => atanh,
+        Math::Sigmoid(_) => sigmoid,
+        Math::Softplus(_) => softplus,
+        Math::LogCosh(_) => logcosh,
+        Math::Logit(_) => logit,
+        Math::Sign(_) => sign,
+        _ => return None,
+    })
 }

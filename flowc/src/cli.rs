@@ -2,7 +2,7 @@
 //! message), 2 internal error. Bad input never panics and never leaves a partial file.
 
 use crate::check;
-use crate::codegen::clif::Float;
+use crate::codegen::clif::{Float, Options};
 use crate::derive::{self, Derivation};
 use crate::diag::Diagnostics;
 use crate::interp::{self, Params};
@@ -98,6 +98,9 @@ pub enum Command {
         rows: usize,
         #[arg(long = "param", value_name = "NAME=VALUE")]
         params: Vec<String>,
+        /// Compute transcendental functions inline instead of calling libm.
+        #[arg(long)]
+        inline_math: bool,
     },
     /// Print generated code: the backend-neutral kernels or Cranelift IR.
     Emit {
@@ -270,10 +273,10 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
             }
             Ok(String::new())
         }
-        Command::Bench { file, name, rows, params } => {
+        Command::Bench { file, name, rows, params, inline_math } => {
             let (_, m, d) = load(&file)?;
             check_flow(&m, &d, &name, &file)?;
-            bench(&d, &name, rows, &params)
+            bench(&d, &name, rows, &params, Options { inline_math })
         }
         Command::Emit { file, name, target, precision } => {
             let (_, m, d) = load(&file)?;
@@ -419,7 +422,7 @@ fn normal_rows(n: usize, seed: u64) -> Vec<f64> {
         .collect()
 }
 
-fn bench(d: &Derivation, name: &str, rows: usize, params: &[String]) -> Result<String, Failure> {
+fn bench(d: &Derivation, name: &str, rows: usize, params: &[String], opts: Options) -> Result<String, Failure> {
     let f = d.flow(name).expect("checked");
     let flat = flat_params(d, f, params)?;
     let program = lower::lower(d).map_err(internal)?;
@@ -434,7 +437,7 @@ fn bench(d: &Derivation, name: &str, rows: usize, params: &[String]) -> Result<S
     let mut out = format!("flow {name}: log_prob on {rows} rows of {} values (median of 5 runs)\n", f.dim);
     out.push_str(&format!("{:<6} {:>8} {:>14} {:>16} {:>10}\n", "prec", "threads", "compile ms", "points/s", "GB/s in"));
     for prec in [Float::F64, Float::F32] {
-        let c = match jit::compile(lk, prec) {
+        let c = match jit::compile_with(lk, prec, opts) {
             Ok(c) => c,
             Err(e) => {
                 out.push_str(&format!("{prec:?}: not compiled: {}\n", e.0));

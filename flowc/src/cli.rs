@@ -165,7 +165,11 @@ pub fn load_str(file: &str, src: &str) -> Result<(String, Module, Derivation), F
     let fail = |d: Diagnostics| user(d.render(file, src).trim_end().to_string());
     let ast = crate::dsl::parse(src).map_err(fail)?;
     let m = ir::build(&ast).map_err(fail)?;
+    crate::dump("ir", || {
+        m.bijectors.iter().map(|b| format!("bijector {} on {}: y = {}\n", b.name, b.domain, ir::expr::to_infix(&b.forward))).collect()
+    });
     let d = derive::derive(&m).map_err(fail)?;
+    crate::dump("derive", || report::text(&d, None, true));
     Ok((src.to_string(), m, d))
 }
 

@@ -118,6 +118,7 @@ pub fn compile_with(k: &Kernel, prec: Float, opts: Options) -> Result<Compiled, 
     let mut ctx = module.make_context();
     let id = clif::emit(&mut module, k, prec, opts, &format!("{}_{}", k.flow, k.kind.name()), &mut ctx)?;
     let text = ctx.func.display().to_string();
+    crate::dump("clif", || text.clone());
     module.define_function(id, &mut ctx).map_err(|e| Unsupported(format!("{e:?}")))?;
     module.clear_context(&mut ctx);
     module.finalize_definitions().map_err(|e| Unsupported(format!("{e:?}")))?;

@@ -16,3 +16,13 @@ pub mod ir;
 pub mod jit;
 pub mod lower;
 pub mod report;
+
+/// Prints a stage's text form on stderr when the environment variable `FLOWC_DUMP` lists
+/// the stage (comma-separated: `ir`, `derive`, `kernel`, `clif`; `all` for every stage).
+pub fn dump(stage: &str, text: impl FnOnce() -> String) {
+    if let Ok(v) = std::env::var("FLOWC_DUMP") {
+        if v.split(',').any(|s| s.trim() == stage || s.trim() == "all") {
+            eprintln!("=== FLOWC_DUMP {stage} ===\n{}", text());
+        }
+    }
+}

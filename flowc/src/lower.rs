@@ -333,6 +333,7 @@ pub fn lower(d: &Derivation) -> Result<Program, Diagnostics> {
             }
         }
     }
+    crate::dump("kernel", || kernels.iter().map(|k| k.to_string()).collect::<Vec<_>>().join("\n"));
     diags.into_result(Program { kernels })
 }
 

@@ -299,3 +299,18 @@ fn emit_and_bench_run() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("points/s"));
 }
+
+#[test]
+fn flowc_dump_prints_stages_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = write(dir.path(), "m.flow", MODEL);
+    let o = Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(["emit", m.to_str().unwrap(), "--name", "f", "--target", "clif"])
+        .env("FLOWC_DUMP", "ir,kernel")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let err = stderr(&o);
+    assert!(err.contains("=== FLOWC_DUMP ir ===") && err.contains("=== FLOWC_DUMP kernel ==="), "{err}");
+    assert!(!err.contains("FLOWC_DUMP clif"));
+}

@@ -42,10 +42,11 @@ fn pow2(b: &mut FunctionBuilder, k: Value) -> Value {
     b.ins().bitcast(types::F64, MemFlagsData::new(), bits)
 }
 
-/// e^x (f64).
-pub fn exp(b: &mut FunctionBuilder, x: Value) -> Value {
-    let lo = c(b, -746.0);
-    let hi = c(b, 710.0);
+/// x clamped to [lo, hi] = k·ln2 + r with k = nearest(x·log2 e) and |r| ≤ ln2/2 (the two-part
+/// ln2 fused in): returns (k as f64, r).
+fn reduce(b: &mut FunctionBuilder, x: Value, lo: f64, hi: f64) -> (Value, Value) {
+    let lo = c(b, lo);
+    let hi = c(b, hi);
     let xc = b.ins().fmax(x, lo);
     let xc = b.ins().fmin(xc, hi);
     let log2e = c(b, std::f64::consts::LOG2_E);
@@ -55,7 +56,12 @@ pub fn exp(b: &mut FunctionBuilder, x: Value) -> Value {
     let ln2_hi = c(b, LN2_HI);
     let ln2_lo = c(b, LN2_LO);
     let r = b.ins().fma(nk, ln2_hi, xc);
-    let r = b.ins().fma(nk, ln2_lo, r);
+    (k, b.ins().fma(nk, ln2_lo, r))
+}
+
+/// e^x (f64).
+pub fn exp(b: &mut FunctionBuilder, x: Value) -> Value {
+    let (k, r) = reduce(b, x, -746.0, 710.0);
     // Horner on 1/i!, i = 13..0
     let mut fact = [1.0f64; 14];
     for i in 1..14 {
@@ -169,18 +175,7 @@ pub fn expm1(b: &mut FunctionBuilder, x: Value) -> Value {
     // |x| < 1: the polynomial directly (degree 20: truncation below 2^-64 relative)
     let small = expm1_poly(b, x, 20);
     // otherwise: x = k ln2 + r, e^x − 1 = 2^k q + (2^k − 1), q = e^r − 1
-    let lo = c(b, -60.0);
-    let hi = c(b, 700.0);
-    let xc = b.ins().fmax(x, lo);
-    let xc = b.ins().fmin(xc, hi);
-    let log2e = c(b, std::f64::consts::LOG2_E);
-    let t = b.ins().fmul(xc, log2e);
-    let k = b.ins().nearest(t);
-    let nk = b.ins().fneg(k);
-    let ln2_hi = c(b, LN2_HI);
-    let ln2_lo = c(b, LN2_LO);
-    let r = b.ins().fma(nk, ln2_hi, xc);
-    let r = b.ins().fma(nk, ln2_lo, r);
+    let (k, r) = reduce(b, x, -60.0, 700.0);
     let q = expm1_poly(b, r, 14);
     let ki = b.ins().fcvt_to_sint_sat(types::I64, k);
     let s = pow2(b, ki);
@@ -193,6 +188,7 @@ pub fn expm1(b: &mut FunctionBuilder, x: Value) -> Value {
     // far ends: e^x above 700, -1 below -50; NaN kept
     let e = exp(b, x);
     let em1 = b.ins().fsub(e, one);
+    let hi = c(b, 700.0);
     let is_big = b.ins().fcmp(FloatCC::GreaterThan, x, hi);
     let y = b.ins().select(is_big, em1, y);
     let m50 = c(b, -50.0);

@@ -25,6 +25,9 @@ use std::path::{Path, PathBuf};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Derive and compile every layer on its own (no cross-layer fusion and simplification).
+    #[arg(long, global = true)]
+    pub no_fuse: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -155,20 +158,26 @@ fn user(message: impl Into<String>) -> Failure {
 }
 
 /// Reads, parses, builds and derives a file; diagnostics are rendered with file:line:col.
-pub fn load(path: &Path) -> Result<(String, Module, Derivation), Failure> {
+/// Consecutive elementwise layers are fused (derived as one map) unless `fuse` is false.
+pub fn load(path: &Path, fuse: bool) -> Result<(String, Module, Derivation), Failure> {
     let src = std::fs::read_to_string(path).map_err(|e| user(format!("error: cannot read `{}`: {e}", path.display())))?;
-    load_str(&path.display().to_string(), &src)
+    load_str_with(&path.display().to_string(), &src, fuse)
+}
+
+/// [`load`] from a string, with fusion.
+pub fn load_str(file: &str, src: &str) -> Result<(String, Module, Derivation), Failure> {
+    load_str_with(file, src, true)
 }
 
 /// [`load`] from a string.
-pub fn load_str(file: &str, src: &str) -> Result<(String, Module, Derivation), Failure> {
+pub fn load_str_with(file: &str, src: &str, fuse: bool) -> Result<(String, Module, Derivation), Failure> {
     let fail = |d: Diagnostics| user(d.render(file, src).trim_end().to_string());
     let ast = crate::dsl::parse(src).map_err(fail)?;
     let m = ir::build(&ast).map_err(fail)?;
     crate::dump("ir", || {
         m.bijectors.iter().map(|b| format!("bijector {} on {}: y = {}\n", b.name, b.domain, ir::expr::to_infix(&b.forward))).collect()
     });
-    let d = derive::derive(&m).map_err(fail)?;
+    let d = derive::derive_configured(&m, derive::run::Limits::default(), fuse).map_err(fail)?;
     crate::dump("derive", || report::text(&d, None, true));
     Ok((src.to_string(), m, d))
 }
@@ -191,9 +200,10 @@ fn check_name(m: &Module, name: &str, file: &Path) -> Result<(), Failure> {
 
 /// Runs a parsed command line; returns what to print on stdout.
 pub fn run(cli: Cli) -> Result<String, Failure> {
+    let fuse = !cli.no_fuse;
     match cli.command {
         Command::Derive { file, name, format, timings } => {
-            let (_, m, d) = load(&file)?;
+            let (_, m, d) = load(&file, fuse)?;
             if let Some(n) = &name {
                 check_name(&m, n, &file)?;
             }
@@ -208,7 +218,7 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
             })
         }
         Command::Check { file, name } => {
-            let (_, m, d) = load(&file)?;
+            let (_, m, d) = load(&file, fuse)?;
             if let Some(n) = &name {
                 check_name(&m, n, &file)?;
             }
@@ -222,7 +232,7 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
             }
         }
         Command::Eval { file, name, input, direction, output, params } => {
-            let (_, m, d) = load(&file)?;
+            let (_, m, d) = load(&file, fuse)?;
             check_name(&m, &name, &file)?;
             let table = read_table(&input, &ReadOptions::default()).map_err(|e| user(format!("error: {e}")))?;
             let out = eval_table(&d, &name, &table, direction, &params, &input)?;
@@ -230,7 +240,7 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
             Ok(String::new())
         }
         Command::Score { file, name, input, output, params, threads, precision } => {
-            let (_, m, d) = load(&file)?;
+            let (_, m, d) = load(&file, fuse)?;
             check_flow(&m, &d, &name, &file)?;
             let f = d.flow(&name).expect("checked");
             let flat = flat_params(&d, f, &params)?;
@@ -278,12 +288,12 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
             Ok(String::new())
         }
         Command::Bench { file, name, rows, params, inline_math } => {
-            let (_, m, d) = load(&file)?;
+            let (_, m, d) = load(&file, fuse)?;
             check_flow(&m, &d, &name, &file)?;
             bench(&d, &name, rows, &params, Options { inline_math })
         }
         Command::Emit { file, name, target, precision } => {
-            let (_, m, d) = load(&file)?;
+            let (_, m, d) = load(&file, fuse)?;
             check_flow(&m, &d, &name, &file)?;
             let program = lower::lower(&d).map_err(internal)?;
             let mut out = String::new();

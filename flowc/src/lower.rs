@@ -17,6 +17,7 @@
 //! assert_eq!(out, vec![1.5, 2.5, 0.0]);
 //! ```
 
+use crate::derive::fuse::FusedRun;
 use crate::derive::{BijectorDerivation, Derivation, FlowDerivation, Monotone};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::ir::expr::Expr;
@@ -190,11 +191,46 @@ pub fn param_slots(f: &FlowDerivation) -> Vec<ParamSlot> {
     slots
 }
 
-/// Binds a layer's symbols for coordinate `i`: the variable, bound constants, parameters.
+/// One step of a kernel: a layer, or a fused run of layers derived as one bijector.
+#[derive(Clone, Copy)]
+enum Stage<'a> {
+    Layer(usize),
+    Fused(&'a FusedRun),
+}
+
+impl<'a> Stage<'a> {
+    fn bijector(self, d: &'a Derivation, f: &'a FlowDerivation) -> &'a BijectorDerivation {
+        match self {
+            Stage::Layer(k) => &d.bijectors[f.layers[k].bijector],
+            Stage::Fused(r) => &r.derivation,
+        }
+    }
+}
+
+/// The stages of a flow in the generative direction (fused runs replace their layers).
+fn stages<'a>(f: &'a FlowDerivation) -> Vec<Stage<'a>> {
+    let mut out = Vec::new();
+    let mut k = 0;
+    while k < f.layers.len() {
+        match f.fused_at(k) {
+            Some(r) => {
+                out.push(Stage::Fused(r));
+                k = r.end;
+            }
+            None => {
+                out.push(Stage::Layer(k));
+                k += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Binds a stage's symbols for coordinate `i`: the variable, bound constants, parameters.
 fn binder<'a>(
     f: &'a FlowDerivation,
     slots: &'a [ParamSlot],
-    k: usize,
+    stage: Stage<'a>,
     i: usize,
     var: &'a str,
     value: Value,
@@ -203,53 +239,66 @@ fn binder<'a>(
         if s.as_str() == var {
             return Some(value);
         }
-        let l = &f.layers[k];
-        if let Some((_, c)) = l.bound.iter().find(|(n, _)| n.as_str() == s.as_str()) {
-            return Some(em.num(*c));
-        }
-        let slot = slots.iter().find(|p| p.name == format!("layers.{k}.{s}"))?;
+        let slot_name = match stage {
+            Stage::Layer(k) => {
+                let l = &f.layers[k];
+                if let Some((_, c)) = l.bound.iter().find(|(n, _)| n.as_str() == s.as_str()) {
+                    return Some(em.num(*c));
+                }
+                format!("layers.{k}.{s}")
+            }
+            // a fused composite names its parameters after the slots, constants already in;
+            // its parameter-only subexpressions are computed from those
+            Stage::Fused(r) => {
+                if let Some((_, def)) = r.defs.iter().find(|(n, _)| n.as_str() == s.as_str()) {
+                    return em.expr(def, &binder(f, slots, stage, i, var, value)).ok();
+                }
+                s.as_str().to_string()
+            }
+        };
+        let slot = slots.iter().find(|p| p.name == slot_name)?;
         Some(em.push(Inst::Param(slot.offset + i)))
     }
 }
 
-/// A sub-program of one input for the root-find: `e` in `x`, the layer's params bound.
-fn sub_body(e: &Expr, f: &FlowDerivation, slots: &[ParamSlot], k: usize, i: usize) -> Result<SubBody, String> {
+/// A sub-program of one input for the root-find: `e` in `x`, the stage's params bound.
+fn sub_body(e: &Expr, f: &FlowDerivation, slots: &[ParamSlot], stage: Stage<'_>, i: usize) -> Result<SubBody, String> {
     let mut em = Emitter::new();
     let x = em.push(Inst::Input(0));
-    let result = em.expr(e, &binder(f, slots, k, i, X, x))?;
+    let result = em.expr(e, &binder(f, slots, stage, i, X, x))?;
     Ok(SubBody { insts: em.body.insts, result })
 }
 
-/// y = f(x) and log|f'(x)| of one layer at one coordinate.
-fn layer_forward(
+/// y = f(x) and log|f'(x)| of one stage at one coordinate.
+fn stage_forward(
     em: &mut Emitter,
     b: &BijectorDerivation,
     f: &FlowDerivation,
     slots: &[ParamSlot],
-    k: usize,
+    stage: Stage<'_>,
     i: usize,
     x: Value,
 ) -> Result<(Value, Value), String> {
-    let y = em.expr(&b.forward.chosen.expr, &binder(f, slots, k, i, X, x))?;
-    let ld = em.expr(&b.log_det.chosen.expr, &binder(f, slots, k, i, X, x))?;
+    let y = em.expr(&b.forward.chosen.expr, &binder(f, slots, stage, i, X, x))?;
+    let ld = em.expr(&b.log_det.chosen.expr, &binder(f, slots, stage, i, X, x))?;
     Ok((y, ld))
 }
 
-/// x = f^-1(y) and log|f'(x)| of one layer at one coordinate.
-fn layer_inverse(
+/// x = f^-1(y) and log|f'(x)| of one stage at one coordinate.
+fn stage_inverse(
     em: &mut Emitter,
     b: &BijectorDerivation,
     f: &FlowDerivation,
     slots: &[ParamSlot],
-    k: usize,
+    stage: Stage<'_>,
     i: usize,
     y: Value,
 ) -> Result<(Value, Value), String> {
     let x = match b.inverse.formula() {
-        Some(g) => em.expr(g, &binder(f, slots, k, i, Y, y))?,
+        Some(g) => em.expr(g, &binder(f, slots, stage, i, Y, y))?,
         None => {
-            let fb = sub_body(&b.forward.chosen.expr, f, slots, k, i)?;
-            let db = sub_body(&b.derivative, f, slots, k, i)?;
+            let fb = sub_body(&b.forward.chosen.expr, f, slots, stage, i)?;
+            let db = sub_body(&b.derivative, f, slots, stage, i)?;
             em.push(Inst::RootFind {
                 y,
                 f: Box::new(fb),
@@ -259,7 +308,7 @@ fn layer_inverse(
             })
         }
     };
-    let ld = em.expr(&b.log_det.chosen.expr, &binder(f, slots, k, i, X, x))?;
+    let ld = em.expr(&b.log_det.chosen.expr, &binder(f, slots, stage, i, X, x))?;
     Ok((x, ld))
 }
 
@@ -275,48 +324,107 @@ fn lower_kernel(d: &Derivation, f: &FlowDerivation, kind: Kind) -> Result<Kernel
     let slots = param_slots(f);
     let mut em = Emitter::new();
     let mut cur: Vec<Value> = (0..f.dim).map(|i| em.push(Inst::Input(i))).collect();
-    let mut lds: Vec<Value> = Vec::new();
+    // log|det J| terms per coordinate, so that each coordinate's work is contiguous
+    let mut lds: Vec<Vec<Value>> = vec![Vec::new(); f.dim];
     let two = Id::from(0usize);
-    match kind {
-        Kind::Forward => {
-            for (k, l) in f.layers.iter().enumerate() {
-                let b = &d.bijectors[l.bijector];
-                for (i, c) in cur.iter_mut().enumerate() {
-                    let (y, ld) = layer_forward(&mut em, b, f, &slots, k, i, *c)?;
-                    *c = y;
-                    lds.push(ld);
-                }
-            }
+    let mut stages = stages(f);
+    if kind != Kind::Forward {
+        stages.reverse();
+    }
+    for stage in stages {
+        let b = stage.bijector(d, f);
+        for (i, c) in cur.iter_mut().enumerate() {
+            let (v, ld) = match kind {
+                Kind::Forward => stage_forward(&mut em, b, f, &slots, stage, i, *c)?,
+                Kind::Inverse | Kind::LogProb => stage_inverse(&mut em, b, f, &slots, stage, i, *c)?,
+            };
+            *c = v;
+            lds[i].push(ld);
         }
-        Kind::Inverse | Kind::LogProb => {
-            for (k, l) in f.layers.iter().enumerate().rev() {
-                let b = &d.bijectors[l.bijector];
-                for (i, c) in cur.iter_mut().enumerate() {
-                    let (x, ld) = layer_inverse(&mut em, b, f, &slots, k, i, *c)?;
-                    *c = x;
-                    lds.push(ld);
+    }
+    let zero = em.num(0.0);
+    // per coordinate: Σ_k log|det J_k|, then (log_prob) the base term minus it
+    let per: Vec<Value> = lds.iter().map(|t| if t.is_empty() { zero } else { sum(&mut em, t) }).collect();
+    let (outputs, roots) = match kind {
+        Kind::Forward | Kind::Inverse => {
+            let total = sum(&mut em, &per);
+            (cur.iter().copied().chain([total]).collect::<Vec<_>>(), interleave(&cur, &per, total))
+        }
+        Kind::LogProb => {
+            // Σ_i (-z_i²/2 - log(2π)/2 - Σ_k log|det J_k|_i)
+            let half = em.num(-0.5);
+            let c = em.num(-0.5 * runtime::base::LN_2PI);
+            let mut terms = Vec::new();
+            for (z, ld) in cur.iter().zip(&per) {
+                let z2 = em.op(Math::Mul([two, two]), vec![*z, *z]);
+                let h = em.op(Math::Mul([two, two]), vec![half, z2]);
+                let b = em.op(Math::Add([two, two]), vec![h, c]);
+                terms.push(em.op(Math::Sub([two, two]), vec![b, *ld]));
+            }
+            let total = sum(&mut em, &terms);
+            (vec![total], terms.into_iter().chain([total]).collect())
+        }
+    };
+    let (body, outputs) = schedule(em.body, &roots, &outputs);
+    Ok(Kernel { flow: f.name.clone(), kind, dim: f.dim, params: slots, body, outputs })
+}
+
+/// Scheduling roots for forward/inverse: each coordinate's output, then its log-det sum.
+fn interleave(cur: &[Value], per: &[Value], total: Value) -> Vec<Value> {
+    cur.iter().zip(per).flat_map(|(a, b)| [*a, *b]).chain([total]).collect()
+}
+
+/// Reorders a body depth-first from `roots` (in order), so each root's work is contiguous and
+/// few values are live at once; unreachable instructions are dropped. Returns the body and
+/// `outputs` renumbered.
+fn schedule(body: Body, roots: &[Value], outputs: &[Value]) -> (Body, Vec<Value>) {
+    let n = body.insts.len();
+    let mut new_index: Vec<Option<Value>> = vec![None; n];
+    let mut order: Vec<usize> = Vec::with_capacity(n);
+    // inputs first, in their order (loads are cheap and keep the text form readable)
+    for (j, inst) in body.insts.iter().enumerate() {
+        if matches!(inst, Inst::Input(_)) {
+            new_index[j] = Some(order.len());
+            order.push(j);
+        }
+    }
+    for &r in roots {
+        // iterative post-order DFS
+        let mut stack: Vec<(usize, bool)> = vec![(r, false)];
+        while let Some((j, expanded)) = stack.pop() {
+            if new_index[j].is_some() {
+                continue;
+            }
+            if expanded {
+                new_index[j] = Some(order.len());
+                order.push(j);
+                continue;
+            }
+            stack.push((j, true));
+            let args = match &body.insts[j] {
+                Inst::Op(_, a) => a.clone(),
+                Inst::RootFind { y, .. } => vec![*y],
+                _ => vec![],
+            };
+            for a in args.into_iter().rev() {
+                if new_index[a].is_none() {
+                    stack.push((a, false));
                 }
             }
         }
     }
-    let total = if lds.is_empty() { em.num(0.0) } else { sum(&mut em, &lds) };
-    let outputs = match kind {
-        Kind::Forward | Kind::Inverse => cur.iter().copied().chain([total]).collect(),
-        Kind::LogProb => {
-            // Σ_i (-z_i²/2 - log(2π)/2) - Σ log|det J|
-            let half = em.num(-0.5);
-            let c = em.num(-0.5 * runtime::base::LN_2PI);
-            let mut terms = Vec::new();
-            for z in &cur {
-                let z2 = em.op(Math::Mul([two, two]), vec![*z, *z]);
-                let h = em.op(Math::Mul([two, two]), vec![half, z2]);
-                terms.push(em.op(Math::Add([two, two]), vec![h, c]));
+    let remap = |v: Value| new_index[v].expect("scheduled");
+    let insts = order
+        .iter()
+        .map(|&j| match &body.insts[j] {
+            Inst::Op(m, a) => Inst::Op(m.clone(), a.iter().map(|v| remap(*v)).collect()),
+            Inst::RootFind { y, f, df, domain, increasing } => {
+                Inst::RootFind { y: remap(*y), f: f.clone(), df: df.clone(), domain: *domain, increasing: *increasing }
             }
-            let base = sum(&mut em, &terms);
-            vec![em.op(Math::Sub([two, two]), vec![base, total])]
-        }
-    };
-    Ok(Kernel { flow: f.name.clone(), kind, dim: f.dim, params: slots, body: em.body, outputs })
+            other => other.clone(),
+        })
+        .collect();
+    (Body { insts }, outputs.iter().map(|v| remap(*v)).collect())
 }
 
 /// Lowers every flow of the derivation to its three kernels.

@@ -147,6 +147,35 @@ pub fn flow_text(d: &Derivation, f: &FlowDerivation) -> String {
         }
         s.push_str(&format!("    log|det J| = sum_i {}\n", to_infix(&bound_formula(&b.log_det.chosen.expr, l))));
     }
+    for r in &f.fused {
+        let b = &r.derivation;
+        s.push_str(&format!(
+            "  fused        layers {}..{} as one map per coordinate (cost {:.0} vs {:.0} layer by layer)\n",
+            r.start,
+            r.end - 1,
+            r.cost,
+            r.unfused_cost
+        ));
+        s.push_str(&format!("    chain      y_i = {}\n", to_infix(&r.composite)));
+        s.push_str(&format!("    simplified y_i = {}\n", to_infix(&r.simplified)));
+        for (n, def) in &r.defs {
+            s.push_str(&format!("    where      {n} = {}   [per coordinate, computed once per call]\n", to_infix(def)));
+        }
+        s.push_str(&format!("    forward    y_i = {}\n", to_infix(&b.forward.chosen.expr)));
+        match b.inverse.formula() {
+            Some(g) => s.push_str(&format!("    inverse    x_i = {}\n", to_infix(g))),
+            None => s.push_str("    inverse    x_i = solve(y_i = f(x_i))   [numeric]\n"),
+        }
+        s.push_str(&format!("    log|det J| = sum_i {}\n", to_infix(&b.log_det.chosen.expr)));
+        s.push_str(&stability_text("forward", &b.forward).replace("\n    ", "\n      ").replacen("    ", "      ", 1));
+        if let Some(c) = b.inverse.choice() {
+            s.push_str(&stability_text("inverse", c).replace("\n    ", "\n      ").replacen("    ", "      ", 1));
+        }
+        s.push_str(&stability_text("log-det", &b.log_det).replace("\n    ", "\n      ").replacen("    ", "      ", 1));
+    }
+    for n in &f.fusion_notes {
+        s.push_str(&format!("  not fused    {n}\n"));
+    }
     s.push_str(&format!(
         "  log p(x)     log p0(z) - sum over {} layers of log|det J_k|, z = layers inverted in reverse order\n",
         f.layers.len()

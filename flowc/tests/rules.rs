@@ -7,7 +7,7 @@ use flowc::derive::analysis::Domains;
 use flowc::derive::rules::{self, Rule};
 use flowc::ir::{hp, Expr, Interval, Math};
 
-const VARS: [&str; 4] = ["a", "b", "c", "d"];
+const VARS: [&str; 5] = ["a", "b", "c", "d", "g"];
 
 /// Instantiates a pattern: variable i becomes the symbol `VARS[i]`, or a number from `consts`.
 fn instantiate(p: &PatternAst<Math>, vars: &[egg::Var], consts: Option<&[f64]>) -> Expr {
@@ -101,7 +101,7 @@ fn every_rule_fires_by_name() {
         let mut ok = SETTINGS.iter().any(|s| fires(&rule, domains_all(*s), &lhs, &rhs));
         if !ok {
             // guards on constants (e.g. an odd integer exponent)
-            let c = [3.0, 3.0, 3.0, 3.0];
+            let c = [3.0; 5];
             let (lc, rc) = (instantiate(l, &vars, Some(&c)), instantiate(r, &vars, Some(&c)));
             ok = SETTINGS.iter().any(|s| fires(&rule, domains_all(*s), &lc, &rc));
         }

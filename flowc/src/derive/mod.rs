@@ -11,6 +11,7 @@
 
 pub mod analysis;
 pub mod diff;
+pub mod fuse;
 pub mod rootfind;
 pub mod rules;
 pub mod run;
@@ -146,6 +147,17 @@ pub struct FlowDerivation {
     pub dim: usize,
     pub base: Base,
     pub layers: Vec<LayerDerivation>,
+    /// Runs of layers derived as one bijector (cross-layer fusion), in layer order.
+    pub fused: Vec<fuse::FusedRun>,
+    /// Why candidate runs were left separate.
+    pub fusion_notes: Vec<String>,
+}
+
+impl FlowDerivation {
+    /// The fused run starting at layer `k`, if any.
+    pub fn fused_at(&self, k: usize) -> Option<&fuse::FusedRun> {
+        self.fused.iter().find(|r| r.start == k)
+    }
 }
 
 /// The output of the derive stage.
@@ -458,6 +470,11 @@ pub fn derive(m: &Module) -> Result<Derivation, Diagnostics> {
 
 /// [`derive`] with explicit e-graph limits.
 pub fn derive_with(m: &Module, limits: Limits) -> Result<Derivation, Diagnostics> {
+    derive_configured(m, limits, true)
+}
+
+/// [`derive`] with explicit e-graph limits, and cross-layer fusion on or off.
+pub fn derive_configured(m: &Module, limits: Limits, fuse: bool) -> Result<Derivation, Diagnostics> {
     let start = Instant::now();
     let mut diags = Diagnostics::new();
     // bijectors are independent: derive them on all cores (results keep the source order)
@@ -496,8 +513,18 @@ pub fn derive_with(m: &Module, limits: Limits) -> Result<Derivation, Diagnostics
                     },
                 })
                 .collect(),
+            fused: Vec::new(),
+            fusion_notes: Vec::new(),
         })
-        .collect();
+        .collect::<Vec<FlowDerivation>>();
+    let mut flows = flows;
+    if fuse && !diags.has_errors() {
+        let results = parallel_map(&flows, |f| fuse::fuse_flow(m, &bijectors, f, limits));
+        for (f, (runs, notes)) in flows.iter_mut().zip(results) {
+            f.fused = runs;
+            f.fusion_notes = notes;
+        }
+    }
     diags.into_result(Derivation { bijectors, flows, millis: start.elapsed().as_secs_f64() * 1e3 })
 }
 

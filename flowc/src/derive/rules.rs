@@ -71,6 +71,11 @@ fn odd_int(v: &str) -> impl Fn(&mut Graph, Id, &Subst) -> bool {
 pub fn algebra() -> Vec<Rule> {
     vec![
         rw!("add-comm";       "(+ ?a ?b)"            => "(+ ?b ?a)"),                 // ;; a + b = b + a
+        // ;; c (a t - b) - d = (c a) t - (c b + d), a b c d free of x: nested affine maps of one
+        // ;; term (a chain of layers) become one affine map, whose coefficients are hoisted
+        rw!("affine-compose"; "(- (* ?c (- (* ?a ?t) ?b)) ?d)" => "(- (* (* ?c ?a) ?t) (+ (* ?c ?b) ?d))" if no_x("?a") if no_x("?b") if no_x("?c") if no_x("?d")),
+        // ;; (e + (f + t)/g)/d = ((e g + f) + t)/(g d), e f g d free of x (the inverse chain)
+        rw!("affine-compose-div"; "(/ (+ ?e (/ (+ ?f ?t) ?g)) ?d)" => "(/ (+ (+ (* ?e ?g) ?f) ?t) (* ?g ?d))" if no_x("?e") if no_x("?f") if no_x("?g") if no_x("?d")),
         rw!("mul-comm";       "(* ?a ?b)"            => "(* ?b ?a)"),                 // ;; a b = b a
         rw!("add-zero";       "(+ ?a 0)"             => "?a"),                        // ;; a + 0 = a
         rw!("mul-one";        "(* ?a 1)"             => "?a"),                        // ;; a 1 = a

@@ -84,6 +84,36 @@ fn shapes_are_checked() {
     assert!(c.run_f64(&[1.0, 2.0, 3.0, 4.0], &[], &mut out).is_ok());
 }
 
+/// Rows are computed in vectors of 2 (f64) or 4 (f32); for every count of rows the last,
+/// partial vector writes exactly the rows there are and each row gets its own value.
+#[test]
+fn partial_vectors_write_only_their_rows() {
+    let (_, _, d) = flowc::cli::load_str("t.flow", SRC).unwrap();
+    let p = lower::lower(&d).unwrap();
+    let k = p.kernel("f", Kind::Forward).unwrap();
+    let params: Vec<f64> = (0..k.param_len()).map(|i| 0.3 + 0.1 * i as f64).collect();
+    let p32: Vec<f32> = params.iter().map(|v| *v as f32).collect();
+    let c64 = flowc::jit::compile(k, Float::F64).unwrap();
+    let c32 = flowc::jit::compile(k, Float::F32).unwrap();
+    for n in 1..=9 {
+        let input = rows(k.dim, n);
+        let m = n * c64.outputs;
+        let mut out = vec![f64::MAX; m + 8];
+        c64.run_f64(&input, &params, &mut out[..m]).unwrap();
+        assert!(out[m..].iter().all(|v| *v == f64::MAX), "f64, {n} rows: wrote past the output");
+        let in32: Vec<f32> = input.iter().map(|v| *v as f32).collect();
+        let mut out32 = vec![f32::MAX; m + 8];
+        c32.run_f32(&in32, &p32, &mut out32[..m]).unwrap();
+        assert!(out32[m..].iter().all(|v| *v == f32::MAX), "f32, {n} rows: wrote past the output");
+        for r in 0..n {
+            let want = lower::run(k, &input[r * k.dim..(r + 1) * k.dim], &params);
+            assert!(same64(out[r * c64.outputs], want[0]), "f64, {n} rows, row {r}");
+            let want32 = lower::run_f32(k, &in32[r * k.dim..(r + 1) * k.dim], &p32);
+            assert_eq!(out32[r * c32.outputs].to_bits(), want32[0].to_bits(), "f32, {n} rows, row {r}");
+        }
+    }
+}
+
 #[test]
 fn clif_text() {
     let (_, _, d) = flowc::cli::load_str("t.flow", "bijector affine(x; shift: real, log_scale: real) = x * exp(log_scale) + shift;\nflow h(x: R^2) { base normal; elementwise(affine(log_scale = 0.5)); }").unwrap();

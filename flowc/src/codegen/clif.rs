@@ -9,7 +9,9 @@ use super::host;
 use crate::ir::Math;
 use crate::lower::{Inst, Kernel};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{types, AbiParam, BlockArg, FuncRef, Function, InstBuilder, MemFlagsData, Type, UserFuncName, Value};
+use cranelift_codegen::ir::{
+    types, AbiParam, BlockArg, Endianness, FuncRef, Function, InstBuilder, MemFlagsData, Type, UserFuncName, Value,
+};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{FuncId, Linkage, Module};
 use std::collections::HashMap;
@@ -26,6 +28,20 @@ impl Float {
         match self {
             Float::F32 => types::F32,
             Float::F64 => types::F64,
+        }
+    }
+    /// The vector type of one loop iteration (128 bits: what Cranelift lowers on x86-64).
+    pub fn vector(self) -> Type {
+        match self {
+            Float::F32 => types::F32X4,
+            Float::F64 => types::F64X2,
+        }
+    }
+    /// Rows per loop iteration.
+    pub fn lanes(self) -> usize {
+        match self {
+            Float::F32 => 4,
+            Float::F64 => 2,
         }
     }
     pub fn bytes(self) -> i64 {
@@ -49,6 +65,11 @@ pub struct Unsupported(pub String);
 
 /// Translates `k` into a Cranelift function declared in `module` as `name`; host functions
 /// are declared as imports. Returns the function id.
+///
+/// The row loop is vectorized: each iteration computes `lanes` rows at once (f64x2 or
+/// f32x4), lane `l` holding row `min(i + l, n - 1)`. In the last iteration the lanes past
+/// the end repeat the last row, so nothing is read past the buffers and the extra lanes
+/// store the same values to the same place.
 pub fn emit<M: Module>(
     module: &mut M,
     k: &Kernel,
@@ -59,6 +80,8 @@ pub fn emit<M: Module>(
 ) -> Result<FuncId, Unsupported> {
     let ptr = module.target_config().pointer_type();
     let ty = prec.ty();
+    let vty = prec.vector();
+    let lanes = prec.lanes();
     let mut sig = module.make_signature();
     for p in [ptr, types::I64, ptr, ptr] {
         sig.params.push(AbiParam::new(p));
@@ -81,29 +104,42 @@ pub fn emit<M: Module>(
         (p[0], p[1], p[2], p[3])
     };
 
-    // hoisted: parameters and constants
-    let mut vals: Vec<Option<Value>> = vec![None; k.body.insts.len()];
+    // hoisted (scalar): parameters, constants, and ops whose operands are all loop-invariant
+    let mut hoisted: Vec<Option<Value>> = vec![None; k.body.insts.len()];
     for (i, inst) in k.body.insts.iter().enumerate() {
         match inst {
-            Inst::Param(j) => vals[i] = Some(b.ins().load(ty, flags, params, (*j as i64 * prec.bytes()) as i32)),
-            Inst::Const(c) => {
-                vals[i] = Some(match prec {
-                    Float::F64 => b.ins().f64const(*c),
-                    Float::F32 => b.ins().f32const(*c as f32),
-                })
-            }
+            Inst::Param(j) => hoisted[i] = Some(b.ins().load(ty, flags, params, (*j as i64 * prec.bytes()) as i32)),
+            Inst::Const(c) => hoisted[i] = Some(scalar_const(&mut b, prec, *c)),
             _ => {}
         }
     }
-    // ops whose operands are all loop-invariant are computed once, before the loop
     let mut imports: HashMap<&'static str, FuncRef> = HashMap::new();
     for (i, inst) in k.body.insts.iter().enumerate() {
         if let Inst::Op(op, args) = inst {
-            if args.iter().all(|a| vals[*a].is_some()) {
-                vals[i] = Some(op_value(module, &mut b, &mut imports, prec, opts, op, args, &vals)?);
+            if args.iter().all(|a| hoisted[*a].is_some()) {
+                hoisted[i] = Some(op_value(module, &mut b, &mut imports, prec, Options { inline_math: false }, op, args, &hoisted)?);
             }
         }
     }
+    // ... splatted once for the loop
+    let mut used_in_loop = vec![false; k.body.insts.len()];
+    for (i, inst) in k.body.insts.iter().enumerate() {
+        if hoisted[i].is_none() {
+            for a in args_of(inst) {
+                used_in_loop[a] = true;
+            }
+        }
+    }
+    for o in &k.outputs {
+        used_in_loop[*o] = true;
+    }
+    let mut vals: Vec<Option<Value>> = vec![None; k.body.insts.len()];
+    for i in 0..k.body.insts.len() {
+        if let (Some(h), true) = (hoisted[i], used_in_loop[i]) {
+            vals[i] = Some(b.ins().splat(vty, h));
+        }
+    }
+    let last = b.ins().iadd_imm_s(n, -1);
     let zero = b.ins().iconst(types::I64, 0);
     b.ins().jump(header, &[BlockArg::Value(zero)]);
 
@@ -113,25 +149,35 @@ pub fn emit<M: Module>(
     let more = b.ins().icmp(IntCC::UnsignedLessThan, i, n);
     b.ins().brif(more, body, &[], exit, &[]);
 
-    // body: one row
+    // body: `lanes` rows
     b.switch_to_block(body);
-    let in_stride = b.ins().imul_imm_s(i, k.dim as i64 * prec.bytes());
-    let row = b.ins().iadd(rows, in_stride);
-    let out_stride = b.ins().imul_imm_s(i, k.outputs.len() as i64 * prec.bytes());
-    let orow = b.ins().iadd(out, out_stride);
-    // `ifpos` computes only the branch it takes: instructions used by one branch alone are
-    // emitted inside that branch
-    let deferred = branch_sets(k, &vals);
-    let ctx = RowCtx { ty, prec, opts, flags, row };
+    let mut in_rows = Vec::with_capacity(lanes);
+    let mut out_rows = Vec::with_capacity(lanes);
+    for l in 0..lanes {
+        let r = b.ins().iadd_imm_s(i, l as i64);
+        let r = b.ins().umin(r, last);
+        let in_stride = b.ins().imul_imm_s(r, k.dim as i64 * prec.bytes());
+        in_rows.push(b.ins().iadd(rows, in_stride));
+        let out_stride = b.ins().imul_imm_s(r, k.outputs.len() as i64 * prec.bytes());
+        out_rows.push(b.ins().iadd(out, out_stride));
+    }
+    // `ifpos` computes a branch only when some lane takes it: instructions used by one
+    // branch alone are emitted inside that branch
+    let deferred = branch_sets(k, &hoisted);
+    let ctx = RowCtx { ty, vty, prec, opts, flags, in_rows };
     for n_inst in 0..k.body.insts.len() {
-        if vals[n_inst].is_none() && deferred[n_inst].is_none() {
+        if hoisted[n_inst].is_none() && deferred[n_inst].is_none() {
             emit_inst(module, &mut b, &mut imports, &ctx, k, n_inst, &deferred, &mut vals)?;
         }
     }
     for (j, o) in k.outputs.iter().enumerate() {
-        b.ins().store(flags, vals[*o].expect("output defined"), orow, (j as i64 * prec.bytes()) as i32);
+        let v = vals[*o].expect("output defined");
+        for (l, orow) in out_rows.iter().enumerate() {
+            let x = b.ins().extractlane(v, l as u8);
+            b.ins().store(flags, x, *orow, (j as i64 * prec.bytes()) as i32);
+        }
     }
-    let next = b.ins().iadd_imm_s(i, 1);
+    let next = b.ins().iadd_imm_s(i, lanes as i64);
     b.ins().jump(header, &[BlockArg::Value(next)]);
 
     b.switch_to_block(exit);
@@ -139,6 +185,87 @@ pub fn emit<M: Module>(
     b.seal_all_blocks();
     b.finalize(module.target_config());
     Ok(id)
+}
+
+fn scalar_const(b: &mut FunctionBuilder, prec: Float, c: f64) -> Value {
+    match prec {
+        Float::F64 => b.ins().f64const(c),
+        Float::F32 => b.ins().f32const(c as f32),
+    }
+}
+
+/// A host function's reference, declared on first use.
+fn host_ref<M: Module>(
+    module: &mut M,
+    b: &mut FunctionBuilder,
+    imports: &mut HashMap<&'static str, FuncRef>,
+    prec: Float,
+    op: &Math,
+) -> Result<(FuncRef, usize), Unsupported> {
+    let Some((sym, _, arity)) = host::function(op, prec == Float::F32) else {
+        return Err(Unsupported(format!("no code for `{op}`")));
+    };
+    if let Some(f) = imports.get(sym) {
+        return Ok((*f, arity));
+    }
+    let mut s = module.make_signature();
+    for _ in 0..arity {
+        s.params.push(AbiParam::new(prec.ty()));
+    }
+    s.returns.push(AbiParam::new(prec.ty()));
+    let fid = module.declare_function(sym, Linkage::Import, &s).map_err(|e| Unsupported(e.to_string()))?;
+    let f = module.declare_func_in_func(fid, b.func);
+    imports.insert(sym, f);
+    Ok((f, arity))
+}
+
+/// The value of one op on vectors of rows: a native vector instruction, inline vector math,
+/// or the host function called lane by lane.
+#[allow(clippy::too_many_arguments)]
+fn vector_op<M: Module>(
+    module: &mut M,
+    b: &mut FunctionBuilder,
+    imports: &mut HashMap<&'static str, FuncRef>,
+    ctx: &RowCtx,
+    op: &Math,
+    a: &[Value],
+) -> Result<Value, Unsupported> {
+    Ok(match op {
+        Math::Add(_) => b.ins().fadd(a[0], a[1]),
+        Math::Sub(_) => b.ins().fsub(a[0], a[1]),
+        Math::Mul(_) => b.ins().fmul(a[0], a[1]),
+        Math::Div(_) => b.ins().fdiv(a[0], a[1]),
+        Math::Neg(_) => b.ins().fneg(a[0]),
+        Math::Sqrt(_) => b.ins().sqrt(a[0]),
+        Math::Abs(_) => b.ins().fabs(a[0]),
+        Math::IfPos(_) => {
+            let mask = positive_mask(b, ctx, a[0]);
+            b.ins().bitselect(mask, a[1], a[2])
+        }
+        op if ctx.opts.inline_math && super::vmath::function(op).is_some() => super::vmath::function(op).expect("checked")(b, a[0]),
+        other => {
+            let (f, arity) = host_ref(module, b, imports, ctx.prec, other)?;
+            let mut result = None;
+            for l in 0..ctx.prec.lanes() {
+                let args: Vec<Value> = a[..arity].iter().map(|v| b.ins().extractlane(*v, l as u8)).collect();
+                let call = b.ins().call(f, &args);
+                let r = b.inst_results(call)[0];
+                result = Some(match result {
+                    None => b.ins().scalar_to_vector(ctx.vty, r),
+                    Some(v) => b.ins().insertlane(v, r, l as u8),
+                });
+            }
+            result.expect("at least one lane")
+        }
+    })
+}
+
+/// All-ones lanes where `x > 0`, as a float vector (for `bitselect`).
+fn positive_mask(b: &mut FunctionBuilder, ctx: &RowCtx, x: Value) -> Value {
+    let z = scalar_const(b, ctx.prec, 0.0);
+    let z = b.ins().splat(ctx.vty, z);
+    let m = b.ins().fcmp(FloatCC::GreaterThan, x, z);
+    b.ins().bitcast(ctx.vty, MemFlagsData::new().with_endianness(Endianness::Little), m)
 }
 
 /// The value of one scalar op: a native instruction, a select, inline math, or a host call.
@@ -209,10 +336,12 @@ fn op_value<M: Module>(
 /// What a row's instructions need from the surrounding function.
 struct RowCtx {
     ty: Type,
+    vty: Type,
     prec: Float,
     opts: Options,
     flags: MemFlagsData,
-    row: Value,
+    /// The start of each lane's input row.
+    in_rows: Vec<Value>,
 }
 
 /// For each instruction, the `ifpos` branch it belongs to exclusively: `(ifpos, then?)`.
@@ -266,7 +395,7 @@ fn args_of(inst: &Inst) -> Vec<usize> {
     }
 }
 
-/// Emits instruction `i` (and, for `ifpos`, the branch it takes).
+/// Emits instruction `i` (and, for `ifpos`, the branches some lane takes).
 #[allow(clippy::too_many_arguments)]
 fn emit_inst<M: Module>(
     module: &mut M,
@@ -279,19 +408,31 @@ fn emit_inst<M: Module>(
     vals: &mut Vec<Option<Value>>,
 ) -> Result<(), Unsupported> {
     let v = match &k.body.insts[i] {
-        Inst::Input(j) => b.ins().load(ctx.ty, ctx.flags, ctx.row, (*j as i64 * ctx.prec.bytes()) as i32),
+        Inst::Input(j) => {
+            let mut v = None;
+            for (l, row) in ctx.in_rows.iter().enumerate() {
+                let x = b.ins().load(ctx.ty, ctx.flags, *row, (*j as i64 * ctx.prec.bytes()) as i32);
+                v = Some(match v {
+                    None => b.ins().scalar_to_vector(ctx.vty, x),
+                    Some(v) => b.ins().insertlane(v, x, l as u8),
+                });
+            }
+            v.expect("at least one lane")
+        }
         Inst::Param(_) | Inst::Const(_) => unreachable!("hoisted"),
         Inst::RootFind { .. } => return Err(Unsupported("a numeric inverse (root-find) is not compiled yet".into())),
         Inst::Op(Math::IfPos(_), args) if deferred.iter().any(|d| d.map(|(p, _)| p == i).unwrap_or(false)) => {
-            let zero = match ctx.prec {
-                Float::F64 => b.ins().f64const(0.0),
-                Float::F32 => b.ins().f32const(0.0),
-            };
-            let cond = b.ins().fcmp(FloatCC::GreaterThan, vals[args[0]].expect("condition first"), zero);
-            let (then_b, else_b, merge) = (b.create_block(), b.create_block(), b.create_block());
-            b.append_block_param(merge, ctx.ty);
-            b.ins().brif(cond, then_b, &[], else_b, &[]);
-            for (blk, side, root) in [(then_b, true, args[1]), (else_b, false, args[2])] {
+            // then-branch if any lane is positive, else-branch unless all are; then a select
+            let mask = positive_mask(b, ctx, vals[args[0]].expect("condition first"));
+            let any = b.ins().vany_true(mask);
+            let all = b.ins().vall_true(mask);
+            let z = scalar_const(b, ctx.prec, 0.0);
+            let zero = b.ins().splat(ctx.vty, z);
+            let (then_b, then_done, else_b, else_done) = (b.create_block(), b.create_block(), b.create_block(), b.create_block());
+            b.append_block_param(then_done, ctx.vty);
+            b.append_block_param(else_done, ctx.vty);
+            b.ins().brif(any, then_b, &[], then_done, &[BlockArg::Value(zero)]);
+            let mut branch = |b: &mut FunctionBuilder, blk, side: bool, root: usize, done, vals: &mut Vec<Option<Value>>| {
                 b.switch_to_block(blk);
                 // a branch's values are local to it
                 let saved = vals.clone();
@@ -301,13 +442,23 @@ fn emit_inst<M: Module>(
                     }
                 }
                 let r = vals[root].expect("branch result");
-                b.ins().jump(merge, &[BlockArg::Value(r)]);
+                b.ins().jump(done, &[BlockArg::Value(r)]);
                 *vals = saved;
-            }
-            b.switch_to_block(merge);
-            b.block_params(merge)[0]
+                Ok::<(), Unsupported>(())
+            };
+            branch(b, then_b, true, args[1], then_done, vals)?;
+            b.switch_to_block(then_done);
+            let tv = b.block_params(then_done)[0];
+            b.ins().brif(all, else_done, &[BlockArg::Value(zero)], else_b, &[]);
+            branch(b, else_b, false, args[2], else_done, vals)?;
+            b.switch_to_block(else_done);
+            let ev = b.block_params(else_done)[0];
+            b.ins().bitselect(mask, tv, ev)
         }
-        Inst::Op(op, args) => op_value(module, b, imports, ctx.prec, ctx.opts, op, args, vals)?,
+        Inst::Op(op, args) => {
+            let a: Vec<Value> = args.iter().map(|v| vals[*v].expect("operands precede their use")).collect();
+            vector_op(module, b, imports, ctx, op, &a)?
+        }
     };
     vals[i] = Some(v);
     Ok(())

@@ -71,17 +71,30 @@ print(f"W2 sas16: {args.rows} rows x {D}, {args.threads} threads, jax {jax.__ver
 params = []
 for k in range(K):
     params += ["--param", f"layers.{k}.eps={float(eps[k])!r}", "--param", f"layers.{k}.delta={float(delta[k])!r}"]
-out = subprocess.run(
-    ["taskset", "-c", f"0-{args.threads - 1}", "./target/release/flowc", "bench", "bench/sas16.flow", "--name", "sas16", "--rows", str(args.rows)] + params,
-    capture_output=True, text=True)
-if out.returncode != 0:
-    sys.exit(out.stderr)
-flowc = {}
-for line in out.stdout.splitlines()[2:]:
-    p = line.split()
-    if len(p) == 5 and int(p[1]) == args.threads:
-        flowc[p[0]] = float(p[3])
+
+
+def run_flowc(extra):
+    out = subprocess.run(
+        ["taskset", "-c", f"0-{args.threads - 1}", "./target/release/flowc", "bench", "bench/sas16.flow", "--name", "sas16",
+         "--rows", str(args.rows)] + params + extra,
+        capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(out.stderr)
+    res = {}
+    for line in out.stdout.splitlines()[2:]:
+        p = line.split()
+        if len(p) == 5 and int(p[1]) == args.threads:
+            res[p[0]] = (float(p[3]), float(p[2]))
+    return res
+
+
+fused = run_flowc([])
+unfused = run_flowc(["--no-fuse"])
 for name, dt in [("f64", np.float64), ("f32", np.float32)]:
     med, comp = time_jax(dt)
     jax_pps = args.rows / med
-    print(f"{name}: jax {jax_pps:.3e} points/s (compile {comp * 1e3:.0f} ms)  flowc {flowc.get(name, float('nan')):.3e} points/s  ratio flowc/jax {flowc.get(name, float('nan')) / jax_pps:.2f}")
+    f, fc = fused.get(name, (float("nan"), float("nan")))
+    u, uc = unfused.get(name, (float("nan"), float("nan")))
+    print(f"{name}: jax {jax_pps:.3e} points/s (compile {comp * 1e3:.0f} ms) | "
+          f"flowc {f:.3e} points/s (compile {fc:.1f} ms), ratio {f / jax_pps:.2f} | "
+          f"flowc --no-fuse {u:.3e} points/s (compile {uc:.1f} ms), ratio {u / jax_pps:.2f}")

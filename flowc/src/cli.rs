@@ -91,11 +91,12 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "f64")]
         precision: Precision,
     },
-    /// Compile time and throughput of a flow's log_prob kernel, per precision and thread count.
+    /// Compile time and throughput of a flow's log_prob kernel, per precision and thread count;
+    /// without `--name`, the compile time of every kernel of every flow in the file.
     Bench {
         file: PathBuf,
         #[arg(long)]
-        name: String,
+        name: Option<String>,
         /// Rows per measurement.
         #[arg(long, default_value_t = 1 << 20)]
         rows: usize,
@@ -289,8 +290,13 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
         }
         Command::Bench { file, name, rows, params, inline_math } => {
             let (_, m, d) = load(&file, fuse)?;
-            check_flow(&m, &d, &name, &file)?;
-            bench(&d, &name, rows, &params, Options { inline_math })
+            match name {
+                Some(name) => {
+                    check_flow(&m, &d, &name, &file)?;
+                    bench(&d, &name, rows, &params, Options { inline_math, outline: false })
+                }
+                None => compile_times(&d, Options { inline_math, outline: false }),
+            }
         }
         Command::Emit { file, name, target, precision } => {
             let (_, m, d) = load(&file, fuse)?;
@@ -500,6 +506,28 @@ fn bench(d: &Derivation, name: &str, rows: usize, params: &[String], opts: Optio
             ));
         }
     }
+    Ok(out)
+}
+
+/// Compile time of every kernel of every flow, f64 and f32.
+fn compile_times(d: &Derivation, opts: Options) -> Result<String, Failure> {
+    let program = lower::lower(d).map_err(internal)?;
+    let mut out = format!("{:<24} {:<9} {:>12} {:>12}\n", "flow", "kernel", "f64 ms", "f32 ms");
+    let mut total = 0.0;
+    for k in &program.kernels {
+        let mut cols = Vec::new();
+        for prec in [Float::F64, Float::F32] {
+            cols.push(match jit::compile_with(k, prec, opts) {
+                Ok(c) => {
+                    total += c.compile_ms;
+                    format!("{:>12.2}", c.compile_ms)
+                }
+                Err(_) => format!("{:>12}", "interpreted"),
+            });
+        }
+        out.push_str(&format!("{:<24} {:<9} {}\n", k.flow, k.kind.name(), cols.join(" ")));
+    }
+    out.push_str(&format!("total {total:.1} ms for {} kernels in 2 precisions\n", program.kernels.len()));
     Ok(out)
 }
 

@@ -116,11 +116,14 @@ pub fn compile_with(k: &Kernel, prec: Float, opts: Options) -> Result<Compiled, 
     }
     let mut module = JITModule::new(builder);
     let mut ctx = module.make_context();
-    let id = clif::emit(&mut module, k, prec, opts, &format!("{}_{}", k.flow, k.kind.name()), &mut ctx)?;
+    let (id, helpers) = clif::emit(&mut module, k, prec, opts, &format!("{}_{}", k.flow, k.kind.name()), &mut ctx)?;
     let text = ctx.func.display().to_string();
     crate::dump("clif", || text.clone());
     module.define_function(id, &mut ctx).map_err(|e| Unsupported(format!("{e:?}")))?;
     module.clear_context(&mut ctx);
+    for (op, hid) in &helpers {
+        clif::define_vmath(&mut module, op, prec, *hid, &mut ctx)?;
+    }
     module.finalize_definitions().map_err(|e| Unsupported(format!("{e:?}")))?;
     let code = module.get_finalized_function(id);
     Ok(Compiled {

@@ -31,7 +31,7 @@ fn ulps(got: f64, want: f64) -> f64 {
 
 /// Max error in ulps of the inline function over `xs`, with the worst point.
 fn table(op: Math, sexpr: &str, xs: &[f64]) -> (f64, f64) {
-    let c = flowc::jit::compile_with(&kernel(op), Float::F64, Options { inline_math: true }).unwrap();
+    let c = flowc::jit::compile_with(&kernel(op), Float::F64, Options { inline_math: true, outline: false }).unwrap();
     let mut out = vec![0.0; xs.len()];
     c.run_f64(xs, &[], &mut out).unwrap();
     let e = parse_expr(sexpr);
@@ -67,7 +67,7 @@ fn exp_is_within_one_ulp() {
 #[test]
 fn exp_special_values() {
     let xs = [f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 710.0, -746.0, 0.0, -0.0, -740.0];
-    let c = flowc::jit::compile_with(&kernel(Math::Exp(0.into())), Float::F64, Options { inline_math: true }).unwrap();
+    let c = flowc::jit::compile_with(&kernel(Math::Exp(0.into())), Float::F64, Options { inline_math: true, outline: false }).unwrap();
     let mut out = vec![0.0; xs.len()];
     c.run_f64(&xs, &[], &mut out).unwrap();
     assert_eq!(out[0], f64::INFINITY);
@@ -96,7 +96,7 @@ fn log_is_within_one_ulp() {
 #[test]
 fn log_special_values() {
     let xs = [0.0, -0.0, -1.0, f64::INFINITY, f64::NAN, 1.0, f64::NEG_INFINITY];
-    let c = flowc::jit::compile_with(&kernel(Math::Log(0.into())), Float::F64, Options { inline_math: true }).unwrap();
+    let c = flowc::jit::compile_with(&kernel(Math::Log(0.into())), Float::F64, Options { inline_math: true, outline: false }).unwrap();
     let mut out = vec![0.0; xs.len()];
     c.run_f64(&xs, &[], &mut out).unwrap();
     assert_eq!(out[0], f64::NEG_INFINITY);
@@ -126,12 +126,12 @@ fn expm1_and_log1p_are_within_one_ulp() {
 #[test]
 fn expm1_and_log1p_special_values() {
     let xs = [f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 0.0, -1.0, -2.0];
-    let c = flowc::jit::compile_with(&kernel(Math::Expm1(0.into())), Float::F64, Options { inline_math: true }).unwrap();
+    let c = flowc::jit::compile_with(&kernel(Math::Expm1(0.into())), Float::F64, Options { inline_math: true, outline: false }).unwrap();
     let mut out = vec![0.0; xs.len()];
     c.run_f64(&xs, &[], &mut out).unwrap();
     assert_eq!((out[0], out[1], out[3]), (f64::INFINITY, -1.0, 0.0));
     assert!(out[2].is_nan());
-    let c = flowc::jit::compile_with(&kernel(Math::Log1p(0.into())), Float::F64, Options { inline_math: true }).unwrap();
+    let c = flowc::jit::compile_with(&kernel(Math::Log1p(0.into())), Float::F64, Options { inline_math: true, outline: false }).unwrap();
     c.run_f64(&xs, &[], &mut out).unwrap();
     assert_eq!((out[0], out[3], out[4]), (f64::INFINITY, 0.0, f64::NEG_INFINITY));
     assert!(out[1].is_nan() && out[2].is_nan() && out[5].is_nan());
@@ -140,7 +140,7 @@ fn expm1_and_log1p_special_values() {
 #[test]
 fn f32_goes_through_f64() {
     for (op, s) in [(Math::Exp(0.into()), "(exp x)"), (Math::Log(0.into()), "(log x)")] {
-        let c = flowc::jit::compile_with(&kernel(op), Float::F32, Options { inline_math: true }).unwrap();
+        let c = flowc::jit::compile_with(&kernel(op), Float::F32, Options { inline_math: true, outline: false }).unwrap();
         let xs: Vec<f32> =
             common::spread(5_000, 16, 160.0).into_iter().map(|v| if s == "(log x)" { v.abs() as f32 + 1e-3 } else { v as f32 }).collect();
         let mut out = vec![0.0f32; xs.len()];

@@ -55,8 +55,70 @@ impl Float {
 /// Code generation choices.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Options {
-    /// Compute `exp` and `log` inline (`codegen::vmath`) instead of calling libm.
+    /// Compute transcendental functions with `codegen::vmath` (vector code) instead of
+    /// calling the host's libm lane by lane.
     pub inline_math: bool,
+    /// With `inline_math`: compile each function once, as a function of its own that the
+    /// kernel calls, instead of inlining it at every use (smaller code, faster compiles).
+    pub outline: bool,
+}
+
+/// Functions a kernel calls: host functions (imported) and out-of-line vector math (defined
+/// in the same module after the kernel, see [`define_vmath`]).
+#[derive(Default)]
+pub struct Imports {
+    host: HashMap<&'static str, FuncRef>,
+    /// (op, declared function, reference in the kernel)
+    pub vmath: Vec<(Math, FuncId, FuncRef)>,
+}
+
+/// Declares (once) the out-of-line vector function for `op` and returns its reference.
+fn vmath_ref<M: Module>(
+    module: &mut M,
+    b: &mut FunctionBuilder,
+    imports: &mut Imports,
+    prec: Float,
+    op: &Math,
+) -> Result<FuncRef, Unsupported> {
+    if let Some((_, _, f)) = imports.vmath.iter().find(|(o, _, _)| o == op) {
+        return Ok(*f);
+    }
+    let mut s = module.make_signature();
+    s.params.push(AbiParam::new(prec.vector()));
+    s.returns.push(AbiParam::new(prec.vector()));
+    let name = format!("vmath_{op}_{}", if prec == Float::F64 { "f64x2" } else { "f32x4" });
+    let id = module.declare_function(&name, Linkage::Local, &s).map_err(|e| Unsupported(e.to_string()))?;
+    let f = module.declare_func_in_func(id, b.func);
+    imports.vmath.push((op.clone(), id, f));
+    Ok(f)
+}
+
+/// Defines the out-of-line vector function `id` of `op` (declared by a kernel's [`emit`]).
+pub fn define_vmath<M: Module>(
+    module: &mut M,
+    op: &Math,
+    prec: Float,
+    id: FuncId,
+    ctx: &mut cranelift_codegen::Context,
+) -> Result<(), Unsupported> {
+    let mut s = module.make_signature();
+    s.params.push(AbiParam::new(prec.vector()));
+    s.returns.push(AbiParam::new(prec.vector()));
+    ctx.func = Function::with_name_signature(UserFuncName::user(0, id.as_u32()), s);
+    let mut fctx = FunctionBuilderContext::new();
+    let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    let x = b.block_params(entry)[0];
+    let f = super::vmath::function(op).ok_or_else(|| Unsupported(format!("no vector code for `{op}`")))?;
+    let y = f(&mut b, x);
+    b.ins().return_(&[y]);
+    b.seal_all_blocks();
+    b.finalize(module.target_config());
+    module.define_function(id, ctx).map_err(|e| Unsupported(format!("{e:?}")))?;
+    module.clear_context(ctx);
+    Ok(())
 }
 
 /// Why a kernel cannot be compiled (it can still be interpreted).
@@ -64,7 +126,8 @@ pub struct Options {
 pub struct Unsupported(pub String);
 
 /// Translates `k` into a Cranelift function declared in `module` as `name`; host functions
-/// are declared as imports. Returns the function id.
+/// are declared as imports. Returns the function id and the out-of-line vector functions it
+/// calls (to be defined with [`define_vmath`]).
 ///
 /// The row loop is vectorized: each iteration computes `lanes` rows at once (f64x2 or
 /// f32x4), lane `l` holding row `min(i + l, n - 1)`. In the last iteration the lanes past
@@ -77,7 +140,7 @@ pub fn emit<M: Module>(
     opts: Options,
     name: &str,
     ctx: &mut cranelift_codegen::Context,
-) -> Result<FuncId, Unsupported> {
+) -> Result<(FuncId, Vec<(Math, FuncId)>), Unsupported> {
     let ptr = module.target_config().pointer_type();
     let ty = prec.ty();
     let vty = prec.vector();
@@ -113,11 +176,12 @@ pub fn emit<M: Module>(
             _ => {}
         }
     }
-    let mut imports: HashMap<&'static str, FuncRef> = HashMap::new();
+    let mut imports = Imports::default();
     for (i, inst) in k.body.insts.iter().enumerate() {
         if let Inst::Op(op, args) = inst {
             if args.iter().all(|a| hoisted[*a].is_some()) {
-                hoisted[i] = Some(op_value(module, &mut b, &mut imports, prec, Options { inline_math: false }, op, args, &hoisted)?);
+                hoisted[i] =
+                    Some(op_value(module, &mut b, &mut imports, prec, Options { inline_math: false, outline: false }, op, args, &hoisted)?);
             }
         }
     }
@@ -184,7 +248,7 @@ pub fn emit<M: Module>(
     b.ins().return_(&[]);
     b.seal_all_blocks();
     b.finalize(module.target_config());
-    Ok(id)
+    Ok((id, imports.vmath.into_iter().map(|(op, id, _)| (op, id)).collect()))
 }
 
 fn scalar_const(b: &mut FunctionBuilder, prec: Float, c: f64) -> Value {
@@ -198,14 +262,14 @@ fn scalar_const(b: &mut FunctionBuilder, prec: Float, c: f64) -> Value {
 fn host_ref<M: Module>(
     module: &mut M,
     b: &mut FunctionBuilder,
-    imports: &mut HashMap<&'static str, FuncRef>,
+    imports: &mut Imports,
     prec: Float,
     op: &Math,
 ) -> Result<(FuncRef, usize), Unsupported> {
     let Some((sym, _, arity)) = host::function(op, prec == Float::F32) else {
         return Err(Unsupported(format!("no code for `{op}`")));
     };
-    if let Some(f) = imports.get(sym) {
+    if let Some(f) = imports.host.get(sym) {
         return Ok((*f, arity));
     }
     let mut s = module.make_signature();
@@ -215,7 +279,7 @@ fn host_ref<M: Module>(
     s.returns.push(AbiParam::new(prec.ty()));
     let fid = module.declare_function(sym, Linkage::Import, &s).map_err(|e| Unsupported(e.to_string()))?;
     let f = module.declare_func_in_func(fid, b.func);
-    imports.insert(sym, f);
+    imports.host.insert(sym, f);
     Ok((f, arity))
 }
 
@@ -225,7 +289,7 @@ fn host_ref<M: Module>(
 fn vector_op<M: Module>(
     module: &mut M,
     b: &mut FunctionBuilder,
-    imports: &mut HashMap<&'static str, FuncRef>,
+    imports: &mut Imports,
     ctx: &RowCtx,
     op: &Math,
     a: &[Value],
@@ -242,7 +306,15 @@ fn vector_op<M: Module>(
             let mask = positive_mask(b, ctx, a[0]);
             b.ins().bitselect(mask, a[1], a[2])
         }
-        op if ctx.opts.inline_math && super::vmath::function(op).is_some() => super::vmath::function(op).expect("checked")(b, a[0]),
+        op if ctx.opts.inline_math && super::vmath::function(op).is_some() => {
+            if ctx.opts.outline {
+                let f = vmath_ref(module, b, imports, ctx.prec, op)?;
+                let call = b.ins().call(f, &[a[0]]);
+                b.inst_results(call)[0]
+            } else {
+                super::vmath::function(op).expect("checked")(b, a[0])
+            }
+        }
         other => {
             let (f, arity) = host_ref(module, b, imports, ctx.prec, other)?;
             let mut result = None;
@@ -273,7 +345,7 @@ fn positive_mask(b: &mut FunctionBuilder, ctx: &RowCtx, x: Value) -> Value {
 fn op_value<M: Module>(
     module: &mut M,
     b: &mut FunctionBuilder,
-    imports: &mut HashMap<&'static str, FuncRef>,
+    imports: &mut Imports,
     prec: Float,
     opts: Options,
     op: &Math,
@@ -313,7 +385,7 @@ fn op_value<M: Module>(
             let Some((sym, _, arity)) = host::function(other, prec == Float::F32) else {
                 return Err(Unsupported(format!("no code for `{other}`")));
             };
-            let fref = match imports.get(sym) {
+            let fref = match imports.host.get(sym) {
                 Some(f) => *f,
                 None => {
                     let mut s = module.make_signature();
@@ -323,7 +395,7 @@ fn op_value<M: Module>(
                     s.returns.push(AbiParam::new(ty));
                     let fid = module.declare_function(sym, Linkage::Import, &s).map_err(|e| Unsupported(e.to_string()))?;
                     let f = module.declare_func_in_func(fid, b.func);
-                    imports.insert(sym, f);
+                    imports.host.insert(sym, f);
                     f
                 }
             };
@@ -400,7 +472,7 @@ fn args_of(inst: &Inst) -> Vec<usize> {
 fn emit_inst<M: Module>(
     module: &mut M,
     b: &mut FunctionBuilder,
-    imports: &mut HashMap<&'static str, FuncRef>,
+    imports: &mut Imports,
     ctx: &RowCtx,
     k: &Kernel,
     i: usize,

@@ -70,6 +70,12 @@ pub enum Command {
         /// (unset parameters take their identity-like defaults).
         #[arg(long = "param", value_name = "NAME=VALUE")]
         params: Vec<String>,
+        /// Threads for a flow (0 = all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Precision of a flow's compiled kernel (bijectors are evaluated in f64).
+        #[arg(long, value_enum, default_value = "f64")]
+        precision: Precision,
     },
     /// Log-densities of the rows of a `.csv` or `.npy` file with the JIT-compiled kernel.
     Score {
@@ -232,11 +238,11 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
                 Err(user(format!("{table}error: {failed} of {} checks exceeded their bound", r.rows.len())))
             }
         }
-        Command::Eval { file, name, input, direction, output, params } => {
+        Command::Eval { file, name, input, direction, output, params, threads, precision } => {
             let (_, m, d) = load(&file, fuse)?;
             check_name(&m, &name, &file)?;
             let table = read_table(&input, &ReadOptions::default()).map_err(|e| user(format!("error: {e}")))?;
-            let out = eval_table(&d, &name, &table, direction, &params, &input)?;
+            let out = eval_table(&d, &name, &table, direction, &params, &input, precision, threads)?;
             write_table(&output, &out.0, Some(&out.1)).map_err(|e| user(format!("error: {e}")))?;
             Ok(String::new())
         }
@@ -543,6 +549,7 @@ fn parse_param(s: &str) -> Result<(String, f64), Failure> {
 }
 
 /// Evaluates every row; the output table has the outputs then log|det J| of the applied map.
+#[allow(clippy::too_many_arguments)]
 pub fn eval_table(
     d: &Derivation,
     name: &str,
@@ -550,6 +557,8 @@ pub fn eval_table(
     dir: Direction,
     params: &[String],
     input: &Path,
+    precision: Precision,
+    threads: usize,
 ) -> Result<(Table, Vec<String>), Failure> {
     let sets: Vec<(String, f64)> = params.iter().map(|s| parse_param(s)).collect::<Result<_, _>>()?;
     if let Some(f) = d.flow(name) {
@@ -563,13 +572,13 @@ pub fn eval_table(
                 f.dim
             )));
         }
-        // the fused forward or inverse kernel, JIT-compiled (f64)
+        // the fused forward or inverse kernel, JIT-compiled
         let flat = flat_params(d, f, params)?;
         let program = lower::lower(d).map_err(internal)?;
         let kind = if dir == Direction::Forward { Kind::Forward } else { Kind::Inverse };
         let k = program.kernel(name, kind).expect("every flow has forward and inverse kernels");
         let mut data = vec![0.0; t.rows * (f.dim + 1)];
-        if let Some(n) = run_kernel(k, Float::F64, &t.data, &flat, &mut data, 0)? {
+        if let Some(n) = run_kernel(k, precision.float(), &t.data, &flat, &mut data, threads)? {
             eprintln!("note: {n}");
         }
         for (r, out) in data.chunks_mut(f.dim + 1).enumerate() {

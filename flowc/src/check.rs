@@ -241,7 +241,8 @@ pub fn check(d: &Derivation, name: Option<&str>) -> Report {
     for f in &d.flows {
         if name == Some(f.name.as_str()) {
             for l in &f.layers {
-                let b = &d.bijectors[l.bijector];
+                let Some(bi) = l.bijector else { continue };
+                let b = &d.bijectors[bi];
                 let mut r = check_bijector(b, &param_sets(&b.params, &l.bound));
                 for row in &mut r {
                     if !l.bound.is_empty() {

@@ -1,5 +1,7 @@
 //! The reference interpreter of whole flows (f64): forward, inverse and log-density of a
-//! row, using each layer's chosen formulas. The JIT and generated code are checked against it.
+//! row, layer by layer, written plainly (loops over coordinates, dense matrix-vector
+//! products) and independent of the kernel program. The JIT and generated code are checked
+//! against it.
 //!
 //! ```
 //! let src = "bijector affine(x; shift: real, log_scale: real) = x * exp(log_scale) + shift;
@@ -13,91 +15,287 @@
 //! assert_eq!((x, ld), ([1.5, 0.5], 0.0));
 //! ```
 
-use crate::derive::{Derivation, FlowDerivation};
+use crate::derive::{BijectorDerivation, Derivation, FlowDerivation, LayerDerivation, LayerKind};
+use crate::ir::layer::made_connected;
+use crate::ir::{Net, ParamKind};
 use egg::Symbol;
 use std::collections::BTreeMap;
 
-/// Values of a flow's free parameters: `layers.K.NAME` → one value per coordinate.
+/// Values of a flow's learnable tensors (`layers.K.NAME`, row-major) and their shapes.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Params {
     pub values: BTreeMap<String, Vec<f64>>,
+    pub shapes: BTreeMap<String, Vec<usize>>,
 }
 
 impl Params {
-    /// Every free parameter at its kind's default (the identity-like initialization).
+    /// Every tensor at its identity-like default: a per-coordinate parameter at its kind's
+    /// default, network weights and biases and LU factors at 0 (a coupling or autoregressive
+    /// layer then applies its bijector at the kind-mapped value of 0; `linear(lu)` is I).
     pub fn defaults(d: &Derivation, f: &FlowDerivation) -> Params {
         let _ = d;
-        let mut values = BTreeMap::new();
+        let mut p = Params::default();
         for (k, l) in f.layers.iter().enumerate() {
-            for p in &l.free {
-                values.insert(format!("layers.{k}.{}", p.name), vec![p.kind.default_value(); f.dim]);
+            for (name, shape) in l.tensors(k, f.dim) {
+                let n: usize = shape.iter().product();
+                let v = match l.kind {
+                    LayerKind::Elementwise => {
+                        let pname = name.rsplit('.').next().unwrap_or_default();
+                        l.free.iter().find(|q| q.name == pname).map(|q| q.kind.default_value()).unwrap_or(0.0)
+                    }
+                    _ => 0.0,
+                };
+                p.values.insert(name.clone(), vec![v; n]);
+                p.shapes.insert(name, shape);
             }
         }
-        Params { values }
+        p
     }
 
-    /// Sets a parameter for every coordinate. `Err` names the valid keys.
+    /// Sets every entry of a tensor. `Err` names the valid keys.
     pub fn set(&mut self, key: &str, value: f64) -> Result<(), String> {
         match self.values.get_mut(key) {
             Some(v) => {
                 v.iter_mut().for_each(|x| *x = value);
                 Ok(())
             }
-            None => {
-                let keys: Vec<&str> = self.values.keys().map(|s| s.as_str()).collect();
-                Err(if keys.is_empty() {
-                    format!("unknown parameter `{key}`: this flow has no free parameters")
-                } else {
-                    format!("unknown parameter `{key}`; the parameters are: {}", keys.join(", "))
-                })
-            }
+            None => Err(self.unknown(key)),
         }
+    }
+
+    /// Replaces a tensor's values (the length must match its shape).
+    pub fn set_all(&mut self, key: &str, values: &[f64]) -> Result<(), String> {
+        match self.values.get_mut(key) {
+            Some(v) if v.len() == values.len() => {
+                v.copy_from_slice(values);
+                Ok(())
+            }
+            Some(v) => Err(format!("`{key}` has {} values, got {}", v.len(), values.len())),
+            None => Err(self.unknown(key)),
+        }
+    }
+
+    fn unknown(&self, key: &str) -> String {
+        let keys: Vec<&str> = self.values.keys().map(|s| s.as_str()).collect();
+        if keys.is_empty() {
+            format!("unknown parameter `{key}`: this flow has no free parameters")
+        } else {
+            let mut msg = format!("unknown parameter `{key}`");
+            if let Some(s) = crate::ir::suggest(key, keys.iter().copied()) {
+                msg.push_str(&format!("; did you mean `{s}`?"));
+            } else {
+                msg.push_str(&format!("; the parameters are: {}", keys.join(", ")));
+            }
+            msg
+        }
+    }
+
+    fn tensor(&self, layer: usize, name: &str) -> &[f64] {
+        self.values.get(&format!("layers.{layer}.{name}")).map(|v| v.as_slice()).unwrap_or(&[])
     }
 
     fn get(&self, layer: usize, name: &str, i: usize) -> f64 {
-        self.values.get(&format!("layers.{layer}.{name}")).map(|v| v[i]).unwrap_or(f64::NAN)
+        self.tensor(layer, name).get(i).copied().unwrap_or(f64::NAN)
     }
 }
 
-fn env<'a>(f: &'a FlowDerivation, p: &'a Params, k: usize, i: usize) -> impl Fn(Symbol) -> f64 + 'a {
-    move |s: Symbol| {
-        let l = &f.layers[k];
-        match l.bound.iter().find(|(n, _)| n.as_str() == s.as_str()) {
-            Some((_, v)) => *v,
-            None => p.get(k, s.as_str(), i),
+/// A bijector's parameter value from a network output: mapped into its kind's range.
+pub fn map_kind(kind: ParamKind, raw: f64) -> f64 {
+    match kind {
+        ParamKind::Real => raw,
+        ParamKind::Positive => runtime::math::softplus(raw),
+        ParamKind::Unit => runtime::math::sigmoid(raw),
+    }
+}
+
+/// The network of layer `k` on `input` (for a MADE, masked weights are skipped): each unit
+/// is bias + Σ_j w_j·h_j in input order, then the activation (not after the last layer).
+pub fn net_forward(p: &Params, k: usize, net: &Net, input: &[f64], outputs: usize, dim: usize) -> Vec<f64> {
+    let shapes = net.shapes(input.len(), outputs);
+    let mut h = input.to_vec();
+    for (idx, (j, o, i)) in shapes.iter().enumerate() {
+        let w = p.tensor(k, &format!("net.{j}.weight"));
+        let b = p.tensor(k, &format!("net.{j}.bias"));
+        let last = idx + 1 == shapes.len();
+        let mut next = vec![0.0; *o];
+        for (u, nu) in next.iter_mut().enumerate() {
+            let mut acc = b[u];
+            for (v, hv) in h.iter().enumerate().take(*i) {
+                if !net.made || made_connected(idx, shapes.len(), u, v, dim) {
+                    acc += w[u * i + v] * hv;
+                }
+            }
+            *nu = if last { acc } else { net.act.apply(acc) };
+        }
+        h = next;
+    }
+    h
+}
+
+/// The environment of a bijector: bound constants, then `value(param)`.
+fn env<'a>(l: &'a LayerDerivation, value: impl Fn(&str) -> f64 + 'a) -> impl Fn(Symbol) -> f64 + 'a {
+    move |s: Symbol| match l.bound.iter().find(|(n, _)| n.as_str() == s.as_str()) {
+        Some((_, v)) => *v,
+        None => value(s.as_str()),
+    }
+}
+
+/// The bijector's parameters for transformed coordinate `t` of `n` from network outputs
+/// (param-major layout).
+fn conditioned<'a>(l: &'a LayerDerivation, o: &'a [f64], t: usize, n: usize) -> impl Fn(&str) -> f64 + 'a {
+    move |name: &str| match l.free.iter().position(|q| q.name == name) {
+        Some(j) => map_kind(l.free[j].kind, o[j * n + t]),
+        None => f64::NAN,
+    }
+}
+
+fn bijector<'a>(d: &'a Derivation, l: &LayerDerivation) -> &'a BijectorDerivation {
+    &d.bijectors[l.bijector.expect("a layer with a bijector")]
+}
+
+/// One layer, base → data, in place; returns its log|det J|.
+fn layer_forward(d: &Derivation, f: &FlowDerivation, p: &Params, k: usize, x: &mut [f64]) -> f64 {
+    let l = &f.layers[k];
+    let mut ld = 0.0;
+    match &l.kind {
+        LayerKind::Elementwise => {
+            let b = bijector(d, l);
+            for (i, xi) in x.iter_mut().enumerate() {
+                let (y, li) = b.forward_f64(*xi, &env(l, |n| p.get(k, n, i)));
+                *xi = y;
+                ld += li;
+            }
+        }
+        LayerKind::Coupling { mask, net } => {
+            let b = bijector(d, l);
+            let kept: Vec<f64> = (0..f.dim).filter(|i| mask[*i]).map(|i| x[i]).collect();
+            let moved: Vec<usize> = (0..f.dim).filter(|i| !mask[*i]).collect();
+            let o = net_forward(p, k, net, &kept, moved.len() * l.free.len(), f.dim);
+            for (t, &i) in moved.iter().enumerate() {
+                let (y, li) = b.forward_f64(x[i], &env(l, conditioned(l, &o, t, moved.len())));
+                x[i] = y;
+                ld += li;
+            }
+        }
+        LayerKind::Autoregressive { net, inverse: false } => {
+            // MAF, generative direction: sequential (x_i needs x_<i, already in place)
+            let b = bijector(d, l);
+            for i in 0..f.dim {
+                let o = net_forward(p, k, net, x, f.dim * l.free.len(), f.dim);
+                let (y, li) = b.forward_f64(x[i], &env(l, conditioned(l, &o, i, f.dim)));
+                x[i] = y;
+                ld += li;
+            }
+        }
+        LayerKind::Autoregressive { net, inverse: true } => {
+            // IAF, generative direction: parallel (parameters from the input)
+            let b = bijector(d, l);
+            let o = net_forward(p, k, net, x, f.dim * l.free.len(), f.dim);
+            for (i, xi) in x.iter_mut().enumerate() {
+                let (y, li) = b.forward_f64(*xi, &env(l, conditioned(l, &o, i, f.dim)));
+                *xi = y;
+                ld += li;
+            }
+        }
+        LayerKind::LinearLu => {
+            let (lo, up, dg) = (p.tensor(k, "lower"), p.tensor(k, "upper"), p.tensor(k, "log_diag"));
+            let n = f.dim;
+            // t = U x (diagonal exp(log_diag)), then y = L t (unit diagonal)
+            let t: Vec<f64> = (0..n).map(|i| (i + 1..n).fold(dg[i].exp() * x[i], |acc, j| acc + up[i * n + j] * x[j])).collect();
+            for i in 0..n {
+                x[i] = (0..i).fold(t[i], |acc, j| acc + lo[i * n + j] * t[j]);
+            }
+            ld = dg.iter().sum();
+        }
+        LayerKind::Permute { perm } => {
+            let y: Vec<f64> = perm.iter().map(|&j| x[j]).collect();
+            x.copy_from_slice(&y);
         }
     }
+    ld
+}
+
+/// One layer, data → base, in place; returns the forward layer's log|det J| at the
+/// recovered point.
+fn layer_inverse(d: &Derivation, f: &FlowDerivation, p: &Params, k: usize, y: &mut [f64]) -> f64 {
+    let l = &f.layers[k];
+    let mut ld = 0.0;
+    match &l.kind {
+        LayerKind::Elementwise => {
+            let b = bijector(d, l);
+            for (i, yi) in y.iter_mut().enumerate() {
+                let (x, li) = b.inverse_f64(*yi, &env(l, |n| p.get(k, n, i)));
+                *yi = x;
+                ld += li;
+            }
+        }
+        LayerKind::Coupling { mask, net } => {
+            let b = bijector(d, l);
+            let kept: Vec<f64> = (0..f.dim).filter(|i| mask[*i]).map(|i| y[i]).collect();
+            let moved: Vec<usize> = (0..f.dim).filter(|i| !mask[*i]).collect();
+            let o = net_forward(p, k, net, &kept, moved.len() * l.free.len(), f.dim);
+            for (t, &i) in moved.iter().enumerate() {
+                let (x, li) = b.inverse_f64(y[i], &env(l, conditioned(l, &o, t, moved.len())));
+                y[i] = x;
+                ld += li;
+            }
+        }
+        LayerKind::Autoregressive { net, inverse: false } => {
+            // MAF, density direction: parallel (parameters from the data)
+            let b = bijector(d, l);
+            let o = net_forward(p, k, net, y, f.dim * l.free.len(), f.dim);
+            for (i, yi) in y.iter_mut().enumerate() {
+                let (x, li) = b.inverse_f64(*yi, &env(l, conditioned(l, &o, i, f.dim)));
+                *yi = x;
+                ld += li;
+            }
+        }
+        LayerKind::Autoregressive { net, inverse: true } => {
+            // IAF, density direction: sequential (x_i needs x_<i)
+            let b = bijector(d, l);
+            let yv = y.to_vec();
+            for i in 0..f.dim {
+                let o = net_forward(p, k, net, y, f.dim * l.free.len(), f.dim);
+                let (x, li) = b.inverse_f64(yv[i], &env(l, conditioned(l, &o, i, f.dim)));
+                y[i] = x;
+                ld += li;
+            }
+        }
+        LayerKind::LinearLu => {
+            let (lo, up, dg) = (p.tensor(k, "lower"), p.tensor(k, "upper"), p.tensor(k, "log_diag"));
+            let n = f.dim;
+            // L t = y (forward substitution), then U x = t (back substitution)
+            let mut t = vec![0.0; n];
+            for i in 0..n {
+                t[i] = (0..i).fold(y[i], |acc, j| acc - lo[i * n + j] * t[j]);
+            }
+            for i in (0..n).rev() {
+                y[i] = (i + 1..n).fold(t[i], |acc, j| acc - up[i * n + j] * y[j]) / dg[i].exp();
+            }
+            ld = dg.iter().sum();
+        }
+        LayerKind::Permute { perm } => {
+            let mut x = vec![0.0; y.len()];
+            for (i, &j) in perm.iter().enumerate() {
+                x[j] = y[i];
+            }
+            y.copy_from_slice(&x);
+        }
+    }
+    ld
 }
 
 /// Base → data: x = f_K(...f_1(z)); returns Σ log|det J|.
 pub fn forward(d: &Derivation, f: &FlowDerivation, p: &Params, z: &[f64], x: &mut [f64]) -> f64 {
     x.copy_from_slice(z);
-    let mut ld = 0.0;
-    for (k, l) in f.layers.iter().enumerate() {
-        let b = &d.bijectors[l.bijector];
-        for (i, xi) in x.iter_mut().enumerate() {
-            let (y, l) = b.forward_f64(*xi, &env(f, p, k, i));
-            *xi = y;
-            ld += l;
-        }
-    }
-    ld
+    (0..f.layers.len()).map(|k| layer_forward(d, f, p, k, x)).sum()
 }
 
 /// Data → base: z = f_1^-1(...f_K^-1(x)); returns Σ log|det J| of the forward layers at the
 /// recovered points (so log p(x) = log p0(z) − that sum).
 pub fn inverse(d: &Derivation, f: &FlowDerivation, p: &Params, x: &[f64], z: &mut [f64]) -> f64 {
     z.copy_from_slice(x);
-    let mut ld = 0.0;
-    for (k, l) in f.layers.iter().enumerate().rev() {
-        let b = &d.bijectors[l.bijector];
-        for (i, zi) in z.iter_mut().enumerate() {
-            let (xv, l) = b.inverse_f64(*zi, &env(f, p, k, i));
-            *zi = xv;
-            ld += l;
-        }
-    }
-    ld
+    (0..f.layers.len()).rev().map(|k| layer_inverse(d, f, p, k, z)).sum()
 }
 
 /// log p(x) under the flow.

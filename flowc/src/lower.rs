@@ -18,10 +18,12 @@
 //! ```
 
 use crate::derive::fuse::FusedRun;
-use crate::derive::{BijectorDerivation, Derivation, FlowDerivation, Monotone};
+use crate::derive::{BijectorDerivation, Derivation, FlowDerivation, LayerDerivation, LayerKind, Monotone};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::ir::expr::Expr;
+use crate::ir::layer::made_connected;
 use crate::ir::{eval, Interval, Math, X, Y};
+use crate::ir::{Activation, Net, ParamKind};
 use egg::{Id, Language, Symbol};
 use std::collections::HashMap;
 use std::fmt;
@@ -88,6 +90,8 @@ pub struct ParamSlot {
     pub name: String,
     pub offset: usize,
     pub len: usize,
+    /// Row-major shape (`[out, in]` for weights); its product is `len`.
+    pub shape: Vec<usize>,
 }
 
 /// A kernel: one row in, `outputs` values out.
@@ -183,12 +187,17 @@ pub fn param_slots(f: &FlowDerivation) -> Vec<ParamSlot> {
     let mut slots = Vec::new();
     let mut offset = 0;
     for (k, l) in f.layers.iter().enumerate() {
-        for p in &l.free {
-            slots.push(ParamSlot { name: format!("layers.{k}.{}", p.name), offset, len: f.dim });
-            offset += f.dim;
+        for (name, shape) in l.tensors(k, f.dim) {
+            let len = shape.iter().product();
+            slots.push(ParamSlot { name, offset, len, shape });
+            offset += len;
         }
     }
     slots
+}
+
+fn slot_offset(slots: &[ParamSlot], name: &str) -> Result<usize, String> {
+    slots.iter().find(|s| s.name == name).map(|s| s.offset).ok_or_else(|| format!("no parameter `{name}`"))
 }
 
 /// One step of a kernel: a layer, or a fused run of layers derived as one bijector.
@@ -201,7 +210,7 @@ enum Stage<'a> {
 impl<'a> Stage<'a> {
     fn bijector(self, d: &'a Derivation, f: &'a FlowDerivation) -> &'a BijectorDerivation {
         match self {
-            Stage::Layer(k) => &d.bijectors[f.layers[k].bijector],
+            Stage::Layer(k) => &d.bijectors[f.layers[k].bijector.expect("an elementwise stage")],
             Stage::Fused(r) => &r.derivation,
         }
     }
@@ -312,6 +321,246 @@ fn stage_inverse(
     Ok((x, ld))
 }
 
+/// Emits a layer applied as a whole (coupling, autoregressive, linear, permutation) in the
+/// generative direction (`forward`) or the density direction; `cur` holds the row, and the
+/// log|det J| terms are added to `lds` (per coordinate).
+#[allow(clippy::too_many_arguments)]
+fn structural(
+    em: &mut Emitter,
+    d: &Derivation,
+    f: &FlowDerivation,
+    slots: &[ParamSlot],
+    k: usize,
+    forward: bool,
+    cur: &mut [Value],
+    lds: &mut [Vec<Value>],
+) -> Result<(), String> {
+    let l = &f.layers[k];
+    let n = f.dim;
+    let add = |em: &mut Emitter, a: Value, b: Value| em.op(Math::Add([Id::from(0usize), Id::from(0usize)]), vec![a, b]);
+    let sub = |em: &mut Emitter, a: Value, b: Value| em.op(Math::Sub([Id::from(0usize), Id::from(0usize)]), vec![a, b]);
+    let mul = |em: &mut Emitter, a: Value, b: Value| em.op(Math::Mul([Id::from(0usize), Id::from(0usize)]), vec![a, b]);
+    match &l.kind {
+        LayerKind::Elementwise => unreachable!("emitted per coordinate"),
+        LayerKind::Permute { perm } => {
+            let old = cur.to_vec();
+            if forward {
+                for (i, &j) in perm.iter().enumerate() {
+                    cur[i] = old[j];
+                }
+            } else {
+                for (i, &j) in perm.iter().enumerate() {
+                    cur[j] = old[i];
+                }
+            }
+        }
+        LayerKind::LinearLu => {
+            let (lo, up, dg) = (
+                slot_offset(slots, &format!("layers.{k}.lower"))?,
+                slot_offset(slots, &format!("layers.{k}.upper"))?,
+                slot_offset(slots, &format!("layers.{k}.log_diag"))?,
+            );
+            let p = |em: &mut Emitter, off: usize| em.push(Inst::Param(off));
+            let diag: Vec<Value> = (0..n)
+                .map(|i| {
+                    let v = p(em, dg + i);
+                    em.op(Math::Exp(Id::from(0usize)), vec![v])
+                })
+                .collect();
+            if forward {
+                // t = U x, y = L t
+                let mut t = Vec::with_capacity(n);
+                for i in 0..n {
+                    let mut acc = mul(em, diag[i], cur[i]);
+                    for j in i + 1..n {
+                        let w = p(em, up + i * n + j);
+                        let m = mul(em, w, cur[j]);
+                        acc = add(em, acc, m);
+                    }
+                    t.push(acc);
+                }
+                for i in 0..n {
+                    let mut acc = t[i];
+                    for (j, tj) in t.iter().enumerate().take(i) {
+                        let w = p(em, lo + i * n + j);
+                        let m = mul(em, w, *tj);
+                        acc = add(em, acc, m);
+                    }
+                    cur[i] = acc;
+                }
+            } else {
+                let mut t: Vec<Value> = Vec::with_capacity(n);
+                for i in 0..n {
+                    let mut acc = cur[i];
+                    for (j, tj) in t.iter().enumerate().take(i) {
+                        let w = p(em, lo + i * n + j);
+                        let m = mul(em, w, *tj);
+                        acc = sub(em, acc, m);
+                    }
+                    t.push(acc);
+                }
+                for i in (0..n).rev() {
+                    let mut acc = t[i];
+                    for j in i + 1..n {
+                        let w = p(em, up + i * n + j);
+                        let m = mul(em, w, cur[j]);
+                        acc = sub(em, acc, m);
+                    }
+                    cur[i] = em.op(Math::Div([Id::from(0usize), Id::from(0usize)]), vec![acc, diag[i]]);
+                }
+            }
+            for (i, ld) in lds.iter_mut().enumerate() {
+                ld.push(p(em, dg + i));
+            }
+        }
+        LayerKind::Coupling { mask, net } => {
+            let b = &d.bijectors[l.bijector.expect("coupling has a bijector")];
+            let kept: Vec<Value> = (0..n).filter(|i| mask[*i]).map(|i| cur[i]).collect();
+            let moved: Vec<usize> = (0..n).filter(|i| !mask[*i]).collect();
+            let mut ne = NetEmitter::new(slots, k, net, kept.iter().map(|v| Some(*v)).collect(), moved.len() * l.free.len(), n)?;
+            for (t, &i) in moved.iter().enumerate() {
+                let theta = conditioned(em, &mut ne, l, t, moved.len())?;
+                let (v, ld) = apply_conditioned(em, b, l, &theta, cur[i], forward)?;
+                cur[i] = v;
+                lds[i].push(ld);
+            }
+        }
+        LayerKind::Autoregressive { net, inverse } => {
+            let b = &d.bijectors[l.bijector.expect("autoregressive has a bijector")];
+            // sequential when the conditioner reads the values being computed: MAF forward,
+            // IAF inverse; each hidden unit is emitted once, when its inputs are known
+            let sequential = forward != *inverse;
+            let inputs: Vec<Option<Value>> = if sequential { vec![None; n] } else { cur.iter().map(|v| Some(*v)).collect() };
+            let mut ne = NetEmitter::new(slots, k, net, inputs, n * l.free.len(), n)?;
+            for i in 0..n {
+                let theta = conditioned(em, &mut ne, l, i, n)?;
+                let (v, ld) = apply_conditioned(em, b, l, &theta, cur[i], forward)?;
+                if sequential {
+                    ne.inputs[i] = Some(v);
+                }
+                cur[i] = v;
+                lds[i].push(ld);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A conditioner network emitted on demand: a unit is emitted when first needed, from the
+/// units it is connected to (MADE masks are structural: masked weights are never read).
+struct NetEmitter<'a> {
+    net: &'a Net,
+    dim: usize,
+    /// per linear layer: (weight offset, bias offset, outputs, inputs)
+    layers: Vec<(usize, usize, usize, usize)>,
+    inputs: Vec<Option<Value>>,
+    units: Vec<Vec<Option<Value>>>,
+}
+
+impl<'a> NetEmitter<'a> {
+    fn new(slots: &[ParamSlot], k: usize, net: &'a Net, inputs: Vec<Option<Value>>, outputs: usize, dim: usize) -> Result<Self, String> {
+        let mut layers = Vec::new();
+        for (j, o, i) in net.shapes(inputs.len(), outputs) {
+            let w = slot_offset(slots, &format!("layers.{k}.net.{j}.weight"))?;
+            let b = slot_offset(slots, &format!("layers.{k}.net.{j}.bias"))?;
+            layers.push((w, b, o, i));
+        }
+        let units = layers.iter().map(|(_, _, o, _)| vec![None; *o]).collect();
+        Ok(NetEmitter { net, dim, layers, inputs, units })
+    }
+
+    /// Unit `u` of linear layer `j` (after its activation, except for the last layer).
+    fn unit(&mut self, em: &mut Emitter, j: usize, u: usize) -> Result<Value, String> {
+        if let Some(v) = self.units[j][u] {
+            return Ok(v);
+        }
+        let (w, b, _, ins) = self.layers[j];
+        let mut acc = em.push(Inst::Param(b + u));
+        for v in 0..ins {
+            if self.net.made && !made_connected(j, self.layers.len(), u, v, self.dim) {
+                continue;
+            }
+            let h = if j == 0 {
+                self.inputs[v].ok_or_else(|| format!("network input {v} read before it is known"))?
+            } else {
+                self.unit(em, j - 1, v)?
+            };
+            let wv = em.push(Inst::Param(w + u * ins + v));
+            let m = em.op(Math::Mul([Id::from(0usize), Id::from(0usize)]), vec![wv, h]);
+            acc = em.op(Math::Add([Id::from(0usize), Id::from(0usize)]), vec![acc, m]);
+        }
+        let out = if j + 1 == self.layers.len() {
+            acc
+        } else {
+            let z = Id::from(0usize);
+            match self.net.act {
+                Activation::Tanh => em.op(Math::Tanh(z), vec![acc]),
+                Activation::Sigmoid => em.op(Math::Sigmoid(z), vec![acc]),
+                Activation::Softplus => em.op(Math::Softplus(z), vec![acc]),
+                Activation::Relu => {
+                    let zero = em.num(0.0);
+                    em.op(Math::IfPos([z, z, z]), vec![acc, acc, zero])
+                }
+            }
+        };
+        self.units[j][u] = Some(out);
+        Ok(out)
+    }
+}
+
+/// The free parameters of the bijector for transformed coordinate `t` of `n`: network
+/// outputs (param-major), mapped into each parameter's kind.
+fn conditioned(em: &mut Emitter, ne: &mut NetEmitter<'_>, l: &LayerDerivation, t: usize, n: usize) -> Result<Vec<(String, Value)>, String> {
+    let last = ne.layers.len() - 1;
+    let mut out = Vec::new();
+    for (j, p) in l.free.iter().enumerate() {
+        let raw = ne.unit(em, last, j * n + t)?;
+        let z = Id::from(0usize);
+        let v = match p.kind {
+            ParamKind::Real => raw,
+            ParamKind::Positive => em.op(Math::Softplus(z), vec![raw]),
+            ParamKind::Unit => em.op(Math::Sigmoid(z), vec![raw]),
+        };
+        out.push((p.name.clone(), v));
+    }
+    Ok(out)
+}
+
+/// The bijector at one coordinate with parameters given as values: (image, log|f'|) forward,
+/// (preimage, log|f'| at the preimage) in the density direction.
+fn apply_conditioned(
+    em: &mut Emitter,
+    b: &BijectorDerivation,
+    l: &LayerDerivation,
+    theta: &[(String, Value)],
+    v: Value,
+    forward: bool,
+) -> Result<(Value, Value), String> {
+    let bind = |var: &'static str, value: Value| {
+        move |em: &mut Emitter, s: Symbol| -> Option<Value> {
+            if s.as_str() == var {
+                return Some(value);
+            }
+            if let Some((_, c)) = l.bound.iter().find(|(n, _)| n.as_str() == s.as_str()) {
+                return Some(em.num(*c));
+            }
+            theta.iter().find(|(n, _)| n.as_str() == s.as_str()).map(|(_, v)| *v)
+        }
+    };
+    if forward {
+        let y = em.expr(&b.forward.chosen.expr, &bind(X, v))?;
+        let ld = em.expr(&b.log_det.chosen.expr, &bind(X, v))?;
+        Ok((y, ld))
+    } else {
+        let Some(g) = b.inverse.formula() else {
+            return Err(format!("`{}` has a numeric inverse, which conditioned layers do not support yet", b.name));
+        };
+        let x = em.expr(g, &bind(Y, v))?;
+        let ld = em.expr(&b.log_det.chosen.expr, &bind(X, x))?;
+        Ok((x, ld))
+    }
+}
+
 fn sum(em: &mut Emitter, terms: &[Value]) -> Value {
     let mut acc = terms[0];
     for t in &terms[1..] {
@@ -332,6 +581,12 @@ fn lower_kernel(d: &Derivation, f: &FlowDerivation, kind: Kind) -> Result<Kernel
         stages.reverse();
     }
     for stage in stages {
+        if let Stage::Layer(k) = stage {
+            if f.layers[k].kind != LayerKind::Elementwise {
+                structural(&mut em, d, f, &slots, k, kind == Kind::Forward, &mut cur, &mut lds)?;
+                continue;
+            }
+        }
         let b = stage.bijector(d, f);
         for (i, c) in cur.iter_mut().enumerate() {
             let (v, ld) = match kind {

@@ -3,7 +3,7 @@
 //! The JSON form is documented in the README; its field names are stable.
 
 use crate::derive::stability::{Choice, Error};
-use crate::derive::{BijectorDerivation, Derivation, FlowDerivation, Inverse, Monotone, Proof};
+use crate::derive::{BijectorDerivation, Derivation, FlowDerivation, Inverse, LayerDerivation, LayerKind, Monotone, Proof};
 use crate::ir::expr::{bind, to_infix, to_latex, Expr};
 use egg::Symbol;
 use serde_json::{json, Value};
@@ -105,23 +105,128 @@ pub fn bijector_text(b: &BijectorDerivation, timings: bool) -> String {
     s
 }
 
-fn layer_env(l: &crate::derive::LayerDerivation) -> Vec<(Symbol, f64)> {
+fn layer_env(l: &LayerDerivation) -> Vec<(Symbol, f64)> {
     l.bound.iter().map(|(n, v)| (Symbol::from(n.as_str()), *v)).collect()
 }
 
 /// A layer's formula with its bound constants substituted.
-pub fn bound_formula(e: &Expr, l: &crate::derive::LayerDerivation) -> Expr {
+pub fn bound_formula(e: &Expr, l: &LayerDerivation) -> Expr {
     bind(e, &layer_env(l))
 }
 
-fn layer_name(d: &Derivation, l: &crate::derive::LayerDerivation) -> String {
-    let b = &d.bijectors[l.bijector];
+fn bijector_term(d: &Derivation, l: &LayerDerivation) -> String {
+    let b = &d.bijectors[l.bijector.expect("a layer with a bijector")];
     if l.bound.is_empty() {
-        format!("elementwise({})", b.name)
+        b.name.clone()
     } else {
         let binds: Vec<String> = l.bound.iter().map(|(n, v)| format!("{n} = {v}")).collect();
-        format!("elementwise({}({}))", b.name, binds.join(", "))
+        format!("{}({})", b.name, binds.join(", "))
     }
+}
+
+fn net_term(net: &crate::ir::Net) -> String {
+    let h: Vec<String> = net.hidden.iter().map(|n| n.to_string()).collect();
+    format!("{}([{}], {})", if net.made { "made" } else { "mlp" }, h.join(", "), net.act.name())
+}
+
+fn layer_name(d: &Derivation, l: &LayerDerivation) -> String {
+    match &l.kind {
+        LayerKind::Elementwise if d.bijectors[l.bijector.expect("elementwise")].doc == crate::ir::layer::ACTNORM_DOC => "actnorm".into(),
+        LayerKind::Elementwise => format!("elementwise({})", bijector_term(d, l)),
+        LayerKind::Coupling { mask, net } => {
+            let m: Vec<String> = mask.iter().map(|k| if *k { "1" } else { "0" }.to_string()).collect();
+            format!("coupling(mask = [{}], bijector = {}, net = {})", m.join(", "), bijector_term(d, l), net_term(net))
+        }
+        LayerKind::Autoregressive { net, inverse } => format!(
+            "{}(bijector = {}, net = {})",
+            if *inverse { "inverse_autoregressive" } else { "autoregressive" },
+            bijector_term(d, l),
+            net_term(net)
+        ),
+        LayerKind::LinearLu => "linear(lu)".into(),
+        LayerKind::Permute { perm } => {
+            if perm.iter().enumerate().all(|(i, j)| i + j + 1 == perm.len()) {
+                "reverse".into()
+            } else {
+                let p: Vec<String> = perm.iter().map(|j| j.to_string()).collect();
+                format!("permute: y_i = x_perm(i), perm = [{}]", p.join(", "))
+            }
+        }
+    }
+}
+
+/// Lines describing a structural (non-elementwise) layer: its Jacobian's structure and the
+/// log-determinant that follows.
+fn structure_text(d: &Derivation, f: &FlowDerivation, k: usize, l: &LayerDerivation) -> String {
+    let mut s = String::new();
+    let tensors: Vec<String> = l.tensors(k, f.dim).iter().map(|(n, sh)| format!("{n} {sh:?}")).collect();
+    if !tensors.is_empty() {
+        s.push_str(&format!("    parameters {}\n", tensors.join(", ")));
+    }
+    let scalar = |s: &mut String, what: &str, idx: &str| {
+        let b = &d.bijectors[l.bijector.expect("a layer with a bijector")];
+        let free: Vec<&str> = l.free.iter().map(|p| p.name.as_str()).collect();
+        s.push_str(&format!(
+            "    {what:<10} y_{idx} = {}   ({} from the network)\n",
+            to_infix(&bound_formula(&b.forward.chosen.expr, l)),
+            free.join(", ")
+        ));
+        match b.inverse.formula() {
+            Some(g) => s.push_str(&format!("    inverse    x_{idx} = {}\n", to_infix(&bound_formula(g, l)))),
+            None => s.push_str(&format!("    inverse    x_{idx} = solve(y_{idx} = f(x_{idx}))   [numeric]\n")),
+        }
+        let ld = bound_formula(&b.log_det.chosen.expr, l);
+        let zero = matches!(ld.as_ref(), [crate::ir::Math::Num(c)] if c.get() == 0.0);
+        (zero, to_infix(&ld))
+    };
+    match &l.kind {
+        LayerKind::Elementwise => {}
+        LayerKind::Coupling { mask, net } => {
+            let kept: Vec<String> = (0..f.dim).filter(|i| mask[*i]).map(|i| format!("x_{i}")).collect();
+            let moved: Vec<String> = (0..f.dim).filter(|i| !mask[*i]).map(|i| format!("x_{i}")).collect();
+            let outs = moved.len() * l.free.len();
+            let mut sizes = vec![kept.len().to_string()];
+            sizes.extend(net.hidden.iter().map(|h| h.to_string()));
+            sizes.push(outs.to_string());
+            s.push_str(&format!("    kept       {} (copied; the network's input)\n", kept.join(", ")));
+            s.push_str(&format!("    network    {} ({} between layers); outputs param-major\n", sizes.join(" -> "), net.act.name()));
+            let (zero, ld) = scalar(&mut s, "transform", "i");
+            if zero {
+                s.push_str("    log|det J| = 0   [additive coupling: triangular Jacobian with unit diagonal; volume preserving]\n");
+            } else {
+                s.push_str(&format!(
+                    "    log|det J| = sum over i in {{{}}} of {ld}   [coupling: triangular Jacobian, the kept block is the identity]\n",
+                    moved.join(", ")
+                ));
+            }
+        }
+        LayerKind::Autoregressive { net, inverse } => {
+            let mut sizes = vec![f.dim.to_string()];
+            sizes.extend(net.hidden.iter().map(|h| h.to_string()));
+            sizes.push((f.dim * l.free.len()).to_string());
+            s.push_str(&format!(
+                "    network    MADE {} ({}); output i sees x_<i only (masked weights are structural zeros, never read)\n",
+                sizes.join(" -> "),
+                net.act.name()
+            ));
+            let (_, ld) = scalar(&mut s, "transform", "i");
+            s.push_str(&format!("    log|det J| = sum_i {ld}   [autoregressive: triangular Jacobian]\n"));
+            s.push_str(if *inverse {
+                "    order      sampling in parallel; density sequential (x_i needs x_<i), each hidden unit computed once\n"
+            } else {
+                "    order      density in parallel; sampling sequential (x_i needs x_<i), each hidden unit computed once\n"
+            });
+        }
+        LayerKind::LinearLu => {
+            s.push_str(
+                "    forward    y = L U x   (L unit lower triangular from `lower`, U upper from `upper` with diagonal exp(log_diag))\n",
+            );
+            s.push_str("    inverse    x = U^-1 L^-1 y   (forward then back substitution)\n");
+            s.push_str(&format!("    log|det J| = sum_i log|u_ii| = sum_i layers.{k}.log_diag_i   [det L = 1]\n"));
+        }
+        LayerKind::Permute { .. } => s.push_str("    log|det J| = 0   [a permutation]\n"),
+    }
+    s
 }
 
 /// The text form of a flow's derivation.
@@ -134,8 +239,12 @@ pub fn flow_text(d: &Derivation, f: &FlowDerivation) -> String {
     }
     s.push_str("  base         normal: log p0(z) = sum_i (-z_i^2/2 - log(2 pi)/2)\n");
     for (k, l) in f.layers.iter().enumerate() {
-        let b = &d.bijectors[l.bijector];
         s.push_str(&format!("  layer {k}      {}\n", layer_name(d, l)));
+        if l.kind != LayerKind::Elementwise {
+            s.push_str(&structure_text(d, f, k, l));
+            continue;
+        }
+        let b = &d.bijectors[l.bijector.expect("elementwise")];
         if !l.free.is_empty() {
             let fr: Vec<String> = l.free.iter().map(|p| format!("layers.{k}.{} [{}] ({})", p.name, f.dim, p.kind.name())).collect();
             s.push_str(&format!("    parameters {}\n", fr.join(", ")));
@@ -224,7 +333,11 @@ pub fn latex(d: &Derivation, name: Option<&str>) -> String {
         }
         out.push_str(&format!("% flow {}\n\\begin{{align*}}\n", f.name));
         for (k, l) in f.layers.iter().enumerate() {
-            let b = &d.bijectors[l.bijector];
+            let Some(bi) = l.bijector else {
+                out.push_str(&format!("  y^{{({k})}} &= \\text{{{}}} \\\\\n", layer_name(d, l)));
+                continue;
+            };
+            let b = &d.bijectors[bi];
             out.push_str(&format!("  y^{{({k})}}_i &= {} \\\\\n", to_latex(&bound_formula(&b.forward.chosen.expr, l))));
         }
         out.push_str("\\end{align*}\n");
@@ -292,10 +405,24 @@ pub fn flow_json(d: &Derivation, f: &FlowDerivation) -> Value {
     let layers: Vec<Value> = f
         .layers
         .iter()
-        .map(|l| {
-            let b = &d.bijectors[l.bijector];
+        .enumerate()
+        .map(|(k, l)| {
+            let kind = match &l.kind {
+                LayerKind::Elementwise => "elementwise",
+                LayerKind::Coupling { .. } => "coupling",
+                LayerKind::Autoregressive { inverse: false, .. } => "autoregressive",
+                LayerKind::Autoregressive { inverse: true, .. } => "inverse_autoregressive",
+                LayerKind::LinearLu => "linear_lu",
+                LayerKind::Permute { .. } => "permute",
+            };
+            let Some(bi) = l.bijector else {
+                return json!({ "kind": kind, "layer": layer_name(d, l), "parameters": l.tensors(k, f.dim) });
+            };
+            let b = &d.bijectors[bi];
             json!({
-                "kind": "elementwise",
+                "kind": kind,
+                "layer": layer_name(d, l),
+                "parameters": l.tensors(k, f.dim),
                 "bijector": b.name,
                 "bound": l.bound.iter().map(|(n, v)| (n.clone(), json!(v))).collect::<serde_json::Map<String, Value>>(),
                 "free_params": l.free,

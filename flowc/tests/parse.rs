@@ -32,8 +32,8 @@ fn macro_tokens_and_text_parse_the_same() {
     assert_eq!(a.bijectors[0].doc, "doc");
     assert_eq!(b.bijectors[0].doc, "doc");
     assert_eq!(a.flows[0].dim, 2);
-    let flowc::ir::Layer::Elementwise { bound: ba, bijector: ia, .. } = &a.flows[0].layers[0];
-    let flowc::ir::Layer::Elementwise { bound: bb, bijector: ib, .. } = &b.flows[0].layers[0];
+    let flowc::ir::Layer::Elementwise { bound: ba, bijector: ia, .. } = &a.flows[0].layers[0] else { panic!("elementwise") };
+    let flowc::ir::Layer::Elementwise { bound: bb, bijector: ib, .. } = &b.flows[0].layers[0] else { panic!("elementwise") };
     assert_eq!((ba, ia), (bb, ib));
     assert_eq!(bb, &vec![("eps".to_string(), 0.3), ("delta".to_string(), 1.5)]);
 }

@@ -167,29 +167,23 @@ pub fn emit<M: Module>(
         (p[0], p[1], p[2], p[3])
     };
 
-    // hoisted (scalar): parameters, constants, and ops whose operands are all loop-invariant
-    let mut hoisted: Vec<Option<Value>> = vec![None; k.body.insts.len()];
+    // loop-invariant: parameters, constants, and ops whose operands are all invariant
+    let count = k.body.insts.len();
+    let mut invariant = vec![false; count];
     for (i, inst) in k.body.insts.iter().enumerate() {
-        match inst {
-            Inst::Param(j) => hoisted[i] = Some(b.ins().load(ty, flags, params, (*j as i64 * prec.bytes()) as i32)),
-            Inst::Const(c) => hoisted[i] = Some(scalar_const(&mut b, prec, *c)),
-            _ => {}
-        }
+        invariant[i] = match inst {
+            Inst::Param(_) | Inst::Const(_) => true,
+            Inst::Op(_, args) => args.iter().all(|a| invariant[*a]),
+            _ => false,
+        };
     }
-    let mut imports = Imports::default();
+    let mut used_by_hoisted = vec![false; count];
+    let mut used_in_loop = vec![false; count];
     for (i, inst) in k.body.insts.iter().enumerate() {
-        if let Inst::Op(op, args) = inst {
-            if args.iter().all(|a| hoisted[*a].is_some()) {
-                hoisted[i] =
-                    Some(op_value(module, &mut b, &mut imports, prec, Options { inline_math: false, outline: false }, op, args, &hoisted)?);
-            }
-        }
-    }
-    // ... splatted once for the loop
-    let mut used_in_loop = vec![false; k.body.insts.len()];
-    for (i, inst) in k.body.insts.iter().enumerate() {
-        if hoisted[i].is_none() {
-            for a in args_of(inst) {
+        for a in args_of(inst) {
+            if invariant[i] {
+                used_by_hoisted[a] = true;
+            } else {
                 used_in_loop[a] = true;
             }
         }
@@ -197,12 +191,35 @@ pub fn emit<M: Module>(
     for o in &k.outputs {
         used_in_loop[*o] = true;
     }
-    let mut vals: Vec<Option<Value>> = vec![None; k.body.insts.len()];
-    for i in 0..k.body.insts.len() {
+    // a few invariant values stay in registers (splatted once); with many (network weights),
+    // parameters are loaded where the loop uses them instead
+    let load_in_loop = (0..count).filter(|i| invariant[*i] && used_in_loop[*i]).count() > MAX_SPLATTED;
+    let in_loop_param = |i: usize| load_in_loop && matches!(k.body.insts[i], Inst::Param(_)) && !used_by_hoisted[i];
+    // computed once, in scalars, before the loop
+    let mut hoisted: Vec<Option<Value>> = vec![None; count];
+    let mut imports = Imports::default();
+    for (i, inst) in k.body.insts.iter().enumerate() {
+        if !invariant[i] || in_loop_param(i) || !(used_in_loop[i] || used_by_hoisted[i]) {
+            continue;
+        }
+        hoisted[i] = Some(match inst {
+            Inst::Param(j) => b.ins().load(ty, flags, params, (*j as i64 * prec.bytes()) as i32),
+            Inst::Const(c) => scalar_const(&mut b, prec, *c),
+            Inst::Op(op, args) => {
+                op_value(module, &mut b, &mut imports, prec, Options { inline_math: false, outline: false }, op, args, &hoisted)?
+            }
+            _ => unreachable!("invariant"),
+        });
+    }
+    // ... splatted for the loop
+    let mut vals: Vec<Option<Value>> = vec![None; count];
+    for i in 0..count {
         if let (Some(h), true) = (hoisted[i], used_in_loop[i]) {
             vals[i] = Some(b.ins().splat(vty, h));
         }
     }
+    // what the loop computes: everything else (parameters loaded there when `load_in_loop`)
+    let in_loop: Vec<bool> = (0..count).map(|i| !invariant[i] || in_loop_param(i)).collect();
     let last = b.ins().iadd_imm_s(n, -1);
     let zero = b.ins().iconst(types::I64, 0);
     b.ins().jump(header, &[BlockArg::Value(zero)]);
@@ -227,10 +244,11 @@ pub fn emit<M: Module>(
     }
     // `ifpos` computes a branch only when some lane takes it: instructions used by one
     // branch alone are emitted inside that branch
-    let deferred = branch_sets(k, &hoisted);
-    let ctx = RowCtx { ty, vty, prec, opts, flags, in_rows };
-    for n_inst in 0..k.body.insts.len() {
-        if hoisted[n_inst].is_none() && deferred[n_inst].is_none() {
+    let outside: Vec<Option<Value>> = (0..count).map(|i| if in_loop[i] { None } else { Some(zero) }).collect();
+    let deferred = branch_sets(k, &outside);
+    let ctx = RowCtx { ty, vty, prec, opts, flags, in_rows, params };
+    for n_inst in 0..count {
+        if in_loop[n_inst] && deferred[n_inst].is_none() {
             emit_inst(module, &mut b, &mut imports, &ctx, k, n_inst, &deferred, &mut vals)?;
         }
     }
@@ -414,7 +432,11 @@ struct RowCtx {
     flags: MemFlagsData,
     /// The start of each lane's input row.
     in_rows: Vec<Value>,
+    params: Value,
 }
+
+/// Most loop-invariant values kept in (splatted) registers across the row loop.
+const MAX_SPLATTED: usize = 96;
 
 /// For each instruction, the `ifpos` branch it belongs to exclusively: `(ifpos, then?)`.
 /// Inputs, hoisted values and nested `ifpos` stay outside (computed before the branch).
@@ -491,7 +513,11 @@ fn emit_inst<M: Module>(
             }
             v.expect("at least one lane")
         }
-        Inst::Param(_) | Inst::Const(_) => unreachable!("hoisted"),
+        Inst::Param(j) => {
+            let x = b.ins().load(ctx.ty, ctx.flags, ctx.params, (*j as i64 * ctx.prec.bytes()) as i32);
+            b.ins().splat(ctx.vty, x)
+        }
+        Inst::Const(_) => unreachable!("hoisted"),
         Inst::RootFind { .. } => return Err(Unsupported("a numeric inverse (root-find) is not compiled yet".into())),
         Inst::Op(Math::IfPos(_), args) if deferred.iter().any(|d| d.map(|(p, _)| p == i).unwrap_or(false)) => {
             // then-branch if any lane is positive, else-branch unless all are; then a select

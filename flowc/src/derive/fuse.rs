@@ -80,7 +80,10 @@ fn rebuild(bld: &mut Builder, src: &Expr, map: &dyn Fn(&mut Builder, Symbol) -> 
 fn candidate_runs(m: &Module, bijectors: &[BijectorDerivation], f: &FlowDerivation) -> Vec<(usize, usize)> {
     let ok = |k: usize| {
         let l = &f.layers[k];
-        matches!(bijectors[l.bijector].inverse, Inverse::Closed(_)) && matches!(m.bijectors[l.bijector].inverse, InverseHint::Derive)
+        match (l.kind == super::LayerKind::Elementwise, l.bijector) {
+            (true, Some(b)) => matches!(bijectors[b].inverse, Inverse::Closed(_)) && matches!(m.bijectors[b].inverse, InverseHint::Derive),
+            _ => false,
+        }
     };
     let mut runs = Vec::new();
     let mut k = 0;
@@ -91,7 +94,7 @@ fn candidate_runs(m: &Module, bijectors: &[BijectorDerivation], f: &FlowDerivati
         }
         let start = k;
         k += 1;
-        while k < f.layers.len() && ok(k) && m.bijectors[f.layers[k].bijector].domain == Interval::REAL {
+        while k < f.layers.len() && ok(k) && m.bijectors[f.layers[k].bijector.expect("elementwise")].domain == Interval::REAL {
             k += 1;
         }
         if k - start >= 2 {
@@ -129,7 +132,7 @@ fn fuse_run(
     let mut params: Vec<Param> = Vec::new();
     for k in start..end {
         let l = &f.layers[k];
-        let src = &m.bijectors[l.bijector];
+        let src = &m.bijectors[l.bijector.expect("elementwise")];
         let x_id = cur;
         cur = rebuild(&mut bld, &src.forward, &|b: &mut Builder, s: Symbol| {
             if s.as_str() == X {
@@ -148,7 +151,7 @@ fn fuse_run(
         }
     }
     let composite = bld.finish(cur);
-    let first = &m.bijectors[f.layers[start].bijector];
+    let first = &m.bijectors[f.layers[start].bijector.expect("elementwise")];
 
     // simplify the chain as a whole; the simplest form is what the derivation starts from
     let mut domains = super::analysis::Domains::default().with(X, first.domain);
@@ -186,7 +189,7 @@ fn fuse_run(
     if !d.inverse.is_closed_form() {
         return Err("no closed-form inverse of the composite".into());
     }
-    let members: Vec<&BijectorDerivation> = (start..end).map(|k| &bijectors[f.layers[k].bijector]).collect();
+    let members: Vec<&BijectorDerivation> = (start..end).map(|k| &bijectors[f.layers[k].bijector.expect("elementwise")]).collect();
     let unfused_cost: f64 = members.iter().map(|b| derivation_cost(b)).sum();
     let cost = derivation_cost(&d);
     let member_failing: usize = members.iter().map(|b| failing(b)).sum();

@@ -19,7 +19,7 @@ pub mod stability;
 
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::ir::expr::{self, Builder, Expr};
-use crate::ir::{eval, hp, Base, Bijector, Interval, InverseHint, Layer, Math, Module, Param, X, Y};
+use crate::ir::{eval, hp, Base, Bijector, Interval, InverseHint, Layer, Math, Module, Net, Param, X, Y};
 use analysis::Domains;
 use egg::Symbol;
 use run::{candidates, saturate, Limits, RunReport};
@@ -129,14 +129,64 @@ impl BijectorDerivation {
     }
 }
 
+/// What a layer does, structurally.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LayerKind {
+    /// The bijector on every coordinate; its free parameters are per-coordinate vectors.
+    Elementwise,
+    /// `mask[i]`: coordinate i is kept; the others are transformed, their bijector's free
+    /// parameters (param-major: all coordinates of the first parameter, then the next) are
+    /// the outputs of `net` on the kept coordinates.
+    Coupling {
+        mask: Vec<bool>,
+        net: Net,
+    },
+    /// Autoregressive (MADE conditioner); `inverse`: IAF.
+    Autoregressive {
+        net: Net,
+        inverse: bool,
+    },
+    LinearLu,
+    Permute {
+        perm: Vec<usize>,
+    },
+}
+
 /// One layer of a flow, with its bound constants.
 #[derive(Debug, Clone)]
 pub struct LayerDerivation {
-    /// Index into [`Derivation::bijectors`].
-    pub bijector: usize,
+    pub kind: LayerKind,
+    /// Index into [`Derivation::bijectors`] of the scalar bijector the layer applies.
+    pub bijector: Option<usize>,
     pub bound: Vec<(String, f64)>,
-    /// Parameters left free (per-coordinate vectors).
+    /// The bijector's parameters left free (set per coordinate, or by the network).
     pub free: Vec<Param>,
+}
+
+impl LayerDerivation {
+    /// Learnable tensors of layer `k` on R^`dim`: name and shape (PyTorch-style, [out, in]).
+    pub fn tensors(&self, k: usize, dim: usize) -> Vec<(String, Vec<usize>)> {
+        let net_tensors = |net: &Net, inputs: usize, outputs: usize| -> Vec<(String, Vec<usize>)> {
+            net.shapes(inputs, outputs)
+                .into_iter()
+                .flat_map(|(j, o, i)| [(format!("layers.{k}.net.{j}.weight"), vec![o, i]), (format!("layers.{k}.net.{j}.bias"), vec![o])])
+                .collect()
+        };
+        match &self.kind {
+            LayerKind::Elementwise => self.free.iter().map(|p| (format!("layers.{k}.{}", p.name), vec![dim])).collect(),
+            LayerKind::Coupling { mask, net } => {
+                let kept = mask.iter().filter(|m| **m).count();
+                net_tensors(net, kept, (dim - kept) * self.free.len())
+            }
+            LayerKind::Autoregressive { net, .. } => net_tensors(net, dim, dim * self.free.len()),
+            LayerKind::LinearLu => vec![
+                (format!("layers.{k}.lower"), vec![dim, dim]),
+                (format!("layers.{k}.upper"), vec![dim, dim]),
+                (format!("layers.{k}.log_diag"), vec![dim]),
+            ],
+            LayerKind::Permute { .. } => vec![],
+        }
+    }
 }
 
 /// A flow: its layers in the generative direction (base first).
@@ -505,12 +555,25 @@ pub fn derive_configured(m: &Module, limits: Limits, fuse: bool) -> Result<Deriv
             layers: f
                 .layers
                 .iter()
-                .map(|l| match l {
-                    Layer::Elementwise { bijector, bound, .. } => LayerDerivation {
-                        bijector: *bijector,
-                        bound: bound.clone(),
-                        free: m.bijectors[*bijector].params.iter().filter(|p| !bound.iter().any(|(n, _)| *n == p.name)).cloned().collect(),
-                    },
+                .map(|l| {
+                    let kind = match l {
+                        Layer::Elementwise { .. } => LayerKind::Elementwise,
+                        Layer::Coupling { mask, net, .. } => LayerKind::Coupling { mask: mask.clone(), net: net.clone() },
+                        Layer::Autoregressive { net, inverse, .. } => LayerKind::Autoregressive { net: net.clone(), inverse: *inverse },
+                        Layer::LinearLu { .. } => LayerKind::LinearLu,
+                        Layer::Permute { perm, .. } => LayerKind::Permute { perm: perm.clone() },
+                    };
+                    let bound = match l {
+                        Layer::Elementwise { bound, .. } | Layer::Coupling { bound, .. } | Layer::Autoregressive { bound, .. } => {
+                            bound.clone()
+                        }
+                        _ => vec![],
+                    };
+                    let free = match l.bijector() {
+                        Some(b) => m.bijectors[b].params.iter().filter(|p| !bound.iter().any(|(n, _)| *n == p.name)).cloned().collect(),
+                        None => vec![],
+                    };
+                    LayerDerivation { kind, bijector: l.bijector(), bound, free }
                 })
                 .collect(),
             fused: Vec::new(),

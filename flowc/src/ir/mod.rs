@@ -10,6 +10,7 @@ pub mod eval;
 pub mod expr;
 pub mod hp;
 pub mod interval;
+pub mod layer;
 pub mod op;
 
 use crate::diag::{Diagnostic, Diagnostics, Span};
@@ -17,6 +18,7 @@ use crate::dsl::{self, Ast, BinOp, Domain, InverseSpec, Item, Term};
 use egg::{Id, Symbol};
 pub use expr::{Builder, Expr};
 pub use interval::Interval;
+pub use layer::{Activation, Layer, Net};
 pub use op::{Const, Math};
 
 /// The bijector's input symbol (whatever the user called it) and its output symbol.
@@ -116,14 +118,6 @@ impl Bijector {
 pub enum Base {
     /// standard normal in every coordinate
     Normal,
-}
-
-/// A layer of a flow.
-#[derive(Debug, Clone)]
-pub enum Layer {
-    /// The same scalar bijector on every coordinate; bound parameters are constants,
-    /// the others are per-coordinate learnable vectors.
-    Elementwise { bijector: usize, bound: Vec<(String, f64)>, span: Span },
 }
 
 /// `flow NAME(x: R^n) { base ...; layers }`, layers in the generative direction (base first).
@@ -416,21 +410,81 @@ fn term_name(t: &Term) -> String {
     }
 }
 
-const LAYERS_LATER: &[&str] = &[
-    "coupling",
-    "autoregressive",
-    "inverse_autoregressive",
-    "actnorm",
-    "linear",
-    "reverse",
-    "permute",
-    "planar",
-    "radial",
-    "normalized_affine",
-    "normalized_linear",
-    "normalized_translation",
-    "calibration",
-];
+/// Resolves a bijector term `NAME` or `NAME(p = 0.5, ...)`: its index and bound parameters.
+fn bijector_ref(t: &Term, bijectors: &[Bijector], diags: &mut Diagnostics) -> Option<(usize, Vec<(String, f64)>)> {
+    let Term::Call { name: bname, args: bargs, .. } = t else {
+        diags.push(Diagnostic::at(t.span(), "expected a bijector name"));
+        return None;
+    };
+    let Some(bi) = bijectors.iter().position(|b| b.name == bname.name) else {
+        let mut d = Diagnostic::at(bname.span, format!("unknown bijector `{}`", bname.name));
+        d = match suggest(&bname.name, bijectors.iter().map(|b| b.name.as_str())) {
+            Some(s) => d.help(format!("did you mean `{s}`?")),
+            None => d.help(format!("define it first: `bijector {}(x; ...) = ...;`", bname.name)),
+        };
+        diags.push(d);
+        return None;
+    };
+    let b = &bijectors[bi];
+    let mut bound: Vec<(String, f64)> = Vec::new();
+    let mut ok = true;
+    for a in bargs {
+        let Some(pname) = &a.name else {
+            diags.push(Diagnostic::at(a.value.span(), "bind parameters by name").help(format!("write `{}(p = 0.5)`", b.name)));
+            ok = false;
+            continue;
+        };
+        let Some(p) = b.param(&pname.name) else {
+            let mut d = Diagnostic::at(pname.span, format!("bijector `{}` has no parameter `{}`", b.name, pname.name));
+            let list: Vec<&str> = b.params.iter().map(|p| p.name.as_str()).collect();
+            d = match suggest(&pname.name, list.iter().copied()) {
+                Some(s) => d.help(format!("did you mean `{s}`?")),
+                None if list.is_empty() => d.help("it has no parameters"),
+                None => d.help(format!("its parameters are: {}", list.join(", "))),
+            };
+            diags.push(d);
+            ok = false;
+            continue;
+        };
+        if bound.iter().any(|(n, _)| *n == p.name) {
+            diags.push(Diagnostic::at(pname.span, format!("parameter `{}` is bound twice", p.name)));
+            ok = false;
+            continue;
+        }
+        let Term::Expr(e) = &a.value else {
+            diags.push(Diagnostic::at(a.value.span(), "a bound parameter must be a number"));
+            ok = false;
+            continue;
+        };
+        let Some(v) = constant(e, diags, "a bound parameter") else {
+            ok = false;
+            continue;
+        };
+        if !p.kind.interval().contains(v) || (p.kind != ParamKind::Real && (v <= p.kind.interval().lo || v >= p.kind.interval().hi)) {
+            diags.push(
+                Diagnostic::at(
+                    e.span(),
+                    format!("`{}` is `{}`, which needs a value in {}; got {v}", p.name, p.kind.name(), p.kind.interval()),
+                )
+                .help("choose a value inside the parameter's range"),
+            );
+            ok = false;
+            continue;
+        }
+        bound.push((p.name.clone(), v));
+    }
+    if b.domain != Interval::REAL {
+        diags.push(
+            Diagnostic::at(
+                bname.span,
+                format!("bijector `{}` is defined on {}, but a flow on R^n needs a bijector of the whole real line", b.name, b.domain),
+            )
+            .help("use it inside a flow after a layer that maps into its domain (later), or define it on `real`"),
+        );
+        ok = false;
+    }
+    ok.then_some((bi, bound))
+}
 
 fn build_flow(f: &dsl::FlowDef, bijectors: &[Bijector], diags: &mut Diagnostics) -> Flow {
     let dim = match &f.space {
@@ -463,6 +517,7 @@ fn build_flow(f: &dsl::FlowDef, bijectors: &[Bijector], diags: &mut Diagnostics)
             diags.push(Diagnostic::at(t.span(), "expected a layer such as `elementwise(sinh_arcsinh)`"));
             continue;
         };
+        let span_ = Span::of(*span);
         if name.is("elementwise") {
             if args.len() != 1 || args[0].name.is_some() {
                 diags.push(
@@ -471,81 +526,34 @@ fn build_flow(f: &dsl::FlowDef, bijectors: &[Bijector], diags: &mut Diagnostics)
                 );
                 continue;
             }
-            let Term::Call { name: bname, args: bargs, .. } = &args[0].value else {
-                diags.push(Diagnostic::at(args[0].value.span(), "expected a bijector name"));
-                continue;
-            };
-            let Some(bi) = bijectors.iter().position(|b| b.name == bname.name) else {
-                let mut d = Diagnostic::at(bname.span, format!("unknown bijector `{}`", bname.name));
-                d = match suggest(&bname.name, bijectors.iter().map(|b| b.name.as_str())) {
-                    Some(s) => d.help(format!("did you mean `{s}`?")),
-                    None => d.help(format!("define it first: `bijector {}(x; ...) = ...;`", bname.name)),
-                };
-                diags.push(d);
-                continue;
-            };
-            let b = &bijectors[bi];
-            let mut bound: Vec<(String, f64)> = Vec::new();
-            for a in bargs {
-                let Some(pname) = &a.name else {
-                    diags.push(Diagnostic::at(a.value.span(), "bind parameters by name").help(format!("write `{}(p = 0.5)`", b.name)));
-                    continue;
-                };
-                let Some(p) = b.param(&pname.name) else {
-                    let mut d = Diagnostic::at(pname.span, format!("bijector `{}` has no parameter `{}`", b.name, pname.name));
-                    let list: Vec<&str> = b.params.iter().map(|p| p.name.as_str()).collect();
-                    d = match suggest(&pname.name, list.iter().copied()) {
-                        Some(s) => d.help(format!("did you mean `{s}`?")),
-                        None if list.is_empty() => d.help("it has no parameters"),
-                        None => d.help(format!("its parameters are: {}", list.join(", "))),
-                    };
-                    diags.push(d);
-                    continue;
-                };
-                if bound.iter().any(|(n, _)| *n == p.name) {
-                    diags.push(Diagnostic::at(pname.span, format!("parameter `{}` is bound twice", p.name)));
-                    continue;
-                }
-                let Term::Expr(e) = &a.value else {
-                    diags.push(Diagnostic::at(a.value.span(), "a bound parameter must be a number"));
-                    continue;
-                };
-                let Some(v) = constant(e, diags, "a bound parameter") else { continue };
-                if !p.kind.interval().contains(v) || (p.kind != ParamKind::Real && (v <= p.kind.interval().lo || v >= p.kind.interval().hi))
-                {
-                    diags.push(
-                        Diagnostic::at(
-                            e.span(),
-                            format!("`{}` is `{}`, which needs a value in {}; got {v}", p.name, p.kind.name(), p.kind.interval()),
-                        )
-                        .help("choose a value inside the parameter's range"),
-                    );
-                    continue;
-                }
-                bound.push((p.name.clone(), v));
+            if let Some((bi, bound)) = bijector_ref(&args[0].value, bijectors, diags) {
+                layers.push(Layer::Elementwise { bijector: bi, bound, span: span_ });
             }
-            if b.domain != Interval::REAL {
-                diags.push(
-                    Diagnostic::at(
-                        bname.span,
-                        format!(
-                            "bijector `{}` is defined on {}, but a flow on R^n needs a bijector of the whole real line",
-                            b.name, b.domain
-                        ),
-                    )
-                    .help("use it inside a flow after a layer that maps into its domain (later), or define it on `real`"),
-                );
+        } else if name.is("actnorm") {
+            if !args.is_empty() {
+                diags.push(Diagnostic::at(name.span, "`actnorm` takes no arguments").help("write `actnorm;`"));
+                continue;
             }
-            layers.push(Layer::Elementwise { bijector: bi, bound, span: Span::of(*span) });
-        } else if LAYERS_LATER.contains(&name.name.as_str()) {
+            match bijectors.iter().position(|b| b.name == "actnorm" && b.doc == layer::ACTNORM_DOC) {
+                Some(bi) => layers.push(Layer::Elementwise { bijector: bi, bound: vec![], span: span_ }),
+                None => diags.push(
+                    Diagnostic::at(name.span, "a bijector named `actnorm` hides the built-in `actnorm` layer")
+                        .help("rename the bijector, or use it with `elementwise(actnorm)`"),
+                ),
+            }
+        } else if layer::LAYER_NAMES.contains(&name.name.as_str()) {
+            let mut resolve = |t: &Term, diags: &mut Diagnostics| bijector_ref(t, bijectors, diags);
+            if let Some(l) = layer::build(name, args, span_, dim, bijectors, &mut resolve, diags) {
+                layers.push(l);
+            }
+        } else if layer::LAYERS_LATER.contains(&name.name.as_str()) {
             diags.push(
                 Diagnostic::at(name.span, format!("`{}` layers are not supported yet", name.name))
-                    .help("use `elementwise(BIJECTOR)` layers"),
+                    .help(format!("the layers are: {}", layer::LAYER_NAMES.join(", "))),
             );
         } else {
             let mut d = Diagnostic::at(name.span, format!("unknown layer `{}`", name.name));
-            let mut cands: Vec<&str> = LAYERS_LATER.to_vec();
-            cands.push("elementwise");
+            let cands: Vec<&str> = layer::LAYER_NAMES.iter().chain(layer::LAYERS_LATER).copied().collect();
             d = match suggest(&name.name, cands) {
                 Some(s) => d.help(format!("did you mean `{s}`?")),
                 None if bijectors.iter().any(|b| b.name == name.name) => {
@@ -581,6 +589,19 @@ pub fn build(ast: &Ast) -> Result<Module, Diagnostics> {
         seen.push((name.name.clone(), name.span));
         if let Item::Bijector(b) = item {
             let bij = build_bijector(b, &mut diags);
+            m.bijectors.push(bij);
+        }
+    }
+    // the built-in bijector of `actnorm` layers, when a flow uses them
+    let uses_actnorm = ast
+        .items
+        .iter()
+        .any(|i| matches!(i, Item::Flow(f) if f.layers.iter().any(|t| matches!(t, Term::Call { name, .. } if name.is("actnorm")))));
+    if uses_actnorm && m.bijector("actnorm").is_none() {
+        let src = crate::dsl::parse(layer::ACTNORM).expect("built-in bijector parses");
+        if let Item::Bijector(b) = &src.items[0] {
+            let mut bij = build_bijector(b, &mut diags);
+            bij.doc = layer::ACTNORM_DOC.to_string();
             m.bijectors.push(bij);
         }
     }

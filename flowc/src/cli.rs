@@ -67,9 +67,13 @@ pub enum Command {
         #[arg(long)]
         output: PathBuf,
         /// Set a parameter: `NAME=VALUE` for a bijector, `layers.K.NAME=VALUE` for a flow
-        /// (unset parameters take their identity-like defaults).
+        /// (every entry of that tensor; applied after `--params`).
         #[arg(long = "param", value_name = "NAME=VALUE")]
         params: Vec<String>,
+        /// A flow's parameters (safetensors; `flowc params` lists the names). Without it,
+        /// parameters take their identity-like defaults.
+        #[arg(long = "params", value_name = "FILE")]
+        params_file: Option<PathBuf>,
         /// Threads for a flow (0 = all cores).
         #[arg(long, default_value_t = 0)]
         threads: usize,
@@ -88,9 +92,12 @@ pub enum Command {
         /// Output file (`.csv` or `.npy`): one column, log p(x); written only on success.
         #[arg(long)]
         output: PathBuf,
-        /// Set a parameter for every coordinate: `layers.K.NAME=VALUE`.
+        /// Set a parameter for every coordinate: `layers.K.NAME=VALUE` (after `--params`).
         #[arg(long = "param", value_name = "NAME=VALUE")]
         params: Vec<String>,
+        /// The flow's parameters (safetensors).
+        #[arg(long = "params", value_name = "FILE")]
+        params_file: Option<PathBuf>,
         /// Threads (0 = all cores).
         #[arg(long, default_value_t = 0)]
         threads: usize,
@@ -108,6 +115,9 @@ pub enum Command {
         rows: usize,
         #[arg(long = "param", value_name = "NAME=VALUE")]
         params: Vec<String>,
+        /// The flow's parameters (safetensors).
+        #[arg(long = "params", value_name = "FILE")]
+        params_file: Option<PathBuf>,
         /// Compute transcendental functions inline instead of calling libm.
         #[arg(long)]
         inline_math: bool,
@@ -119,6 +129,43 @@ pub enum Command {
         name: String,
         #[arg(long, value_enum)]
         target: Target,
+        #[arg(long, value_enum, default_value = "f64")]
+        precision: Precision,
+    },
+    /// List a flow's parameter tensors (names, shapes); with `--init SEED --out P`, write a
+    /// seeded standard initialization.
+    Params {
+        file: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long, requires = "out")]
+        init: Option<u64>,
+        /// Where to write the initialization (safetensors).
+        #[arg(long, requires = "init")]
+        out: Option<PathBuf>,
+        /// Element type of the written file.
+        #[arg(long, value_enum, default_value = "f64")]
+        dtype: Precision,
+    },
+    /// Draw samples from a flow: base samples pushed through the forward kernel. Columns:
+    /// the point, then log p(x). The same seed gives the same rows for any thread count.
+    Sample {
+        file: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// The flow's parameters (safetensors).
+        #[arg(long = "params", value_name = "FILE")]
+        params_file: Option<PathBuf>,
+        /// Number of samples.
+        #[arg(short = 'n', long = "count")]
+        count: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output file (`.csv` or `.npy`).
+        #[arg(long)]
+        output: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
         #[arg(long, value_enum, default_value = "f64")]
         precision: Precision,
     },
@@ -238,19 +285,19 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
                 Err(user(format!("{table}error: {failed} of {} checks exceeded their bound", r.rows.len())))
             }
         }
-        Command::Eval { file, name, input, direction, output, params, threads, precision } => {
+        Command::Eval { file, name, input, direction, output, params, params_file, threads, precision } => {
             let (_, m, d) = load(&file, fuse)?;
             check_name(&m, &name, &file)?;
             let table = read_table(&input, &ReadOptions::default()).map_err(|e| user(format!("error: {e}")))?;
-            let out = eval_table(&d, &name, &table, direction, &params, &input, precision, threads)?;
+            let out = eval_table(&d, &name, &table, direction, &params, params_file.as_deref(), &input, precision, threads)?;
             write_table(&output, &out.0, Some(&out.1)).map_err(|e| user(format!("error: {e}")))?;
             Ok(String::new())
         }
-        Command::Score { file, name, input, output, params, threads, precision } => {
+        Command::Score { file, name, input, output, params, params_file, threads, precision } => {
             let (_, m, d) = load(&file, fuse)?;
             check_flow(&m, &d, &name, &file)?;
             let f = d.flow(&name).expect("checked");
-            let flat = flat_params(&d, f, &params)?;
+            let flat = flat_params(&d, f, params_file.as_deref(), &params)?;
             let mut reader = RowReader::open(&input, &ReadOptions::default()).map_err(|e| user(format!("error: {e}")))?;
             if reader.cols() != f.dim {
                 return Err(user(format!(
@@ -294,12 +341,12 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
             }
             Ok(String::new())
         }
-        Command::Bench { file, name, rows, params, inline_math } => {
+        Command::Bench { file, name, rows, params, params_file, inline_math } => {
             let (_, m, d) = load(&file, fuse)?;
             match name {
                 Some(name) => {
                     check_flow(&m, &d, &name, &file)?;
-                    bench(&d, &name, rows, &params, Options { inline_math, outline: false })
+                    bench(&d, &name, rows, params_file.as_deref(), &params, Options { inline_math, outline: false })
                 }
                 None => compile_times(&d, Options { inline_math, outline: false }),
             }
@@ -329,6 +376,56 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
             }
             Ok(out)
         }
+        Command::Params { file, name, init, out, dtype } => {
+            let (_, m, d) = load(&file, fuse)?;
+            check_flow(&m, &d, &name, &file)?;
+            let f = d.flow(&name).expect("checked");
+            match (init, out) {
+                (Some(seed), Some(out)) => {
+                    let p = crate::params::init(&d, f, seed);
+                    let dt = if dtype == Precision::F32 { runtime::params::FileDtype::F32 } else { runtime::params::FileDtype::F64 };
+                    crate::params::save(&p, &out, dt).map_err(|e| user(format!("error: {e}")))?;
+                    Ok(format!("wrote {} tensors to {}\n", p.values.len(), out.display()))
+                }
+                _ => Ok(crate::params::listing(f)),
+            }
+        }
+        Command::Sample { file, name, params_file, count, seed, output, threads, precision } => {
+            let (_, m, d) = load(&file, fuse)?;
+            check_flow(&m, &d, &name, &file)?;
+            let f = d.flow(&name).expect("checked");
+            if count == 0 {
+                return Err(user("error: `-n` must be at least 1"));
+            }
+            let flat = flat_params(&d, f, params_file.as_deref(), &[])?;
+            let program = lower::lower(&d).map_err(internal)?;
+            let k = program.kernel(&name, Kind::Forward).expect("every flow has a forward kernel");
+            let engine = Engine::new(k, precision.float());
+            runtime::io::format_of(&output).map_err(|e| user(format!("error: {e}")))?;
+            let mut header: Vec<String> = (0..f.dim).map(|i| format!("x{i}")).collect();
+            header.push("log_prob".into());
+            let mut writer = RowWriter::create(&output, f.dim + 1, Some(&header)).map_err(|e| user(format!("error: {e}")))?;
+            let mut done = 0;
+            let mut out = Vec::new();
+            while done < count {
+                let n = STREAM_ROWS.min(count - done);
+                let z = runtime::sample::normal_rows(seed, done, n, f.dim);
+                out.resize(n * (f.dim + 1), 0.0);
+                engine.run(f.dim, f.dim + 1, &z, &flat, &mut out, threads)?;
+                // log p(x) = log p0(z) - log|det J|
+                for (r, row) in out.chunks_mut(f.dim + 1).enumerate() {
+                    let base: f64 = z[r * f.dim..(r + 1) * f.dim].iter().map(|&v| runtime::base::std_normal_log_pdf(v)).sum();
+                    row[f.dim] = base - row[f.dim];
+                }
+                writer.write_chunk(&out).map_err(|e| user(format!("error: {e}")))?;
+                done += n;
+            }
+            writer.finish().map_err(|e| user(format!("error: {e}")))?;
+            if let Some(n) = engine.note() {
+                eprintln!("note: {n}");
+            }
+            Ok(String::new())
+        }
         Command::Demo => demo(),
     }
 }
@@ -347,18 +444,21 @@ fn check_flow(m: &Module, d: &Derivation, name: &str, file: &Path) -> Result<(),
 }
 
 /// The flat parameter buffer of a flow, in kernel slot order, with `--param` settings applied.
-fn flat_params(d: &Derivation, f: &crate::derive::FlowDerivation, sets: &[String]) -> Result<Vec<f64>, Failure> {
-    let mut p = Params::defaults(d, f);
+/// A flow's parameters: the file (or the defaults), then each `NAME=VALUE`.
+fn flow_params(d: &Derivation, f: &crate::derive::FlowDerivation, file: Option<&Path>, sets: &[String]) -> Result<Params, Failure> {
+    let mut p = match file {
+        Some(path) => crate::params::load(d, f, path).map_err(|e| user(format!("error: {e}")))?,
+        None => Params::defaults(d, f),
+    };
     for s in sets {
         let (k, v) = parse_param(s)?;
         p.set(&k, v).map_err(|e| user(format!("error: {e}")))?;
     }
-    let slots = lower::param_slots(f);
-    let mut flat = vec![0.0; slots.iter().map(|s| s.len).sum()];
-    for s in &slots {
-        flat[s.offset..s.offset + s.len].copy_from_slice(&p.values[&s.name]);
-    }
-    Ok(flat)
+    Ok(p)
+}
+
+fn flat_params(d: &Derivation, f: &crate::derive::FlowDerivation, file: Option<&Path>, sets: &[String]) -> Result<Vec<f64>, Failure> {
+    Ok(crate::params::flat(f, &flow_params(d, f, file, sets)?))
 }
 
 /// A kernel ready to run: JIT-compiled when possible, else interpreted.
@@ -448,9 +548,9 @@ fn normal_rows(n: usize, seed: u64) -> Vec<f64> {
         .collect()
 }
 
-fn bench(d: &Derivation, name: &str, rows: usize, params: &[String], opts: Options) -> Result<String, Failure> {
+fn bench(d: &Derivation, name: &str, rows: usize, params_file: Option<&Path>, params: &[String], opts: Options) -> Result<String, Failure> {
     let f = d.flow(name).expect("checked");
-    let flat = flat_params(d, f, params)?;
+    let flat = flat_params(d, f, params_file, params)?;
     let program = lower::lower(d).map_err(internal)?;
     let fk = program.kernel(name, Kind::Forward).expect("lowered");
     let lk = program.kernel(name, Kind::LogProb).expect("lowered");
@@ -556,6 +656,7 @@ pub fn eval_table(
     t: &Table,
     dir: Direction,
     params: &[String],
+    params_file: Option<&Path>,
     input: &Path,
     precision: Precision,
     threads: usize,
@@ -573,7 +674,7 @@ pub fn eval_table(
             )));
         }
         // the fused forward or inverse kernel, JIT-compiled
-        let flat = flat_params(d, f, params)?;
+        let flat = flat_params(d, f, params_file, params)?;
         let program = lower::lower(d).map_err(internal)?;
         let kind = if dir == Direction::Forward { Kind::Forward } else { Kind::Inverse };
         let k = program.kernel(name, kind).expect("every flow has forward and inverse kernels");

@@ -15,6 +15,7 @@ pub mod interp;
 pub mod ir;
 pub mod jit;
 pub mod lower;
+pub mod params;
 pub mod report;
 
 /// Prints a stage's text form on stderr when the environment variable `FLOWC_DUMP` lists

@@ -314,3 +314,129 @@ fn flowc_dump_prints_stages_on_stderr() {
     assert!(err.contains("=== FLOWC_DUMP ir ===") && err.contains("=== FLOWC_DUMP kernel ==="), "{err}");
     assert!(!err.contains("FLOWC_DUMP clif"));
 }
+
+const NETS: &str = "
+bijector realnvp_affine(x; s: real, t: real) = x * exp(tanh(s)) + t;
+flow rnvp(x: R^3) {
+    base normal;
+    coupling(mask = [1, 0, 1], bijector = realnvp_affine, net = mlp([5], tanh));
+    linear(lu);
+    actnorm;
+}
+flow other(x: R^3) { base normal; coupling(mask = [1, 1, 0], bijector = realnvp_affine, net = mlp([4], tanh)); }
+";
+
+#[test]
+fn params_init_sample_and_score_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = write(dir.path(), "nets.flow", NETS);
+    let s = src.to_str().unwrap();
+    let listing = flowc(&["params", s, "--name", "rnvp"]);
+    assert_eq!(listing.status.code(), Some(0), "{}", stderr(&listing));
+    let text = String::from_utf8_lossy(&listing.stdout);
+    assert!(text.contains("layers.0.net.0.weight            [5, 2]") && text.contains("layers.1.lower"), "{text}");
+    let p = dir.path().join("p.safetensors");
+    let o = flowc(&["params", s, "--name", "rnvp", "--init", "4", "--out", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // samples come with log p(x); scoring the same points gives the same values
+    let out = dir.path().join("s.csv");
+    let o = flowc(&[
+        "sample",
+        s,
+        "--name",
+        "rnvp",
+        "--params",
+        p.to_str().unwrap(),
+        "-n",
+        "50",
+        "--seed",
+        "9",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let rows: Vec<Vec<f64>> =
+        std::fs::read_to_string(&out).unwrap().lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    assert_eq!(rows.len(), 50);
+    let xs: String = rows.iter().map(|r| format!("{},{},{}\n", r[0], r[1], r[2])).collect();
+    let xin = write(dir.path(), "x.csv", &xs);
+    let lp = dir.path().join("lp.csv");
+    let o = flowc(&[
+        "score",
+        s,
+        "--name",
+        "rnvp",
+        "--params",
+        p.to_str().unwrap(),
+        "--input",
+        xin.to_str().unwrap(),
+        "--output",
+        lp.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let scored: Vec<f64> = std::fs::read_to_string(&lp).unwrap().lines().skip(1).map(|l| l.parse().unwrap()).collect();
+    for (r, v) in rows.iter().zip(&scored) {
+        assert!((r[3] - v).abs() <= 1e-9 * (1.0 + v.abs()), "sampled log p {} vs scored {v}", r[3]);
+    }
+    // the same seed on one thread gives the same samples
+    let out1 = dir.path().join("s1.csv");
+    let o = flowc(&[
+        "sample",
+        s,
+        "--name",
+        "rnvp",
+        "--params",
+        p.to_str().unwrap(),
+        "-n",
+        "50",
+        "--seed",
+        "9",
+        "--output",
+        out1.to_str().unwrap(),
+        "--threads",
+        "1",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&out1).unwrap());
+}
+
+#[test]
+fn bad_parameter_files_exit_1_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = write(dir.path(), "nets.flow", NETS);
+    let s = src.to_str().unwrap();
+    let p = dir.path().join("other.safetensors");
+    assert_eq!(flowc(&["params", s, "--name", "other", "--init", "1", "--out", p.to_str().unwrap()]).status.code(), Some(0));
+    let garbage = write(dir.path(), "garbage.safetensors", "not a tensor file");
+    let xin = write(dir.path(), "x.csv", "0.1,0.2,0.3\n");
+    let cases: Vec<(PathBuf, &str)> = vec![
+        (p.clone(), "has shape [4, 2]; flow `rnvp` needs [5, 2]"),
+        (garbage, "is not a safetensors file"),
+        (dir.path().join("missing.safetensors"), "cannot read"),
+    ];
+    for (file, phrase) in cases {
+        let out = dir.path().join("lp.csv");
+        let o = flowc(&[
+            "score",
+            s,
+            "--name",
+            "rnvp",
+            "--params",
+            file.to_str().unwrap(),
+            "--input",
+            xin.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(stderr(&o).contains(phrase), "{}", stderr(&o));
+        assert!(!out.exists(), "an output file was written");
+        let o = flowc(&["sample", s, "--name", "rnvp", "--params", file.to_str().unwrap(), "-n", "3", "--output", out.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(!out.exists());
+    }
+    // `--init` without `--out` is a usage error
+    let o = flowc(&["params", s, "--name", "rnvp", "--init", "1"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--out"), "{}", stderr(&o));
+}

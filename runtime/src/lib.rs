@@ -7,6 +7,8 @@
 //! - [`base`]: the standard normal base distribution.
 //! - [`batch`]: row kernels over chunks of rows on a thread pool.
 //! - [`math`]: the composite scalar functions (sigmoid, softplus, logcosh, ...).
+//! - [`params`]: parameter files (safetensors, PyTorch-style names).
+//! - [`sample`]: seeded random numbers, the same whatever the thread count.
 //!
 //! ```
 //! use runtime::base::std_normal_log_pdf;
@@ -41,3 +43,5 @@ pub mod base;
 pub mod batch;
 pub mod io;
 pub mod math;
+pub mod params;
+pub mod sample;

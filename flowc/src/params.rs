@@ -1,0 +1,135 @@
+//! A flow's learnable tensors and parameter files: the listing (`flowc params`), a seeded
+//! standard initialization, loading a safetensors file with every mismatch reported, and the
+//! flat buffer kernels read.
+
+use crate::derive::{Derivation, FlowDerivation, LayerKind};
+use crate::interp::Params;
+use runtime::params::{FileDtype, Tensor};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The flow's tensors as a table: name, shape, what it is.
+pub fn listing(f: &FlowDerivation) -> String {
+    let mut out = format!("{:<32} {:<12} {}\n", "name", "shape", "role");
+    let mut total = 0;
+    for (k, l) in f.layers.iter().enumerate() {
+        for (name, shape) in l.tensors(k, f.dim) {
+            total += shape.iter().product::<usize>();
+            let role = match &l.kind {
+                LayerKind::Elementwise => {
+                    let p = name.rsplit('.').next().unwrap_or_default();
+                    let kind = l.free.iter().find(|q| q.name == p).map(|q| q.kind.name()).unwrap_or("real");
+                    format!("per-coordinate `{p}` ({kind})")
+                }
+                LayerKind::Coupling { .. } | LayerKind::Autoregressive { .. } => {
+                    if name.ends_with("weight") {
+                        "network weight [out, in]".to_string()
+                    } else {
+                        "network bias".to_string()
+                    }
+                }
+                LayerKind::LinearLu => match name.rsplit('.').next().unwrap_or_default() {
+                    "lower" => "L below the diagonal (unit diagonal)".to_string(),
+                    "upper" => "U above the diagonal".to_string(),
+                    _ => "U's diagonal = exp(log_diag)".to_string(),
+                },
+                LayerKind::Permute { .. } => String::new(),
+            };
+            let sh: Vec<String> = shape.iter().map(|s| s.to_string()).collect();
+            out.push_str(&format!("{:<32} {:<12} {}\n", name, format!("[{}]", sh.join(", ")), role));
+        }
+    }
+    out.push_str(&format!("{total} values in all\n"));
+    out
+}
+
+/// Seeded standard initialization: network layers as PyTorch's `nn.Linear` (weight and bias
+/// uniform in ±1/√fan_in), LU factors uniform in ±0.1 with log_diag 0, per-coordinate
+/// parameters at their kind's identity-like default.
+pub fn init(d: &Derivation, f: &FlowDerivation, seed: u64) -> Params {
+    let mut p = Params::defaults(d, f);
+    for (i, (name, v)) in p.values.iter_mut().enumerate() {
+        let shape = &p.shapes[name];
+        let s = seed.wrapping_mul(1_000_003).wrapping_add(i as u64);
+        let bound = if name.contains(".net.") {
+            // weight [out, in] or bias [out] of the layer with that weight
+            let fan_in = if name.ends_with("weight") { shape[1] } else { 0 };
+            let fan_in = if fan_in == 0 {
+                let w = name.trim_end_matches("bias").to_string() + "weight";
+                f.layers.iter().enumerate().flat_map(|(k, l)| l.tensors(k, f.dim)).find(|(n, _)| *n == w).map(|(_, s)| s[1]).unwrap_or(1)
+            } else {
+                fan_in
+            };
+            1.0 / (fan_in.max(1) as f64).sqrt()
+        } else if name.ends_with(".lower") || name.ends_with(".upper") {
+            0.1
+        } else {
+            continue;
+        };
+        let n = v.len();
+        v.copy_from_slice(&runtime::sample::uniform(s, n, bound));
+    }
+    p
+}
+
+/// Loads a parameter file for flow `f`: every tensor must be present with its shape; extra
+/// tensors are errors too (a misspelled name would otherwise be ignored). All mismatches are
+/// reported at once.
+pub fn load(d: &Derivation, f: &FlowDerivation, path: &Path) -> Result<Params, String> {
+    let file = runtime::params::read(path)?;
+    let mut p = Params::defaults(d, f);
+    let mut problems = Vec::new();
+    for (name, shape) in &p.shapes {
+        match file.get(name) {
+            None => problems.push(format!("missing tensor `{name}` with shape {shape:?}")),
+            Some(t) if &t.shape != shape => {
+                problems.push(format!("tensor `{name}` has shape {:?}; flow `{}` needs {shape:?}", t.shape, f.name))
+            }
+            Some(t) => {
+                if let Some(i) = t.data.iter().position(|v| !v.is_finite()) {
+                    problems.push(format!("tensor `{name}` has a non-finite value at flat index {i}"));
+                }
+            }
+        }
+    }
+    for name in file.keys() {
+        if !p.shapes.contains_key(name) {
+            let hint = crate::ir::suggest(name, p.shapes.keys().map(|s| s.as_str()))
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            problems.push(format!("unexpected tensor `{name}`{hint}"));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(format!(
+            "`{}` does not fit flow `{}`:\n  - {}\n  = help: `flowc params FILE --name {}` lists the expected tensors",
+            path.display(),
+            f.name,
+            problems.join("\n  - "),
+            f.name
+        ));
+    }
+    for (name, v) in p.values.iter_mut() {
+        v.copy_from_slice(&file[name].data);
+    }
+    Ok(p)
+}
+
+/// Writes parameters to a safetensors file (atomically).
+pub fn save(p: &Params, path: &Path, dtype: FileDtype) -> Result<(), String> {
+    let tensors: BTreeMap<String, Tensor> =
+        p.values.iter().map(|(n, v)| (n.clone(), Tensor { shape: p.shapes[n].clone(), data: v.clone() })).collect();
+    runtime::params::write(path, &tensors, dtype)
+}
+
+/// The flat parameter buffer of the flow's kernels.
+pub fn flat(f: &FlowDerivation, p: &Params) -> Vec<f64> {
+    let slots = crate::lower::param_slots(f);
+    let mut out = vec![0.0; slots.iter().map(|s| s.len).sum()];
+    for s in &slots {
+        if let Some(v) = p.values.get(&s.name) {
+            out[s.offset..s.offset + s.len].copy_from_slice(v);
+        }
+    }
+    out
+}

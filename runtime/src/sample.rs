@@ -1,0 +1,61 @@
+//! Seeded random numbers for sampling and initialization, reproducible whatever the number of
+//! threads: the stream is cut into blocks of [`BLOCK`] rows, and block b draws from its own
+//! generator (xoshiro256++ seeded from the seed and b), so any row range gives the same values.
+
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal, Uniform};
+
+/// Rows per independently seeded block.
+pub const BLOCK: usize = 1024;
+
+fn block_rng(seed: u64, block: u64) -> Xoshiro256PlusPlus {
+    // distinct streams per (seed, block)
+    Xoshiro256PlusPlus::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ block.wrapping_mul(0xbf58_476d_1ce4_e5b9).rotate_left(31))
+}
+
+/// Standard normal values of rows `first .. first + rows` (`dim` per row) of stream `seed`.
+pub fn normal_rows(seed: u64, first: usize, rows: usize, dim: usize) -> Vec<f64> {
+    let mut out = Vec::with_capacity(rows * dim);
+    let mut r = first;
+    while r < first + rows {
+        let b = r / BLOCK;
+        let mut rng = block_rng(seed, b as u64);
+        let skip = (r % BLOCK) * dim;
+        for _ in 0..skip {
+            let _: f64 = StandardNormal.sample(&mut rng);
+        }
+        let end = ((b + 1) * BLOCK).min(first + rows);
+        for _ in 0..(end - r) * dim {
+            out.push(StandardNormal.sample(&mut rng));
+        }
+        r = end;
+    }
+    out
+}
+
+/// `n` values uniform in [-bound, bound), stream `seed` (for initialization).
+pub fn uniform(seed: u64, n: usize, bound: f64) -> Vec<f64> {
+    let mut rng = block_rng(seed, u64::MAX);
+    if bound <= 0.0 {
+        return vec![0.0; n];
+    }
+    let u = Uniform::new(-bound, bound).expect("a non-empty range");
+    (0..n).map(|_| u.sample(&mut rng)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_ranges_give_the_same_values() {
+        let all = normal_rows(7, 0, 3000, 3);
+        let part = normal_rows(7, 1000, 1500, 3);
+        assert_eq!(&all[3000..7500], &part[..]);
+        assert_ne!(normal_rows(8, 0, 10, 3), normal_rows(7, 0, 10, 3));
+        let m: f64 = all.iter().sum::<f64>() / all.len() as f64;
+        let v: f64 = all.iter().map(|x| x * x).sum::<f64>() / all.len() as f64;
+        assert!(m.abs() < 0.05 && (v - 1.0).abs() < 0.05, "mean {m}, variance {v}");
+    }
+}

@@ -16,6 +16,7 @@ pub mod ir;
 pub mod jit;
 pub mod lower;
 pub mod report;
+pub mod ulp;
 
 /// Prints a stage's text form on stderr when the environment variable `FLOWC_DUMP` lists
 /// the stage (comma-separated: `ir`, `derive`, `kernel`, `clif`; `all` for every stage).

@@ -193,6 +193,7 @@ const COMPOSITE: &str = "composite: 3 ulps in f64";
 pub fn entries() -> Vec<Entry> {
     let core = |name, sexpr, f: MathFn| Entry { name, sexpr, f, bound: [1.0, 1.0], note: [CORE, CORE] };
     let composite = |name, sexpr, f: MathFn| Entry { name, sexpr, f, bound: [3.0, 4.0], note: [COMPOSITE, ""] };
+    let e = |name, sexpr, f: MathFn| Entry { name, sexpr, f, bound: [4.0, 4.0], note: ["", ""] };
     vec![
         core("exp", "(exp x)", vmath::exp),
         core("log", "(log x)", vmath::log),
@@ -208,6 +209,12 @@ pub fn entries() -> Vec<Entry> {
         composite("logcosh", "(logcosh x)", vmath::logcosh),
         composite("logit", "(logit x)", vmath::logit),
         Entry { name: "sign", sexpr: "(sign x)", f: vmath::sign, bound: [0.0, 0.0], note: ["exact", "exact"] },
+        e("acosh", "(acosh x)", vmath::acosh),
+        e("cbrt", "(cbrt x)", vmath::cbrt),
+        e("atan", "(atan x)", vmath::atan),
+        e("sin", "(sin x)", vmath::sin),
+        e("cos", "(cos x)", vmath::cos),
+        e("tan", "(tan x)", vmath::tan),
     ]
 }
 
@@ -350,6 +357,27 @@ fn points(name: &str, single: bool, n: usize) -> Vec<f64> {
             extra.extend((1..60).map(|k| 0.5 + 2f64.powi(-k)));
             extra.extend((1..60).map(|k| 0.5 - 2f64.powi(-k)));
         }
+        "acosh" => {
+            (lo, hi, signed, elo) = (1.0, 100.0, false, 0.0);
+            extra = around(&[1.0, 2.0, 2f64.powi(28), 2f64.powi(12)], s);
+            extra.extend((1..60).map(|k| 1.0 + 2f64.powi(-k)));
+        }
+        "cbrt" => {
+            (lo, hi) = (-100.0, 100.0);
+            extra = around(&[8.0, 27.0, 0.125, -1.0], s);
+        }
+        "atan" => {
+            extra = around(&[0.41421356237309503, 2.414213562373095, 1.0, -1.0], s);
+        }
+        "sin" | "cos" | "tan" => {
+            (ehi, lo, hi) = (if s { 17.0 } else { 30.0 }, -20.0, 20.0);
+            // near multiples of π/2 (the reduced argument small)
+            let pio2 = std::f64::consts::FRAC_PI_2;
+            let ks = [1.0, 2.0, 3.0, 4.0, 7.0, 10.0, 100.0, 1000.0, 12345.0, 65536.0, 1e6, 3e8];
+            let lim = if s { 131072.0 } else { 1073741824.0 };
+            extra = around(&ks.iter().map(|k| k * pio2).filter(|v| *v <= lim).collect::<Vec<_>>(), s);
+            extra.extend(extra.clone().iter().map(|v| -v));
+        }
         _ => {}
     }
     let half = n / 2;
@@ -373,6 +401,11 @@ fn points(name: &str, single: bool, n: usize) -> Vec<f64> {
         for x in &mut xs {
             *x = *x as f32 as f64;
         }
+    }
+    if matches!(name, "sin" | "cos" | "tan") {
+        // NaN beyond the reduction's limit, by design
+        let lim = if s { 131072.0 } else { 1073741824.0 };
+        xs.retain(|x| x.abs() <= lim);
     }
     xs
 }

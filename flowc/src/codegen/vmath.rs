@@ -49,6 +49,18 @@
 //!   log1p((2p−1)/(1−p)) above (exact differences near ½).
 //! - sign: two selects. The odd functions compute on |x| and take the sign bit of x.
 //!
+//! Further functions (within 4 ulps):
+//!
+//! - cbrt: |x| = 2^(3q+r)·m from the bits (subnormals scaled by 2^54), y = 2^r·m exact,
+//!   a minimax guess for ∛m times 2^(r/3) interpolated, one Halley step (cubic), times 2^q.
+//! - atan: a = |x| reduced to |t| ≤ tan(π/8) (t = −1/a or (a−1)/(a+1), one division of
+//!   selected operands), π/2 or π/4 added in two parts, a degree-23 (f32: 11) odd minimax
+//!   polynomial.
+//! - sin, cos, tan: Cody–Waite reduction |x| = k·π/2 + r with π/2 in three parts (fused),
+//!   minimax polynomials for sin r and cos r on |r| ≤ π/4, chosen and negated by k's low
+//!   bits (k + 1 for cos); tan = sin r/cos r or −cos r/sin r. Accurate up to |x| = 2^30
+//!   (2^17 in f32); NaN beyond, by design, where the three parts no longer suffice.
+//!
 //! Measured errors: [`crate::ulp::table`].
 
 use cranelift_codegen::ir::condcodes::FloatCC;
@@ -61,6 +73,57 @@ const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
 /// ln 2 in f32: the nearest f32 and the nearest f32 to the rest.
 const LN2_HI_F32: f32 = f32::from_bits(0x3f31_7218);
 const LN2_LO_F32: f32 = f32::from_bits(0xb102_e308);
+
+/// π/2 in three parts for Cody–Waite reduction: each a correctly rounded remainder.
+const PIO2: [f64; 3] = [std::f64::consts::FRAC_PI_2, 6.123233995736766e-17, -1.4973849048591698e-33];
+const PIO2_F32: [f32; 3] = [std::f32::consts::FRAC_PI_2, -4.371_139e-8, -1.715_124_5e-15];
+/// π/2 and π/4 as a float and the nearest float to the rest.
+const PIO2_HL: [f64; 2] = [std::f64::consts::FRAC_PI_2, 6.123233995736766e-17];
+const PIO4_HL: [f64; 2] = [std::f64::consts::FRAC_PI_4, 3.061616997868383e-17];
+const PIO2_HL_F32: [f32; 2] = [std::f32::consts::FRAC_PI_2, -4.371_139e-8];
+const PIO4_HL_F32: [f32; 2] = [std::f32::consts::FRAC_PI_4, -2.185_569_4e-8];
+
+// Minimax polynomials (Remez exchange in 60-digit arithmetic, weighted for relative error
+// of the final function; the f32 sets rounded to f32), with their errors before rounding:
+/// atan t = t + t·z·P(z), z = t², |t| ≤ tan(π/8): 2^-59.4 (f64), 2^-30.5 (f32).
+const ATAN_F64: [f64; 11] = [
+    -0.333333333333332,
+    0.19999999999953244,
+    -0.1428571428016642,
+    0.1111111078215012,
+    -0.09090897725155295,
+    0.07692059716303352,
+    -0.0666309919620583,
+    0.05847859249119415,
+    -0.05039190431733788,
+    0.03806214249619708,
+    -0.01790504463392009,
+];
+const ATAN_F32: [f64; 5] = [-0.33333316445350647, 0.19998471438884735, -0.14243532717227936, 0.1059381365776062, -0.060782212764024734];
+/// sin r = r + r·z·S(z), |r| ≤ π/4·1.0001: 2^-57.9, 2^-28.0.
+const SIN_F64: [f64; 6] = [
+    -0.1666666666666663,
+    0.008333333333322108,
+    -0.00019841269829580166,
+    2.7557313618017424e-06,
+    -2.5050747218202267e-08,
+    1.5896197635834104e-10,
+];
+const SIN_F32: [f64; 3] = [-0.16666655242443085, 0.00833216030150652, -0.00019515218446031213];
+/// cos r = 1 − z/2 + z²·C(z): 2^-64.0, 2^-33.0.
+const COS_F64: [f64; 6] = [
+    0.041666666666666595,
+    -0.001388888888887304,
+    2.4801587288841377e-05,
+    -2.75573141762335e-07,
+    2.087570041524503e-09,
+    -1.1358513910113588e-11,
+];
+const COS_F32: [f64; 3] = [0.04166664555668831, -0.0013887315290048718, 2.4433082217001356e-05];
+/// cbrt m for m in [1, 2), the first guess for Halley's step: 2^-19.6, 2^-10.6.
+const CBRT_F64: [f64; 6] =
+    [0.47333067072423585, 0.8381600631592702, -0.4692287613237224, 0.20277725847745637, -0.050386548987820856, 0.005348548907532636];
+const CBRT_F32: [f64; 3] = [0.6215135921881646, 0.43944184810426595, -0.0603193998203087];
 
 /// A lane mask: on scalars the `i8` of an `fcmp`, on vectors the compare's lanes bitcast to
 /// the float vector type (all ones or all zeros), ready for `bitselect` and `band`.
@@ -676,6 +739,230 @@ impl<'a, 'f> V<'a, 'f> {
         self.b.ins().bxor(y, flip)
     }
 
+    fn acosh(&mut self, x: Value) -> Value {
+        // log1p(t + √(t(t + 2))), t = x − 1 exact near 1; x < 1 gives √ of a negative
+        let one = self.f(1.0);
+        let t = self.sub(x, one);
+        let t2 = self.add_c(t, 2.0);
+        let p = self.mul(t, t2);
+        let w = self.sqrt(p);
+        let y = self.add(t, w);
+        let (u, c) = self.one_plus(y);
+        let lim = self.large_arg();
+        let large = self.cmp_c(FloatCC::GreaterThan, x, lim);
+        let u = self.sel(large, x, u);
+        let ln2 = self.f(std::f64::consts::LN_2);
+        let c = self.sel(large, ln2, c);
+        self.log_core(u, Some(c), true)
+    }
+
+    fn cbrt(&mut self, x: Value) -> Value {
+        let (bias, shift) = self.bias_shift();
+        // |x| = 2^e·m, m in [1, 2) (subnormals scaled by 2^54, 2^24 in f32: multiples of 3)
+        let a = self.abs(x);
+        let (scale, ebits, offset) =
+            if self.single { (24, 2f32.powi(23).to_bits() as i64, 60) } else { (54, 2f64.powi(52).to_bits() as i64, 400) };
+        let tiny = self.f2(f64::MIN_POSITIVE, f32::MIN_POSITIVE);
+        let sub = self.cmp(FloatCC::LessThan, a, tiny);
+        let scaled = self.mul_c(a, 2f64.powi(scale));
+        let an = self.sel(sub, scaled, a);
+        let sf = self.f(scale as f64);
+        let adj = self.keep(sub, sf);
+        let bits = self.bits(an);
+        let mant = self.i((1i64 << shift) - 1);
+        let mb = self.b.ins().band(bits, mant);
+        let one_bits = self.i(bias << shift);
+        let mb = self.b.ins().bor(mb, one_bits);
+        let m = self.float(mb);
+        let eb = self.ushr(bits, shift);
+        let magic_e = self.i(ebits);
+        let eb = self.b.ins().bor(eb, magic_e);
+        let ef = self.float(eb);
+        // g = e + 3·offset > 0 (biased exponent as a float, rebiased), g = 3q + r
+        let off = self.f(2f64.powi(shift as i32) + (bias - 3 * offset) as f64);
+        let g = self.sub(ef, off);
+        let g = self.sub(g, adj);
+        // q = floor(g/3) = nearest((g − 1)/3), and its bits through the shift 1.5·2^52
+        let g1 = self.add_c(g, -1.0);
+        let third = self.f(1.0 / 3.0);
+        let magic = self.f2(1.5 * 2f64.powi(52), 1.5 * 2f32.powi(23));
+        let qs = self.fma(g1, third, magic);
+        let qf = self.sub(qs, magic);
+        let m3 = self.f(-3.0);
+        let r = self.fma(qf, m3, g);
+        // y = 2^r·m in [1, 8) exactly (2^r = 1 + r(r + 1)/2 for r in 0, 1, 2)
+        let half = self.f(0.5);
+        let h = self.fma(r, half, half);
+        let one = self.f(1.0);
+        let p2 = self.fma(r, h, one);
+        let y = self.mul(m, p2);
+        // first guess: cbrt m times 2^(r/3) interpolated, then one Halley step
+        // c ← c + c·(y − c³)/(2c³ + y), whose error is cubic in the guess's
+        let c0 = if self.single { &CBRT_F32[..] } else { &CBRT_F64[..] };
+        let c = self.poly(m, c0);
+        let k = self.poly(r, &[1.0, 0.2261415738056466, 0.03377947608922657]);
+        let c = self.mul(c, k);
+        let c2 = self.mul(c, c);
+        let c3 = self.mul(c, c2);
+        let d = self.sub(y, c3);
+        let two = self.f(2.0);
+        let den = self.fma(c3, two, y);
+        let t = self.div(d, den);
+        let c = self.fma(c, t, c);
+        // times 2^(q − offset)
+        let s = self.pow2(qs, -offset);
+        let c = self.mul(c, s);
+        let c = self.or_sign(c, x);
+        // ±0, ±inf, NaN: x itself
+        let ha = self.mul(a, half);
+        let ok = self.cmp(FloatCC::LessThan, ha, a);
+        self.sel(ok, c, x)
+    }
+
+    fn atan(&mut self, x: Value) -> Value {
+        // atan a = π/2 + atan(−1/a) above tan(3π/8), π/4 + atan((a − 1)/(a + 1)) above
+        // tan(π/8): |t| ≤ tan(π/8)
+        let a = self.abs(x);
+        let big = self.cmp_c(FloatCC::GreaterThan, a, 2.414213562373095);
+        let mid = self.cmp_c(FloatCC::GreaterThan, a, 0.41421356237309503);
+        let one = self.f(1.0);
+        let am1 = self.sub(a, one);
+        let ap1 = self.add(a, one);
+        let m1 = self.f(-1.0);
+        let num = self.sel(mid, am1, a);
+        let num = self.sel(big, m1, num);
+        let den = self.sel(mid, ap1, one);
+        let den = self.sel(big, a, den);
+        let t = self.div(num, den);
+        let (p2, p4) = if self.single { (PIO2_HL_F32.map(f64::from), PIO4_HL_F32.map(f64::from)) } else { (PIO2_HL, PIO4_HL) };
+        let y0 = self.f(p4[0]);
+        let y0 = self.keep(mid, y0);
+        let b0 = self.f(p2[0]);
+        let y0 = self.sel(big, b0, y0);
+        let y1 = self.f(p4[1]);
+        let y1 = self.keep(mid, y1);
+        let b1 = self.f(p2[1]);
+        let y1 = self.sel(big, b1, y1);
+        let z = self.mul(t, t);
+        let c = if self.single { &ATAN_F32[..] } else { &ATAN_F64[..] };
+        let p = self.poly(z, c);
+        let tz = self.mul(t, z);
+        let w = self.fma(tz, p, y1);
+        let w = self.add(t, w);
+        let y = self.add(y0, w);
+        self.or_sign(y, x)
+    }
+
+    /// Largest |x| for sin, cos and tan (NaN beyond): 2^30 (2^17 in f32), where the
+    /// three-part π/2 still leaves the reduced argument accurate to 2^-60 (2^-29).
+    fn trig_limit(&self) -> f64 {
+        if self.single {
+            131072.0
+        } else {
+            1073741824.0
+        }
+    }
+
+    /// |x| = k·π/2 + r, |r| ≤ π/4 (Cody–Waite, three parts of π/2, fused): returns (sin r,
+    /// cos r, the bits of k + 1.5·2^52 whose low bits hold k). NaN beyond the limit.
+    fn trig_reduce(&mut self, a: Value) -> (Value, Value, Value) {
+        let lim = self.trig_limit();
+        let over = self.cmp_c(FloatCC::GreaterThan, a, lim);
+        let nan = self.f(f64::NAN);
+        let a = self.sel(over, nan, a);
+        let magic = self.f2(1.5 * 2f64.powi(52), 1.5 * 2f32.powi(23));
+        let two_pi = self.f(std::f64::consts::FRAC_2_PI);
+        let ks = self.fma(a, two_pi, magic);
+        let kf = self.sub(ks, magic);
+        let parts = if self.single { PIO2_F32.map(f64::from) } else { PIO2 };
+        let mut r = a;
+        for p in parts {
+            let p = self.f(-p);
+            r = self.fma(kf, p, r);
+        }
+        let z = self.mul(r, r);
+        // sin r = r + r·z·S(z)
+        let cs = if self.single { &SIN_F32[..] } else { &SIN_F64[..] };
+        let sp = self.poly(z, cs);
+        let rz = self.mul(r, z);
+        let sin = self.fma(rz, sp, r);
+        // cos r = w + ((1 − w) − z/2 + z²·C(z)), w = 1 − z/2 (its rounding error recovered)
+        let cc = if self.single { &COS_F32[..] } else { &COS_F64[..] };
+        let cp = self.poly(z, cc);
+        let h = self.mul_c(z, 0.5);
+        let one = self.f(1.0);
+        let w = self.sub(one, h);
+        let e = self.sub(one, w);
+        let e = self.sub(e, h);
+        let zz = self.mul(z, z);
+        let e = self.fma(zz, cp, e);
+        let cos = self.add(w, e);
+        let kb = self.bits(ks);
+        (sin, cos, kb)
+    }
+
+    /// The mask of lanes whose k (low bits `kb`) has bit 0 set.
+    fn odd(&mut self, kb: Value) -> Mask {
+        let one = self.i(1);
+        let k1 = self.b.ins().band(kb, one);
+        if self.vector {
+            let m = self.b.ins().ineg(k1);
+            Mask(self.float(m))
+        } else {
+            Mask(k1)
+        }
+    }
+
+    /// The sign bit (as a float of that bit alone) of k's bit 1.
+    fn quadrant_sign(&mut self, kb: Value) -> Value {
+        let width = if self.single { 32 } else { 64 };
+        let two = self.i(2);
+        let k2 = self.b.ins().band(kb, two);
+        let s = self.shl(k2, width - 2);
+        self.float(s)
+    }
+
+    /// sin (cos) of x: sin r, cos r, −sin r, −cos r by the quadrant k (k + 1 for cos).
+    fn sin_cos(&mut self, x: Value, cos: bool) -> Value {
+        let a = self.abs(x);
+        let (s, c, kb) = self.trig_reduce(a);
+        let kb = if cos { self.iadd_c(kb, 1) } else { kb };
+        let odd = self.odd(kb);
+        let y = self.sel(odd, c, s);
+        let sign = self.quadrant_sign(kb);
+        let y = self.b.ins().bxor(y, sign);
+        if cos {
+            return y;
+        }
+        // sin is odd: computed on |x|, the sign of x applied (also to −0)
+        let m = self.f(-0.0);
+        let sx = self.b.ins().band(x, m);
+        self.b.ins().bxor(y, sx)
+    }
+
+    fn sin(&mut self, x: Value) -> Value {
+        self.sin_cos(x, false)
+    }
+
+    fn cos(&mut self, x: Value) -> Value {
+        self.sin_cos(x, true)
+    }
+
+    fn tan(&mut self, x: Value) -> Value {
+        // sin r/cos r, or −cos r/sin r in odd quadrants; odd in x
+        let a = self.abs(x);
+        let (s, c, kb) = self.trig_reduce(a);
+        let odd = self.odd(kb);
+        let num = self.sel(odd, c, s);
+        let den = self.sel(odd, s, c);
+        let y = self.div(num, den);
+        let m = self.f(-0.0);
+        let flip = self.keep(odd, m);
+        let sx = self.b.ins().band(x, m);
+        let flip = self.b.ins().bxor(flip, sx);
+        self.b.ins().bxor(y, flip)
+    }
+
     fn sign(&mut self, x: Value) -> Value {
         let zero = self.f(0.0);
         let one = self.f(1.0);
@@ -732,6 +1019,18 @@ public! {
     logit;
     /// sign x: −1, ±0 or 1; NaN kept.
     sign;
+    /// acosh x (x ≥ 1).
+    acosh;
+    /// ∛x.
+    cbrt;
+    /// atan x.
+    atan;
+    /// sin x (NaN for |x| > 2^30, 2^17 in f32).
+    sin;
+    /// cos x (NaN for |x| > 2^30, 2^17 in f32).
+    cos;
+    /// tan x (NaN for |x| > 2^30, 2^17 in f32).
+    tan;
 }
 
 /// The inline version of an op, when there is one.
@@ -752,6 +1051,12 @@ pub fn function(op: &crate::ir::Math) -> Option<fn(&mut FunctionBuilder, Value) 
         Math::LogCosh(_) => logcosh,
         Math::Logit(_) => logit,
         Math::Sign(_) => sign,
+        Math::Acosh(_) => acosh,
+        Math::Cbrt(_) => cbrt,
+        Math::Atan(_) => atan,
+        Math::Sin(_) => sin,
+        Math::Cos(_) => cos,
+        Math::Tan(_) => tan,
         _ => return None,
     })
 }

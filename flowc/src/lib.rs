@@ -17,6 +17,7 @@ pub mod jit;
 pub mod lower;
 pub mod params;
 pub mod report;
+pub mod ulp;
 
 /// Prints a stage's text form on stderr when the environment variable `FLOWC_DUMP` lists
 /// the stage (comma-separated: `ir`, `derive`, `kernel`, `clif`; `all` for every stage).

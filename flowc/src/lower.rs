@@ -620,7 +620,10 @@ fn lower_kernel(d: &Derivation, f: &FlowDerivation, kind: Kind) -> Result<Kernel
             (vec![total], terms.into_iter().chain([total]).collect())
         }
     };
-    let (body, outputs) = schedule(em.body, &roots, &outputs);
+    // elementwise flows: coordinate by coordinate (few live values); with structural layers
+    // the emission order is kept (layer by layer: one layer's units live at a time)
+    let (body, outputs) =
+        if f.layers.iter().all(|l| l.kind == LayerKind::Elementwise) { schedule(em.body, &roots, &outputs) } else { (em.body, outputs) };
     Ok(Kernel { flow: f.name.clone(), kind, dim: f.dim, params: slots, body, outputs })
 }
 

@@ -1,400 +1,1036 @@
-//! Inline math in Cranelift IR: `exp` and `log` without a call, for f64 (f32 goes through
-//! f64 and rounds once). Written over one value today; the same steps apply lane-wise to
-//! f64x2 once the row loop is vectorized.
+//! Inline math in Cranelift IR, for scalars and 128-bit vectors: every function takes a value
+//! of type `f64`, `f64x2`, `f32` or `f32x4` (read from the value itself) and returns one of
+//! the same type. Single precision has its own algorithms (shorter polynomials, `i32`
+//! exponent bits), so an `f32x4` costs about what an `f64x2` does. Everything is straight-line
+//! code: branches become lane masks (`fcmp` + `bitselect` on vectors, `select` on scalars).
 //!
-//! - exp: k = nearest(x·log2 e), r = x − k·ln2 (two-part ln2, fused), e^r by its degree-13
-//!   Taylor polynomial (|r| ≤ ln2/2: truncation < 0.05 ulp), times 2^k built from exponent
-//!   bits in two halves (so subnormal results need no special case); overflow to +inf above
-//!   709.78…, underflow to +0 below −745.13…, NaN kept.
-//! - log: x = 2^e·m with m in [√½, √2) from the bits (subnormals scaled by 2^54 first),
-//!   log m = 2·atanh(s), s = (m−1)/(m+1), by its odd series to s^23 arranged as
-//!   f − s·(f − R) with f = m − 1 exact; e·ln2 added in two parts. log(0) = −inf, log(x < 0) = NaN, log(+inf) = +inf.
+//! ```
+//! use cranelift_codegen::ir::types;
+//! use flowc::codegen::vmath;
+//! use flowc::ulp::Harness;
 //!
-//! - expm1: for |x| < 1 its Taylor polynomial without the constant term (relative
-//!   accuracy near 0); otherwise 2^k·q + (2^k − 1) with q = e^r − 1 from the same reduction
-//!   as exp; e^x − 1 = exp(x) above 700, −1 below −50.
-//! - log1p: u = 1 + x and its exact rounding error c = x − (u − 1); log1p x = log u + c/u.
+//! // a loop applying vmath::log to f64x2 vectors, compiled for the host
+//! let h = Harness::new(vmath::log, types::F64X2).unwrap();
+//! let y = h.run_f64(&[1.0, std::f64::consts::E, 0.0, -1.0]);
+//! assert_eq!(y[..3], [0.0, 1.0, f64::NEG_INFINITY]);
+//! assert!(y[3].is_nan());
+//! ```
 //!
-//! - built on those: sinh = (expm1 x − expm1 −x)/2, cosh = (e^x + e^−x)/2,
-//!   tanh = sign·t/(t + 2) with t = expm1(2|x|), asinh = sign·log1p(|x| + x²/(1 + √(1+x²)))
-//!   (log(2|x|) beyond 2^28), atanh = sign·log1p(2|x|/(1 − |x|))/2, sigmoid and softplus
-//!   through e^−|x|, logcosh = |x| + log1p(expm1(−2|x|)/2) (log1p(2 sinh²(x/2)) below 2),
-//!   logit through exact differences near ½ (as runtime::math::logit), sign by selects.
+//! The cores (f64 within 1 ulp, f32 within 1 ulp of the correctly rounded result):
 //!
-//! Measured errors are in `tests/vmath.rs` (against the high-precision reference).
+//! - exp: x clamped, k = nearest(x·log2 e) by adding 1.5·2^52 (1.5·2^23), whose low bits then
+//!   hold k; r = x − k·ln2 (two-part ln2, fused); e^r by its Taylor polynomial (degree 13;
+//!   degree 7 in f32); times 2^k built from exponent bits in two halves, so subnormal results
+//!   and overflow (above 709.78…, 88.72… in f32) come out of the multiplications themselves,
+//!   as does underflow to +0 (below −745.13…, −103.97… in f32). NaN propagates.
+//! - log: x = 2^e·m with m in [√½, √2), read from the bits after subtracting those of √½
+//!   (subnormals scaled by 2^54, 2^24 in f32, first); log m = 2·atanh(s), s = (m−1)/(m+1), by
+//!   its odd series (to s^23; s^11 in f32) arranged as f − s·(f − R) with f = m − 1 exact;
+//!   e·ln2 added in two parts. One mask, 0 < x < +inf, selects the special values
+//!   √x − 1/x² instead: −inf at ±0, +inf at +inf, NaN below 0 and at NaN.
+//! - expm1: the reduction of exp, q = e^r − 1 as r + r·(r·P(r)), then 2^k·q + (2^k − 1) in
+//!   one fused step (k = 1024, 128 in f32, scaled by 2^(k−1) and doubled); −1 below −40
+//!   (−18 in f32), the sign of x kept (−0).
+//! - log1p: u = 1 + x and its exact rounding error c = x − (u − 1); log1p x = log u + c/u,
+//!   the correction added before e·ln2; u's special values come from log.
+//!
+//! Built on those (within 3 ulps in f64, 4 in f32), each computing its core once:
+//!
+//! - sinh: from a = |x| one reduction; E = e^a − 1 for a < 1, sinh = (E + E/(E+1))/2;
+//!   h = e^a/2 (2^(k−1) in two factors) otherwise, sinh = h − 1/(4h). cosh = h + 1/(4h).
+//!   tanh = E/(E + 2) with E = e^(2a) − 1.
+//! - asinh: log1p(a + a²/(1 + √(1+a²))), or log a + ln2 beyond 2^28 (2^12 in f32): one log
+//!   of a selected argument with a selected correction. atanh = log1p(2a/(1 − a))/2.
+//!   acosh: log1p(t + √(t(t+2))), t = x − 1, or log x + ln2 beyond 2^28.
+//! - sigmoid: e = e^−|x|, (x < 0 ? e : 1)/(1 + e). softplus: max(x, 0) + log1p(e^−|x|).
+//! - logcosh: E = e^a − 1; below 2, log1p(E²/(2(E+1))) (cosh a − 1 without cancellation);
+//!   above, a − ln2 + log1p(1/(E+1)²): one log1p of a selected argument.
+//! - logit: one log of a selected argument: log(p/(1−p)) below ¼, −log1p((1−2p)/p) below ½,
+//!   log1p((2p−1)/(1−p)) above (exact differences near ½).
+//! - sign: two selects. The odd functions compute on |x| and take the sign bit of x.
+//!
+//! Further functions (within 4 ulps):
+//!
+//! - cbrt: |x| = 2^(3q+r)·m from the bits (subnormals scaled by 2^54), y = 2^r·m exact,
+//!   a minimax guess for ∛m times 2^(r/3) interpolated, one Halley step (cubic), times 2^q.
+//! - atan: a = |x| reduced to |t| ≤ tan(π/8) (t = −1/a or (a−1)/(a+1), one division of
+//!   selected operands), π/2 or π/4 added in two parts, a degree-23 (f32: 11) odd minimax
+//!   polynomial.
+//! - sin, cos, tan: Cody–Waite reduction |x| = k·π/2 + r with π/2 in three parts (fused),
+//!   minimax polynomials for sin r and cos r on |r| ≤ π/4, chosen and negated by k's low
+//!   bits (k + 1 for cos); tan = sin r/cos r or −cos r/sin r. Accurate up to |x| = 2^30
+//!   (2^17 in f32); NaN beyond, by design, where the three parts no longer suffice.
+//!
+//! Measured errors: [`crate::ulp::table`].
 
 use cranelift_codegen::ir::condcodes::FloatCC;
-use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
+use cranelift_codegen::ir::{types, ConstantData, InstBuilder, MemFlagsData, Type, Value};
 use cranelift_frontend::FunctionBuilder;
 
 /// ln 2 in two parts: the high part has 32 trailing zero bits, so e·LN2_HI is exact.
 const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
 const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
+/// ln 2 in f32: the nearest f32 and the nearest f32 to the rest.
+const LN2_HI_F32: f32 = f32::from_bits(0x3f31_7218);
+const LN2_LO_F32: f32 = f32::from_bits(0xb102_e308);
 
-fn c(b: &mut FunctionBuilder, v: f64) -> Value {
-    b.ins().f64const(v)
+/// π/2 in three parts for Cody–Waite reduction: each a correctly rounded remainder.
+const PIO2: [f64; 3] = [std::f64::consts::FRAC_PI_2, 6.123233995736766e-17, -1.4973849048591698e-33];
+const PIO2_F32: [f32; 3] = [std::f32::consts::FRAC_PI_2, -4.371_139e-8, -1.715_124_5e-15];
+/// π/2 and π/4 as a float and the nearest float to the rest.
+const PIO2_HL: [f64; 2] = [std::f64::consts::FRAC_PI_2, 6.123233995736766e-17];
+const PIO4_HL: [f64; 2] = [std::f64::consts::FRAC_PI_4, 3.061616997868383e-17];
+const PIO2_HL_F32: [f32; 2] = [std::f32::consts::FRAC_PI_2, -4.371_139e-8];
+const PIO4_HL_F32: [f32; 2] = [std::f32::consts::FRAC_PI_4, -2.185_569_4e-8];
+
+// Minimax polynomials (Remez exchange in 60-digit arithmetic, weighted for relative error
+// of the final function; the f32 sets rounded to f32), with their errors before rounding:
+/// atan t = t + t·z·P(z), z = t², |t| ≤ tan(π/8): 2^-59.4 (f64), 2^-30.5 (f32).
+const ATAN_F64: [f64; 11] = [
+    -0.333333333333332,
+    0.19999999999953244,
+    -0.1428571428016642,
+    0.1111111078215012,
+    -0.09090897725155295,
+    0.07692059716303352,
+    -0.0666309919620583,
+    0.05847859249119415,
+    -0.05039190431733788,
+    0.03806214249619708,
+    -0.01790504463392009,
+];
+const ATAN_F32: [f64; 5] = [-0.33333316445350647, 0.19998471438884735, -0.14243532717227936, 0.1059381365776062, -0.060782212764024734];
+/// sin r = r + r·z·S(z), |r| ≤ π/4·1.0001: 2^-57.9, 2^-28.0.
+const SIN_F64: [f64; 6] = [
+    -0.1666666666666663,
+    0.008333333333322108,
+    -0.00019841269829580166,
+    2.7557313618017424e-06,
+    -2.5050747218202267e-08,
+    1.5896197635834104e-10,
+];
+const SIN_F32: [f64; 3] = [-0.16666655242443085, 0.00833216030150652, -0.00019515218446031213];
+/// cos r = 1 − z/2 + z²·C(z): 2^-64.0, 2^-33.0.
+const COS_F64: [f64; 6] = [
+    0.041666666666666595,
+    -0.001388888888887304,
+    2.4801587288841377e-05,
+    -2.75573141762335e-07,
+    2.087570041524503e-09,
+    -1.1358513910113588e-11,
+];
+const COS_F32: [f64; 3] = [0.04166664555668831, -0.0013887315290048718, 2.4433082217001356e-05];
+/// cbrt m for m in [1, 2), the first guess for Halley's step: 2^-19.6, 2^-10.6.
+const CBRT_F64: [f64; 6] =
+    [0.47333067072423585, 0.8381600631592702, -0.4692287613237224, 0.20277725847745637, -0.050386548987820856, 0.005348548907532636];
+const CBRT_F32: [f64; 3] = [0.6215135921881646, 0.43944184810426595, -0.0603193998203087];
+
+/// A lane mask: on scalars the `i8` of an `fcmp`, on vectors the compare's lanes bitcast to
+/// the float vector type (all ones or all zeros), ready for `bitselect` and `band`.
+#[derive(Clone, Copy)]
+struct Mask(Value);
+
+/// Emits math for one float type: scalar or vector, f64 or f32, with the constants made so
+/// far (each splatted constant is made once per function).
+struct V<'a, 'f> {
+    b: &'a mut FunctionBuilder<'f>,
+    ty: Type,
+    int: Type,
+    single: bool,
+    vector: bool,
+    consts: Vec<(u8, u64, Value)>,
 }
 
-/// 2^k for an i64 k in [−1022, 1023].
-fn pow2(b: &mut FunctionBuilder, k: Value) -> Value {
-    let biased = b.ins().iadd_imm_s(k, 1023);
-    let bits = b.ins().ishl_imm_u(biased, 52);
-    b.ins().bitcast(types::F64, MemFlagsData::new(), bits)
-}
+const FLOAT: u8 = 0;
+const INT: u8 = 1;
+const SHIFT: u8 = 2;
 
-/// x clamped to [lo, hi] = k·ln2 + r with k = nearest(x·log2 e) and |r| ≤ ln2/2 (the two-part
-/// ln2 fused in): returns (k as f64, r).
-fn reduce(b: &mut FunctionBuilder, x: Value, lo: f64, hi: f64) -> (Value, Value) {
-    let lo = c(b, lo);
-    let hi = c(b, hi);
-    let xc = b.ins().fmax(x, lo);
-    let xc = b.ins().fmin(xc, hi);
-    let log2e = c(b, std::f64::consts::LOG2_E);
-    let t = b.ins().fmul(xc, log2e);
-    let k = b.ins().nearest(t);
-    let nk = b.ins().fneg(k);
-    let ln2_hi = c(b, LN2_HI);
-    let ln2_lo = c(b, LN2_LO);
-    let r = b.ins().fma(nk, ln2_hi, xc);
-    (k, b.ins().fma(nk, ln2_lo, r))
-}
-
-/// e^x (f64).
-pub fn exp(b: &mut FunctionBuilder, x: Value) -> Value {
-    let (k, r) = reduce(b, x, -746.0, 710.0);
-    // Horner on 1/i!, i = 13..0
-    let mut fact = [1.0f64; 14];
-    for i in 1..14 {
-        fact[i] = fact[i - 1] * i as f64;
+impl<'a, 'f> V<'a, 'f> {
+    /// The emitter for values of `x`'s type. Panics on a type other than f64, f64x2, f32, f32x4.
+    fn new(b: &'a mut FunctionBuilder<'f>, x: Value) -> Self {
+        let ty = b.func.dfg.value_type(x);
+        let (int, single) = match ty {
+            types::F64 => (types::I64, false),
+            types::F64X2 => (types::I64X2, false),
+            types::F32 => (types::I32, true),
+            types::F32X4 => (types::I32X4, true),
+            t => panic!("vmath: no inline math for values of type {t}"),
+        };
+        V { b, ty, int, single, vector: ty.is_vector(), consts: Vec::new() }
     }
-    let mut p = c(b, 1.0 / fact[13]);
-    for i in (0..13).rev() {
-        let ci = c(b, 1.0 / fact[i]);
-        p = b.ins().fma(p, r, ci);
+
+    /// The constant `v` (rounded to f32 in single precision), in every lane.
+    fn f(&mut self, v: f64) -> Value {
+        let bits = if self.single { (v as f32).to_bits() as u64 } else { v.to_bits() };
+        self.constant(FLOAT, bits)
     }
-    let ki = b.ins().fcvt_to_sint_sat(types::I64, k);
-    let k1 = b.ins().sshr_imm_u(ki, 1);
-    let k2 = b.ins().isub(ki, k1);
-    let s1 = pow2(b, k1);
-    let s2 = pow2(b, k2);
-    let y = b.ins().fmul(p, s1);
-    let y = b.ins().fmul(y, s2);
-    // overflow, underflow and NaN
-    let over = c(b, 709.782_712_893_384);
-    let under = c(b, -745.133_219_101_941_2);
-    let inf = c(b, f64::INFINITY);
-    let zero = c(b, 0.0);
-    let is_over = b.ins().fcmp(FloatCC::GreaterThan, x, over);
-    let y = b.ins().select(is_over, inf, y);
-    let is_under = b.ins().fcmp(FloatCC::LessThan, x, under);
-    let y = b.ins().select(is_under, zero, y);
-    let is_nan = b.ins().fcmp(FloatCC::Unordered, x, x);
-    b.ins().select(is_nan, x, y)
-}
 
-/// ln x (f64).
-pub fn log(b: &mut FunctionBuilder, x: Value) -> Value {
-    // subnormals: scale into the normal range first
-    let tiny = c(b, f64::MIN_POSITIVE);
-    let is_sub = b.ins().fcmp(FloatCC::LessThan, x, tiny);
-    let two54 = c(b, 2f64.powi(54));
-    let xs = b.ins().fmul(x, two54);
-    let xn = b.ins().select(is_sub, xs, x);
-    let adj_sub = b.ins().iconst(types::I64, -54);
-    let adj_none = b.ins().iconst(types::I64, 0);
-    let adj = b.ins().select(is_sub, adj_sub, adj_none);
-    let bits = b.ins().bitcast(types::I64, MemFlagsData::new(), xn);
-    let ebits = b.ins().ushr_imm_u(bits, 52);
-    let e = b.ins().iadd_imm_s(ebits, -1023);
-    let e = b.ins().iadd(e, adj);
-    let mant = b.ins().band_imm_u(bits, 0x000F_FFFF_FFFF_FFFF);
-    let one_bits = b.ins().iconst(types::I64, 0x3FF0_0000_0000_0000);
-    let mbits = b.ins().bor(mant, one_bits);
-    let m = b.ins().bitcast(types::F64, MemFlagsData::new(), mbits);
-    // m in [1, 2) → [√½, √2)
-    let sqrt2 = c(b, std::f64::consts::SQRT_2);
-    let big = b.ins().fcmp(FloatCC::GreaterThan, m, sqrt2);
-    let half = c(b, 0.5);
-    let mh = b.ins().fmul(m, half);
-    let m = b.ins().select(big, mh, m);
-    let e1 = b.ins().iadd_imm_s(e, 1);
-    let e = b.ins().select(big, e1, e);
-    let one = c(b, 1.0);
-    let two = c(b, 2.0);
-    let f = b.ins().fsub(m, one);
-    let den = b.ins().fadd(two, f);
-    let s = b.ins().fdiv(f, den);
-    let z = b.ins().fmul(s, s);
-    // log(1 + f) = 2s + s·R, R = 2z/3 + 2z²/5 + ... + 2z^11/23, and 2s = f − s·f, so
-    // log(1 + f) = f − s·(f − R): the exact f carries the value, the rest is a small correction
-    let mut r = c(b, 2.0 / 23.0);
-    for k in (1..11).rev() {
-        let ck = c(b, 2.0 / (2 * k + 1) as f64);
-        r = b.ins().fma(r, z, ck);
+    /// A constant given for each precision.
+    fn f2(&mut self, double: f64, single: f32) -> Value {
+        if self.single {
+            self.constant(FLOAT, single.to_bits() as u64)
+        } else {
+            self.constant(FLOAT, double.to_bits())
+        }
     }
-    let r = b.ins().fmul(r, z);
-    let t = b.ins().fsub(f, r);
-    let ns = b.ins().fneg(s);
-    let logm = b.ins().fma(ns, t, f);
-    let ef = b.ins().fcvt_from_sint(types::F64, e);
-    let ln2_lo = c(b, LN2_LO);
-    let ln2_hi = c(b, LN2_HI);
-    let lo = b.ins().fma(ef, ln2_lo, logm);
-    let y = b.ins().fma(ef, ln2_hi, lo);
-    // special values
-    let zero = c(b, 0.0);
-    let ninf = c(b, f64::NEG_INFINITY);
-    let inf = c(b, f64::INFINITY);
-    let nan = c(b, f64::NAN);
-    let is_zero = b.ins().fcmp(FloatCC::Equal, x, zero);
-    let y = b.ins().select(is_zero, ninf, y);
-    let is_inf = b.ins().fcmp(FloatCC::Equal, x, inf);
-    let y = b.ins().select(is_inf, inf, y);
-    let is_neg = b.ins().fcmp(FloatCC::LessThan, x, zero);
-    let y = b.ins().select(is_neg, nan, y);
-    let is_nan = b.ins().fcmp(FloatCC::Unordered, x, x);
-    b.ins().select(is_nan, x, y)
-}
 
-/// Horner of Σ_{i=1..n} r^i / i! (e^r − 1 without cancellation).
-fn expm1_poly(b: &mut FunctionBuilder, r: Value, n: usize) -> Value {
-    let mut fact = [1.0f64; 24];
-    for i in 1..24 {
-        fact[i] = fact[i - 1] * i as f64;
+    /// The integer constant `v` (truncated to the lane width), in every lane.
+    fn i(&mut self, v: i64) -> Value {
+        let bits = if self.single { v as u32 as u64 } else { v as u64 };
+        self.constant(INT, bits)
     }
-    let mut p = c(b, 1.0 / fact[n]);
-    for i in (1..n).rev() {
-        let ci = c(b, 1.0 / fact[i]);
-        p = b.ins().fma(p, r, ci);
+
+    fn constant(&mut self, kind: u8, bits: u64) -> Value {
+        if let Some(&(_, _, v)) = self.consts.iter().find(|(k, b, _)| *k == kind && *b == bits) {
+            return v;
+        }
+        let lane = self.int.lane_type();
+        let v = match (kind, self.vector) {
+            (SHIFT, _) => self.b.ins().iconst(lane, bits as i64),
+            (FLOAT, false) if self.single => self.b.ins().f32const(f32::from_bits(bits as u32)),
+            (FLOAT, false) => self.b.ins().f64const(f64::from_bits(bits)),
+            (_, false) => self.b.ins().iconst(self.int, bits as i64),
+            (_, true) => {
+                let lane_bytes = if self.single { (bits as u32).to_le_bytes().to_vec() } else { bits.to_le_bytes().to_vec() };
+                let data: Vec<u8> = lane_bytes.iter().copied().cycle().take(16).collect();
+                let handle = self.b.func.dfg.constants.insert(ConstantData::from(data));
+                let ty = if kind == FLOAT { self.ty } else { self.int };
+                self.b.ins().vconst(ty, handle)
+            }
+        };
+        self.consts.push((kind, bits, v));
+        v
     }
-    b.ins().fmul(p, r)
+
+    /// Exponent bias and mantissa width of the lane type.
+    fn bias_shift(&self) -> (i64, i64) {
+        if self.single {
+            (127, 23)
+        } else {
+            (1023, 52)
+        }
+    }
+
+    fn add(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().fadd(a, b)
+    }
+    fn sub(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().fsub(a, b)
+    }
+    fn mul(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().fmul(a, b)
+    }
+    fn div(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().fdiv(a, b)
+    }
+    /// a·b + c, rounded once.
+    fn fma(&mut self, a: Value, b: Value, c: Value) -> Value {
+        self.b.ins().fma(a, b, c)
+    }
+    fn abs(&mut self, a: Value) -> Value {
+        self.b.ins().fabs(a)
+    }
+    fn sqrt(&mut self, a: Value) -> Value {
+        self.b.ins().sqrt(a)
+    }
+
+    /// a + c for a constant c.
+    fn add_c(&mut self, a: Value, c: f64) -> Value {
+        let c = self.f(c);
+        self.add(a, c)
+    }
+    /// c − a for a constant c.
+    fn rsub_c(&mut self, c: f64, a: Value) -> Value {
+        let c = self.f(c);
+        self.sub(c, a)
+    }
+    /// a·c for a constant c.
+    fn mul_c(&mut self, a: Value, c: f64) -> Value {
+        let c = self.f(c);
+        self.mul(a, c)
+    }
+
+    /// The float's bits as integers of the same width, and back.
+    fn bits(&mut self, a: Value) -> Value {
+        self.b.ins().bitcast(self.int, MemFlagsData::new(), a)
+    }
+    fn float(&mut self, a: Value) -> Value {
+        self.b.ins().bitcast(self.ty, MemFlagsData::new(), a)
+    }
+    fn shl(&mut self, a: Value, n: i64) -> Value {
+        let n = self.constant(SHIFT, n as u64);
+        self.b.ins().ishl(a, n)
+    }
+    fn ushr(&mut self, a: Value, n: i64) -> Value {
+        let n = self.constant(SHIFT, n as u64);
+        self.b.ins().ushr(a, n)
+    }
+    fn iadd_c(&mut self, a: Value, c: i64) -> Value {
+        let c = self.i(c);
+        self.b.ins().iadd(a, c)
+    }
+
+    /// The lane mask of `a cc b`.
+    fn cmp(&mut self, cc: FloatCC, a: Value, b: Value) -> Mask {
+        let m = self.b.ins().fcmp(cc, a, b);
+        Mask(if self.vector { self.b.ins().bitcast(self.ty, MemFlagsData::new(), m) } else { m })
+    }
+    /// The lane mask of `a cc c` for a constant c.
+    fn cmp_c(&mut self, cc: FloatCC, a: Value, c: f64) -> Mask {
+        let c = self.f(c);
+        self.cmp(cc, a, c)
+    }
+    fn and(&mut self, a: Mask, b: Mask) -> Mask {
+        Mask(self.b.ins().band(a.0, b.0))
+    }
+    /// a where the mask is set, b elsewhere.
+    fn sel(&mut self, m: Mask, a: Value, b: Value) -> Value {
+        if self.vector {
+            self.b.ins().bitselect(m.0, a, b)
+        } else {
+            self.b.ins().select(m.0, a, b)
+        }
+    }
+    /// a where the mask is set, +0 elsewhere.
+    fn keep(&mut self, m: Mask, a: Value) -> Value {
+        if self.vector {
+            self.b.ins().band(m.0, a)
+        } else {
+            let z = self.f(0.0);
+            self.b.ins().select(m.0, a, z)
+        }
+    }
+    /// min(a, c) for a constant c; NaN in a stays NaN (one `min` instruction on x86).
+    fn min_c(&mut self, a: Value, c: f64) -> Value {
+        let c = self.f(c);
+        let m = self.cmp(FloatCC::LessThan, c, a);
+        self.sel(m, c, a)
+    }
+    /// max(a, c) for a constant c; NaN in a stays NaN.
+    fn max_c(&mut self, a: Value, c: f64) -> Value {
+        let c = self.f(c);
+        let m = self.cmp(FloatCC::LessThan, a, c);
+        self.sel(m, c, a)
+    }
+    /// y with the sign bit of x or-ed in: copysign(y, x) for y ≥ +0 (and for y of x's sign).
+    fn or_sign(&mut self, y: Value, x: Value) -> Value {
+        let m = self.f(-0.0);
+        let s = self.b.ins().band(x, m);
+        self.b.ins().bor(y, s)
+    }
+
+    /// Σ c[i]·x^i by Horner's rule with fused steps.
+    fn poly(&mut self, x: Value, c: &[f64]) -> Value {
+        let mut p = self.f(c[c.len() - 1]);
+        for &ci in c[..c.len() - 1].iter().rev() {
+            let ci = self.f(ci);
+            p = self.fma(p, x, ci);
+        }
+        p
+    }
+
+    // ---- exp and expm1 ----
+
+    /// x clamped to [lo, hi] (NaN kept) as k·ln2 + r with k = nearest(x·log2 e), |r| ≤ ln2/2:
+    /// returns (k + 1.5·2^52 whose low bits hold k, k as a float, r). In f32 the shift is
+    /// 1.5·2^23.
+    fn reduce(&mut self, x: Value, lo: Option<f64>, hi: Option<f64>) -> (Value, Value, Value) {
+        self.reduce_by(x, lo, hi, None)
+    }
+
+    /// As [`V::reduce`] with k = nearest(x·log2 e − (log2 1.5 − ½)), so r is in
+    /// [ln 0.75, ln 1.5) and k = 0 exactly where e^x − 1 is in [−¼, ½): each k then gives
+    /// results of one binade, and the rounding of q = e^r − 1 costs at most ½ ulp of the
+    /// result in 2^k·q + (2^k − 1).
+    fn reduce_m1(&mut self, x: Value, lo: Option<f64>, hi: Option<f64>) -> (Value, Value, Value) {
+        self.reduce_by(x, lo, hi, Some(0.085))
+    }
+
+    fn reduce_by(&mut self, x: Value, lo: Option<f64>, hi: Option<f64>, offset: Option<f64>) -> (Value, Value, Value) {
+        let mut x = x;
+        if let Some(hi) = hi {
+            x = self.min_c(x, hi);
+        }
+        if let Some(lo) = lo {
+            x = self.max_c(x, lo);
+        }
+        let magic = self.f2(1.5 * 2f64.powi(52), 1.5 * 2f32.powi(23));
+        let log2e = self.f(std::f64::consts::LOG2_E);
+        let ks = match offset {
+            None => self.fma(x, log2e, magic),
+            Some(d) => {
+                let d = self.f(-d);
+                let t = self.fma(x, log2e, d);
+                self.add(t, magic)
+            }
+        };
+        let kf = self.sub(ks, magic);
+        let hi = self.f2(-LN2_HI, -LN2_HI_F32);
+        let lo = self.f2(-LN2_LO, -LN2_LO_F32);
+        let r = self.fma(kf, hi, x);
+        let r = self.fma(kf, lo, r);
+        (ks, kf, r)
+    }
+
+    /// 2^(k+e) from the shifted k of [`V::reduce`], for k + e a normal exponent.
+    fn pow2(&mut self, ks: Value, e: i64) -> Value {
+        let (bias, shift) = self.bias_shift();
+        let bits = self.bits(ks);
+        // the shift constant's bits are zero below bit 12 (bit 9 in f32): the sum's low bits
+        // are k + bias + e, and the exponent field gets exactly those
+        let v = self.iadd_c(bits, bias + e);
+        let v = self.shl(v, shift);
+        self.float(v)
+    }
+
+    /// 2^(k+e) as two normal factors, for k + e from −2·bias−50 to 2·bias+2.
+    fn pow2_halves(&mut self, ks: Value, e: i64) -> (Value, Value) {
+        let (bias, shift) = self.bias_shift();
+        let bits = self.bits(ks);
+        let v = self.iadd_c(bits, 2 * bias + e);
+        let h1 = self.ushr(v, 1);
+        let h2 = self.b.ins().isub(v, h1);
+        let s1 = self.shl(h1, shift);
+        let s2 = self.shl(h2, shift);
+        (self.float(s1), self.float(s2))
+    }
+
+    /// e^r for |r| ≤ ln2/2: Taylor to degree 13 (7 in f32; truncation below 0.1 ulp).
+    fn exp_poly(&mut self, r: Value) -> Value {
+        let n = if self.single { 7 } else { 13 };
+        let c: Vec<f64> = (0..=n).map(inv_factorial).collect();
+        self.poly(r, &c)
+    }
+
+    /// e^r − 1 for r from [`V::reduce_m1`] (|r| < 0.406), as r + r·(r·P(r)): Taylor to
+    /// degree 14 (8 in f32; truncation below 0.03 ulp).
+    fn expm1_poly(&mut self, r: Value) -> Value {
+        let n = if self.single { 8 } else { 14 };
+        let c: Vec<f64> = (2..=n).map(inv_factorial).collect();
+        let p = self.poly(r, &c);
+        let t = self.mul(r, p);
+        self.fma(r, t, r)
+    }
+
+    fn exp(&mut self, x: Value) -> Value {
+        let (lo, hi) = if self.single { (-104.0, 89.0) } else { (-746.0, 710.0) };
+        let (ks, _, r) = self.reduce(x, Some(lo), Some(hi));
+        let p = self.exp_poly(r);
+        let (s1, s2) = self.pow2_halves(ks, 0);
+        let y = self.mul(p, s1);
+        self.mul(y, s2)
+    }
+
+    /// e^x − 1 from the reduction: 2^k·q + (2^k − 1), q = e^r − 1, s = 2^k.
+    fn expm1_from(&mut self, ks: Value, q: Value) -> Value {
+        let s = self.pow2(ks, 0);
+        let one = self.f(1.0);
+        let t = self.sub(s, one);
+        self.fma(s, q, t)
+    }
+
+    /// e^x − 1 for x ≥ 0 as an unevaluated sum hi + lo, from the reduction of [`V::reduce_m1`]:
+    /// q = e^r − 1 and then 2^k·q + (2^k − 1) split exactly by Fast2Sum (for k ≥ 1,
+    /// 2^k − 1 ≥ |2^k·q|; for k = 0 the sum is q).
+    fn expm1_pair(&mut self, ks: Value, r: Value) -> (Value, Value) {
+        let n = if self.single { 8 } else { 14 };
+        let c: Vec<f64> = (2..=n).map(inv_factorial).collect();
+        let p = self.poly(r, &c);
+        let t = self.mul(r, p);
+        let w = self.mul(r, t);
+        let qh = self.add(r, w);
+        let d = self.sub(r, qh);
+        let ql = self.add(d, w);
+        let s = self.pow2(ks, 0);
+        let one = self.f(1.0);
+        let t1 = self.sub(s, one);
+        let sq = self.mul(s, qh);
+        let hi = self.add(t1, sq);
+        let d = self.sub(t1, hi);
+        let lo = self.add(d, sq);
+        let lo = self.fma(s, ql, lo);
+        (hi, lo)
+    }
+
+    fn expm1(&mut self, x: Value) -> Value {
+        let (lo, hi, top) = if self.single { (-18.0, 88.73, 100.0) } else { (-40.0, 709.79, 1000.0) };
+        let (ks, kf, r) = self.reduce_m1(x, Some(lo), Some(hi));
+        let q = self.expm1_poly(r);
+        // 2^1024 (2^128) is not a float: scale by 2^(k−1) there and double the result
+        let big = self.cmp_c(FloatCC::GreaterThan, kf, top);
+        let one = self.f(1.0);
+        let d = self.keep(big, one);
+        let ks = self.sub(ks, d);
+        let y = self.expm1_from(ks, q);
+        let f = self.add(one, d);
+        let y = self.mul(y, f);
+        self.or_sign(y, x)
+    }
+
+    // ---- log and log1p ----
+
+    /// ln x + corr (the correction added before e·ln2). With `special`, x ≤ 0, +inf and NaN
+    /// give ln's special values (corr ignored there); without, only positive finite x (or a
+    /// NaN that the caller propagates otherwise) may come in.
+    fn log_core(&mut self, x: Value, corr: Option<Value>, special: bool) -> Value {
+        let (bias, shift) = self.bias_shift();
+        let (scale, sqrt_half, ebits) = if self.single {
+            (24, (0.5f32.sqrt().to_bits()) as i64, (2f32.powi(23).to_bits()) as i64)
+        } else {
+            (54, (0.5f64.sqrt().to_bits()) as i64, (2f64.powi(52).to_bits()) as i64)
+        };
+        // subnormals (and zero) scaled into the normal range
+        let tiny = self.f2(f64::MIN_POSITIVE, f32::MIN_POSITIVE);
+        let sub = self.cmp(FloatCC::LessThan, x, tiny);
+        let xs = self.mul_c(x, 2f64.powi(scale));
+        let xn = self.sel(sub, xs, x);
+        let sf = self.f(scale as f64);
+        let adj = self.keep(sub, sf);
+        // x = 2^e·m, m in [√½, √2): ix = bits(x) − bits(√½) + bits(1) has e + bias above the
+        // mantissa and m − √½'s offset in it
+        let bits = self.bits(xn);
+        let one_bits = bias << shift;
+        let ix = self.iadd_c(bits, one_bits - sqrt_half);
+        let mant = self.i((1i64 << shift) - 1);
+        let mb = self.b.ins().band(ix, mant);
+        let mb = self.iadd_c(mb, sqrt_half);
+        let m = self.float(mb);
+        let eb = self.ushr(ix, shift);
+        let magic = self.i(ebits);
+        let eb = self.b.ins().bor(eb, magic);
+        let ef = self.float(eb);
+        let off = self.f(2f64.powi(shift as i32) + bias as f64);
+        let e = self.sub(ef, off);
+        let e = self.sub(e, adj);
+        // log m = f − s·(f − R), s = f/(2 + f), R = Σ 2z^k/(2k+1), z = s²
+        let one = self.f(1.0);
+        let f = self.sub(m, one);
+        let den = self.add_c(f, 2.0);
+        let s = self.div(f, den);
+        let z = self.mul(s, s);
+        let terms = if self.single { 5 } else { 11 };
+        let c: Vec<f64> = (1..=terms).map(|k| 2.0 / (2 * k + 1) as f64).collect();
+        let r = self.poly(z, &c);
+        let r = self.mul(r, z);
+        let t = self.sub(r, f);
+        let mut logm = self.fma(s, t, f);
+        if let Some(c) = corr {
+            logm = self.add(logm, c);
+        }
+        let lo = self.f2(LN2_LO, LN2_LO_F32);
+        let hi = self.f2(LN2_HI, LN2_HI_F32);
+        let y = self.fma(e, lo, logm);
+        let y = self.fma(e, hi, y);
+        if !special {
+            return y;
+        }
+        // 0 < x < +inf, else √x − 1/x²: −inf at ±0, +inf at +inf, NaN below 0 and at NaN
+        let h = self.mul_c(x, 0.5);
+        let ok = self.cmp(FloatCC::LessThan, h, x);
+        let r = self.sqrt(x);
+        let xx = self.mul(x, x);
+        let inv = self.div(one, xx);
+        let sp = self.sub(r, inv);
+        self.sel(ok, y, sp)
+    }
+
+    fn log(&mut self, x: Value) -> Value {
+        self.log_core(x, None, true)
+    }
+
+    /// (1 + x, the correction c/(1+x)) with c = x − ((1 + x) − 1) exact.
+    fn one_plus(&mut self, x: Value) -> (Value, Value) {
+        let one = self.f(1.0);
+        let u = self.add(one, x);
+        let um1 = self.sub(u, one);
+        let c = self.sub(x, um1);
+        let q = self.div(c, u);
+        (u, q)
+    }
+
+    fn log1p(&mut self, x: Value) -> Value {
+        let (u, q) = self.one_plus(x);
+        let y = self.log_core(u, Some(q), true);
+        self.or_sign(y, x)
+    }
+
+    // ---- composites ----
+
+    /// Overflow ends of sinh and cosh: e^a/2 stays finite up to 710.47… (89.41… in f32).
+    fn hyp_hi(&self) -> f64 {
+        if self.single {
+            90.0
+        } else {
+            711.0
+        }
+    }
+
+    /// e^a/2 = 2^(k−1)·e^r for a ≥ 0 from the reduction, given e^r − 1 (`m1`) or e^r: one
+    /// rounding, then an exact power of two (the two factors keep 2^1025 in range).
+    fn half_exp(&mut self, ks: Value, er: Value, m1: bool) -> Value {
+        let (bias, _) = self.bias_shift();
+        let s = self.pow2(ks, -1 - bias / 2);
+        let h = if m1 { self.fma(s, er, s) } else { self.mul(s, er) };
+        self.mul_c(h, 2f64.powi((bias / 2) as i32))
+    }
+
+    fn sinh(&mut self, x: Value) -> Value {
+        let a = self.abs(x);
+        let hi = self.hyp_hi();
+        let (ks, _, r) = self.reduce_m1(a, None, Some(hi));
+        let q = self.expm1_poly(r);
+        // a < 1: E = e^a − 1, sinh = (E + E/(E + 1))/2
+        let e = self.expm1_from(ks, q);
+        let e1 = self.add_c(e, 1.0);
+        let w = self.div(e, e1);
+        let s = self.add(e, w);
+        let small = self.mul_c(s, 0.5);
+        // a ≥ 1: h − 1/(4h), h = e^a/2
+        let h = self.half_exp(ks, q, true);
+        let qh = self.f(0.25);
+        let w = self.div(qh, h);
+        let large = self.sub(h, w);
+        let is_small = self.cmp_c(FloatCC::LessThan, a, 1.0);
+        let y = self.sel(is_small, small, large);
+        self.or_sign(y, x)
+    }
+
+    fn cosh(&mut self, x: Value) -> Value {
+        let a = self.abs(x);
+        let hi = self.hyp_hi();
+        let (ks, _, r) = self.reduce(a, None, Some(hi));
+        let p = self.exp_poly(r);
+        let h = self.half_exp(ks, p, false);
+        let qh = self.f(0.25);
+        let w = self.div(qh, h);
+        self.add(h, w)
+    }
+
+    fn tanh(&mut self, x: Value) -> Value {
+        let a = self.abs(x);
+        let a2 = self.add(a, a);
+        // tanh = 1 from 20 on (10 in f32)
+        let cap = if self.single { 20.0 } else { 40.0 };
+        let (ks, _, r) = self.reduce_m1(a2, None, Some(cap));
+        let q = self.expm1_poly(r);
+        let e = self.expm1_from(ks, q);
+        let den = self.add_c(e, 2.0);
+        let y = self.div(e, den);
+        self.or_sign(y, x)
+    }
+
+    /// Where log(2a) replaces log1p forms (the dropped terms are below half an ulp).
+    fn large_arg(&self) -> f64 {
+        if self.single {
+            4096.0
+        } else {
+            2f64.powi(28)
+        }
+    }
+
+    fn asinh(&mut self, x: Value) -> Value {
+        let a = self.abs(x);
+        let x2 = self.mul(a, a);
+        let s = self.add_c(x2, 1.0);
+        let w = self.sqrt(s);
+        let den = self.add_c(w, 1.0);
+        let q = self.div(x2, den);
+        let y = self.add(a, q);
+        let (u, c) = self.one_plus(y);
+        let lim = self.large_arg();
+        let large = self.cmp_c(FloatCC::GreaterThan, a, lim);
+        let u = self.sel(large, a, u);
+        let ln2 = self.f(std::f64::consts::LN_2);
+        let c = self.sel(large, ln2, c);
+        let y = self.log_core(u, Some(c), true);
+        self.or_sign(y, x)
+    }
+
+    fn atanh(&mut self, x: Value) -> Value {
+        let a = self.abs(x);
+        let den = self.rsub_c(1.0, a);
+        let num = self.add(a, a);
+        let q = self.div(num, den);
+        // a = 1: u = +inf and log's special value; a > 1: u < 0, NaN
+        let (u, c) = self.one_plus(q);
+        let l = self.log_core(u, Some(c), true);
+        let y = self.mul_c(l, 0.5);
+        self.or_sign(y, x)
+    }
+
+    fn sigmoid(&mut self, x: Value) -> Value {
+        let a = self.abs(x);
+        let na = self.b.ins().fneg(a);
+        let lo = if self.single { -104.0 } else { -746.0 };
+        let (ks, _, r) = self.reduce(na, Some(lo), None);
+        let p = self.exp_poly(r);
+        let (s1, s2) = self.pow2_halves(ks, 0);
+        let e = self.mul(p, s1);
+        let e = self.mul(e, s2);
+        let one = self.f(1.0);
+        let den = self.add(one, e);
+        let neg = self.cmp_c(FloatCC::LessThan, x, 0.0);
+        let num = self.sel(neg, e, one);
+        self.div(num, den)
+    }
+
+    fn softplus(&mut self, x: Value) -> Value {
+        let a = self.abs(x);
+        let na = self.b.ins().fneg(a);
+        let e = self.exp(na);
+        let (u, c) = self.one_plus(e);
+        // u in [1, 2]: no special values (NaN comes through m)
+        let l = self.log_core(u, Some(c), false);
+        let zero = self.f(0.0);
+        let neg = self.cmp(FloatCC::LessThan, x, zero);
+        let m = self.sel(neg, zero, x);
+        self.add(m, l)
+    }
+
+    fn logcosh(&mut self, x: Value) -> Value {
+        let a = self.abs(x);
+        // the large form needs e^−2a only while it matters next to a
+        let cap = if self.single { 12.0 } else { 40.0 };
+        let (ks, _, r) = self.reduce_m1(a, None, Some(cap));
+        let (e, el) = self.expm1_pair(ks, r);
+        let e1 = self.add_c(e, 1.0);
+        // a < 2: v = cosh a − 1 = E²/(2(E + 1)), E = e + el; else v = e^−2a = 1/(E + 1)²
+        let small = self.cmp_c(FloatCC::LessThan, a, 2.0);
+        let eel = self.mul(e, el);
+        let eel = self.add(eel, eel);
+        let ee = self.fma(e, e, eel);
+        let one = self.f(1.0);
+        let num = self.sel(small, ee, one);
+        let e1l = self.add(e1, el);
+        let d2 = self.add(e1l, e1l);
+        let dd = self.mul(e1, e1);
+        let den = self.sel(small, d2, dd);
+        let v = self.div(num, den);
+        let (u, c) = self.one_plus(v);
+        let l = self.log_core(u, Some(c), false);
+        // a − ln2 above 2 (NaN comes through here)
+        let ln2 = self.f(std::f64::consts::LN_2);
+        let al = self.sub(a, ln2);
+        let zero = self.f(0.0);
+        let off = self.sel(small, zero, al);
+        self.add(off, l)
+    }
+
+    fn logit(&mut self, p: Value) -> Value {
+        let one = self.f(1.0);
+        let omp = self.sub(one, p);
+        let tp = self.add(p, p);
+        let n = self.sub(tp, one);
+        let n = self.abs(n);
+        let low = self.cmp_c(FloatCC::LessThan, p, 0.25);
+        let not_low = self.cmp_c(FloatCC::GreaterThanOrEqual, p, 0.25);
+        let below_half = self.cmp_c(FloatCC::LessThan, p, 0.5);
+        let mid = self.and(below_half, not_low);
+        // low: u = p/(1 − p); mid: 1 + (1 − 2p)/p, negated; high: 1 + (2p − 1)/(1 − p)
+        let num = self.sel(low, p, n);
+        let den = self.sel(mid, p, omp);
+        let v = self.div(num, den);
+        let (u1, c) = self.one_plus(v);
+        let u = self.sel(low, v, u1);
+        let c = self.keep(not_low, c);
+        let y = self.log_core(u, Some(c), true);
+        let m0 = self.f(-0.0);
+        let flip = self.keep(mid, m0);
+        self.b.ins().bxor(y, flip)
+    }
+
+    fn acosh(&mut self, x: Value) -> Value {
+        // log1p(t + √(t(t + 2))), t = x − 1 exact near 1; x < 1 gives √ of a negative
+        let one = self.f(1.0);
+        let t = self.sub(x, one);
+        let t2 = self.add_c(t, 2.0);
+        let p = self.mul(t, t2);
+        let w = self.sqrt(p);
+        let y = self.add(t, w);
+        let (u, c) = self.one_plus(y);
+        let lim = self.large_arg();
+        let large = self.cmp_c(FloatCC::GreaterThan, x, lim);
+        let u = self.sel(large, x, u);
+        let ln2 = self.f(std::f64::consts::LN_2);
+        let c = self.sel(large, ln2, c);
+        self.log_core(u, Some(c), true)
+    }
+
+    fn cbrt(&mut self, x: Value) -> Value {
+        let (bias, shift) = self.bias_shift();
+        // |x| = 2^e·m, m in [1, 2) (subnormals scaled by 2^54, 2^24 in f32: multiples of 3)
+        let a = self.abs(x);
+        let (scale, ebits, offset) =
+            if self.single { (24, 2f32.powi(23).to_bits() as i64, 60) } else { (54, 2f64.powi(52).to_bits() as i64, 400) };
+        let tiny = self.f2(f64::MIN_POSITIVE, f32::MIN_POSITIVE);
+        let sub = self.cmp(FloatCC::LessThan, a, tiny);
+        let scaled = self.mul_c(a, 2f64.powi(scale));
+        let an = self.sel(sub, scaled, a);
+        let sf = self.f(scale as f64);
+        let adj = self.keep(sub, sf);
+        let bits = self.bits(an);
+        let mant = self.i((1i64 << shift) - 1);
+        let mb = self.b.ins().band(bits, mant);
+        let one_bits = self.i(bias << shift);
+        let mb = self.b.ins().bor(mb, one_bits);
+        let m = self.float(mb);
+        let eb = self.ushr(bits, shift);
+        let magic_e = self.i(ebits);
+        let eb = self.b.ins().bor(eb, magic_e);
+        let ef = self.float(eb);
+        // g = e + 3·offset > 0 (biased exponent as a float, rebiased), g = 3q + r
+        let off = self.f(2f64.powi(shift as i32) + (bias - 3 * offset) as f64);
+        let g = self.sub(ef, off);
+        let g = self.sub(g, adj);
+        // q = floor(g/3) = nearest((g − 1)/3), and its bits through the shift 1.5·2^52
+        let g1 = self.add_c(g, -1.0);
+        let third = self.f(1.0 / 3.0);
+        let magic = self.f2(1.5 * 2f64.powi(52), 1.5 * 2f32.powi(23));
+        let qs = self.fma(g1, third, magic);
+        let qf = self.sub(qs, magic);
+        let m3 = self.f(-3.0);
+        let r = self.fma(qf, m3, g);
+        // y = 2^r·m in [1, 8) exactly (2^r = 1 + r(r + 1)/2 for r in 0, 1, 2)
+        let half = self.f(0.5);
+        let h = self.fma(r, half, half);
+        let one = self.f(1.0);
+        let p2 = self.fma(r, h, one);
+        let y = self.mul(m, p2);
+        // first guess: cbrt m times 2^(r/3) interpolated, then one Halley step
+        // c ← c + c·(y − c³)/(2c³ + y), whose error is cubic in the guess's
+        let c0 = if self.single { &CBRT_F32[..] } else { &CBRT_F64[..] };
+        let c = self.poly(m, c0);
+        let k = self.poly(r, &[1.0, 0.2261415738056466, 0.03377947608922657]);
+        let c = self.mul(c, k);
+        let c2 = self.mul(c, c);
+        let c3 = self.mul(c, c2);
+        let d = self.sub(y, c3);
+        let two = self.f(2.0);
+        let den = self.fma(c3, two, y);
+        let t = self.div(d, den);
+        let c = self.fma(c, t, c);
+        // times 2^(q − offset)
+        let s = self.pow2(qs, -offset);
+        let c = self.mul(c, s);
+        let c = self.or_sign(c, x);
+        // ±0, ±inf, NaN: x itself
+        let ha = self.mul(a, half);
+        let ok = self.cmp(FloatCC::LessThan, ha, a);
+        self.sel(ok, c, x)
+    }
+
+    fn atan(&mut self, x: Value) -> Value {
+        // atan a = π/2 + atan(−1/a) above tan(3π/8), π/4 + atan((a − 1)/(a + 1)) above
+        // tan(π/8): |t| ≤ tan(π/8)
+        let a = self.abs(x);
+        let big = self.cmp_c(FloatCC::GreaterThan, a, 2.414213562373095);
+        let mid = self.cmp_c(FloatCC::GreaterThan, a, 0.41421356237309503);
+        let one = self.f(1.0);
+        let am1 = self.sub(a, one);
+        let ap1 = self.add(a, one);
+        let m1 = self.f(-1.0);
+        let num = self.sel(mid, am1, a);
+        let num = self.sel(big, m1, num);
+        let den = self.sel(mid, ap1, one);
+        let den = self.sel(big, a, den);
+        let t = self.div(num, den);
+        let (p2, p4) = if self.single { (PIO2_HL_F32.map(f64::from), PIO4_HL_F32.map(f64::from)) } else { (PIO2_HL, PIO4_HL) };
+        let y0 = self.f(p4[0]);
+        let y0 = self.keep(mid, y0);
+        let b0 = self.f(p2[0]);
+        let y0 = self.sel(big, b0, y0);
+        let y1 = self.f(p4[1]);
+        let y1 = self.keep(mid, y1);
+        let b1 = self.f(p2[1]);
+        let y1 = self.sel(big, b1, y1);
+        let z = self.mul(t, t);
+        let c = if self.single { &ATAN_F32[..] } else { &ATAN_F64[..] };
+        let p = self.poly(z, c);
+        let tz = self.mul(t, z);
+        let w = self.fma(tz, p, y1);
+        let w = self.add(t, w);
+        let y = self.add(y0, w);
+        self.or_sign(y, x)
+    }
+
+    /// Largest |x| for sin, cos and tan (NaN beyond): 2^30 (2^17 in f32), where the
+    /// three-part π/2 still leaves the reduced argument accurate to 2^-60 (2^-29).
+    fn trig_limit(&self) -> f64 {
+        if self.single {
+            131072.0
+        } else {
+            1073741824.0
+        }
+    }
+
+    /// |x| = k·π/2 + r, |r| ≤ π/4 (Cody–Waite, three parts of π/2, fused): returns (sin r,
+    /// cos r, the bits of k + 1.5·2^52 whose low bits hold k). NaN beyond the limit.
+    fn trig_reduce(&mut self, a: Value) -> (Value, Value, Value) {
+        let lim = self.trig_limit();
+        let over = self.cmp_c(FloatCC::GreaterThan, a, lim);
+        let nan = self.f(f64::NAN);
+        let a = self.sel(over, nan, a);
+        let magic = self.f2(1.5 * 2f64.powi(52), 1.5 * 2f32.powi(23));
+        let two_pi = self.f(std::f64::consts::FRAC_2_PI);
+        let ks = self.fma(a, two_pi, magic);
+        let kf = self.sub(ks, magic);
+        let parts = if self.single { PIO2_F32.map(f64::from) } else { PIO2 };
+        let mut r = a;
+        for p in parts {
+            let p = self.f(-p);
+            r = self.fma(kf, p, r);
+        }
+        let z = self.mul(r, r);
+        // sin r = r + r·z·S(z)
+        let cs = if self.single { &SIN_F32[..] } else { &SIN_F64[..] };
+        let sp = self.poly(z, cs);
+        let rz = self.mul(r, z);
+        let sin = self.fma(rz, sp, r);
+        // cos r = w + ((1 − w) − z/2 + z²·C(z)), w = 1 − z/2 (its rounding error recovered)
+        let cc = if self.single { &COS_F32[..] } else { &COS_F64[..] };
+        let cp = self.poly(z, cc);
+        let h = self.mul_c(z, 0.5);
+        let one = self.f(1.0);
+        let w = self.sub(one, h);
+        let e = self.sub(one, w);
+        let e = self.sub(e, h);
+        let zz = self.mul(z, z);
+        let e = self.fma(zz, cp, e);
+        let cos = self.add(w, e);
+        let kb = self.bits(ks);
+        (sin, cos, kb)
+    }
+
+    /// The mask of lanes whose k (low bits `kb`) has bit 0 set.
+    fn odd(&mut self, kb: Value) -> Mask {
+        let one = self.i(1);
+        let k1 = self.b.ins().band(kb, one);
+        if self.vector {
+            let m = self.b.ins().ineg(k1);
+            Mask(self.float(m))
+        } else {
+            Mask(k1)
+        }
+    }
+
+    /// The sign bit (as a float of that bit alone) of k's bit 1.
+    fn quadrant_sign(&mut self, kb: Value) -> Value {
+        let width = if self.single { 32 } else { 64 };
+        let two = self.i(2);
+        let k2 = self.b.ins().band(kb, two);
+        let s = self.shl(k2, width - 2);
+        self.float(s)
+    }
+
+    /// sin (cos) of x: sin r, cos r, −sin r, −cos r by the quadrant k (k + 1 for cos).
+    fn sin_cos(&mut self, x: Value, cos: bool) -> Value {
+        let a = self.abs(x);
+        let (s, c, kb) = self.trig_reduce(a);
+        let kb = if cos { self.iadd_c(kb, 1) } else { kb };
+        let odd = self.odd(kb);
+        let y = self.sel(odd, c, s);
+        let sign = self.quadrant_sign(kb);
+        let y = self.b.ins().bxor(y, sign);
+        if cos {
+            return y;
+        }
+        // sin is odd: computed on |x|, the sign of x applied (also to −0)
+        let m = self.f(-0.0);
+        let sx = self.b.ins().band(x, m);
+        self.b.ins().bxor(y, sx)
+    }
+
+    fn sin(&mut self, x: Value) -> Value {
+        self.sin_cos(x, false)
+    }
+
+    fn cos(&mut self, x: Value) -> Value {
+        self.sin_cos(x, true)
+    }
+
+    fn tan(&mut self, x: Value) -> Value {
+        // sin r/cos r, or −cos r/sin r in odd quadrants; odd in x
+        let a = self.abs(x);
+        let (s, c, kb) = self.trig_reduce(a);
+        let odd = self.odd(kb);
+        let num = self.sel(odd, c, s);
+        let den = self.sel(odd, s, c);
+        let y = self.div(num, den);
+        let m = self.f(-0.0);
+        let flip = self.keep(odd, m);
+        let sx = self.b.ins().band(x, m);
+        let flip = self.b.ins().bxor(flip, sx);
+        self.b.ins().bxor(y, flip)
+    }
+
+    fn sign(&mut self, x: Value) -> Value {
+        let zero = self.f(0.0);
+        let one = self.f(1.0);
+        let m1 = self.f(-1.0);
+        let gt = self.cmp(FloatCC::GreaterThan, x, zero);
+        let lt = self.cmp(FloatCC::LessThan, x, zero);
+        let y = self.sel(gt, one, x);
+        self.sel(lt, m1, y)
+    }
 }
 
-/// e^x − 1 (f64).
-pub fn expm1(b: &mut FunctionBuilder, x: Value) -> Value {
-    // |x| < 1: the polynomial directly (degree 20: truncation below 2^-64 relative)
-    let small = expm1_poly(b, x, 20);
-    // otherwise: x = k ln2 + r, e^x − 1 = 2^k q + (2^k − 1), q = e^r − 1
-    let (k, r) = reduce(b, x, -60.0, 700.0);
-    let q = expm1_poly(b, r, 14);
-    let ki = b.ins().fcvt_to_sint_sat(types::I64, k);
-    let s = pow2(b, ki);
-    let one = c(b, 1.0);
-    let sm1 = b.ins().fsub(s, one);
-    let big = b.ins().fma(s, q, sm1);
-    let ax = b.ins().fabs(x);
-    let is_small = b.ins().fcmp(FloatCC::LessThan, ax, one);
-    let y = b.ins().select(is_small, small, big);
-    // far ends: e^x above 700, -1 below -50; NaN kept
-    let e = exp(b, x);
-    let em1 = b.ins().fsub(e, one);
-    let hi = c(b, 700.0);
-    let is_big = b.ins().fcmp(FloatCC::GreaterThan, x, hi);
-    let y = b.ins().select(is_big, em1, y);
-    let m50 = c(b, -50.0);
-    let minus_one = c(b, -1.0);
-    let is_neg = b.ins().fcmp(FloatCC::LessThan, x, m50);
-    let y = b.ins().select(is_neg, minus_one, y);
-    let is_nan = b.ins().fcmp(FloatCC::Unordered, x, x);
-    b.ins().select(is_nan, x, y)
+/// 1/n!.
+fn inv_factorial(n: usize) -> f64 {
+    1.0 / (1..=n).map(|i| i as f64).product::<f64>()
 }
 
-/// log(1 + x) (f64).
-pub fn log1p(b: &mut FunctionBuilder, x: Value) -> Value {
-    let one = c(b, 1.0);
-    let u = b.ins().fadd(one, x);
-    let um1 = b.ins().fsub(u, one);
-    let corr = b.ins().fsub(x, um1);
-    let lu = log(b, u);
-    let q = b.ins().fdiv(corr, u);
-    let y = b.ins().fadd(lu, q);
-    // log(u) handles u = 0 (-inf), u < 0 (NaN), +inf and NaN; keep those as they are
-    let fin = b.ins().fcmp(FloatCC::Ordered, q, q);
-    let zero = c(b, 0.0);
-    let upos = b.ins().fcmp(FloatCC::GreaterThan, u, zero);
-    let inf = c(b, f64::INFINITY);
-    let ufin = b.ins().fcmp(FloatCC::LessThan, u, inf);
-    let ok = b.ins().band(fin, upos);
-    let ok = b.ins().band(ok, ufin);
-    b.ins().select(ok, y, lu)
+macro_rules! public {
+    ($($(#[$doc:meta])* $name:ident;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(b: &mut FunctionBuilder, x: Value) -> Value {
+                V::new(b, x).$name(x)
+            }
+        )*
+    };
 }
 
-fn select_sign(b: &mut FunctionBuilder, x: Value, y: Value) -> Value {
-    // copysign(y, x) for y >= 0, keeping NaN
-    let zero = c(b, 0.0);
-    let neg = b.ins().fcmp(FloatCC::LessThan, x, zero);
-    let ny = b.ins().fneg(y);
-    b.ins().select(neg, ny, y)
-}
-
-/// sinh x.
-pub fn sinh(b: &mut FunctionBuilder, x: Value) -> Value {
-    let p = expm1(b, x);
-    let nx = b.ins().fneg(x);
-    let m = expm1(b, nx);
-    let d = b.ins().fsub(p, m);
-    let half = c(b, 0.5);
-    b.ins().fmul(d, half)
-}
-
-/// cosh x.
-pub fn cosh(b: &mut FunctionBuilder, x: Value) -> Value {
-    let ax = b.ins().fabs(x);
-    let e = exp(b, ax);
-    let ne = b.ins().fneg(ax);
-    let f = exp(b, ne);
-    let s = b.ins().fadd(e, f);
-    let half = c(b, 0.5);
-    b.ins().fmul(s, half)
-}
-
-/// tanh x.
-pub fn tanh(b: &mut FunctionBuilder, x: Value) -> Value {
-    let ax = b.ins().fabs(x);
-    let two = c(b, 2.0);
-    let tx = b.ins().fmul(ax, two);
-    let cap = c(b, 40.0);
-    let tx = b.ins().fmin(tx, cap);
-    let t = expm1(b, tx);
-    let den = b.ins().fadd(t, two);
-    let y = b.ins().fdiv(t, den);
-    let y = select_sign(b, x, y);
-    let is_nan = b.ins().fcmp(FloatCC::Unordered, x, x);
-    b.ins().select(is_nan, x, y)
-}
-
-/// asinh x.
-pub fn asinh(b: &mut FunctionBuilder, x: Value) -> Value {
-    let ax = b.ins().fabs(x);
-    let one = c(b, 1.0);
-    let x2 = b.ins().fmul(ax, ax);
-    let s = b.ins().fadd(one, x2);
-    let r = b.ins().sqrt(s);
-    let den = b.ins().fadd(one, r);
-    let q = b.ins().fdiv(x2, den);
-    let arg = b.ins().fadd(ax, q);
-    let small = log1p(b, arg);
-    let lx = log(b, ax);
-    let ln2 = c(b, std::f64::consts::LN_2);
-    let large = b.ins().fadd(lx, ln2);
-    let lim = c(b, 2f64.powi(28));
-    let is_large = b.ins().fcmp(FloatCC::GreaterThan, ax, lim);
-    let y = b.ins().select(is_large, large, small);
-    let y = select_sign(b, x, y);
-    let is_nan = b.ins().fcmp(FloatCC::Unordered, x, x);
-    b.ins().select(is_nan, x, y)
-}
-
-/// atanh x.
-pub fn atanh(b: &mut FunctionBuilder, x: Value) -> Value {
-    let ax = b.ins().fabs(x);
-    let one = c(b, 1.0);
-    let two = c(b, 2.0);
-    let half = c(b, 0.5);
-    let den = b.ins().fsub(one, ax);
-    let num = b.ins().fmul(ax, two);
-    let q = b.ins().fdiv(num, den);
-    let l = log1p(b, q);
-    let y = b.ins().fmul(l, half);
-    let y = select_sign(b, x, y);
-    // |x| > 1: NaN (log1p of a negative below -1 gives NaN already); NaN kept
-    let is_nan = b.ins().fcmp(FloatCC::Unordered, x, x);
-    b.ins().select(is_nan, x, y)
-}
-
-/// 1/(1 + e^−x).
-pub fn sigmoid(b: &mut FunctionBuilder, x: Value) -> Value {
-    let ax = b.ins().fabs(x);
-    let nax = b.ins().fneg(ax);
-    let e = exp(b, nax);
-    let one = c(b, 1.0);
-    let den = b.ins().fadd(one, e);
-    let pos = b.ins().fdiv(one, den);
-    let neg = b.ins().fdiv(e, den);
-    let zero = c(b, 0.0);
-    let is_neg = b.ins().fcmp(FloatCC::LessThan, x, zero);
-    let y = b.ins().select(is_neg, neg, pos);
-    let is_nan = b.ins().fcmp(FloatCC::Unordered, x, x);
-    b.ins().select(is_nan, x, y)
-}
-
-/// log(1 + e^x).
-pub fn softplus(b: &mut FunctionBuilder, x: Value) -> Value {
-    let ax = b.ins().fabs(x);
-    let nax = b.ins().fneg(ax);
-    let e = exp(b, nax);
-    let l = log1p(b, e);
-    let zero = c(b, 0.0);
-    let m = b.ins().fmax(x, zero);
-    let y = b.ins().fadd(m, l);
-    let is_nan = b.ins().fcmp(FloatCC::Unordered, x, x);
-    b.ins().select(is_nan, x, y)
-}
-
-/// log cosh x.
-pub fn logcosh(b: &mut FunctionBuilder, x: Value) -> Value {
-    let ax = b.ins().fabs(x);
-    // large: |x| + log1p(expm1(−2|x|)/2)
-    let m2 = c(b, -2.0);
-    let t = b.ins().fmul(ax, m2);
-    let floor = c(b, -800.0);
-    let t = b.ins().fmax(t, floor);
-    let em = expm1(b, t);
-    let half = c(b, 0.5);
-    let h = b.ins().fmul(em, half);
-    let l = log1p(b, h);
-    let large = b.ins().fadd(ax, l);
-    // small: log1p(2 sinh(|x|/2)^2)
-    let hx = b.ins().fmul(ax, half);
-    let sh = sinh(b, hx);
-    let sh2 = b.ins().fmul(sh, sh);
-    let two = c(b, 2.0);
-    let q = b.ins().fmul(sh2, two);
-    let small = log1p(b, q);
-    let two_c = c(b, 2.0);
-    let is_small = b.ins().fcmp(FloatCC::LessThan, ax, two_c);
-    let y = b.ins().select(is_small, small, large);
-    let is_nan = b.ins().fcmp(FloatCC::Unordered, x, x);
-    b.ins().select(is_nan, x, y)
-}
-
-/// log(p/(1 − p)), as runtime::math::logit (exact differences near ½).
-pub fn logit(b: &mut FunctionBuilder, p: Value) -> Value {
-    let quarter = c(b, 0.25);
-    let half = c(b, 0.5);
-    let one = c(b, 1.0);
-    let two = c(b, 2.0);
-    // p < 1/4
-    let lp = log(b, p);
-    let np = b.ins().fneg(p);
-    let l1 = log1p(b, np);
-    let low = b.ins().fsub(lp, l1);
-    // 1/4 <= p < 1/2: -log1p((1 - 2p)/p)
-    let tp = b.ins().fmul(p, two);
-    let omt = b.ins().fsub(one, tp);
-    let q = b.ins().fdiv(omt, p);
-    let lq = log1p(b, q);
-    let mid = b.ins().fneg(lq);
-    // p >= 1/2: log1p((2p - 1)/(1 - p))
-    let tpm = b.ins().fsub(tp, one);
-    let om = b.ins().fsub(one, p);
-    let r = b.ins().fdiv(tpm, om);
-    let high = log1p(b, r);
-    let is_mid = b.ins().fcmp(FloatCC::LessThan, p, half);
-    let y = b.ins().select(is_mid, mid, high);
-    let is_low = b.ins().fcmp(FloatCC::LessThan, p, quarter);
-    b.ins().select(is_low, low, y)
-}
-
-/// sign x (−1, 0 or 1; NaN kept).
-pub fn sign(b: &mut FunctionBuilder, x: Value) -> Value {
-    let zero = c(b, 0.0);
-    let one = c(b, 1.0);
-    let m1 = c(b, -1.0);
-    let gt = b.ins().fcmp(FloatCC::GreaterThan, x, zero);
-    let lt = b.ins().fcmp(FloatCC::LessThan, x, zero);
-    let y = b.ins().select(gt, one, x);
-    b.ins().select(lt, m1, y)
+public! {
+    /// e^x.
+    exp;
+    /// ln x.
+    log;
+    /// e^x − 1.
+    expm1;
+    /// ln(1 + x).
+    log1p;
+    /// sinh x.
+    sinh;
+    /// cosh x.
+    cosh;
+    /// tanh x.
+    tanh;
+    /// asinh x.
+    asinh;
+    /// atanh x.
+    atanh;
+    /// 1/(1 + e^−x).
+    sigmoid;
+    /// ln(1 + e^x).
+    softplus;
+    /// ln cosh x.
+    logcosh;
+    /// ln(p/(1 − p)) (exact differences near ½).
+    logit;
+    /// sign x: −1, ±0 or 1; NaN kept.
+    sign;
+    /// acosh x (x ≥ 1).
+    acosh;
+    /// ∛x.
+    cbrt;
+    /// atan x.
+    atan;
+    /// sin x (NaN for |x| > 2^30, 2^17 in f32).
+    sin;
+    /// cos x (NaN for |x| > 2^30, 2^17 in f32).
+    cos;
+    /// tan x (NaN for |x| > 2^30, 2^17 in f32).
+    tan;
 }
 
 /// The inline version of an op, when there is one.
@@ -415,6 +1051,12 @@ pub fn function(op: &crate::ir::Math) -> Option<fn(&mut FunctionBuilder, Value) 
         Math::LogCosh(_) => logcosh,
         Math::Logit(_) => logit,
         Math::Sign(_) => sign,
+        Math::Acosh(_) => acosh,
+        Math::Cbrt(_) => cbrt,
+        Math::Atan(_) => atan,
+        Math::Sin(_) => sin,
+        Math::Cos(_) => cos,
+        Math::Tan(_) => tan,
         _ => return None,
     })
 }

@@ -147,8 +147,14 @@ pub fn apply(node: &Math, args: &[&BigFloat], p: usize, cc: &mut Consts) -> BigF
             }
         }
         Math::LogCosh(_) => {
-            // |a| - log 2 + log1p(e^(-2|a|))
             let m = a.abs();
+            if m.cmp(&one) == Some(-1) {
+                // log1p(2 sinh²(a/2)): no cancellation for small |a| (the form below loses
+                // 2·|log2 a| bits, all of them below 2^-64)
+                let s = m.div(&two, p, RM).sinh(p, RM, cc);
+                return log1p(&s.mul(&s, p, RM).mul(&two, p, RM), p, cc);
+            }
+            // |a| - log 2 + log1p(e^(-2|a|))
             let e = m.mul(&two, p, RM).neg().exp(p, RM, cc);
             let ln2 = cc.ln_2(p, RM);
             m.sub(&ln2, p, RM).add(&log1p(&e, p, cc), p, RM)

@@ -118,9 +118,10 @@ pub enum Command {
         /// The flow's parameters (safetensors).
         #[arg(long = "params", value_name = "FILE")]
         params_file: Option<PathBuf>,
-        /// Compute transcendental functions inline instead of calling libm.
-        #[arg(long)]
-        inline_math: bool,
+        /// How transcendental functions are computed: `inline` vector code, `call` one compiled
+        /// copy per function, or `libm` lane by lane.
+        #[arg(long, value_enum, default_value = "call")]
+        math: MathMode,
     },
     /// Print generated code: the backend-neutral kernels or Cranelift IR.
     Emit {
@@ -184,6 +185,23 @@ impl Precision {
         match self {
             Precision::F32 => Float::F32,
             Precision::F64 => Float::F64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MathMode {
+    Inline,
+    Call,
+    Libm,
+}
+
+impl MathMode {
+    pub fn options(self) -> Options {
+        match self {
+            MathMode::Inline => Options { inline_math: true, outline: false },
+            MathMode::Call => Options { inline_math: true, outline: true },
+            MathMode::Libm => Options { inline_math: false, outline: false },
         }
     }
 }
@@ -341,14 +359,14 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
             }
             Ok(String::new())
         }
-        Command::Bench { file, name, rows, params, params_file, inline_math } => {
+        Command::Bench { file, name, rows, params, params_file, math } => {
             let (_, m, d) = load(&file, fuse)?;
             match name {
                 Some(name) => {
                     check_flow(&m, &d, &name, &file)?;
-                    bench(&d, &name, rows, params_file.as_deref(), &params, Options { inline_math, outline: false })
+                    bench(&d, &name, rows, params_file.as_deref(), &params, math.options())
                 }
-                None => compile_times(&d, Options { inline_math, outline: false }),
+                None => compile_times(&d, math.options()),
             }
         }
         Command::Emit { file, name, target, precision } => {

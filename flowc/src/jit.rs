@@ -106,13 +106,20 @@ pub fn compile(k: &Kernel, prec: Float) -> Result<Compiled, Unsupported> {
 /// Compiles one kernel.
 pub fn compile_with(k: &Kernel, prec: Float, opts: Options) -> Result<Compiled, Unsupported> {
     let start = Instant::now();
-    let mut builder = JITBuilder::with_flags(&[("opt_level", if std::env::var("FLOWC_OPT").as_deref() == Ok("none") { "none" } else { "speed" })], default_libcall_names()).map_err(|e| Unsupported(e.to_string()))?;
+    let mut builder = JITBuilder::with_flags(
+        &[("opt_level", if std::env::var("FLOWC_OPT").as_deref() == Ok("none") { "none" } else { "speed" })],
+        default_libcall_names(),
+    )
+    .map_err(|e| Unsupported(e.to_string()))?;
     for op in all_ops() {
         for f32 in [false, true] {
             if let Some((name, ptr, _)) = host::function(&op, f32) {
                 builder.symbol(name, ptr);
             }
         }
+    }
+    for (name, ptr) in host::support() {
+        builder.symbol(name, ptr);
     }
     let mut module = JITModule::new(builder);
     let mut ctx = module.make_context();

@@ -59,6 +59,17 @@ pub enum Inst {
     Const(f64),
     /// A scalar op of the IR (its children replaced by values).
     Op(Math, Vec<Value>),
+    /// W·inputs for the weight matrix W ([outputs, inputs] row-major) at `weight` in the
+    /// parameter buffer; with `mask`, the MADE-masked entries are zero. A tuple of `outputs`
+    /// values, read with [`Inst::Part`]. Backends may compute it for many rows at once (GEMM).
+    Dense {
+        inputs: Vec<Value>,
+        weight: usize,
+        outputs: usize,
+        mask: Option<MadeMask>,
+    },
+    /// Entry `1` of the [`Inst::Dense`] value `0`.
+    Part(Value, usize),
     /// The x in `domain` with f(x) = y, by the bracketed root-find: `f` and its derivative
     /// are sub-programs of one input (instruction `Input(0)`), sharing this kernel's params.
     RootFind {
@@ -68,6 +79,31 @@ pub enum Inst {
         domain: Interval,
         increasing: bool,
     },
+}
+
+/// The MADE mask of linear layer `layer` of `layers` in a network on `dim` inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MadeMask {
+    pub layer: usize,
+    pub layers: usize,
+    pub dim: usize,
+}
+
+impl MadeMask {
+    pub fn connected(&self, out: usize, inp: usize) -> bool {
+        made_connected(self.layer, self.layers, out, inp, self.dim)
+    }
+}
+
+/// The arguments of an instruction (the values it reads).
+pub fn args_of(inst: &Inst) -> Vec<Value> {
+    match inst {
+        Inst::Op(_, args) => args.clone(),
+        Inst::RootFind { y, .. } => vec![*y],
+        Inst::Dense { inputs, .. } => inputs.clone(),
+        Inst::Part(d, _) => vec![*d],
+        _ => vec![],
+    }
 }
 
 /// A sub-program of one input (`Input(0)`) and the value it returns.
@@ -436,7 +472,7 @@ fn structural(
                 let theta = conditioned(em, &mut ne, l, i, n)?;
                 let (v, ld) = apply_conditioned(em, b, l, &theta, cur[i], forward)?;
                 if sequential {
-                    ne.inputs[i] = Some(v);
+                    ne.set_input(i, v);
                 }
                 cur[i] = v;
                 lds[i].push(ld);
@@ -445,6 +481,9 @@ fn structural(
     }
     Ok(())
 }
+
+/// Networks up to this many multiply-adds are emitted unit by unit in sequential directions.
+const MAX_UNIT_BY_UNIT: usize = 4096;
 
 /// A conditioner network emitted on demand: a unit is emitted when first needed, from the
 /// units it is connected to (MADE masks are structural: masked weights are never read).
@@ -455,6 +494,12 @@ struct NetEmitter<'a> {
     layers: Vec<(usize, usize, usize, usize)>,
     inputs: Vec<Option<Value>>,
     units: Vec<Vec<Option<Value>>>,
+    /// Whole layers as [`Inst::Dense`]. Otherwise unit by unit, each when first needed: in a
+    /// sequential direction that is one network evaluation in all, but the code grows with
+    /// the network, so it is used for small networks only; larger ones are evaluated whole at
+    /// each step, unknown inputs as 0 (the mask makes them irrelevant), as other libraries do.
+    dense: bool,
+    dense_of: Vec<Option<Value>>,
 }
 
 impl<'a> NetEmitter<'a> {
@@ -466,7 +511,20 @@ impl<'a> NetEmitter<'a> {
             layers.push((w, b, o, i));
         }
         let units = layers.iter().map(|(_, _, o, _)| vec![None; *o]).collect();
-        Ok(NetEmitter { net, dim, layers, inputs, units })
+        let macs: usize = layers.iter().map(|(_, _, o, i)| o * i).sum();
+        let dense = inputs.iter().all(|v| v.is_some()) || macs > MAX_UNIT_BY_UNIT;
+        let dense_of = vec![None; layers.len()];
+        Ok(NetEmitter { net, dim, layers, inputs, units, dense, dense_of })
+    }
+
+    /// A network input became known (sequential directions): whole-layer products computed
+    /// before it are stale.
+    fn set_input(&mut self, i: usize, v: Value) {
+        self.inputs[i] = Some(v);
+        if self.dense {
+            self.dense_of.iter_mut().for_each(|d| *d = None);
+            self.units.iter_mut().for_each(|u| u.iter_mut().for_each(|x| *x = None));
+        }
     }
 
     /// Unit `u` of linear layer `j` (after its activation, except for the last layer).
@@ -474,9 +532,25 @@ impl<'a> NetEmitter<'a> {
         if let Some(v) = self.units[j][u] {
             return Ok(v);
         }
-        let (w, b, _, ins) = self.layers[j];
+        let (w, b, outs, ins) = self.layers[j];
         let mut acc = em.push(Inst::Param(b + u));
-        for v in 0..ins {
+        if self.dense {
+            let d = match self.dense_of[j] {
+                Some(d) => d,
+                None => {
+                    let inputs: Vec<Value> = (0..ins)
+                        .map(|v| if j == 0 { Ok(self.inputs[v].unwrap_or_else(|| em.num(0.0))) } else { self.unit(em, j - 1, v) })
+                        .collect::<Result<_, String>>()?;
+                    let mask = self.net.made.then_some(MadeMask { layer: j, layers: self.layers.len(), dim: self.dim });
+                    let d = em.push(Inst::Dense { inputs, weight: w, outputs: outs, mask });
+                    self.dense_of[j] = Some(d);
+                    d
+                }
+            };
+            let part = em.push(Inst::Part(d, u));
+            acc = em.op(Math::Add([Id::from(0usize), Id::from(0usize)]), vec![part, acc]);
+        }
+        for v in 0..if self.dense { 0 } else { ins } {
             if self.net.made && !made_connected(j, self.layers.len(), u, v, self.dim) {
                 continue;
             }
@@ -659,11 +733,7 @@ fn schedule(body: Body, roots: &[Value], outputs: &[Value]) -> (Body, Vec<Value>
                 continue;
             }
             stack.push((j, true));
-            let args = match &body.insts[j] {
-                Inst::Op(_, a) => a.clone(),
-                Inst::RootFind { y, .. } => vec![*y],
-                _ => vec![],
-            };
+            let args = args_of(&body.insts[j]);
             for a in args.into_iter().rev() {
                 if new_index[a].is_none() {
                     stack.push((a, false));
@@ -679,6 +749,10 @@ fn schedule(body: Body, roots: &[Value], outputs: &[Value]) -> (Body, Vec<Value>
             Inst::RootFind { y, f, df, domain, increasing } => {
                 Inst::RootFind { y: remap(*y), f: f.clone(), df: df.clone(), domain: *domain, increasing: *increasing }
             }
+            Inst::Dense { inputs, weight, outputs, mask } => {
+                Inst::Dense { inputs: inputs.iter().map(|v| remap(*v)).collect(), weight: *weight, outputs: *outputs, mask: *mask }
+            }
+            Inst::Part(d, j) => Inst::Part(remap(*d), *j),
             other => other.clone(),
         })
         .collect();
@@ -703,10 +777,33 @@ pub fn lower(d: &Derivation) -> Result<Program, Diagnostics> {
     diags.into_result(Program { kernels })
 }
 
+/// W·x for a [`Inst::Dense`] (masked entries skipped), summed in input order.
+fn dense_f64(inputs: &[f64], w: &[f64], outputs: usize, mask: &Option<MadeMask>) -> Vec<f64> {
+    let n = inputs.len();
+    (0..outputs)
+        .map(|o| {
+            let mut acc = 0.0;
+            for (i, x) in inputs.iter().enumerate() {
+                if mask.map(|m| m.connected(o, i)).unwrap_or(true) {
+                    acc += w[o * n + i] * x;
+                }
+            }
+            acc
+        })
+        .collect()
+}
+
 fn run_insts(insts: &[Inst], inputs: &[f64], params: &[f64]) -> Vec<f64> {
     let mut vals: Vec<f64> = Vec::with_capacity(insts.len());
-    for inst in insts {
+    let mut tuples: HashMap<usize, Vec<f64>> = HashMap::new();
+    for (n, inst) in insts.iter().enumerate() {
         let v = match inst {
+            Inst::Dense { inputs: xs, weight, outputs, mask } => {
+                let x: Vec<f64> = xs.iter().map(|v| vals[*v]).collect();
+                tuples.insert(n, dense_f64(&x, &params[*weight..*weight + outputs * x.len()], *outputs, mask));
+                f64::NAN
+            }
+            Inst::Part(d, j) => tuples[d][*j],
             Inst::Input(i) => inputs[*i],
             Inst::Param(i) => params[*i],
             Inst::Const(c) => *c,
@@ -727,8 +824,27 @@ fn run_insts(insts: &[Inst], inputs: &[f64], params: &[f64]) -> Vec<f64> {
 
 fn run_insts_f32(insts: &[Inst], inputs: &[f32], params: &[f32]) -> Vec<f32> {
     let mut vals: Vec<f32> = Vec::with_capacity(insts.len());
-    for inst in insts {
+    let mut tuples: HashMap<usize, Vec<f32>> = HashMap::new();
+    for (n, inst) in insts.iter().enumerate() {
         let v = match inst {
+            Inst::Dense { inputs: xs, weight, outputs, mask } => {
+                let k = xs.len();
+                let w = &params[*weight..*weight + outputs * k];
+                let t: Vec<f32> = (0..*outputs)
+                    .map(|o| {
+                        let mut acc = 0.0f32;
+                        for (i, x) in xs.iter().enumerate() {
+                            if mask.map(|m| m.connected(o, i)).unwrap_or(true) {
+                                acc += w[o * k + i] * vals[*x];
+                            }
+                        }
+                        acc
+                    })
+                    .collect();
+                tuples.insert(n, t);
+                f32::NAN
+            }
+            Inst::Part(d, j) => tuples[d][*j],
             Inst::Input(i) => inputs[*i],
             Inst::Param(i) => params[*i],
             Inst::Const(c) => *c as f32,
@@ -780,6 +896,12 @@ fn write_insts(f: &mut fmt::Formatter<'_>, insts: &[Inst], indent: &str) -> fmt:
                 let a: Vec<String> = args.iter().map(|v| format!("v{v}")).collect();
                 writeln!(f, "{indent}v{n} = {} {}", m, a.join(" "))?
             }
+            Inst::Dense { inputs, weight, outputs, mask } => {
+                let a: Vec<String> = inputs.iter().map(|v| format!("v{v}")).collect();
+                let m = mask.map(|m| format!(" made({}/{}, {})", m.layer, m.layers, m.dim)).unwrap_or_default();
+                writeln!(f, "{indent}v{n} = dense [{outputs}x{}] params[{weight}..]{m} ({})", inputs.len(), a.join(" "))?
+            }
+            Inst::Part(d, j) => writeln!(f, "{indent}v{n} = part v{d} {j}")?,
             Inst::RootFind { y, f: fb, df, domain, increasing } => {
                 writeln!(f, "{indent}v{n} = rootfind v{y} on {domain} ({}) {{", if *increasing { "increasing" } else { "decreasing" })?;
                 writeln!(f, "{indent}  f (returns v{}):", fb.result)?;

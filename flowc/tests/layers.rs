@@ -32,6 +32,8 @@ flow nice(x: R^3) { base normal; coupling(mask = [1, 0, 1], bijector = shift, ne
 flow spline_like(x: R^3) { base normal; coupling(mask = [0, 1, 0], bijector = sas, net = mlp([5], sigmoid)); }
 flow maf(x: R^4) { base normal; autoregressive(bijector = maf_affine, net = made([7, 7], softplus)); reverse; autoregressive(bijector = sas, net = made([6], tanh)); }
 flow maf_relu(x: R^3) { base normal; autoregressive(bijector = maf_affine, net = made([8, 8], relu)); }
+flow maf_big(x: R^4) { base normal; autoregressive(bijector = maf_affine, net = made([70, 70], tanh)); }
+flow iaf_big(x: R^4) { base normal; inverse_autoregressive(bijector = maf_affine, net = made([70, 70], softplus)); }
 flow iaf(x: R^4) { base normal; inverse_autoregressive(bijector = maf_affine, net = made([5], tanh)); }
 flow maf1(x: R^4) { base normal; autoregressive(bijector = maf_affine, net = made([9, 9], tanh)); }
 flow iaf1(x: R^4) { base normal; inverse_autoregressive(bijector = maf_affine_inv, net = made([9, 9], tanh)); }

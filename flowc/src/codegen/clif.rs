@@ -7,7 +7,7 @@
 
 use super::host;
 use crate::ir::Math;
-use crate::lower::{Inst, Kernel};
+use crate::lower::{args_of, Inst, Kernel};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
     types, AbiParam, BlockArg, Endianness, FuncRef, Function, InstBuilder, MemFlagsData, Type, UserFuncName, Value,
@@ -220,6 +220,13 @@ pub fn emit<M: Module>(
     }
     // what the loop computes: everything else (parameters loaded there when `load_in_loop`)
     let in_loop: Vec<bool> = (0..count).map(|i| !invariant[i] || in_loop_param(i)).collect();
+    if k.body.insts.iter().any(|i| matches!(i, Inst::Dense { .. })) {
+        let io = TileIo { rows, n, params, out };
+        tiled(module, &mut b, &mut imports, k, prec, opts, io, &in_loop, vals)?;
+        b.seal_all_blocks();
+        b.finalize(module.target_config());
+        return Ok((id, imports.vmath.into_iter().map(|(op, id, _)| (op, id)).collect()));
+    }
     let last = b.ins().iadd_imm_s(n, -1);
     let zero = b.ins().iconst(types::I64, 0);
     b.ins().jump(header, &[BlockArg::Value(zero)]);
@@ -246,7 +253,7 @@ pub fn emit<M: Module>(
     // branch alone are emitted inside that branch
     let outside: Vec<Option<Value>> = (0..count).map(|i| if in_loop[i] { None } else { Some(zero) }).collect();
     let deferred = branch_sets(k, &outside);
-    let ctx = RowCtx { ty, vty, prec, opts, flags, in_rows, params };
+    let ctx = RowCtx { ty, vty, prec, opts, flags, in_rows, params, tile: None };
     for n_inst in 0..count {
         if in_loop[n_inst] && deferred[n_inst].is_none() {
             emit_inst(module, &mut b, &mut imports, &ctx, k, n_inst, &deferred, &mut vals)?;
@@ -433,6 +440,36 @@ struct RowCtx {
     /// The start of each lane's input row.
     in_rows: Vec<Value>,
     params: Value,
+    /// In a tiled kernel: where values from earlier segments and dense products live.
+    tile: Option<TileCtx>,
+}
+
+/// Rows per tile of a kernel with dense layers (a multiple of every lane count).
+pub const TILE: usize = 32;
+
+/// Scratch of a tiled kernel: columns of `TILE` values (one per row of the tile).
+struct TileCtx {
+    scratch: Value,
+    /// Offset of the current rows in the tile (in rows).
+    r: Value,
+    /// Scratch column holding each value computed in an earlier segment or by a dense layer.
+    home: Vec<Option<usize>>,
+}
+
+impl TileCtx {
+    fn addr(&self, b: &mut FunctionBuilder, col: usize, prec: Float) -> Value {
+        let off = b.ins().imul_imm_s(self.r, prec.bytes());
+        let base = b.ins().iadd(self.scratch, off);
+        b.ins().iadd_imm_s(base, (col * TILE) as i64 * prec.bytes())
+    }
+}
+
+/// The kernel's arguments.
+struct TileIo {
+    rows: Value,
+    n: Value,
+    params: Value,
+    out: Value,
 }
 
 /// Most loop-invariant values kept in (splatted) registers across the row loop.
@@ -481,14 +518,6 @@ fn branch_sets(k: &Kernel, hoisted: &[Option<Value>]) -> Vec<Option<(usize, bool
     deferred
 }
 
-fn args_of(inst: &Inst) -> Vec<usize> {
-    match inst {
-        Inst::Op(_, args) => args.clone(),
-        Inst::RootFind { y, .. } => vec![*y],
-        _ => vec![],
-    }
-}
-
 /// Emits instruction `i` (and, for `ifpos`, the branches some lane takes).
 #[allow(clippy::too_many_arguments)]
 fn emit_inst<M: Module>(
@@ -501,7 +530,19 @@ fn emit_inst<M: Module>(
     deferred: &[Option<(usize, bool)>],
     vals: &mut Vec<Option<Value>>,
 ) -> Result<(), Unsupported> {
+    // in a tiled kernel, values of earlier segments are loaded from their scratch column
+    if let Some(t) = &ctx.tile {
+        let mut need = args_of(&k.body.insts[i]);
+        if let Inst::Op(Math::IfPos(_), a) = &k.body.insts[i] {
+            need = vec![a[0]];
+        }
+        for a in need {
+            ensure(b, ctx, t, k, a, vals);
+        }
+    }
     let v = match &k.body.insts[i] {
+        Inst::Dense { .. } => unreachable!("dense layers run between segments"),
+        Inst::Part(..) => unreachable!("loaded from the dense product's column"),
         Inst::Input(j) => {
             let mut v = None;
             for (l, row) in ctx.in_rows.iter().enumerate() {
@@ -539,6 +580,9 @@ fn emit_inst<M: Module>(
                         emit_inst(module, b, imports, ctx, k, j, deferred, vals)?;
                     }
                 }
+                if let Some(t) = &ctx.tile {
+                    ensure(b, ctx, t, k, root, vals);
+                }
                 let r = vals[root].expect("branch result");
                 b.ins().jump(done, &[BlockArg::Value(r)]);
                 *vals = saved;
@@ -559,5 +603,228 @@ fn emit_inst<M: Module>(
         }
     };
     vals[i] = Some(v);
+    Ok(())
+}
+
+/// Makes value `a` available in the current segment: an input row value is gathered again,
+/// anything else computed earlier is loaded from its scratch column.
+fn ensure(b: &mut FunctionBuilder, ctx: &RowCtx, t: &TileCtx, k: &Kernel, a: usize, vals: &mut [Option<Value>]) {
+    if vals[a].is_some() {
+        return;
+    }
+    vals[a] = Some(match &k.body.insts[a] {
+        Inst::Input(j) => {
+            let mut v = None;
+            for (l, row) in ctx.in_rows.iter().enumerate() {
+                let x = b.ins().load(ctx.ty, ctx.flags, *row, (*j as i64 * ctx.prec.bytes()) as i32);
+                v = Some(match v {
+                    None => b.ins().scalar_to_vector(ctx.vty, x),
+                    Some(v) => b.ins().insertlane(v, x, l as u8),
+                });
+            }
+            v.expect("at least one lane")
+        }
+        _ => {
+            let col = t.home[a].unwrap_or_else(|| panic!("value v{a} has no scratch column"));
+            let addr = t.addr(b, col, ctx.prec);
+            b.ins().load(ctx.vty, ctx.flags, addr, 0)
+        }
+    });
+}
+
+/// The body of a kernel with dense layers: for each tile of [`TILE`] rows, each segment (the
+/// instructions between two dense layers) runs as a vectorized loop over the tile's rows, and
+/// each dense layer as one matrix product over the tile (a host GEMM). Values that cross a
+/// segment live in scratch columns; dense inputs are stored into their product's input block.
+#[allow(clippy::too_many_arguments)]
+fn tiled<M: Module>(
+    module: &mut M,
+    b: &mut FunctionBuilder,
+    imports: &mut Imports,
+    k: &Kernel,
+    prec: Float,
+    opts: Options,
+    io: TileIo,
+    in_loop: &[bool],
+    entry_vals: Vec<Option<Value>>,
+) -> Result<(), Unsupported> {
+    let count = k.body.insts.len();
+    let lanes = prec.lanes();
+    let flags = MemFlagsData::trusted();
+    let ptr = module.target_config().pointer_type();
+    // segments: a dense layer ends one
+    let mut seg = vec![0usize; count];
+    let mut denses: Vec<usize> = Vec::new();
+    for (i, inst) in k.body.insts.iter().enumerate() {
+        seg[i] = denses.len();
+        if matches!(inst, Inst::Dense { .. }) {
+            denses.push(i);
+        }
+    }
+    let segments = denses.len() + 1;
+    let outside: Vec<Option<Value>> = (0..count).map(|i| if in_loop[i] { None } else { entry_vals[i] }).collect();
+    let deferred = branch_sets(k, &outside);
+    // where an instruction is emitted: its segment, or its ifpos's segment when deferred
+    let emit_seg: Vec<usize> = (0..count).map(|i| deferred[i].map(|(p, _)| seg[p]).unwrap_or(seg[i])).collect();
+    // scratch columns: each dense layer's input and output blocks, then values used in a
+    // later segment than the one that computes them
+    let mut cols = 0usize;
+    let mut home: Vec<Option<usize>> = vec![None; count];
+    let mut blocks: Vec<(usize, usize)> = Vec::new(); // (input block, output block) per dense
+    let mut stores: Vec<Vec<usize>> = vec![Vec::new(); count];
+    for &d in &denses {
+        let Inst::Dense { inputs, outputs, .. } = &k.body.insts[d] else { unreachable!() };
+        let ib = cols;
+        cols += inputs.len();
+        let ob = cols;
+        cols += outputs;
+        for (j, a) in inputs.iter().enumerate() {
+            stores[*a].push(ib + j);
+            home[*a].get_or_insert(ib + j);
+        }
+        blocks.push((ib, ob));
+    }
+    for (i, inst) in k.body.insts.iter().enumerate() {
+        if let Inst::Part(d, j) = inst {
+            let di = denses.iter().position(|x| x == d).expect("a dense layer");
+            home[i] = Some(blocks[di].1 + j);
+        }
+    }
+    let mut later_use = vec![false; count];
+    for (i, inst) in k.body.insts.iter().enumerate() {
+        if !in_loop[i] || matches!(inst, Inst::Dense { .. }) {
+            continue;
+        }
+        for a in args_of(inst) {
+            if in_loop[a] && emit_seg[a] < emit_seg[i] {
+                later_use[a] = true;
+            }
+        }
+    }
+    for o in &k.outputs {
+        if in_loop[*o] && emit_seg[*o] < segments - 1 {
+            later_use[*o] = true;
+        }
+    }
+    for i in 0..count {
+        let rematerialized = matches!(k.body.insts[i], Inst::Input(_) | Inst::Part(..));
+        if later_use[i] && home[i].is_none() && !rematerialized {
+            home[i] = Some(cols);
+            stores[i].push(cols);
+            cols += 1;
+        }
+    }
+    // scratch: one block per thread, reused (host), and the dense product
+    let mut s = module.make_signature();
+    s.params.push(AbiParam::new(types::I64));
+    s.returns.push(AbiParam::new(ptr));
+    let fid = module.declare_function(host::SCRATCH, Linkage::Import, &s).map_err(|e| Unsupported(e.to_string()))?;
+    let scratch_fn = module.declare_func_in_func(fid, b.func);
+    let mut s = module.make_signature();
+    for t in [types::I64, ptr, types::I64, ptr, types::I64, ptr, types::I64, types::I64, types::I64] {
+        s.params.push(AbiParam::new(t));
+    }
+    let gemm_name = if prec == Float::F64 { host::DENSE_F64 } else { host::DENSE_F32 };
+    let fid = module.declare_function(gemm_name, Linkage::Import, &s).map_err(|e| Unsupported(e.to_string()))?;
+    let dense_fn = module.declare_func_in_func(fid, b.func);
+    let bytes = b.ins().iconst(types::I64, (cols.max(1) * TILE) as i64 * prec.bytes());
+    let call = b.ins().call(scratch_fn, &[bytes]);
+    let scratch = b.inst_results(call)[0];
+    let last = b.ins().iadd_imm_s(io.n, -1);
+
+    // tile loop
+    let (t_head, t_body, t_exit) = (b.create_block(), b.create_block(), b.create_block());
+    b.append_block_param(t_head, types::I64);
+    let zero = b.ins().iconst(types::I64, 0);
+    b.ins().jump(t_head, &[BlockArg::Value(zero)]);
+    b.switch_to_block(t_head);
+    let t0 = b.block_params(t_head)[0];
+    let more = b.ins().icmp(IntCC::UnsignedLessThan, t0, io.n);
+    b.ins().brif(more, t_body, &[], t_exit, &[]);
+    b.switch_to_block(t_body);
+    for sg in 0..segments {
+        // the rows of the tile, `lanes` at a time
+        let (r_head, r_body, r_exit) = (b.create_block(), b.create_block(), b.create_block());
+        b.append_block_param(r_head, types::I64);
+        let z = b.ins().iconst(types::I64, 0);
+        b.ins().jump(r_head, &[BlockArg::Value(z)]);
+        b.switch_to_block(r_head);
+        let r = b.block_params(r_head)[0];
+        let more = b.ins().icmp_imm_s(IntCC::UnsignedLessThan, r, TILE as i64);
+        b.ins().brif(more, r_body, &[], r_exit, &[]);
+        b.switch_to_block(r_body);
+        let row0 = b.ins().iadd(t0, r);
+        let mut in_rows = Vec::with_capacity(lanes);
+        let mut out_rows = Vec::with_capacity(lanes);
+        for l in 0..lanes {
+            let rr = b.ins().iadd_imm_s(row0, l as i64);
+            let rr = b.ins().umin(rr, last);
+            let s1 = b.ins().imul_imm_s(rr, k.dim as i64 * prec.bytes());
+            in_rows.push(b.ins().iadd(io.rows, s1));
+            let s2 = b.ins().imul_imm_s(rr, k.outputs.len() as i64 * prec.bytes());
+            out_rows.push(b.ins().iadd(io.out, s2));
+        }
+        let ctx = RowCtx {
+            ty: prec.ty(),
+            vty: prec.vector(),
+            prec,
+            opts,
+            flags,
+            in_rows,
+            params: io.params,
+            tile: Some(TileCtx { scratch, r, home: home.clone() }),
+        };
+        let mut vals = entry_vals.clone();
+        for i in 0..count {
+            if !in_loop[i] || deferred[i].is_some() || seg[i] != sg || matches!(k.body.insts[i], Inst::Dense { .. } | Inst::Part(..)) {
+                continue;
+            }
+            emit_inst(module, b, imports, &ctx, k, i, &deferred, &mut vals)?;
+            let t = ctx.tile.as_ref().expect("tiled");
+            for &c in &stores[i] {
+                let addr = t.addr(b, c, prec);
+                b.ins().store(flags, vals[i].expect("just computed"), addr, 0);
+            }
+        }
+        if sg == segments - 1 {
+            let t = ctx.tile.as_ref().expect("tiled");
+            for (j, o) in k.outputs.iter().enumerate() {
+                ensure(b, &ctx, t, k, *o, &mut vals);
+                let v = vals[*o].expect("output defined");
+                for (l, orow) in out_rows.iter().enumerate() {
+                    let x = b.ins().extractlane(v, l as u8);
+                    b.ins().store(flags, x, *orow, (j as i64 * prec.bytes()) as i32);
+                }
+            }
+        }
+        let next = b.ins().iadd_imm_s(r, lanes as i64);
+        b.ins().jump(r_head, &[BlockArg::Value(next)]);
+        b.switch_to_block(r_exit);
+        // the dense layer after this segment, over the whole tile
+        if sg < denses.len() {
+            let Inst::Dense { inputs, weight, outputs, mask } = &k.body.insts[denses[sg]] else { unreachable!() };
+            let (ib, ob) = blocks[sg];
+            let a = b.ins().iadd_imm_s(scratch, (ib * TILE) as i64 * prec.bytes());
+            let c = b.ins().iadd_imm_s(scratch, (ob * TILE) as i64 * prec.bytes());
+            let w = b.ins().iadd_imm_s(io.params, *weight as i64 * prec.bytes());
+            let (ml, mls, md) = mask.map(|m| (m.layer as i64, m.layers as i64, m.dim as i64)).unwrap_or((-1, 0, 0));
+            let args = [
+                b.ins().iconst(types::I64, TILE as i64),
+                a,
+                b.ins().iconst(types::I64, inputs.len() as i64),
+                w,
+                b.ins().iconst(types::I64, *outputs as i64),
+                c,
+                b.ins().iconst(types::I64, ml),
+                b.ins().iconst(types::I64, mls),
+                b.ins().iconst(types::I64, md),
+            ];
+            b.ins().call(dense_fn, &args);
+        }
+    }
+    let next = b.ins().iadd_imm_s(t0, TILE as i64);
+    b.ins().jump(t_head, &[BlockArg::Value(next)]);
+    b.switch_to_block(t_exit);
+    b.ins().return_(&[]);
     Ok(())
 }

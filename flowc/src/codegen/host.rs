@@ -82,3 +82,133 @@ pub fn function(op: &Math, f32: bool) -> Option<(&'static str, *const u8, usize)
         _ => return None,
     })
 }
+
+/// Symbol of [`scratch`].
+pub const SCRATCH: &str = "flowc_scratch";
+/// Symbols of [`dense_f64`] and [`dense_f32`].
+pub const DENSE_F64: &str = "flowc_dense_f64";
+pub const DENSE_F32: &str = "flowc_dense_f32";
+
+thread_local! {
+    static SCRATCH_BUF: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+    static MASKED_F64: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+    static MASKED_F32: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// This thread's scratch block of at least `bytes` bytes (16-byte aligned, zeroed when it
+/// grows). A tiled kernel takes it once on entry and is its only user until it returns.
+extern "C" fn scratch(bytes: u64) -> *mut u8 {
+    SCRATCH_BUF.with(|b| {
+        let mut b = b.borrow_mut();
+        let words = (bytes as usize).div_ceil(8) + 2;
+        if b.len() < words {
+            b.resize(words, 0);
+        }
+        let p = b.as_mut_ptr() as usize;
+        // align to 16 bytes for vector loads
+        (p + (16 - p % 16) % 16) as *mut u8
+    })
+}
+
+/// C[t × n] = A[t × k] · Wᵀ for W [n × k] row-major; A and C are column-major with column
+/// stride `t` (a tile's scratch columns). With `mask_layer` ≥ 0 the MADE-masked entries of
+/// W count as zero.
+///
+/// # Safety
+/// The pointers must hold t·k, n·k and t·n values.
+#[allow(clippy::too_many_arguments)]
+unsafe fn dense<T: Copy + Default + 'static + num_zero::Zero>(
+    t: u64,
+    a: *const T,
+    k: u64,
+    w: *const T,
+    n: u64,
+    c: *mut T,
+    mask: Option<(usize, usize, usize)>,
+    masked: &mut Vec<T>,
+) {
+    let (t, k, n) = (t as usize, k as usize, n as usize);
+    let w = match mask {
+        None => w,
+        Some((layer, layers, dim)) => {
+            masked.clear();
+            // SAFETY: w holds n·k values (the caller's contract)
+            let src = unsafe { std::slice::from_raw_parts(w, n * k) };
+            for o in 0..n {
+                for i in 0..k {
+                    let on = crate::ir::layer::made_connected(layer, layers, o, i, dim);
+                    masked.push(if on { src[o * k + i] } else { T::default() });
+                }
+            }
+            masked.as_ptr()
+        }
+    };
+    // SAFETY: shapes and strides as documented; no aliasing between A, W and C
+    unsafe {
+        gemm::gemm(
+            t,
+            n,
+            k,
+            c,
+            t as isize,
+            1,
+            false,
+            a,
+            t as isize,
+            1,
+            w,
+            k as isize,
+            1,
+            T::zero(),
+            T::one(),
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+mod num_zero {
+    pub trait Zero {
+        fn zero() -> Self;
+        fn one() -> Self;
+    }
+    impl Zero for f64 {
+        fn zero() -> Self {
+            0.0
+        }
+        fn one() -> Self {
+            1.0
+        }
+    }
+    impl Zero for f32 {
+        fn zero() -> Self {
+            0.0
+        }
+        fn one() -> Self {
+            1.0
+        }
+    }
+}
+
+fn mask_of(layer: i64, layers: u64, dim: u64) -> Option<(usize, usize, usize)> {
+    (layer >= 0).then_some((layer as usize, layers as usize, dim as usize))
+}
+
+#[allow(clippy::too_many_arguments)]
+extern "C" fn dense_f64(t: u64, a: *const f64, k: u64, w: *const f64, n: u64, c: *mut f64, layer: i64, layers: u64, dim: u64) {
+    // SAFETY: called by tiled kernels with their scratch blocks and parameter buffer
+    MASKED_F64.with(|m| unsafe { dense(t, a, k, w, n, c, mask_of(layer, layers, dim), &mut m.borrow_mut()) })
+}
+
+#[allow(clippy::too_many_arguments)]
+extern "C" fn dense_f32(t: u64, a: *const f32, k: u64, w: *const f32, n: u64, c: *mut f32, layer: i64, layers: u64, dim: u64) {
+    // SAFETY: as dense_f64
+    MASKED_F32.with(|m| unsafe { dense(t, a, k, w, n, c, mask_of(layer, layers, dim), &mut m.borrow_mut()) })
+}
+
+/// The runtime support functions tiled kernels import: (symbol, address).
+pub fn support() -> [(&'static str, *const u8); 3] {
+    [(SCRATCH, scratch as *const u8), (DENSE_F64, dense_f64 as *const u8), (DENSE_F32, dense_f32 as *const u8)]
+}

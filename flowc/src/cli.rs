@@ -122,6 +122,9 @@ pub enum Command {
         /// copy per function, or `libm` lane by lane.
         #[arg(long, value_enum, default_value = "call")]
         math: MathMode,
+        /// Which kernel to time.
+        #[arg(long, value_enum, default_value = "log-prob")]
+        kernel: BenchKernel,
     },
     /// Print generated code: the backend-neutral kernels or Cranelift IR.
     Emit {
@@ -187,6 +190,12 @@ impl Precision {
             Precision::F64 => Float::F64,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchKernel {
+    LogProb,
+    Sample,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -359,12 +368,12 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
             }
             Ok(String::new())
         }
-        Command::Bench { file, name, rows, params, params_file, math } => {
+        Command::Bench { file, name, rows, params, params_file, math, kernel } => {
             let (_, m, d) = load(&file, fuse)?;
             match name {
                 Some(name) => {
                     check_flow(&m, &d, &name, &file)?;
-                    bench(&d, &name, rows, params_file.as_deref(), &params, math.options())
+                    bench(&d, &name, rows, params_file.as_deref(), &params, math.options(), kernel)
                 }
                 None => compile_times(&d, math.options()),
             }
@@ -566,19 +575,31 @@ fn normal_rows(n: usize, seed: u64) -> Vec<f64> {
         .collect()
 }
 
-fn bench(d: &Derivation, name: &str, rows: usize, params_file: Option<&Path>, params: &[String], opts: Options) -> Result<String, Failure> {
+#[allow(clippy::too_many_arguments)]
+fn bench(
+    d: &Derivation,
+    name: &str,
+    rows: usize,
+    params_file: Option<&Path>,
+    params: &[String],
+    opts: Options,
+    which: BenchKernel,
+) -> Result<String, Failure> {
     let f = d.flow(name).expect("checked");
     let flat = flat_params(d, f, params_file, params)?;
     let program = lower::lower(d).map_err(internal)?;
     let fk = program.kernel(name, Kind::Forward).expect("lowered");
-    let lk = program.kernel(name, Kind::LogProb).expect("lowered");
+    let lk = program.kernel(name, if which == BenchKernel::LogProb { Kind::LogProb } else { Kind::Forward }).expect("lowered");
     // data: base samples pushed through the flow
     let z = normal_rows(rows * f.dim, 0x5eed);
     let mut fx = vec![0.0; rows * (f.dim + 1)];
     run_kernel(fk, Float::F64, &z, &flat, &mut fx, 0)?;
-    let x: Vec<f64> = fx.chunks(f.dim + 1).flat_map(|r| r[..f.dim].to_vec()).collect();
+    // log_prob reads data points; sampling pushes base points forward
+    let x: Vec<f64> = if which == BenchKernel::LogProb { fx.chunks(f.dim + 1).flat_map(|r| r[..f.dim].to_vec()).collect() } else { z };
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let mut out = format!("flow {name}: log_prob on {rows} rows of {} values (median of 5 runs)\n", f.dim);
+    let what = if which == BenchKernel::LogProb { "log_prob" } else { "sampling (forward kernel on base points)" };
+    let mut out = format!("flow {name}: {what} on {rows} rows of {} values (median of 5 runs)\n", f.dim);
+    let outs = lk.outputs.len();
     out.push_str(&format!("{:<6} {:>8} {:>14} {:>16} {:>10}\n", "prec", "threads", "compile ms", "points/s", "GB/s in"));
     for prec in [Float::F64, Float::F32] {
         let c = match jit::compile_with(lk, prec, opts) {
@@ -598,8 +619,8 @@ fn bench(d: &Derivation, name: &str, rows: usize, params_file: Option<&Path>, pa
                 let start = std::time::Instant::now();
                 match prec {
                     Float::F64 => {
-                        let mut o = vec![0.0; rows];
-                        batch::run_rows(&x, f.dim, &mut o, 1, t, &|r: &[f64], o: &mut [f64]| c.run_f64(r, &flat, o).expect("shapes"))
+                        let mut o = vec![0.0; rows * outs];
+                        batch::run_rows(&x, f.dim, &mut o, outs, t, &|r: &[f64], o: &mut [f64]| c.run_f64(r, &flat, o).expect("shapes"))
                             .map_err(|e| Failure { code: 2, message: e })?;
                         std::hint::black_box(&o);
                     }
@@ -607,8 +628,8 @@ fn bench(d: &Derivation, name: &str, rows: usize, params_file: Option<&Path>, pa
                         let x32: Vec<f32> = x.iter().map(|v| *v as f32).collect();
                         let p32: Vec<f32> = flat.iter().map(|v| *v as f32).collect();
                         let start32 = std::time::Instant::now();
-                        let mut o = vec![0.0f32; rows];
-                        batch::run_rows(&x32, f.dim, &mut o, 1, t, &|r: &[f32], o: &mut [f32]| c.run_f32(r, &p32, o).expect("shapes"))
+                        let mut o = vec![0.0f32; rows * outs];
+                        batch::run_rows(&x32, f.dim, &mut o, outs, t, &|r: &[f32], o: &mut [f32]| c.run_f32(r, &p32, o).expect("shapes"))
                             .map_err(|e| Failure { code: 2, message: e })?;
                         std::hint::black_box(&o);
                         times.push(start32.elapsed().as_secs_f64());

@@ -445,7 +445,7 @@ struct RowCtx {
 }
 
 /// Rows per tile of a kernel with dense layers (a multiple of every lane count).
-pub const TILE: usize = 32;
+pub const TILE: usize = 128;
 
 /// Scratch of a tiled kernel: columns of `TILE` values (one per row of the tile).
 struct TileCtx {
@@ -727,9 +727,41 @@ fn tiled<M: Module>(
     let gemm_name = if prec == Float::F64 { host::DENSE_F64 } else { host::DENSE_F32 };
     let fid = module.declare_function(gemm_name, Linkage::Import, &s).map_err(|e| Unsupported(e.to_string()))?;
     let dense_fn = module.declare_func_in_func(fid, b.func);
-    let bytes = b.ins().iconst(types::I64, (cols.max(1) * TILE) as i64 * prec.bytes());
+    // MADE weights: a masked copy per call, after the columns
+    let mut masked_at: Vec<Option<usize>> = vec![None; denses.len()];
+    let mut words = cols * TILE;
+    for (di, &d) in denses.iter().enumerate() {
+        if let Inst::Dense { inputs, outputs, mask: Some(_), .. } = &k.body.insts[d] {
+            masked_at[di] = Some(words);
+            words += inputs.len() * outputs;
+        }
+    }
+    let bytes = b.ins().iconst(types::I64, words.max(1) as i64 * prec.bytes());
     let call = b.ins().call(scratch_fn, &[bytes]);
     let scratch = b.inst_results(call)[0];
+    let mut s = module.make_signature();
+    for t in [ptr, types::I64, types::I64, ptr, types::I64, types::I64, types::I64] {
+        s.params.push(AbiParam::new(t));
+    }
+    let mask_name = if prec == Float::F64 { host::MASK_F64 } else { host::MASK_F32 };
+    let fid = module.declare_function(mask_name, Linkage::Import, &s).map_err(|e| Unsupported(e.to_string()))?;
+    let mask_fn = module.declare_func_in_func(fid, b.func);
+    for (di, &d) in denses.iter().enumerate() {
+        if let (Some(at), Inst::Dense { inputs, weight, outputs, mask: Some(m) }) = (masked_at[di], &k.body.insts[d]) {
+            let w = b.ins().iadd_imm_s(io.params, *weight as i64 * prec.bytes());
+            let dst = b.ins().iadd_imm_s(scratch, at as i64 * prec.bytes());
+            let args = [
+                w,
+                b.ins().iconst(types::I64, *outputs as i64),
+                b.ins().iconst(types::I64, inputs.len() as i64),
+                dst,
+                b.ins().iconst(types::I64, m.layer as i64),
+                b.ins().iconst(types::I64, m.layers as i64),
+                b.ins().iconst(types::I64, m.dim as i64),
+            ];
+            b.ins().call(mask_fn, &args);
+        }
+    }
     let last = b.ins().iadd_imm_s(io.n, -1);
 
     // tile loop
@@ -786,6 +818,17 @@ fn tiled<M: Module>(
                 b.ins().store(flags, vals[i].expect("just computed"), addr, 0);
             }
         }
+        // loop-invariant inputs of the next dense layer (constants, parameters) into its block
+        if sg < denses.len() {
+            let Inst::Dense { inputs, .. } = &k.body.insts[denses[sg]] else { unreachable!() };
+            let t = ctx.tile.as_ref().expect("tiled");
+            for (j, a) in inputs.iter().enumerate() {
+                if !in_loop[*a] {
+                    let addr = t.addr(b, blocks[sg].0 + j, prec);
+                    b.ins().store(flags, entry_vals[*a].expect("splatted"), addr, 0);
+                }
+            }
+        }
         if sg == segments - 1 {
             let t = ctx.tile.as_ref().expect("tiled");
             for (j, o) in k.outputs.iter().enumerate() {
@@ -806,8 +849,12 @@ fn tiled<M: Module>(
             let (ib, ob) = blocks[sg];
             let a = b.ins().iadd_imm_s(scratch, (ib * TILE) as i64 * prec.bytes());
             let c = b.ins().iadd_imm_s(scratch, (ob * TILE) as i64 * prec.bytes());
-            let w = b.ins().iadd_imm_s(io.params, *weight as i64 * prec.bytes());
-            let (ml, mls, md) = mask.map(|m| (m.layer as i64, m.layers as i64, m.dim as i64)).unwrap_or((-1, 0, 0));
+            let _ = mask;
+            let w = match masked_at[sg] {
+                Some(at) => b.ins().iadd_imm_s(scratch, at as i64 * prec.bytes()),
+                None => b.ins().iadd_imm_s(io.params, *weight as i64 * prec.bytes()),
+            };
+            let (ml, mls, md) = (-1i64, 0i64, 0i64);
             let args = [
                 b.ins().iconst(types::I64, TILE as i64),
                 a,

@@ -208,7 +208,43 @@ extern "C" fn dense_f32(t: u64, a: *const f32, k: u64, w: *const f32, n: u64, c:
     MASKED_F32.with(|m| unsafe { dense(t, a, k, w, n, c, mask_of(layer, layers, dim), &mut m.borrow_mut()) })
 }
 
+/// Symbols of [`mask_f64`] and [`mask_f32`].
+pub const MASK_F64: &str = "flowc_mask_f64";
+pub const MASK_F32: &str = "flowc_mask_f32";
+
+/// Copies W [n × k] to `dst` with the MADE-masked entries zeroed.
+///
+/// # Safety
+/// `w` and `dst` must hold n·k values and not overlap.
+unsafe fn mask_into<T: Copy + Default>(w: *const T, n: u64, k: u64, dst: *mut T, layer: u64, layers: u64, dim: u64) {
+    let (n, k) = (n as usize, k as usize);
+    // SAFETY: the caller's contract
+    let (src, out) = unsafe { (std::slice::from_raw_parts(w, n * k), std::slice::from_raw_parts_mut(dst, n * k)) };
+    for o in 0..n {
+        for i in 0..k {
+            let on = crate::ir::layer::made_connected(layer as usize, layers as usize, o, i, dim as usize);
+            out[o * k + i] = if on { src[o * k + i] } else { T::default() };
+        }
+    }
+}
+
+extern "C" fn mask_f64(w: *const f64, n: u64, k: u64, dst: *mut f64, layer: u64, layers: u64, dim: u64) {
+    // SAFETY: called by tiled kernels with a weight in their parameter buffer and room in scratch
+    unsafe { mask_into(w, n, k, dst, layer, layers, dim) }
+}
+
+extern "C" fn mask_f32(w: *const f32, n: u64, k: u64, dst: *mut f32, layer: u64, layers: u64, dim: u64) {
+    // SAFETY: as mask_f64
+    unsafe { mask_into(w, n, k, dst, layer, layers, dim) }
+}
+
 /// The runtime support functions tiled kernels import: (symbol, address).
-pub fn support() -> [(&'static str, *const u8); 3] {
-    [(SCRATCH, scratch as *const u8), (DENSE_F64, dense_f64 as *const u8), (DENSE_F32, dense_f32 as *const u8)]
+pub fn support() -> [(&'static str, *const u8); 5] {
+    [
+        (SCRATCH, scratch as *const u8),
+        (DENSE_F64, dense_f64 as *const u8),
+        (DENSE_F32, dense_f32 as *const u8),
+        (MASK_F64, mask_f64 as *const u8),
+        (MASK_F32, mask_f32 as *const u8),
+    ]
 }

@@ -119,8 +119,8 @@ pub enum Command {
         #[arg(long = "params", value_name = "FILE")]
         params_file: Option<PathBuf>,
         /// How transcendental functions are computed: `inline` vector code, `call` one compiled
-        /// copy per function, or `libm` lane by lane.
-        #[arg(long, value_enum, default_value = "call")]
+        /// copy per function, `libm` lane by lane, or `auto` (inline when there are few).
+        #[arg(long, value_enum, default_value = "auto")]
         math: MathMode,
         /// Which kernel to time.
         #[arg(long, value_enum, default_value = "log-prob")]
@@ -200,6 +200,7 @@ pub enum BenchKernel {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum MathMode {
+    Auto,
     Inline,
     Call,
     Libm,
@@ -207,10 +208,14 @@ pub enum MathMode {
 
 impl MathMode {
     pub fn options(self) -> Options {
-        match self {
-            MathMode::Inline => Options { inline_math: true, outline: false },
-            MathMode::Call => Options { inline_math: true, outline: true },
-            MathMode::Libm => Options { inline_math: false, outline: false },
+        use crate::codegen::clif::MathMode as M;
+        Options {
+            math: match self {
+                MathMode::Auto => M::Auto,
+                MathMode::Inline => M::Inline,
+                MathMode::Call => M::Call,
+                MathMode::Libm => M::Libm,
+            },
         }
     }
 }

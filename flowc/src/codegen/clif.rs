@@ -52,16 +52,28 @@ impl Float {
     }
 }
 
+/// How transcendental functions are computed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MathMode {
+    /// Vector code (`codegen::vmath`) inlined at every use: fastest, largest code.
+    Inline,
+    /// One compiled copy of each vector function, called: small code, fast compiles.
+    Call,
+    /// The host's libm, lane by lane (exactly the interpreter's values).
+    Libm,
+    /// `Inline` for kernels with few such operations, `Call` for the others.
+    #[default]
+    Auto,
+}
+
 /// Code generation choices.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Options {
-    /// Compute transcendental functions with `codegen::vmath` (vector code) instead of
-    /// calling the host's libm lane by lane.
-    pub inline_math: bool,
-    /// With `inline_math`: compile each function once, as a function of its own that the
-    /// kernel calls, instead of inlining it at every use (smaller code, faster compiles).
-    pub outline: bool,
+    pub math: MathMode,
 }
+
+/// Kernels with at most this many transcendental operations per row inline them (`Auto`).
+pub const AUTO_INLINE_MAX: usize = 128;
 
 /// Functions a kernel calls: host functions (imported) and out-of-line vector math (defined
 /// in the same module after the kernel, see [`define_vmath`]).
@@ -206,7 +218,7 @@ pub fn emit<M: Module>(
             Inst::Param(j) => b.ins().load(ty, flags, params, (*j as i64 * prec.bytes()) as i32),
             Inst::Const(c) => scalar_const(&mut b, prec, *c),
             Inst::Op(op, args) => {
-                op_value(module, &mut b, &mut imports, prec, Options { inline_math: false, outline: false }, op, args, &hoisted)?
+                op_value(module, &mut b, &mut imports, prec, Options { math: MathMode::Libm }, op, args, &hoisted)?
             }
             _ => unreachable!("invariant"),
         });
@@ -220,6 +232,7 @@ pub fn emit<M: Module>(
     }
     // what the loop computes: everything else (parameters loaded there when `load_in_loop`)
     let in_loop: Vec<bool> = (0..count).map(|i| !invariant[i] || in_loop_param(i)).collect();
+    let opts = Options { math: resolve_math(opts.math, k, &in_loop) };
     if k.body.insts.iter().any(|i| matches!(i, Inst::Dense { .. })) {
         let io = TileIo { rows, n, params, out };
         tiled(module, &mut b, &mut imports, k, prec, opts, io, &in_loop, vals)?;
@@ -331,8 +344,8 @@ fn vector_op<M: Module>(
             let mask = positive_mask(b, ctx, a[0]);
             b.ins().bitselect(mask, a[1], a[2])
         }
-        op if ctx.opts.inline_math && super::vmath::function(op).is_some() => {
-            if ctx.opts.outline {
+        op if ctx.opts.math != MathMode::Libm && super::vmath::function(op).is_some() => {
+            if ctx.opts.math == MathMode::Call {
                 let f = vmath_ref(module, b, imports, ctx.prec, op)?;
                 let call = b.ins().call(f, &[a[0]]);
                 b.inst_results(call)[0]
@@ -387,7 +400,7 @@ fn op_value<M: Module>(
         Math::Neg(_) => b.ins().fneg(a[0]),
         Math::Sqrt(_) => b.ins().sqrt(a[0]),
         Math::Abs(_) => b.ins().fabs(a[0]),
-        op if opts.inline_math && super::vmath::function(op).is_some() => {
+        op if opts.math != MathMode::Libm && super::vmath::function(op).is_some() => {
             let f = super::vmath::function(op).expect("checked");
             match prec {
                 Float::F64 => f(b, a[0]),
@@ -874,4 +887,18 @@ fn tiled<M: Module>(
     b.switch_to_block(t_exit);
     b.ins().return_(&[]);
     Ok(())
+}
+
+/// `Auto` decided by the number of transcendental operations the row loop computes.
+pub fn resolve_math(m: MathMode, k: &Kernel, in_loop: &[bool]) -> MathMode {
+    if m != MathMode::Auto {
+        return m;
+    }
+    let n = k.body.insts.iter().enumerate().filter(|(i, inst)| in_loop[*i] && matches!(inst, Inst::Op(op, _) if super::vmath::function(op).is_some())).count();
+    crate::dump("clif", || format!("math: {n} transcendental operations per row"));
+    if n <= AUTO_INLINE_MAX {
+        MathMode::Inline
+    } else {
+        MathMode::Call
+    }
 }

@@ -361,6 +361,7 @@ fn stage_inverse(
 /// generative direction (`forward`) or the density direction; `cur` holds the row, and the
 /// log|det J| terms are added to `lds` (per coordinate).
 #[allow(clippy::too_many_arguments)]
+#[allow(clippy::needless_range_loop)] // triangular index ranges read clearer as indices
 fn structural(
     em: &mut Emitter,
     d: &Derivation,

@@ -206,7 +206,8 @@ fn corpus_jit_with_vector_math_is_within_the_ulp_table() {
         for kind in [Kind::Forward, Kind::Inverse, Kind::LogProb] {
             let k = p.kernel(&f.name, kind).unwrap();
             let params: Vec<f64> = (0..k.param_len()).map(|i| [0.3, 1.25, -0.5][i % 3]).collect();
-            let env = |s: egg::Symbol| slots.iter().find(|sl| sl.name == format!("layers.0.{s}")).map(|sl| params[sl.offset]).unwrap_or(f64::NAN);
+            let env =
+                |s: egg::Symbol| slots.iter().find(|sl| sl.name == format!("layers.0.{s}")).map(|sl| params[sl.offset]).unwrap_or(f64::NAN);
             let c = flowc::jit::compile(k, Float::F64).unwrap();
             let c32 = flowc::jit::compile(k, Float::F32).unwrap();
             let mut out = vec![0.0; points.len() * c.outputs];

@@ -47,11 +47,9 @@ fn setup() -> Derivation {
 /// Deterministic random parameters: every tensor entry ~ scale · U(-1, 1)·√3.
 fn random_params(d: &Derivation, f: &FlowDerivation, seed: u64, scale: f64) -> Params {
     let mut p = Params::defaults(d, f);
-    let mut s = seed;
     for (i, (_, v)) in p.values.iter_mut().enumerate() {
-        let r = common::spread(v.len(), s + i as u64 * 7919, 2.0 * 3f64.sqrt() * scale);
+        let r = common::spread(v.len(), seed + i as u64 * 7920, 2.0 * 3f64.sqrt() * scale);
         v.copy_from_slice(&r);
-        s += 1;
     }
     p
 }
@@ -76,8 +74,9 @@ fn log_abs_det(mut a: Vec<Vec<f64>>) -> f64 {
         ld += piv.abs().ln();
         for r in c + 1..n {
             let m = a[r][c] / piv;
-            for k in c..n {
-                a[r][k] -= m * a[c][k];
+            let (top, bottom) = a.split_at_mut(r);
+            for (x, y) in bottom[0][c..].iter_mut().zip(&top[c][c..]) {
+                *x -= m * y;
             }
         }
     }

@@ -217,9 +217,7 @@ pub fn emit<M: Module>(
         hoisted[i] = Some(match inst {
             Inst::Param(j) => b.ins().load(ty, flags, params, (*j as i64 * prec.bytes()) as i32),
             Inst::Const(c) => scalar_const(&mut b, prec, *c),
-            Inst::Op(op, args) => {
-                op_value(module, &mut b, &mut imports, prec, Options { math: MathMode::Libm }, op, args, &hoisted)?
-            }
+            Inst::Op(op, args) => op_value(module, &mut b, &mut imports, prec, Options { math: MathMode::Libm }, op, args, &hoisted)?,
             _ => unreachable!("invariant"),
         });
     }
@@ -894,7 +892,13 @@ pub fn resolve_math(m: MathMode, k: &Kernel, in_loop: &[bool]) -> MathMode {
     if m != MathMode::Auto {
         return m;
     }
-    let n = k.body.insts.iter().enumerate().filter(|(i, inst)| in_loop[*i] && matches!(inst, Inst::Op(op, _) if super::vmath::function(op).is_some())).count();
+    let n = k
+        .body
+        .insts
+        .iter()
+        .enumerate()
+        .filter(|(i, inst)| in_loop[*i] && matches!(inst, Inst::Op(op, _) if super::vmath::function(op).is_some()))
+        .count();
     crate::dump("clif", || format!("math: {n} transcendental operations per row"));
     if n <= AUTO_INLINE_MAX {
         MathMode::Inline

@@ -242,6 +242,7 @@ fn abstract_params(e: &Expr, kinds: &HashMap<String, ParamKind>, domain: Interva
     let mut defs: Vec<(String, Expr)> = Vec::new();
     let mut params: Vec<Param> = Vec::new();
     let mut memo: HashMap<String, String> = HashMap::new();
+    #[allow(clippy::too_many_arguments)]
     fn walk(
         e: &Expr,
         id: Id,

@@ -267,3 +267,13 @@ fn bad_layers_are_reported_with_their_place() {
         assert!(err.message.contains("bad.flow:3:"), "{flow}: no location in {}", err.message);
     }
 }
+
+#[test]
+fn check_verifies_whole_flows() {
+    let d = setup();
+    for name in ["realnvp", "nice", "maf", "iaf_big"] {
+        let r = flowc::check::check(&d, Some(name));
+        assert!(r.passed(), "{}", r.render());
+        assert!(r.rows.iter().any(|row| row.bijector == format!("flow {name}") && row.quantity == "log|det J|"));
+    }
+}

@@ -342,6 +342,7 @@ fn vector_op<M: Module>(
             let mask = positive_mask(b, ctx, a[0]);
             b.ins().bitselect(mask, a[1], a[2])
         }
+        Math::Hypot(_) if ctx.opts.math != MathMode::Libm => hypot(b, ctx, a[0], a[1]),
         op if ctx.opts.math != MathMode::Libm && super::vmath::function(op).is_some() => {
             if ctx.opts.math == MathMode::Call {
                 let f = vmath_ref(module, b, imports, ctx.prec, op)?;
@@ -366,6 +367,34 @@ fn vector_op<M: Module>(
             result.expect("at least one lane")
         }
     })
+}
+
+/// hypot(a, b) = M·√(1 + (m/M)²) with M = max(|a|, |b|), m = min: no overflow or
+/// underflow of the squares; 0 when both are 0, +inf when either is infinite, else NaN if
+/// either is NaN.
+fn hypot(b: &mut FunctionBuilder, ctx: &RowCtx, x: Value, y: Value) -> Value {
+    let ax = b.ins().fabs(x);
+    let ay = b.ins().fabs(y);
+    let big = b.ins().fmax(ax, ay);
+    let small = b.ins().fmin(ax, ay);
+    let r = b.ins().fdiv(small, big);
+    let one = scalar_const(b, ctx.prec, 1.0);
+    let one = b.ins().splat(ctx.vty, one);
+    let s = b.ins().fma(r, r, one);
+    let s = b.ins().sqrt(s);
+    let h = b.ins().fmul(big, s);
+    // big = 0: r is NaN; big = inf: r is NaN or 0 → h must be big itself
+    let zero = scalar_const(b, ctx.prec, 0.0);
+    let zero = b.ins().splat(ctx.vty, zero);
+    let inf = scalar_const(b, ctx.prec, f64::INFINITY);
+    let inf = b.ins().splat(ctx.vty, inf);
+    let eflags = MemFlagsData::new().with_endianness(Endianness::Little);
+    let is_zero = b.ins().fcmp(FloatCC::Equal, big, zero);
+    let is_zero = b.ins().bitcast(ctx.vty, eflags, is_zero);
+    let h = b.ins().bitselect(is_zero, zero, h);
+    let is_inf = b.ins().fcmp(FloatCC::Equal, big, inf);
+    let is_inf = b.ins().bitcast(ctx.vty, eflags, is_inf);
+    b.ins().bitselect(is_inf, inf, h)
 }
 
 /// All-ones lanes where `x > 0`, as a float vector (for `bitselect`).

@@ -19,17 +19,19 @@
 //! The cores (f64 within 1 ulp, f32 within 1 ulp of the correctly rounded result):
 //!
 //! - exp: x clamped, k = nearest(x·log2 e) by adding 1.5·2^52 (1.5·2^23), whose low bits then
-//!   hold k; r = x − k·ln2 (two-part ln2, fused); e^r by its Taylor polynomial (degree 13;
-//!   degree 7 in f32); times 2^k built from exponent bits in two halves, so subnormal results
+//!   hold k; r = x − k·ln2 (two-part ln2, fused); e^r = 1 + r + r²·Q(r), Q minimax (degree
+//!   11 in all; 6 in f32); times 2^k built from exponent bits in two halves, so subnormal results
 //!   and overflow (above 709.78…, 88.72… in f32) come out of the multiplications themselves,
 //!   as does underflow to +0 (below −745.13…, −103.97… in f32). NaN propagates.
 //! - log: x = 2^e·m with m in [√½, √2), read from the bits after subtracting those of √½
 //!   (subnormals scaled by 2^54, 2^24 in f32, first); log m = 2·atanh(s), s = (m−1)/(m+1), by
-//!   its odd series (to s^23; s^11 in f32) arranged as f − s·(f − R) with f = m − 1 exact;
+//!   an odd minimax polynomial (degree 15; 7 in f32) arranged as f − s·(f − R) with f = m − 1
+//!   exact;
 //!   e·ln2 added in two parts. One mask, 0 < x < +inf, selects the special values
 //!   √x − 1/x² instead: −inf at ±0, +inf at +inf, NaN below 0 and at NaN.
-//! - expm1: the reduction of exp, q = e^r − 1 as r + r·(r·P(r)), then 2^k·q + (2^k − 1) in
-//!   one fused step (k = 1024, 128 in f32, scaled by 2^(k−1) and doubled); −1 below −40
+//! - expm1: the reduction of exp shifted so that k = 0 exactly where e^x − 1 is in [−¼, ½),
+//!   q = e^r − 1 as r + r·(r·Q(r)) (Q minimax, degree 10; 5 in f32), then 2^k·q + (2^k − 1)
+//!   in one fused step (k = 1024, 128 in f32, scaled by 2^(k−1) and doubled); −1 below −40
 //!   (−18 in f32), the sign of x kept (−0).
 //! - log1p: u = 1 + x and its exact rounding error c = x − (u − 1); log1p x = log u + c/u,
 //!   the correction added before e·ln2; u's special values come from log.
@@ -83,8 +85,50 @@ const PIO4_HL: [f64; 2] = [std::f64::consts::FRAC_PI_4, 3.061616997868383e-17];
 const PIO2_HL_F32: [f32; 2] = [std::f32::consts::FRAC_PI_2, -4.371_139e-8];
 const PIO4_HL_F32: [f32; 2] = [std::f32::consts::FRAC_PI_4, -2.185_569_4e-8];
 
-// Minimax polynomials (Remez exchange in 60-digit arithmetic, weighted for relative error
-// of the final function; the f32 sets rounded to f32), with their errors before rounding:
+// Minimax polynomials (Remez exchange in 60-digit arithmetic, weighted for the relative error
+// of the final function; the f32 sets rounded to f32), with their errors before rounding
+// (truncated Taylor series would need two to four more terms each):
+/// e^r = 1 + r + r²·Q(r), |r| ≤ ln2/2: 2^-57.9 (f64), 2^-28.3 (f32).
+const EXP_Q_F64: [f64; 10] = [
+    0.5000000000000011,
+    0.16666666666666413,
+    0.041666666666530155,
+    0.008333333333494461,
+    0.0013888888943630134,
+    0.00019841269506578723,
+    2.480149309888739e-05,
+    2.755758637378518e-06,
+    2.763024838532302e-07,
+    2.500006162553128e-08,
+];
+const EXP_Q_F32: [f64; 5] = [0.4999999403953552, 0.1666652113199234, 0.04166838899254799, 0.008368716575205326, 0.001381459878757596];
+/// e^r − 1 = r + r²·Q(r), r in [ln ¾, ln 1.5] (relative to e^r − 1): 2^-61.4, 2^-30.5.
+const EXPM1_Q_F64: [f64; 11] = [
+    0.5,
+    0.16666666666666666,
+    0.04166666666666878,
+    0.008333333333332974,
+    0.001388888888773051,
+    0.00019841269848208155,
+    2.4801589929491923e-05,
+    2.755729311707176e-06,
+    2.755466598615076e-07,
+    2.5087593292820708e-08,
+    2.1876714647610324e-09,
+];
+const EXPM1_Q_F32: [f64; 6] =
+    [0.5, 0.1666666716337204, 0.04166603460907936, 0.008333281613886356, 0.00139683170709759, 0.00019768692436628044];
+/// 2·atanh s = 2s + s·z·R(z), z = s² ≤ ((√2−1)/(√2+1))² (absolute in R·z): 2^-58.5, 2^-29.2.
+const LOG_R_F64: [f64; 7] = [
+    0.6666666666666734,
+    0.39999999999414315,
+    0.28571428742475385,
+    0.2222219856344929,
+    0.18183564867954757,
+    0.1531403581432405,
+    0.1479610555595777,
+];
+const LOG_R_F32: [f64; 3] = [0.6666677594184875, 0.39977535605430603, 0.2987186312675476];
 /// atan t = t + t·z·P(z), z = t², |t| ≤ tan(π/8): 2^-59.4 (f64), 2^-30.5 (f32).
 const ATAN_F64: [f64; 11] = [
     -0.333333333333332,
@@ -395,19 +439,22 @@ impl<'a, 'f> V<'a, 'f> {
         (self.float(s1), self.float(s2))
     }
 
-    /// e^r for |r| ≤ ln2/2: Taylor to degree 13 (7 in f32; truncation below 0.1 ulp).
+    /// e^r for |r| ≤ ln2/2: 1 + r + r²·Q(r) by Horner (degree 11; 6 in f32).
     fn exp_poly(&mut self, r: Value) -> Value {
-        let n = if self.single { 7 } else { 13 };
-        let c: Vec<f64> = (0..=n).map(inv_factorial).collect();
+        let q = if self.single { &EXP_Q_F32[..] } else { &EXP_Q_F64[..] };
+        let c: Vec<f64> = [1.0, 1.0].iter().chain(q).copied().collect();
         self.poly(r, &c)
     }
 
-    /// e^r − 1 for r from [`V::reduce_m1`] (|r| < 0.406), as r + r·(r·P(r)): Taylor to
-    /// degree 14 (8 in f32; truncation below 0.03 ulp).
+    /// Q(r) of e^r − 1 = r + r²·Q(r) for r from [`V::reduce_m1`] (degree 10; 5 in f32).
+    fn expm1_q(&mut self, r: Value) -> Value {
+        let q = if self.single { &EXPM1_Q_F32[..] } else { &EXPM1_Q_F64[..] };
+        self.poly(r, q)
+    }
+
+    /// e^r − 1 for r from [`V::reduce_m1`], as r + r·(r·Q(r)).
     fn expm1_poly(&mut self, r: Value) -> Value {
-        let n = if self.single { 8 } else { 14 };
-        let c: Vec<f64> = (2..=n).map(inv_factorial).collect();
-        let p = self.poly(r, &c);
+        let p = self.expm1_q(r);
         let t = self.mul(r, p);
         self.fma(r, t, r)
     }
@@ -433,9 +480,7 @@ impl<'a, 'f> V<'a, 'f> {
     /// q = e^r − 1 and then 2^k·q + (2^k − 1) split exactly by Fast2Sum (for k ≥ 1,
     /// 2^k − 1 ≥ |2^k·q|; for k = 0 the sum is q).
     fn expm1_pair(&mut self, ks: Value, r: Value) -> (Value, Value) {
-        let n = if self.single { 8 } else { 14 };
-        let c: Vec<f64> = (2..=n).map(inv_factorial).collect();
-        let p = self.poly(r, &c);
+        let p = self.expm1_q(r);
         let t = self.mul(r, p);
         let w = self.mul(r, t);
         let qh = self.add(r, w);
@@ -502,15 +547,14 @@ impl<'a, 'f> V<'a, 'f> {
         let off = self.f(2f64.powi(shift as i32) + bias as f64);
         let e = self.sub(ef, off);
         let e = self.sub(e, adj);
-        // log m = f − s·(f − R), s = f/(2 + f), R = Σ 2z^k/(2k+1), z = s²
+        // log m = f − s·(f − R), s = f/(2 + f), R = z·P(z) (= Σ 2z^k/(2k+1)), z = s²
         let one = self.f(1.0);
         let f = self.sub(m, one);
         let den = self.add_c(f, 2.0);
         let s = self.div(f, den);
         let z = self.mul(s, s);
-        let terms = if self.single { 5 } else { 11 };
-        let c: Vec<f64> = (1..=terms).map(|k| 2.0 / (2 * k + 1) as f64).collect();
-        let r = self.poly(z, &c);
+        let c = if self.single { &LOG_R_F32[..] } else { &LOG_R_F64[..] };
+        let r = self.poly(z, c);
         let r = self.mul(r, z);
         let t = self.sub(r, f);
         let mut logm = self.fma(s, t, f);
@@ -972,11 +1016,6 @@ impl<'a, 'f> V<'a, 'f> {
         let y = self.sel(gt, one, x);
         self.sel(lt, m1, y)
     }
-}
-
-/// 1/n!.
-fn inv_factorial(n: usize) -> f64 {
-    1.0 / (1..=n).map(|i| i as f64).product::<f64>()
 }
 
 macro_rules! public {

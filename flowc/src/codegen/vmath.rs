@@ -20,14 +20,13 @@
 //!
 //! - exp: x clamped, k = nearest(x·log2 e) by adding 1.5·2^52 (1.5·2^23), whose low bits then
 //!   hold k; r = x − k·ln2 (two-part ln2, fused); e^r = 1 + r + r²·Q(r), Q minimax (degree
-//!   11 in all; 6 in f32); times 2^k built from exponent bits in two halves, so subnormal results
+//!   11; 6 in f32); times 2^k built from exponent bits in two halves, so subnormal results
 //!   and overflow (above 709.78…, 88.72… in f32) come out of the multiplications themselves,
 //!   as does underflow to +0 (below −745.13…, −103.97… in f32). NaN propagates.
 //! - log: x = 2^e·m with m in [√½, √2), read from the bits after subtracting those of √½
 //!   (subnormals scaled by 2^54, 2^24 in f32, first); log m = 2·atanh(s), s = (m−1)/(m+1), by
 //!   an odd minimax polynomial (degree 15; 7 in f32) arranged as f − s·(f − R) with f = m − 1
-//!   exact;
-//!   e·ln2 added in two parts. One mask, 0 < x < +inf, selects the special values
+//!   exact; e·ln2 added in two parts. One mask, 0 < x < +inf, selects the special values
 //!   √x − 1/x² instead: −inf at ±0, +inf at +inf, NaN below 0 and at NaN.
 //! - expm1: the reduction of exp shifted so that k = 0 exactly where e^x − 1 is in [−¼, ½),
 //!   q = e^r − 1 as r + r·(r·Q(r)) (Q minimax, degree 10; 5 in f32), then 2^k·q + (2^k − 1)
@@ -75,6 +74,12 @@ const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
 /// ln 2 in f32: the nearest f32 and the nearest f32 to the rest.
 const LN2_HI_F32: f32 = f32::from_bits(0x3f31_7218);
 const LN2_LO_F32: f32 = f32::from_bits(0xb102_e308);
+
+/// Largest |x| for sin, cos and tan in f64 (NaN beyond): up to here the three-part π/2
+/// leaves the reduced argument accurate to a few ulps.
+pub const TRIG_LIMIT_F64: f64 = 1073741824.0;
+/// Largest |x| for sin, cos and tan in f32.
+pub const TRIG_LIMIT_F32: f64 = 131072.0;
 
 /// π/2 in three parts for Cody–Waite reduction: each a correctly rounded remainder.
 const PIO2: [f64; 3] = [std::f64::consts::FRAC_PI_2, 6.123233995736766e-17, -1.4973849048591698e-33];
@@ -897,13 +902,11 @@ impl<'a, 'f> V<'a, 'f> {
         self.or_sign(y, x)
     }
 
-    /// Largest |x| for sin, cos and tan (NaN beyond): 2^30 (2^17 in f32), where the
-    /// three-part π/2 still leaves the reduced argument accurate to 2^-60 (2^-29).
     fn trig_limit(&self) -> f64 {
         if self.single {
-            131072.0
+            TRIG_LIMIT_F32
         } else {
-            1073741824.0
+            TRIG_LIMIT_F64
         }
     }
 

@@ -174,6 +174,23 @@ const CBRT_F64: [f64; 6] =
     [0.47333067072423585, 0.8381600631592702, -0.4692287613237224, 0.20277725847745637, -0.050386548987820856, 0.005348548907532636];
 const CBRT_F32: [f64; 3] = [0.6215135921881646, 0.43944184810426595, -0.0603193998203087];
 
+/// What may come into the log core besides positive normal numbers.
+#[derive(Clone, Copy)]
+struct LogArg {
+    /// Subnormals (scaled into the normal range first).
+    subnormal: bool,
+    /// ±0, negatives, +inf and NaN, which get ln's special values (the correction ignored).
+    /// Without, only a NaN that the caller propagates otherwise may come in.
+    special: bool,
+}
+
+/// Any argument.
+const ANY: LogArg = LogArg { subnormal: true, special: true };
+/// 1 + something ≥ −1, or a large value: never subnormal.
+const NOT_SUBNORMAL: LogArg = LogArg { subnormal: false, special: true };
+/// A number in [1, +inf) (or NaN).
+const AT_LEAST_ONE: LogArg = LogArg { subnormal: false, special: false };
+
 /// A lane mask: on scalars the `i8` of an `fcmp`, on vectors the compare's lanes bitcast to
 /// the float vector type (all ones or all zeros), ready for `bitselect` and `band`.
 #[derive(Clone, Copy)]
@@ -465,8 +482,13 @@ impl<'a, 'f> V<'a, 'f> {
     }
 
     fn exp(&mut self, x: Value) -> Value {
+        self.exp_below(x, true)
+    }
+
+    /// e^x, clamped below (underflow to +0) and, when `clamp_high`, above (x ≤ 0 needs not).
+    fn exp_below(&mut self, x: Value, clamp_high: bool) -> Value {
         let (lo, hi) = if self.single { (-104.0, 89.0) } else { (-746.0, 710.0) };
-        let (ks, _, r) = self.reduce(x, Some(lo), Some(hi));
+        let (ks, _, r) = self.reduce(x, Some(lo), clamp_high.then_some(hi));
         let p = self.exp_poly(r);
         let (s1, s2) = self.pow2_halves(ks, 0);
         let y = self.mul(p, s1);
@@ -519,10 +541,9 @@ impl<'a, 'f> V<'a, 'f> {
 
     // ---- log and log1p ----
 
-    /// ln x + corr (the correction added before e·ln2). With `special`, x ≤ 0, +inf and NaN
-    /// give ln's special values (corr ignored there); without, only positive finite x (or a
-    /// NaN that the caller propagates otherwise) may come in.
-    fn log_core(&mut self, x: Value, corr: Option<Value>, special: bool) -> Value {
+    /// ln x + corr (the correction added before e·ln2), for positive normal x and what `arg`
+    /// also lets in.
+    fn log_core(&mut self, x: Value, corr: Option<Value>, arg: LogArg) -> Value {
         let (bias, shift) = self.bias_shift();
         let (scale, sqrt_half, ebits) = if self.single {
             (24, (0.5f32.sqrt().to_bits()) as i64, (2f32.powi(23).to_bits()) as i64)
@@ -530,12 +551,15 @@ impl<'a, 'f> V<'a, 'f> {
             (54, (0.5f64.sqrt().to_bits()) as i64, (2f64.powi(52).to_bits()) as i64)
         };
         // subnormals (and zero) scaled into the normal range
-        let tiny = self.f2(f64::MIN_POSITIVE, f32::MIN_POSITIVE);
-        let sub = self.cmp(FloatCC::LessThan, x, tiny);
-        let xs = self.mul_c(x, 2f64.powi(scale));
-        let xn = self.sel(sub, xs, x);
-        let sf = self.f(scale as f64);
-        let adj = self.keep(sub, sf);
+        let (xn, adj) = if arg.subnormal {
+            let tiny = self.f2(f64::MIN_POSITIVE, f32::MIN_POSITIVE);
+            let sub = self.cmp(FloatCC::LessThan, x, tiny);
+            let xs = self.mul_c(x, 2f64.powi(scale));
+            let sf = self.f(scale as f64);
+            (self.sel(sub, xs, x), Some(self.keep(sub, sf)))
+        } else {
+            (x, None)
+        };
         // x = 2^e·m, m in [√½, √2): ix = bits(x) − bits(√½) + bits(1) has e + bias above the
         // mantissa and m − √½'s offset in it
         let bits = self.bits(xn);
@@ -550,8 +574,10 @@ impl<'a, 'f> V<'a, 'f> {
         let eb = self.b.ins().bor(eb, magic);
         let ef = self.float(eb);
         let off = self.f(2f64.powi(shift as i32) + bias as f64);
-        let e = self.sub(ef, off);
-        let e = self.sub(e, adj);
+        let mut e = self.sub(ef, off);
+        if let Some(adj) = adj {
+            e = self.sub(e, adj);
+        }
         // log m = f − s·(f − R), s = f/(2 + f), R = z·P(z) (= Σ 2z^k/(2k+1)), z = s²
         let one = self.f(1.0);
         let f = self.sub(m, one);
@@ -570,7 +596,7 @@ impl<'a, 'f> V<'a, 'f> {
         let hi = self.f2(LN2_HI, LN2_HI_F32);
         let y = self.fma(e, lo, logm);
         let y = self.fma(e, hi, y);
-        if !special {
+        if !arg.special {
             return y;
         }
         // 0 < x < +inf, else √x − 1/x²: −inf at ±0, +inf at +inf, NaN below 0 and at NaN
@@ -584,7 +610,7 @@ impl<'a, 'f> V<'a, 'f> {
     }
 
     fn log(&mut self, x: Value) -> Value {
-        self.log_core(x, None, true)
+        self.log_core(x, None, ANY)
     }
 
     /// (1 + x, the correction c/(1+x)) with c = x − ((1 + x) − 1) exact.
@@ -599,7 +625,7 @@ impl<'a, 'f> V<'a, 'f> {
 
     fn log1p(&mut self, x: Value) -> Value {
         let (u, q) = self.one_plus(x);
-        let y = self.log_core(u, Some(q), true);
+        let y = self.log_core(u, Some(q), NOT_SUBNORMAL);
         self.or_sign(y, x)
     }
 
@@ -691,7 +717,7 @@ impl<'a, 'f> V<'a, 'f> {
         let u = self.sel(large, a, u);
         let ln2 = self.f(std::f64::consts::LN_2);
         let c = self.sel(large, ln2, c);
-        let y = self.log_core(u, Some(c), true);
+        let y = self.log_core(u, Some(c), NOT_SUBNORMAL);
         self.or_sign(y, x)
     }
 
@@ -702,7 +728,7 @@ impl<'a, 'f> V<'a, 'f> {
         let q = self.div(num, den);
         // a = 1: u = +inf and log's special value; a > 1: u < 0, NaN
         let (u, c) = self.one_plus(q);
-        let l = self.log_core(u, Some(c), true);
+        let l = self.log_core(u, Some(c), NOT_SUBNORMAL);
         let y = self.mul_c(l, 0.5);
         self.or_sign(y, x)
     }
@@ -710,12 +736,7 @@ impl<'a, 'f> V<'a, 'f> {
     fn sigmoid(&mut self, x: Value) -> Value {
         let a = self.abs(x);
         let na = self.b.ins().fneg(a);
-        let lo = if self.single { -104.0 } else { -746.0 };
-        let (ks, _, r) = self.reduce(na, Some(lo), None);
-        let p = self.exp_poly(r);
-        let (s1, s2) = self.pow2_halves(ks, 0);
-        let e = self.mul(p, s1);
-        let e = self.mul(e, s2);
+        let e = self.exp_below(na, false);
         let one = self.f(1.0);
         let den = self.add(one, e);
         let neg = self.cmp_c(FloatCC::LessThan, x, 0.0);
@@ -726,10 +747,10 @@ impl<'a, 'f> V<'a, 'f> {
     fn softplus(&mut self, x: Value) -> Value {
         let a = self.abs(x);
         let na = self.b.ins().fneg(a);
-        let e = self.exp(na);
+        let e = self.exp_below(na, false);
         let (u, c) = self.one_plus(e);
         // u in [1, 2]: no special values (NaN comes through m)
-        let l = self.log_core(u, Some(c), false);
+        let l = self.log_core(u, Some(c), AT_LEAST_ONE);
         let zero = self.f(0.0);
         let neg = self.cmp(FloatCC::LessThan, x, zero);
         let m = self.sel(neg, zero, x);
@@ -756,7 +777,7 @@ impl<'a, 'f> V<'a, 'f> {
         let den = self.sel(small, d2, dd);
         let v = self.div(num, den);
         let (u, c) = self.one_plus(v);
-        let l = self.log_core(u, Some(c), false);
+        let l = self.log_core(u, Some(c), AT_LEAST_ONE);
         // a − ln2 above 2 (NaN comes through here)
         let ln2 = self.f(std::f64::consts::LN_2);
         let al = self.sub(a, ln2);
@@ -782,7 +803,7 @@ impl<'a, 'f> V<'a, 'f> {
         let (u1, c) = self.one_plus(v);
         let u = self.sel(low, v, u1);
         let c = self.keep(not_low, c);
-        let y = self.log_core(u, Some(c), true);
+        let y = self.log_core(u, Some(c), ANY);
         let m0 = self.f(-0.0);
         let flip = self.keep(mid, m0);
         self.b.ins().bxor(y, flip)
@@ -802,7 +823,7 @@ impl<'a, 'f> V<'a, 'f> {
         let u = self.sel(large, x, u);
         let ln2 = self.f(std::f64::consts::LN_2);
         let c = self.sel(large, ln2, c);
-        self.log_core(u, Some(c), true)
+        self.log_core(u, Some(c), NOT_SUBNORMAL)
     }
 
     fn cbrt(&mut self, x: Value) -> Value {

@@ -271,9 +271,9 @@ fn step(v: f64, k: i64, single: bool) -> f64 {
     }
 }
 
-/// Points around each of `centers`: ± up to 4 ulps.
+/// Points around each of `centers`: ± up to 4 ulps (finite ones).
 fn around(centers: &[f64], single: bool) -> Vec<f64> {
-    centers.iter().flat_map(|c| (-4..=4).map(move |k| step(*c, k, single))).collect()
+    centers.iter().flat_map(|c| (-4..=4).map(move |k| step(*c, k, single))).filter(|v| v.is_finite()).collect()
 }
 
 /// The edge group shared by every function: zeros, subnormals, the smallest normal, ±1,
@@ -312,6 +312,7 @@ fn points(name: &str, single: bool, n: usize) -> Vec<f64> {
         "log" => {
             (lo, hi, signed) = (0.0, 100.0, false);
             extra = around(&[1.0, 2.0, 0.5, std::f64::consts::SQRT_2, std::f64::consts::FRAC_1_SQRT_2, std::f64::consts::E], s);
+            extra.extend((1..60).flat_map(|k| [1.0 + 2f64.powi(-k), 1.0 - 2f64.powi(-k)]));
         }
         "expm1" => {
             (lo, hi) = if s { (-20.0, 90.0) } else { (-45.0, 711.0) };

@@ -271,9 +271,9 @@ fn step(v: f64, k: i64, single: bool) -> f64 {
     }
 }
 
-/// Points around each of `centers`: ± up to 4 ulps.
+/// Points around each of `centers`: ± up to 4 ulps (finite ones).
 fn around(centers: &[f64], single: bool) -> Vec<f64> {
-    centers.iter().flat_map(|c| (-4..=4).map(move |k| step(*c, k, single))).collect()
+    centers.iter().flat_map(|c| (-4..=4).map(move |k| step(*c, k, single))).filter(|v| v.is_finite()).collect()
 }
 
 /// The edge group shared by every function: zeros, subnormals, the smallest normal, ±1,
@@ -312,6 +312,7 @@ fn points(name: &str, single: bool, n: usize) -> Vec<f64> {
         "log" => {
             (lo, hi, signed) = (0.0, 100.0, false);
             extra = around(&[1.0, 2.0, 0.5, std::f64::consts::SQRT_2, std::f64::consts::FRAC_1_SQRT_2, std::f64::consts::E], s);
+            extra.extend((1..60).flat_map(|k| [1.0 + 2f64.powi(-k), 1.0 - 2f64.powi(-k)]));
         }
         "expm1" => {
             (lo, hi) = if s { (-20.0, 90.0) } else { (-45.0, 711.0) };
@@ -370,11 +371,11 @@ fn points(name: &str, single: bool, n: usize) -> Vec<f64> {
             extra = around(&[0.41421356237309503, 2.414213562373095, 1.0, -1.0], s);
         }
         "sin" | "cos" | "tan" => {
-            (ehi, lo, hi) = (if s { 17.0 } else { 30.0 }, -20.0, 20.0);
+            let lim = if s { vmath::TRIG_LIMIT_F32 } else { vmath::TRIG_LIMIT_F64 };
+            (ehi, lo, hi) = (lim.log2(), -20.0, 20.0);
             // near multiples of π/2 (the reduced argument small)
             let pio2 = std::f64::consts::FRAC_PI_2;
             let ks = [1.0, 2.0, 3.0, 4.0, 7.0, 10.0, 100.0, 1000.0, 12345.0, 65536.0, 1e6, 3e8];
-            let lim = if s { 131072.0 } else { 1073741824.0 };
             extra = around(&ks.iter().map(|k| k * pio2).filter(|v| *v <= lim).collect::<Vec<_>>(), s);
             extra.extend(extra.clone().iter().map(|v| -v));
         }
@@ -404,7 +405,7 @@ fn points(name: &str, single: bool, n: usize) -> Vec<f64> {
     }
     if matches!(name, "sin" | "cos" | "tan") {
         // NaN beyond the reduction's limit, by design
-        let lim = if s { 131072.0 } else { 1073741824.0 };
+        let lim = if s { vmath::TRIG_LIMIT_F32 } else { vmath::TRIG_LIMIT_F64 };
         xs.retain(|x| x.abs() <= lim);
     }
     xs

@@ -152,6 +152,22 @@ fn subnormals_in_every_type() {
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
+/// Every function of the table is the inline version of its op, and stays small (it is
+/// inlined many times): at most 140 CLIF instructions, constants included, in every type.
+#[test]
+fn inline_functions_and_their_size() {
+    let mut text = String::from("function   f64x2 f32x4   f64   f32\n");
+    for e in ulp::entries() {
+        let expr = parse_expr(e.sexpr);
+        let op = expr.as_ref().last().unwrap();
+        assert!(vmath::function(op).is_some(), "{} has no inline version", e.name);
+        let counts: Vec<usize> = TYPES.iter().map(|ty| ulp::instructions(e.f, *ty)).collect();
+        text.push_str(&format!("{:<10} {:>5} {:>5} {:>5} {:>5}\n", e.name, counts[0], counts[1], counts[2], counts[3]));
+        assert!(counts.iter().all(|n| *n <= 140), "{text}");
+    }
+    println!("{text}");
+}
+
 /// The ULP table on 20,000 points per function and precision (and the edge groups):
 /// every row within its bound.
 #[test]

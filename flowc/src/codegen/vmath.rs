@@ -19,17 +19,18 @@
 //! The cores (f64 within 1 ulp, f32 within 1 ulp of the correctly rounded result):
 //!
 //! - exp: x clamped, k = nearest(x·log2 e) by adding 1.5·2^52 (1.5·2^23), whose low bits then
-//!   hold k; r = x − k·ln2 (two-part ln2, fused); e^r by its Taylor polynomial (degree 13;
-//!   degree 7 in f32); times 2^k built from exponent bits in two halves, so subnormal results
+//!   hold k; r = x − k·ln2 (two-part ln2, fused); e^r = 1 + r + r²·Q(r), Q minimax (degree
+//!   11; 6 in f32); times 2^k built from exponent bits in two halves, so subnormal results
 //!   and overflow (above 709.78…, 88.72… in f32) come out of the multiplications themselves,
 //!   as does underflow to +0 (below −745.13…, −103.97… in f32). NaN propagates.
 //! - log: x = 2^e·m with m in [√½, √2), read from the bits after subtracting those of √½
 //!   (subnormals scaled by 2^54, 2^24 in f32, first); log m = 2·atanh(s), s = (m−1)/(m+1), by
-//!   its odd series (to s^23; s^11 in f32) arranged as f − s·(f − R) with f = m − 1 exact;
-//!   e·ln2 added in two parts. One mask, 0 < x < +inf, selects the special values
+//!   an odd minimax polynomial (degree 15; 7 in f32) arranged as f − s·(f − R) with f = m − 1
+//!   exact; e·ln2 added in two parts. One mask, 0 < x < +inf, selects the special values
 //!   √x − 1/x² instead: −inf at ±0, +inf at +inf, NaN below 0 and at NaN.
-//! - expm1: the reduction of exp, q = e^r − 1 as r + r·(r·P(r)), then 2^k·q + (2^k − 1) in
-//!   one fused step (k = 1024, 128 in f32, scaled by 2^(k−1) and doubled); −1 below −40
+//! - expm1: the reduction of exp shifted so that k = 0 exactly where e^x − 1 is in [−¼, ½),
+//!   q = e^r − 1 as r + r·(r·Q(r)) (Q minimax, degree 10; 5 in f32), then 2^k·q + (2^k − 1)
+//!   in one fused step (k = 1024, 128 in f32, scaled by 2^(k−1) and doubled); −1 below −40
 //!   (−18 in f32), the sign of x kept (−0).
 //! - log1p: u = 1 + x and its exact rounding error c = x − (u − 1); log1p x = log u + c/u,
 //!   the correction added before e·ln2; u's special values come from log.
@@ -74,6 +75,12 @@ const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
 const LN2_HI_F32: f32 = f32::from_bits(0x3f31_7218);
 const LN2_LO_F32: f32 = f32::from_bits(0xb102_e308);
 
+/// Largest |x| for sin, cos and tan in f64 (NaN beyond): up to here the three-part π/2
+/// leaves the reduced argument accurate to a few ulps.
+pub const TRIG_LIMIT_F64: f64 = 1073741824.0;
+/// Largest |x| for sin, cos and tan in f32.
+pub const TRIG_LIMIT_F32: f64 = 131072.0;
+
 /// π/2 in three parts for Cody–Waite reduction: each a correctly rounded remainder.
 const PIO2: [f64; 3] = [std::f64::consts::FRAC_PI_2, 6.123233995736766e-17, -1.4973849048591698e-33];
 const PIO2_F32: [f32; 3] = [std::f32::consts::FRAC_PI_2, -4.371_139e-8, -1.715_124_5e-15];
@@ -83,8 +90,50 @@ const PIO4_HL: [f64; 2] = [std::f64::consts::FRAC_PI_4, 3.061616997868383e-17];
 const PIO2_HL_F32: [f32; 2] = [std::f32::consts::FRAC_PI_2, -4.371_139e-8];
 const PIO4_HL_F32: [f32; 2] = [std::f32::consts::FRAC_PI_4, -2.185_569_4e-8];
 
-// Minimax polynomials (Remez exchange in 60-digit arithmetic, weighted for relative error
-// of the final function; the f32 sets rounded to f32), with their errors before rounding:
+// Minimax polynomials (Remez exchange in 60-digit arithmetic, weighted for the relative error
+// of the final function; the f32 sets rounded to f32), with their errors before rounding
+// (truncated Taylor series would need two to four more terms each):
+/// e^r = 1 + r + r²·Q(r), |r| ≤ ln2/2: 2^-57.9 (f64), 2^-28.3 (f32).
+const EXP_Q_F64: [f64; 10] = [
+    0.5000000000000011,
+    0.16666666666666413,
+    0.041666666666530155,
+    0.008333333333494461,
+    0.0013888888943630134,
+    0.00019841269506578723,
+    2.480149309888739e-05,
+    2.755758637378518e-06,
+    2.763024838532302e-07,
+    2.500006162553128e-08,
+];
+const EXP_Q_F32: [f64; 5] = [0.4999999403953552, 0.1666652113199234, 0.04166838899254799, 0.008368716575205326, 0.001381459878757596];
+/// e^r − 1 = r + r²·Q(r), r in [ln ¾, ln 1.5] (relative to e^r − 1): 2^-61.4, 2^-30.5.
+const EXPM1_Q_F64: [f64; 11] = [
+    0.5,
+    0.16666666666666666,
+    0.04166666666666878,
+    0.008333333333332974,
+    0.001388888888773051,
+    0.00019841269848208155,
+    2.4801589929491923e-05,
+    2.755729311707176e-06,
+    2.755466598615076e-07,
+    2.5087593292820708e-08,
+    2.1876714647610324e-09,
+];
+const EXPM1_Q_F32: [f64; 6] =
+    [0.5, 0.1666666716337204, 0.04166603460907936, 0.008333281613886356, 0.00139683170709759, 0.00019768692436628044];
+/// 2·atanh s = 2s + s·z·R(z), z = s² ≤ ((√2−1)/(√2+1))² (absolute in R·z): 2^-58.5, 2^-29.2.
+const LOG_R_F64: [f64; 7] = [
+    0.6666666666666734,
+    0.39999999999414315,
+    0.28571428742475385,
+    0.2222219856344929,
+    0.18183564867954757,
+    0.1531403581432405,
+    0.1479610555595777,
+];
+const LOG_R_F32: [f64; 3] = [0.6666677594184875, 0.39977535605430603, 0.2987186312675476];
 /// atan t = t + t·z·P(z), z = t², |t| ≤ tan(π/8): 2^-59.4 (f64), 2^-30.5 (f32).
 const ATAN_F64: [f64; 11] = [
     -0.333333333333332,
@@ -124,6 +173,23 @@ const COS_F32: [f64; 3] = [0.04166664555668831, -0.0013887315290048718, 2.443308
 const CBRT_F64: [f64; 6] =
     [0.47333067072423585, 0.8381600631592702, -0.4692287613237224, 0.20277725847745637, -0.050386548987820856, 0.005348548907532636];
 const CBRT_F32: [f64; 3] = [0.6215135921881646, 0.43944184810426595, -0.0603193998203087];
+
+/// What may come into the log core besides positive normal numbers.
+#[derive(Clone, Copy)]
+struct LogArg {
+    /// Subnormals (scaled into the normal range first).
+    subnormal: bool,
+    /// ±0, negatives, +inf and NaN, which get ln's special values (the correction ignored).
+    /// Without, only a NaN that the caller propagates otherwise may come in.
+    special: bool,
+}
+
+/// Any argument.
+const ANY: LogArg = LogArg { subnormal: true, special: true };
+/// 1 + something ≥ −1, or a large value: never subnormal.
+const NOT_SUBNORMAL: LogArg = LogArg { subnormal: false, special: true };
+/// A number in [1, +inf) (or NaN).
+const AT_LEAST_ONE: LogArg = LogArg { subnormal: false, special: false };
 
 /// A lane mask: on scalars the `i8` of an `fcmp`, on vectors the compare's lanes bitcast to
 /// the float vector type (all ones or all zeros), ready for `bitselect` and `band`.
@@ -395,26 +461,34 @@ impl<'a, 'f> V<'a, 'f> {
         (self.float(s1), self.float(s2))
     }
 
-    /// e^r for |r| ≤ ln2/2: Taylor to degree 13 (7 in f32; truncation below 0.1 ulp).
+    /// e^r for |r| ≤ ln2/2: 1 + r + r²·Q(r) by Horner (degree 11; 6 in f32).
     fn exp_poly(&mut self, r: Value) -> Value {
-        let n = if self.single { 7 } else { 13 };
-        let c: Vec<f64> = (0..=n).map(inv_factorial).collect();
+        let q = if self.single { &EXP_Q_F32[..] } else { &EXP_Q_F64[..] };
+        let c: Vec<f64> = [1.0, 1.0].iter().chain(q).copied().collect();
         self.poly(r, &c)
     }
 
-    /// e^r − 1 for r from [`V::reduce_m1`] (|r| < 0.406), as r + r·(r·P(r)): Taylor to
-    /// degree 14 (8 in f32; truncation below 0.03 ulp).
+    /// Q(r) of e^r − 1 = r + r²·Q(r) for r from [`V::reduce_m1`] (degree 10; 5 in f32).
+    fn expm1_q(&mut self, r: Value) -> Value {
+        let q = if self.single { &EXPM1_Q_F32[..] } else { &EXPM1_Q_F64[..] };
+        self.poly(r, q)
+    }
+
+    /// e^r − 1 for r from [`V::reduce_m1`], as r + r·(r·Q(r)).
     fn expm1_poly(&mut self, r: Value) -> Value {
-        let n = if self.single { 8 } else { 14 };
-        let c: Vec<f64> = (2..=n).map(inv_factorial).collect();
-        let p = self.poly(r, &c);
+        let p = self.expm1_q(r);
         let t = self.mul(r, p);
         self.fma(r, t, r)
     }
 
     fn exp(&mut self, x: Value) -> Value {
+        self.exp_below(x, true)
+    }
+
+    /// e^x, clamped below (underflow to +0) and, when `clamp_high`, above (x ≤ 0 needs not).
+    fn exp_below(&mut self, x: Value, clamp_high: bool) -> Value {
         let (lo, hi) = if self.single { (-104.0, 89.0) } else { (-746.0, 710.0) };
-        let (ks, _, r) = self.reduce(x, Some(lo), Some(hi));
+        let (ks, _, r) = self.reduce(x, Some(lo), clamp_high.then_some(hi));
         let p = self.exp_poly(r);
         let (s1, s2) = self.pow2_halves(ks, 0);
         let y = self.mul(p, s1);
@@ -433,9 +507,7 @@ impl<'a, 'f> V<'a, 'f> {
     /// q = e^r − 1 and then 2^k·q + (2^k − 1) split exactly by Fast2Sum (for k ≥ 1,
     /// 2^k − 1 ≥ |2^k·q|; for k = 0 the sum is q).
     fn expm1_pair(&mut self, ks: Value, r: Value) -> (Value, Value) {
-        let n = if self.single { 8 } else { 14 };
-        let c: Vec<f64> = (2..=n).map(inv_factorial).collect();
-        let p = self.poly(r, &c);
+        let p = self.expm1_q(r);
         let t = self.mul(r, p);
         let w = self.mul(r, t);
         let qh = self.add(r, w);
@@ -469,10 +541,9 @@ impl<'a, 'f> V<'a, 'f> {
 
     // ---- log and log1p ----
 
-    /// ln x + corr (the correction added before e·ln2). With `special`, x ≤ 0, +inf and NaN
-    /// give ln's special values (corr ignored there); without, only positive finite x (or a
-    /// NaN that the caller propagates otherwise) may come in.
-    fn log_core(&mut self, x: Value, corr: Option<Value>, special: bool) -> Value {
+    /// ln x + corr (the correction added before e·ln2), for positive normal x and what `arg`
+    /// also lets in.
+    fn log_core(&mut self, x: Value, corr: Option<Value>, arg: LogArg) -> Value {
         let (bias, shift) = self.bias_shift();
         let (scale, sqrt_half, ebits) = if self.single {
             (24, (0.5f32.sqrt().to_bits()) as i64, (2f32.powi(23).to_bits()) as i64)
@@ -480,12 +551,15 @@ impl<'a, 'f> V<'a, 'f> {
             (54, (0.5f64.sqrt().to_bits()) as i64, (2f64.powi(52).to_bits()) as i64)
         };
         // subnormals (and zero) scaled into the normal range
-        let tiny = self.f2(f64::MIN_POSITIVE, f32::MIN_POSITIVE);
-        let sub = self.cmp(FloatCC::LessThan, x, tiny);
-        let xs = self.mul_c(x, 2f64.powi(scale));
-        let xn = self.sel(sub, xs, x);
-        let sf = self.f(scale as f64);
-        let adj = self.keep(sub, sf);
+        let (xn, adj) = if arg.subnormal {
+            let tiny = self.f2(f64::MIN_POSITIVE, f32::MIN_POSITIVE);
+            let sub = self.cmp(FloatCC::LessThan, x, tiny);
+            let xs = self.mul_c(x, 2f64.powi(scale));
+            let sf = self.f(scale as f64);
+            (self.sel(sub, xs, x), Some(self.keep(sub, sf)))
+        } else {
+            (x, None)
+        };
         // x = 2^e·m, m in [√½, √2): ix = bits(x) − bits(√½) + bits(1) has e + bias above the
         // mantissa and m − √½'s offset in it
         let bits = self.bits(xn);
@@ -500,17 +574,18 @@ impl<'a, 'f> V<'a, 'f> {
         let eb = self.b.ins().bor(eb, magic);
         let ef = self.float(eb);
         let off = self.f(2f64.powi(shift as i32) + bias as f64);
-        let e = self.sub(ef, off);
-        let e = self.sub(e, adj);
-        // log m = f − s·(f − R), s = f/(2 + f), R = Σ 2z^k/(2k+1), z = s²
+        let mut e = self.sub(ef, off);
+        if let Some(adj) = adj {
+            e = self.sub(e, adj);
+        }
+        // log m = f − s·(f − R), s = f/(2 + f), R = z·P(z) (= Σ 2z^k/(2k+1)), z = s²
         let one = self.f(1.0);
         let f = self.sub(m, one);
         let den = self.add_c(f, 2.0);
         let s = self.div(f, den);
         let z = self.mul(s, s);
-        let terms = if self.single { 5 } else { 11 };
-        let c: Vec<f64> = (1..=terms).map(|k| 2.0 / (2 * k + 1) as f64).collect();
-        let r = self.poly(z, &c);
+        let c = if self.single { &LOG_R_F32[..] } else { &LOG_R_F64[..] };
+        let r = self.poly(z, c);
         let r = self.mul(r, z);
         let t = self.sub(r, f);
         let mut logm = self.fma(s, t, f);
@@ -521,7 +596,7 @@ impl<'a, 'f> V<'a, 'f> {
         let hi = self.f2(LN2_HI, LN2_HI_F32);
         let y = self.fma(e, lo, logm);
         let y = self.fma(e, hi, y);
-        if !special {
+        if !arg.special {
             return y;
         }
         // 0 < x < +inf, else √x − 1/x²: −inf at ±0, +inf at +inf, NaN below 0 and at NaN
@@ -535,7 +610,7 @@ impl<'a, 'f> V<'a, 'f> {
     }
 
     fn log(&mut self, x: Value) -> Value {
-        self.log_core(x, None, true)
+        self.log_core(x, None, ANY)
     }
 
     /// (1 + x, the correction c/(1+x)) with c = x − ((1 + x) − 1) exact.
@@ -550,7 +625,7 @@ impl<'a, 'f> V<'a, 'f> {
 
     fn log1p(&mut self, x: Value) -> Value {
         let (u, q) = self.one_plus(x);
-        let y = self.log_core(u, Some(q), true);
+        let y = self.log_core(u, Some(q), NOT_SUBNORMAL);
         self.or_sign(y, x)
     }
 
@@ -642,7 +717,7 @@ impl<'a, 'f> V<'a, 'f> {
         let u = self.sel(large, a, u);
         let ln2 = self.f(std::f64::consts::LN_2);
         let c = self.sel(large, ln2, c);
-        let y = self.log_core(u, Some(c), true);
+        let y = self.log_core(u, Some(c), NOT_SUBNORMAL);
         self.or_sign(y, x)
     }
 
@@ -653,7 +728,7 @@ impl<'a, 'f> V<'a, 'f> {
         let q = self.div(num, den);
         // a = 1: u = +inf and log's special value; a > 1: u < 0, NaN
         let (u, c) = self.one_plus(q);
-        let l = self.log_core(u, Some(c), true);
+        let l = self.log_core(u, Some(c), NOT_SUBNORMAL);
         let y = self.mul_c(l, 0.5);
         self.or_sign(y, x)
     }
@@ -661,12 +736,7 @@ impl<'a, 'f> V<'a, 'f> {
     fn sigmoid(&mut self, x: Value) -> Value {
         let a = self.abs(x);
         let na = self.b.ins().fneg(a);
-        let lo = if self.single { -104.0 } else { -746.0 };
-        let (ks, _, r) = self.reduce(na, Some(lo), None);
-        let p = self.exp_poly(r);
-        let (s1, s2) = self.pow2_halves(ks, 0);
-        let e = self.mul(p, s1);
-        let e = self.mul(e, s2);
+        let e = self.exp_below(na, false);
         let one = self.f(1.0);
         let den = self.add(one, e);
         let neg = self.cmp_c(FloatCC::LessThan, x, 0.0);
@@ -677,10 +747,10 @@ impl<'a, 'f> V<'a, 'f> {
     fn softplus(&mut self, x: Value) -> Value {
         let a = self.abs(x);
         let na = self.b.ins().fneg(a);
-        let e = self.exp(na);
+        let e = self.exp_below(na, false);
         let (u, c) = self.one_plus(e);
         // u in [1, 2]: no special values (NaN comes through m)
-        let l = self.log_core(u, Some(c), false);
+        let l = self.log_core(u, Some(c), AT_LEAST_ONE);
         let zero = self.f(0.0);
         let neg = self.cmp(FloatCC::LessThan, x, zero);
         let m = self.sel(neg, zero, x);
@@ -707,7 +777,7 @@ impl<'a, 'f> V<'a, 'f> {
         let den = self.sel(small, d2, dd);
         let v = self.div(num, den);
         let (u, c) = self.one_plus(v);
-        let l = self.log_core(u, Some(c), false);
+        let l = self.log_core(u, Some(c), AT_LEAST_ONE);
         // a − ln2 above 2 (NaN comes through here)
         let ln2 = self.f(std::f64::consts::LN_2);
         let al = self.sub(a, ln2);
@@ -733,7 +803,7 @@ impl<'a, 'f> V<'a, 'f> {
         let (u1, c) = self.one_plus(v);
         let u = self.sel(low, v, u1);
         let c = self.keep(not_low, c);
-        let y = self.log_core(u, Some(c), true);
+        let y = self.log_core(u, Some(c), ANY);
         let m0 = self.f(-0.0);
         let flip = self.keep(mid, m0);
         self.b.ins().bxor(y, flip)
@@ -753,7 +823,7 @@ impl<'a, 'f> V<'a, 'f> {
         let u = self.sel(large, x, u);
         let ln2 = self.f(std::f64::consts::LN_2);
         let c = self.sel(large, ln2, c);
-        self.log_core(u, Some(c), true)
+        self.log_core(u, Some(c), NOT_SUBNORMAL)
     }
 
     fn cbrt(&mut self, x: Value) -> Value {
@@ -853,13 +923,11 @@ impl<'a, 'f> V<'a, 'f> {
         self.or_sign(y, x)
     }
 
-    /// Largest |x| for sin, cos and tan (NaN beyond): 2^30 (2^17 in f32), where the
-    /// three-part π/2 still leaves the reduced argument accurate to 2^-60 (2^-29).
     fn trig_limit(&self) -> f64 {
         if self.single {
-            131072.0
+            TRIG_LIMIT_F32
         } else {
-            1073741824.0
+            TRIG_LIMIT_F64
         }
     }
 
@@ -972,11 +1040,6 @@ impl<'a, 'f> V<'a, 'f> {
         let y = self.sel(gt, one, x);
         self.sel(lt, m1, y)
     }
-}
-
-/// 1/n!.
-fn inv_factorial(n: usize) -> f64 {
-    1.0 / (1..=n).map(|i| i as f64).product::<f64>()
 }
 
 macro_rules! public {

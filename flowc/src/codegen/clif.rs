@@ -343,6 +343,32 @@ fn vector_op<M: Module>(
             b.ins().bitselect(mask, a[1], a[2])
         }
         Math::Hypot(_) if ctx.opts.math != MathMode::Libm => hypot(b, ctx, a[0], a[1]),
+        Math::Sin(_) | Math::Cos(_) | Math::Tan(_) if ctx.opts.math != MathMode::Libm => {
+            // the vector reduction is accurate up to a limit; beyond it (rare), libm per lane
+            let limit = if ctx.prec == Float::F64 { super::vmath::TRIG_LIMIT_F64 } else { super::vmath::TRIG_LIMIT_F32 };
+            let ax = b.ins().fabs(a[0]);
+            let lim = scalar_const(b, ctx.prec, limit);
+            let lim = b.ins().splat(ctx.vty, lim);
+            let far = b.ins().fcmp(FloatCC::GreaterThan, ax, lim);
+            let any = b.ins().vany_true(far);
+            let (fast_b, slow_b, done) = (b.create_block(), b.create_block(), b.create_block());
+            b.append_block_param(done, ctx.vty);
+            b.ins().brif(any, slow_b, &[], fast_b, &[]);
+            b.switch_to_block(fast_b);
+            let v = if ctx.opts.math == MathMode::Call {
+                let f = vmath_ref(module, b, imports, ctx.prec, op)?;
+                let call = b.ins().call(f, &[a[0]]);
+                b.inst_results(call)[0]
+            } else {
+                super::vmath::function(op).expect("trig is in vmath")(b, a[0])
+            };
+            b.ins().jump(done, &[BlockArg::Value(v)]);
+            b.switch_to_block(slow_b);
+            let v = lanewise_host(module, b, imports, ctx, op, a)?;
+            b.ins().jump(done, &[BlockArg::Value(v)]);
+            b.switch_to_block(done);
+            b.block_params(done)[0]
+        }
         op if ctx.opts.math != MathMode::Libm && super::vmath::function(op).is_some() => {
             if ctx.opts.math == MathMode::Call {
                 let f = vmath_ref(module, b, imports, ctx.prec, op)?;
@@ -352,21 +378,31 @@ fn vector_op<M: Module>(
                 super::vmath::function(op).expect("checked")(b, a[0])
             }
         }
-        other => {
-            let (f, arity) = host_ref(module, b, imports, ctx.prec, other)?;
-            let mut result = None;
-            for l in 0..ctx.prec.lanes() {
-                let args: Vec<Value> = a[..arity].iter().map(|v| b.ins().extractlane(*v, l as u8)).collect();
-                let call = b.ins().call(f, &args);
-                let r = b.inst_results(call)[0];
-                result = Some(match result {
-                    None => b.ins().scalar_to_vector(ctx.vty, r),
-                    Some(v) => b.ins().insertlane(v, r, l as u8),
-                });
-            }
-            result.expect("at least one lane")
-        }
+        other => lanewise_host(module, b, imports, ctx, other, a)?,
     })
+}
+
+/// The host function of `op` called lane by lane.
+fn lanewise_host<M: Module>(
+    module: &mut M,
+    b: &mut FunctionBuilder,
+    imports: &mut Imports,
+    ctx: &RowCtx,
+    op: &Math,
+    a: &[Value],
+) -> Result<Value, Unsupported> {
+    let (f, arity) = host_ref(module, b, imports, ctx.prec, op)?;
+    let mut result = None;
+    for l in 0..ctx.prec.lanes() {
+        let args: Vec<Value> = a[..arity].iter().map(|v| b.ins().extractlane(*v, l as u8)).collect();
+        let call = b.ins().call(f, &args);
+        let r = b.inst_results(call)[0];
+        result = Some(match result {
+            None => b.ins().scalar_to_vector(ctx.vty, r),
+            Some(v) => b.ins().insertlane(v, r, l as u8),
+        });
+    }
+    Ok(result.expect("at least one lane"))
 }
 
 /// hypot(a, b) = M·√(1 + (m/M)²) with M = max(|a|, |b|), m = min: no overflow or

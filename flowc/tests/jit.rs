@@ -272,3 +272,85 @@ fn corpus_jit_with_vector_math_is_within_the_ulp_table() {
     }
     assert!(checked > 500, "{checked} comparisons");
 }
+
+/// The two-argument vector functions (pow, powrecip, hypot) against the high-precision
+/// reference, f64 and f32: relative error within 4 ulps plus the power's own condition (|y|
+/// ulps for x^y, 1/|d| for x^(1/d)); hypot within 2 ulps.
+#[test]
+fn vector_pow_powrecip_and_hypot() {
+    use flowc::ir::{hp, parse_expr, Math};
+    use flowc::lower::{Body, Inst, Kernel};
+    let z = egg::Id::from(0usize);
+    let cases: [(Math, &str); 3] = [(Math::Pow([z, z]), "(pow x y)"), (Math::PowRecip([z, z]), "(powrecip x y)"), (Math::Hypot([z, z]), "(hypot x y)")];
+    let mut pts: Vec<(f64, f64)> = Vec::new();
+    let xs = common::spread(3000, 91, 1.0);
+    let ys = common::spread(3000, 92, 20.0);
+    for (u, y) in xs.iter().zip(&ys) {
+        let x = 10f64.powf(u * 500.0);
+        pts.push((x, *y));
+        pts.push((-x, y.round()));
+        pts.push((x, y / 50.0));
+    }
+    pts.extend([(0.0, 2.0), (0.0, -1.0), (1.0, f64::NAN), (2.0, 0.0), (-8.0, 3.0), (-2.0, 0.5), (f64::INFINITY, 2.0), (1e300, 1.0)]);
+    for (op, s) in cases {
+        let k = Kernel {
+            flow: "t".into(),
+            kind: Kind::Forward,
+            dim: 2,
+            params: vec![],
+            body: Body { insts: vec![Inst::Input(0), Inst::Input(1), Inst::Op(op.clone(), vec![0, 1])] },
+            outputs: vec![2],
+        };
+        let e = parse_expr(s);
+        let c = flowc::jit::compile(&k, Float::F64).unwrap();
+        let c32 = flowc::jit::compile(&k, Float::F32).unwrap();
+        let flat: Vec<f64> = pts.iter().flat_map(|(x, y)| [*x, *y]).collect();
+        let mut out = vec![0.0; pts.len()];
+        c.run_f64(&flat, &[], &mut out).unwrap();
+        let f32s: Vec<f32> = flat.iter().map(|v| *v as f32).collect();
+        let mut out32 = vec![0.0f32; pts.len()];
+        c32.run_f32(&f32s, &[], &mut out32).unwrap();
+        for (i, (x, y)) in pts.iter().enumerate() {
+            let cond = match op {
+                Math::Pow(_) => y.abs(),
+                Math::PowRecip(_) => 1.0 / y.abs(),
+                _ => 0.0,
+            };
+            let allowed = if matches!(op, Math::Hypot(_)) { 2.0 } else { 4.0 + 2.0 * cond };
+            if matches!(op, Math::PowRecip(_)) && *y == 0.0 {
+                continue;
+            }
+            if !matches!(op, Math::Hypot(_)) && (*x == 1.0 || *y == 0.0) {
+                // C's pow: 1 whatever the other argument (libm and the interpreter agree)
+                assert_eq!(out[i], 1.0, "{s} at ({x}, {y})");
+                continue;
+            }
+            if let Some(want) = hp::eval(&e, &[("x", *x), ("y", *y)]) {
+                let got = out[i];
+                if want.is_nan() {
+                    assert!(got.is_nan(), "{s} at ({x}, {y}): {got}, want NaN");
+                } else if want.is_finite() && want.abs() > 1e-300 {
+                    let ulp = f64::from_bits(want.abs().to_bits() + 1) - want.abs();
+                    assert!((got - want).abs() <= allowed * ulp, "{s} f64 at ({x}, {y}): {got} vs {want}");
+                } else if want.is_infinite() {
+                    assert_eq!(got, want, "{s} at ({x}, {y})");
+                }
+                let (x32, y32) = (*x as f32, *y as f32);
+                if x32.is_finite() && y32.is_finite() && (x32 as f64 == *x) {
+                    let want32 = hp::eval(&e, &[("x", x32 as f64), ("y", y32 as f64)]).unwrap_or(f64::NAN) as f32;
+                    let got32 = out32[i];
+                    if want32.is_finite() && want32.abs() > 1e-37 {
+                        let ulp = f32::from_bits(want32.abs().to_bits() + 1) - want32.abs();
+                        let cond32 = match op {
+                            Math::Pow(_) => y32.abs(),
+                            Math::PowRecip(_) => 1.0 / y32.abs(),
+                            _ => 0.0,
+                        };
+                        let allowed32 = if matches!(op, Math::Hypot(_)) { 2.0 } else { 4.0 + 2.0 * cond32 };
+                        assert!((got32 - want32).abs() <= allowed32 * ulp, "{s} f32 at ({x32}, {y32}): {got32} vs {want32}");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -343,6 +343,8 @@ fn vector_op<M: Module>(
             b.ins().bitselect(mask, a[1], a[2])
         }
         Math::Hypot(_) if ctx.opts.math != MathMode::Libm => hypot(b, ctx, a[0], a[1]),
+        Math::Pow(_) if ctx.opts.math != MathMode::Libm => pow(b, ctx, a[0], a[1], false),
+        Math::PowRecip(_) if ctx.opts.math != MathMode::Libm => pow(b, ctx, a[0], a[1], true),
         Math::Sin(_) | Math::Cos(_) | Math::Tan(_) if ctx.opts.math != MathMode::Libm => {
             // the vector reduction is accurate up to a limit; beyond it (rare), libm per lane
             let limit = if ctx.prec == Float::F64 { super::vmath::TRIG_LIMIT_F64 } else { super::vmath::TRIG_LIMIT_F32 };
@@ -431,6 +433,84 @@ fn hypot(b: &mut FunctionBuilder, ctx: &RowCtx, x: Value, y: Value) -> Value {
     let is_inf = b.ins().fcmp(FloatCC::Equal, big, inf);
     let is_inf = b.ins().bitcast(ctx.vty, eflags, is_inf);
     b.ins().bitselect(is_inf, inf, h)
+}
+
+/// x^y (or x^(1/y) with `recip`, the reciprocal carried in extra precision), for vectors.
+///
+/// log x is computed, then corrected by one Newton step, L + c with c = (x − e^L)/e^L, which
+/// leaves an absolute error of about one ulp of 1 whatever the size of log x; the product
+/// y·(L + c) (or the quotient) is formed in double-word arithmetic and exponentiated as
+/// e^hi·(1 + lo). So the result's relative error is a few ulps plus |y| (resp. 1/|y|) ulps,
+/// the condition number of the power itself. Negative x: |x|^y with the sign of an odd
+/// integer y, NaN for a non-integer y; y = 0 or x = 1 give 1, as in C's pow.
+fn pow(b: &mut FunctionBuilder, ctx: &RowCtx, x: Value, y: Value, recip: bool) -> Value {
+    let vty = ctx.vty;
+    let c = |b: &mut FunctionBuilder, v: f64| {
+        let s = scalar_const(b, ctx.prec, v);
+        b.ins().splat(vty, s)
+    };
+    let eflags = MemFlagsData::new().with_endianness(Endianness::Little);
+    let mask = |b: &mut FunctionBuilder, cc: FloatCC, p: Value, q: Value| {
+        let m = b.ins().fcmp(cc, p, q);
+        b.ins().bitcast(vty, eflags, m)
+    };
+    let ax = b.ins().fabs(x);
+    let l = super::vmath::log(b, ax);
+    let e = super::vmath::exp(b, l);
+    let d = b.ins().fsub(ax, e);
+    let corr = b.ins().fdiv(d, e);
+    // the correction only where log x is finite (x = 0, inf: e is 0 or inf)
+    let zero = c(b, 0.0);
+    let inf = c(b, f64::INFINITY);
+    let al = b.ins().fabs(l);
+    let finite = mask(b, FloatCC::LessThan, al, inf);
+    let corr = b.ins().bitselect(finite, corr, zero);
+    let (hi, lo) = if recip {
+        // (l + corr)/y: q = l/y, r = l − q·y exactly, lo = (r + corr)/y
+        let q = b.ins().fdiv(l, y);
+        let nq = b.ins().fneg(q);
+        let r = b.ins().fma(nq, y, l);
+        let r = b.ins().fadd(r, corr);
+        let lo = b.ins().fdiv(r, y);
+        (q, lo)
+    } else {
+        let t = b.ins().fmul(y, l);
+        let nt = b.ins().fneg(t);
+        let err = b.ins().fma(y, l, nt);
+        let yc = b.ins().fmul(y, corr);
+        let lo = b.ins().fadd(err, yc);
+        (t, lo)
+    };
+    // lo is NaN/inf only with hi infinite; then e^hi alone
+    let alo = b.ins().fabs(lo);
+    let lo_ok = mask(b, FloatCC::LessThan, alo, inf);
+    let lo = b.ins().bitselect(lo_ok, lo, zero);
+    let eh = super::vmath::exp(b, hi);
+    let mag = b.ins().fma(eh, lo, eh);
+    let eh_fin = mask(b, FloatCC::LessThan, eh, inf);
+    let mag = b.ins().bitselect(eh_fin, mag, eh);
+    // the exponent actually applied: y, or 1/y (only its integer-ness and parity matter)
+    let one = c(b, 1.0);
+    let ey = if recip { b.ins().fdiv(one, y) } else { y };
+    let fl = b.ins().floor(ey);
+    let is_int = mask(b, FloatCC::Equal, fl, ey);
+    let half = c(b, 0.5);
+    let hy = b.ins().fmul(ey, half);
+    let fh = b.ins().floor(hy);
+    let even = mask(b, FloatCC::Equal, fh, hy);
+    let odd = b.ins().band_not(is_int, even);
+    let neg = mask(b, FloatCC::LessThan, x, zero);
+    // negative base: sign of an odd integer power, NaN otherwise
+    let nmag = b.ins().fneg(mag);
+    let signed = b.ins().bitselect(odd, nmag, mag);
+    let nan = c(b, f64::NAN);
+    let neg_val = b.ins().bitselect(is_int, signed, nan);
+    let v = b.ins().bitselect(neg, neg_val, mag);
+    // x^0 = 1 and 1^y = 1 (even for NaN)
+    let y0 = mask(b, FloatCC::Equal, ey, zero);
+    let x1 = mask(b, FloatCC::Equal, x, one);
+    let unit = b.ins().bor(y0, x1);
+    b.ins().bitselect(unit, one, v)
 }
 
 /// All-ones lanes where `x > 0`, as a float vector (for `bitselect`).

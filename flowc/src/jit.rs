@@ -1,5 +1,7 @@
 //! The JIT: compiles a kernel with Cranelift (fixed steps: declare, define, finalize, get
-//! the pointer) into a typed, safe handle. Its code is freed when the handle drops.
+//! the pointer) into a typed, safe handle. Its code is freed when the handle drops. The code
+//! pointers are cast in two `unsafe fn call`s only: a kernel's ([`Compiled`]) and the ULP
+//! table's harness ([`Harness`]).
 //!
 //! ```
 //! let src = "bijector affine(x; shift: real, log_scale: real) = x * exp(log_scale) + shift;
@@ -143,4 +145,75 @@ pub fn compile_with(k: &Kernel, prec: Float, opts: Options) -> Result<Compiled, 
         compile_ms: start.elapsed().as_secs_f64() * 1e3,
         clif: text,
     })
+}
+
+/// A vector math function compiled over a buffer ([`clif::emit_map`]): the ULP table's
+/// harness. Its code is freed on drop.
+pub struct Harness {
+    module: Option<JITModule>,
+    code: *const u8,
+    ty: cranelift_codegen::ir::Type,
+    /// The harness's Cranelift IR as text.
+    pub clif: String,
+}
+
+// SAFETY: the code is immutable machine code that reads and writes only its arguments.
+unsafe impl Send for Harness {}
+unsafe impl Sync for Harness {}
+
+impl Harness {
+    /// Compiles `f` on values of type `ty` (f64, f64x2, f32 or f32x4) for the host.
+    pub fn new(f: clif::MathFn, ty: cranelift_codegen::ir::Type) -> Result<Harness, String> {
+        let builder = JITBuilder::with_flags(&[("opt_level", "speed")], default_libcall_names()).map_err(|e| e.to_string())?;
+        let mut module = JITModule::new(builder);
+        let mut ctx = module.make_context();
+        let id = clif::emit_map(&mut module, f, ty, "vmath_harness", &mut ctx).map_err(|e| e.0)?;
+        let text = ctx.func.display().to_string();
+        module.define_function(id, &mut ctx).map_err(|e| format!("{e:?}"))?;
+        module.finalize_definitions().map_err(|e| format!("{e:?}"))?;
+        let code = module.get_finalized_function(id);
+        Ok(Harness { module: Some(module), code, ty, clif: text })
+    }
+
+    /// The cast of the harness's code pointer to its ABI.
+    ///
+    /// # Safety
+    /// `T` must be the lane type of the harness, and `inp` and `out` must hold `n` values,
+    /// `n` a multiple of the lane count.
+    unsafe fn call<T>(&self, inp: *const T, out: *mut T, n: u64) {
+        let f: extern "C" fn(*const T, *mut T, u64) = unsafe { std::mem::transmute(self.code) };
+        f(inp, out, n)
+    }
+
+    fn run<T: Copy + Default>(&self, xs: &[T], lane: cranelift_codegen::ir::Type) -> Vec<T> {
+        assert_eq!(self.ty.lane_type(), lane, "the harness was compiled for {}", self.ty);
+        let lanes = self.ty.lane_count() as usize;
+        let n = xs.len().div_ceil(lanes) * lanes;
+        let mut inp = xs.to_vec();
+        inp.resize(n, T::default());
+        let mut out = vec![T::default(); n];
+        // SAFETY: lane type checked above; both buffers hold n values, a multiple of the lanes
+        unsafe { self.call(inp.as_ptr(), out.as_mut_ptr(), n as u64) };
+        out.truncate(xs.len());
+        out
+    }
+
+    /// The function at each of `xs` (an f64 or f64x2 harness; padded to whole vectors).
+    pub fn run_f64(&self, xs: &[f64]) -> Vec<f64> {
+        self.run(xs, cranelift_codegen::ir::types::F64)
+    }
+
+    /// The function at each of `xs` (an f32 or f32x4 harness).
+    pub fn run_f32(&self, xs: &[f32]) -> Vec<f32> {
+        self.run(xs, cranelift_codegen::ir::types::F32)
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(m) = self.module.take() {
+            // SAFETY: no pointer into the code outlives the harness (`code` is private)
+            unsafe { m.free_memory() };
+        }
+    }
 }

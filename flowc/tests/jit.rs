@@ -281,7 +281,8 @@ fn vector_pow_powrecip_and_hypot() {
     use flowc::ir::{hp, parse_expr, Math};
     use flowc::lower::{Body, Inst, Kernel};
     let z = egg::Id::from(0usize);
-    let cases: [(Math, &str); 3] = [(Math::Pow([z, z]), "(pow x y)"), (Math::PowRecip([z, z]), "(powrecip x y)"), (Math::Hypot([z, z]), "(hypot x y)")];
+    let cases: [(Math, &str); 3] =
+        [(Math::Pow([z, z]), "(pow x y)"), (Math::PowRecip([z, z]), "(powrecip x y)"), (Math::Hypot([z, z]), "(hypot x y)")];
     let mut pts: Vec<(f64, f64)> = Vec::new();
     let xs = common::spread(3000, 91, 1.0);
     let ys = common::spread(3000, 92, 20.0);

@@ -1051,3 +1051,84 @@ pub fn resolve_math(m: MathMode, k: &Kernel, in_loop: &[bool]) -> MathMode {
         MathMode::Call
     }
 }
+
+/// A vector math function: takes and returns a value of type f64, f64x2, f32 or f32x4.
+pub type MathFn = fn(&mut FunctionBuilder, Value) -> Value;
+
+/// Translates `f` applied over a buffer into `module` as `name`:
+/// `fn(inp: *const T, out: *mut T, n: u64)`, one value of type `ty` per step (the ULP
+/// table's harness).
+pub fn emit_map<M: Module>(
+    module: &mut M,
+    f: MathFn,
+    ty: Type,
+    name: &str,
+    ctx: &mut cranelift_codegen::Context,
+) -> Result<FuncId, Unsupported> {
+    let ptr = module.target_config().pointer_type();
+    let mut sig = module.make_signature();
+    for p in [ptr, ptr, types::I64] {
+        sig.params.push(AbiParam::new(p));
+    }
+    let id = module.declare_function(name, Linkage::Export, &sig).map_err(|e| Unsupported(e.to_string()))?;
+    ctx.func = Function::with_name_signature(UserFuncName::user(0, id.as_u32()), sig);
+    let mut fctx = FunctionBuilderContext::new();
+    let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+    let flags = MemFlagsData::new().with_notrap();
+    let (entry, header, body, exit) = (b.create_block(), b.create_block(), b.create_block(), b.create_block());
+    b.append_block_params_for_function_params(entry);
+    b.append_block_param(header, types::I64);
+    b.switch_to_block(entry);
+    let (inp, out, n) = {
+        let p = b.block_params(entry);
+        (p[0], p[1], p[2])
+    };
+    let zero = b.ins().iconst(types::I64, 0);
+    b.ins().jump(header, &[BlockArg::Value(zero)]);
+    b.switch_to_block(header);
+    let i = b.block_params(header)[0];
+    let more = b.ins().icmp(IntCC::UnsignedLessThan, i, n);
+    b.ins().brif(more, body, &[], exit, &[]);
+    b.switch_to_block(body);
+    let off = b.ins().imul_imm_s(i, ty.lane_type().bytes() as i64);
+    let off = if ptr == types::I64 { off } else { b.ins().ireduce(ptr, off) };
+    let src = b.ins().iadd(inp, off);
+    let dst = b.ins().iadd(out, off);
+    let x = b.ins().load(ty, flags, src, 0);
+    let y = f(&mut b, x);
+    b.ins().store(flags, y, dst, 0);
+    let next = b.ins().iadd_imm_s(i, ty.lane_count() as i64);
+    b.ins().jump(header, &[BlockArg::Value(next)]);
+    b.switch_to_block(exit);
+    b.ins().return_(&[]);
+    b.seal_all_blocks();
+    b.finalize(module.target_config());
+    Ok(id)
+}
+
+/// The Cranelift IR of `f` alone, as a function `(x: ty) -> ty`, before optimization.
+pub fn map_clif(f: MathFn, ty: Type) -> Function {
+    let mut sig = cranelift_codegen::ir::Signature::new(cranelift_codegen::isa::CallConv::SystemV);
+    sig.params.push(AbiParam::new(ty));
+    sig.returns.push(AbiParam::new(ty));
+    let mut func = Function::with_name_signature(UserFuncName::default(), sig);
+    let mut fctx = FunctionBuilderContext::new();
+    {
+        let mut b = FunctionBuilder::new(&mut func, &mut fctx);
+        let block = b.create_block();
+        b.append_block_params_for_function_params(block);
+        b.switch_to_block(block);
+        let x = b.block_params(block)[0];
+        let y = f(&mut b, x);
+        b.ins().return_(&[y]);
+        b.seal_all_blocks();
+    }
+    func
+}
+
+/// The number of CLIF instructions `f` emits on values of type `ty` (constants included).
+pub fn map_instructions(f: MathFn, ty: Type) -> usize {
+    let func = map_clif(f, ty);
+    let block = func.layout.entry_block().expect("one block");
+    func.layout.block_insts(block).count() - 1
+}

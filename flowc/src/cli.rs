@@ -173,6 +173,13 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "f64")]
         precision: Precision,
     },
+    /// The ULP table of the compiled vector math: every function in f64 and f32 against the
+    /// high-precision reference; exit code 1 if any exceeds its bound.
+    Ulp {
+        /// Points per function and precision.
+        #[arg(long, default_value_t = 100_000)]
+        points: usize,
+    },
     /// The built-in end-to-end example: parse, derive, check and evaluate a flow.
     Demo,
 }
@@ -457,6 +464,15 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
                 eprintln!("note: {n}");
             }
             Ok(String::new())
+        }
+        Command::Ulp { points } => {
+            let rows = crate::ulp::table(points.max(100));
+            let table = crate::ulp::render(&rows);
+            if rows.iter().all(|r| r.max_ulps <= r.bound) {
+                Ok(table)
+            } else {
+                Err(user(format!("{table}error: some functions exceed their bound")))
+            }
         }
         Command::Demo => demo(),
     }

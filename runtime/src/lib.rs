@@ -7,6 +7,10 @@
 //! - [`base`]: the standard normal base distribution.
 //! - [`batch`]: row kernels over chunks of rows on a thread pool.
 //! - [`math`]: the composite scalar functions (sigmoid, softplus, logcosh, ...).
+//! - [`real`]: the scalars and lane blocks that compiled flows compute with.
+//! - [`rootfind`]: the numeric inverse of monotone scalar maps.
+//! - [`flow`], [`params`], [`rng`]: what flows compiled to Rust (`flow!`) are built on: the
+//!   [`flow::Flow`] trait and batch row loop, parameter tables, a seeded generator.
 //!
 //! ```
 //! use runtime::base::std_normal_log_pdf;
@@ -39,5 +43,15 @@
 
 pub mod base;
 pub mod batch;
+pub mod flow;
 pub mod io;
 pub mod math;
+pub mod params;
+pub mod real;
+pub mod rng;
+pub mod rootfind;
+
+pub use flow::Flow;
+pub use params::{Kind, ParamError, Slot};
+pub use real::{Block, Lanes, Ops, Real};
+pub use rng::Rng;

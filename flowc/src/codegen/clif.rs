@@ -7,7 +7,7 @@
 
 use super::host;
 use crate::ir::Math;
-use crate::lower::{Inst, Kernel};
+use crate::lower::{branch_sets, Inst, Kernel};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
     types, AbiParam, BlockArg, Endianness, FuncRef, Function, InstBuilder, MemFlagsData, Type, UserFuncName, Value,
@@ -189,7 +189,7 @@ pub fn emit<M: Module>(
     let mut used_in_loop = vec![false; k.body.insts.len()];
     for (i, inst) in k.body.insts.iter().enumerate() {
         if hoisted[i].is_none() {
-            for a in args_of(inst) {
+            for a in inst.args() {
                 used_in_loop[a] = true;
             }
         }
@@ -227,7 +227,8 @@ pub fn emit<M: Module>(
     }
     // `ifpos` computes a branch only when some lane takes it: instructions used by one
     // branch alone are emitted inside that branch
-    let deferred = branch_sets(k, &hoisted);
+    let invariant: Vec<bool> = hoisted.iter().map(Option::is_some).collect();
+    let deferred = branch_sets(k, &invariant);
     let ctx = RowCtx { ty, vty, prec, opts, flags, in_rows };
     for n_inst in 0..k.body.insts.len() {
         if hoisted[n_inst].is_none() && deferred[n_inst].is_none() {
@@ -414,57 +415,6 @@ struct RowCtx {
     flags: MemFlagsData,
     /// The start of each lane's input row.
     in_rows: Vec<Value>,
-}
-
-/// For each instruction, the `ifpos` branch it belongs to exclusively: `(ifpos, then?)`.
-/// Inputs, hoisted values and nested `ifpos` stay outside (computed before the branch).
-fn branch_sets(k: &Kernel, hoisted: &[Option<Value>]) -> Vec<Option<(usize, bool)>> {
-    let n = k.body.insts.len();
-    let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
-    let mut is_output = vec![false; n];
-    for (i, inst) in k.body.insts.iter().enumerate() {
-        for a in args_of(inst) {
-            users[a].push(i);
-        }
-    }
-    for o in &k.outputs {
-        is_output[*o] = true;
-    }
-    let mut deferred: Vec<Option<(usize, bool)>> = vec![None; n];
-    for (p, inst) in k.body.insts.iter().enumerate() {
-        let Inst::Op(Math::IfPos(_), args) = inst else { continue };
-        for (side, root) in [(true, args[1]), (false, args[2])] {
-            let movable = |j: usize| {
-                hoisted[j].is_none()
-                    && !is_output[j]
-                    && !matches!(k.body.insts[j], Inst::Input(_) | Inst::Op(Math::IfPos(_), _) | Inst::RootFind { .. })
-            };
-            if !movable(root) || users[root].iter().any(|u| *u != p) || deferred[root].is_some() || args[0] == root {
-                continue;
-            }
-            let mut member = vec![false; n];
-            member[root] = true;
-            for j in (0..root).rev() {
-                if movable(j) && deferred[j].is_none() && !users[j].is_empty() && users[j].iter().all(|u| member[*u]) {
-                    member[j] = true;
-                }
-            }
-            for (j, m) in member.iter().enumerate() {
-                if *m {
-                    deferred[j] = Some((p, side));
-                }
-            }
-        }
-    }
-    deferred
-}
-
-fn args_of(inst: &Inst) -> Vec<usize> {
-    match inst {
-        Inst::Op(_, args) => args.clone(),
-        Inst::RootFind { y, .. } => vec![*y],
-        _ => vec![],
-    }
 }
 
 /// Emits instruction `i` (and, for `ifpos`, the branches some lane takes).

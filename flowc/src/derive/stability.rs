@@ -83,18 +83,7 @@ pub fn sample_points(domain: Interval) -> (Vec<f64>, Vec<f64>) {
     (ordinary, extreme)
 }
 
-/// The next f64 after `a` in the direction of `b`.
-pub fn next_toward(a: f64, b: f64) -> f64 {
-    if a == b || a.is_nan() {
-        return a;
-    }
-    if a == 0.0 {
-        return if b > 0.0 { f64::from_bits(1) } else { -f64::from_bits(1) };
-    }
-    let bits = a.to_bits();
-    let up = (b > a) == (a > 0.0);
-    f64::from_bits(if up { bits + 1 } else { bits - 1 })
-}
+pub use runtime::rootfind::next_toward;
 
 /// The spacing of f64 (or f32) numbers at `v`.
 pub fn ulp(v: f64, p: Precision) -> f64 {

@@ -112,7 +112,7 @@ pub enum Command {
         #[arg(long)]
         inline_math: bool,
     },
-    /// Print generated code: the backend-neutral kernels or Cranelift IR.
+    /// Print generated code: the backend-neutral kernels, Cranelift IR, or Rust.
     Emit {
         file: PathBuf,
         #[arg(long)]
@@ -145,6 +145,8 @@ impl Precision {
 pub enum Target {
     Kernel,
     Clif,
+    /// Rust source, as `flow! { ... }` expands to (a flow's struct, or a bijector's type).
+    Rust,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -306,6 +308,14 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
         }
         Command::Emit { file, name, target, precision } => {
             let (_, m, d) = load(&file, fuse)?;
+            if target == Target::Rust {
+                // a flow or a bijector
+                check_name(&m, &name, &file)?;
+                let program = lower::lower(&d).map_err(internal)?;
+                let code = crate::codegen::rust::emit_item(&d, &program, &name, &Default::default())
+                    .map_err(|d| user(d.render(&file.display().to_string(), "").trim_end().to_string()))?;
+                return Ok(crate::codegen::rust::pretty(code));
+            }
             check_flow(&m, &d, &name, &file)?;
             let program = lower::lower(&d).map_err(internal)?;
             let mut out = String::new();
@@ -313,6 +323,7 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
                 let k = program.kernel(&name, kind).expect("lowered");
                 match target {
                     Target::Kernel => out.push_str(&k.to_string()),
+                    Target::Rust => unreachable!("handled above"),
                     Target::Clif => match jit::compile(k, precision.float()) {
                         Ok(c) => out.push_str(&format!(
                             "; {}.{} ({:?}), compiled in {:.2} ms\n{}\n",

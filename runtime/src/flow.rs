@@ -42,6 +42,22 @@ pub trait Flow<T: Real>: Sized {
     }
 }
 
+/// A scalar bijector compiled for `T` (a `bijector` of the flow language).
+pub trait Bijector<T: Real>: Sized {
+    /// The bijector's name in the flow language.
+    const NAME: &'static str;
+    /// Its parameters, one value each, in declaration order.
+    const PARAMS: &'static [Slot];
+    /// From parameter values in declaration order (checked).
+    fn from_params(params: &[T]) -> Result<Self, ParamError>;
+    /// y = f(x).
+    fn forward(&self, x: T) -> T;
+    /// x = f^-1(y).
+    fn inverse(&self, y: T) -> T;
+    /// log|f'(x)|.
+    fn log_det(&self, x: T) -> T;
+}
+
 /// Applies a kernel to every row of `rows` (`D` values each), writing `O` values per row to
 /// `out`: blocks of [`LANES`] rows through `block`, the remaining rows through `row`.
 ///

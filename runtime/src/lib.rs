@@ -51,7 +51,7 @@ pub mod real;
 pub mod rng;
 pub mod rootfind;
 
-pub use flow::Flow;
+pub use flow::{Bijector, Flow};
 pub use params::{Kind, ParamError, Slot};
 pub use real::{Block, Lanes, Ops, Real};
 pub use rng::Rng;

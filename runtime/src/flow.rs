@@ -6,11 +6,8 @@
 //! `forward` and `inverse`: the `dim` mapped values, then Σ log|det J| of the forward layers).
 
 use crate::params::{ParamError, Slot};
-use crate::real::{Lanes, Real};
+use crate::real::{Block, Real};
 use crate::rng::Rng;
-
-/// Rows computed together by the batch functions.
-pub const LANES: usize = 8;
 
 /// A normalizing flow on R^DIM with a standard normal base, compiled for `T`.
 pub trait Flow<T: Real>: Sized {
@@ -59,7 +56,7 @@ pub trait Bijector<T: Real>: Sized {
 }
 
 /// Applies a kernel to every row of `rows` (`D` values each), writing `O` values per row to
-/// `out`: blocks of [`LANES`] rows through `block`, the remaining rows through `row`.
+/// `out`: blocks of rows ([`Real::Block`]) through `block`, the remaining rows through `row`.
 ///
 /// # Panics
 /// When `rows` is not whole rows or `out` does not have `O` values per row.
@@ -67,25 +64,26 @@ pub trait Bijector<T: Real>: Sized {
 pub fn run_blocks<T: Real, const D: usize, const O: usize>(
     rows: &[T],
     out: &mut [T],
-    block: impl Fn([Lanes<T, LANES>; D]) -> [Lanes<T, LANES>; O],
+    block: impl Fn([T::Block; D]) -> [T::Block; O],
     row: impl Fn([T; D]) -> [T; O],
 ) {
     assert!(rows.len().is_multiple_of(D), "{} values are not whole rows of {D}", rows.len());
     let n = rows.len() / D;
     assert!(out.len() == n * O, "{n} rows need {} output values, got {}", n * O, out.len());
-    let mut ins = rows.chunks_exact(D * LANES);
-    let mut outs = out.chunks_exact_mut(O * LANES);
+    let lanes = <T::Block as Block<T>>::LANES;
+    let mut ins = rows.chunks_exact(D * lanes);
+    let mut outs = out.chunks_exact_mut(O * lanes);
     for (r, o) in (&mut ins).zip(&mut outs) {
-        let mut x = [Lanes([T::ZERO; LANES]); D];
-        for l in 0..LANES {
+        let mut x = [<T::Block as Block<T>>::splat(T::ZERO); D];
+        for l in 0..lanes {
             for (i, xi) in x.iter_mut().enumerate() {
-                xi.0[l] = r[l * D + i];
+                xi.set_lane(l, r[l * D + i]);
             }
         }
         let y = block(x);
-        for l in 0..LANES {
+        for l in 0..lanes {
             for (j, yj) in y.iter().enumerate() {
-                o[l * O + j] = yj.0[l];
+                o[l * O + j] = yj.lane(l);
             }
         }
     }
@@ -98,7 +96,6 @@ pub fn run_blocks<T: Real, const D: usize, const O: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::real::Block;
 
     fn body<V: Block<f64>>(x: [V; 2]) -> [V; 1] {
         [x[0] * V::c(10.0) + x[1]]
@@ -109,7 +106,7 @@ mod tests {
         for n in [0, 1, 7, 8, 9, 17] {
             let rows: Vec<f64> = (0..2 * n).map(|i| i as f64).collect();
             let mut out = vec![0.0; n];
-            run_blocks(&rows, &mut out, body::<Lanes<f64, LANES>>, body::<f64>);
+            run_blocks(&rows, &mut out, body::<<f64 as Real>::Block>, body::<f64>);
             let want: Vec<f64> = (0..n).map(|r| rows[2 * r] * 10.0 + rows[2 * r + 1]).collect();
             assert_eq!(out, want);
         }

@@ -62,6 +62,10 @@ pub trait Real: Ops + PartialOrd + Default + Debug + Display + Send + Sync + 'st
     const ZERO: Self;
     /// `"f32"` or `"f64"`.
     const NAME: &'static str;
+    /// The block of rows the batch functions compute together: 256 bits of lanes
+    /// (`Lanes<f64, 4>`, `Lanes<f32, 8>`), measured fastest for kernels with `ifpos`
+    /// (wider blocks more often compute both branches).
+    type Block: Block<Self>;
     /// The nearest value (an `f64` constant rounded to this type).
     fn from_f64(v: f64) -> Self;
     /// The value as an `f64` (exact).
@@ -69,7 +73,7 @@ pub trait Real: Ops + PartialOrd + Default + Debug + Display + Send + Sync + 'st
 }
 
 macro_rules! scalar {
-    ($t:ty, $name:literal, composite: $via:ident) => {
+    ($t:ty, $name:literal, $lanes:literal, composite: $via:ident) => {
         impl Ops for $t {
             #[inline(always)]
             fn pow(self, e: Self) -> Self {
@@ -184,6 +188,7 @@ macro_rules! scalar {
         impl Real for $t {
             const ZERO: Self = 0.0;
             const NAME: &'static str = $name;
+            type Block = Lanes<$t, $lanes>;
             #[inline(always)]
             fn from_f64(v: f64) -> Self {
                 v as $t
@@ -206,8 +211,8 @@ fn widened(a: f32, f: fn(f64) -> f64) -> f32 {
     f(a as f64) as f32
 }
 
-scalar!(f64, "f64", composite: direct);
-scalar!(f32, "f32", composite: widened);
+scalar!(f64, "f64", 4, composite: direct);
+scalar!(f32, "f32", 8, composite: widened);
 
 /// `L` values computed together (one per row of a block).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -217,8 +222,14 @@ pub struct Lanes<T, const L: usize>(pub [T; L]);
 /// A value a kernel body computes with for rows of `T`: `T` itself (one row) or
 /// [`Lanes<T, L>`] (a block of rows).
 pub trait Block<T: Real>: Ops {
+    /// Rows in the block.
+    const LANES: usize;
     /// The same value in every lane.
     fn splat(v: T) -> Self;
+    /// Lane `l`.
+    fn lane(&self, l: usize) -> T;
+    /// Sets lane `l`.
+    fn set_lane(&mut self, l: usize, v: T);
     /// `f` applied to every lane (for scalar work inside a block, e.g. a root-find).
     fn map(self, f: impl Fn(T) -> T) -> Self;
     /// A constant: `v` rounded to `T`, in every lane.
@@ -229,9 +240,18 @@ pub trait Block<T: Real>: Ops {
 }
 
 impl<T: Real> Block<T> for T {
+    const LANES: usize = 1;
     #[inline(always)]
     fn splat(v: T) -> Self {
         v
+    }
+    #[inline(always)]
+    fn lane(&self, _: usize) -> T {
+        *self
+    }
+    #[inline(always)]
+    fn set_lane(&mut self, _: usize, v: T) {
+        *self = v;
     }
     #[inline(always)]
     fn map(self, f: impl Fn(T) -> T) -> Self {
@@ -240,9 +260,18 @@ impl<T: Real> Block<T> for T {
 }
 
 impl<T: Real, const L: usize> Block<T> for Lanes<T, L> {
+    const LANES: usize = L;
     #[inline(always)]
     fn splat(v: T) -> Self {
         Lanes([v; L])
+    }
+    #[inline(always)]
+    fn lane(&self, l: usize) -> T {
+        self.0[l]
+    }
+    #[inline(always)]
+    fn set_lane(&mut self, l: usize, v: T) {
+        self.0[l] = v;
     }
     #[inline(always)]
     fn map(self, f: impl Fn(T) -> T) -> Self {

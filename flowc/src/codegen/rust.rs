@@ -5,8 +5,8 @@
 //! holding its flat parameter buffer and the values that depend on parameters alone
 //! (computed once, when the parameters are set). Each of its three kernels becomes one body
 //! generic over the value it computes with ([`runtime::Block`]): a scalar for one row
-//! (`log_prob`, `forward`, `inverse`) and [`runtime::Lanes`] of 8 rows for the batch
-//! functions, so that LLVM vectorizes the arithmetic across rows. `ifpos` computes a branch
+//! (`log_prob`, `forward`, `inverse`) and [`runtime::Lanes`] of 256 bits of rows for the
+//! batch functions, so that LLVM vectorizes the arithmetic across rows. `ifpos` computes a branch
 //! only when some row takes it, and a numeric inverse calls [`runtime::rootfind`] per row,
 //! exactly as the interpreter does. Each bijector becomes a small type with `forward`,
 //! `inverse` and `log_det`. Generated code depends only on the `runtime` crate.
@@ -537,7 +537,7 @@ fn flow_item(d: &Derivation, p: &Program, f: &FlowDerivation, spans: &Spans) -> 
         let nout = n(k.outputs.len());
         let dim_n = n(dim);
         let fname = format_ident!("{}_kernel", k.kind.name());
-        let doc = format!(" The `{}` kernel on one row (`V = T`) or a block of rows (`V = Lanes<T, 8>`).", k.kind.name());
+        let doc = format!(" The `{}` kernel on one row (`V = T`) or a block of rows (`V = T::Block`).", k.kind.name());
         kernels.extend(quote! {
             #[doc = #doc]
             #[inline]

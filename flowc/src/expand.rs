@@ -79,7 +79,7 @@ fn positions(tokens: &TokenStream, out: &mut HashMap<(usize, usize), Span>) {
 /// One diagnostic's text: the message, then what to write instead.
 fn text(d: &Diagnostic) -> String {
     match &d.help {
-        Some(h) => format!("{}\n\n= help: {h}", d.message),
+        Some(h) => format!("{}\n= help: {h}", d.message),
         None => d.message.clone(),
     }
 }
@@ -133,15 +133,17 @@ pub fn expand_file_in(tokens: TokenStream, base: &Path) -> TokenStream {
         Err(e) => {
             return syn::Error::new(
                 lit.span(),
-                format!("cannot read `{}`: {e}\n\n= help: the path is relative to `{}`", path.display(), base.display()),
+                format!("cannot read `{}`: {e}\n= help: the path is relative to `{}`", path.display(), base.display()),
             )
             .to_compile_error()
         }
     };
-    let result = dsl::parse(&src).and_then(|ast| {
-        let (d, p) = pipeline(&ast)?;
-        rust::emit(&d, &p, &Spans::default())
-    });
+    // Inside rustc, text parsed into tokens would get the macro call's location: parse it with
+    // proc-macro2's own lexer, which keeps the file's lines and columns for the messages.
+    proc_macro2::fallback::force();
+    let derived = dsl::parse(&src).and_then(|ast| pipeline(&ast));
+    proc_macro2::fallback::unforce();
+    let result = derived.and_then(|(d, p)| rust::emit(&d, &p, &Spans::default()));
     match result {
         Ok(code) => {
             let file = path.display().to_string();
@@ -155,7 +157,9 @@ pub fn expand_file_in(tokens: TokenStream, base: &Path) -> TokenStream {
             let mut out = TokenStream::new();
             for d in diags.0.iter().filter(|d| d.severity == Severity::Error) {
                 let one = Diagnostics(vec![d.clone()]);
-                out.extend(syn::Error::new(lit.span(), one.render(&lit.value(), &src).trim_end()).to_compile_error());
+                let text = one.render(&lit.value(), &src);
+                let text = text.trim_end().strip_prefix("error: ").unwrap_or(&text);
+                out.extend(syn::Error::new(lit.span(), text).to_compile_error());
             }
             out
         }

@@ -28,7 +28,7 @@ use crate::ir::expr::{to_infix, Expr};
 use crate::ir::{Math, ParamKind};
 use crate::lower::{self, branch_sets, Inst, Kernel, Kind, Program};
 use proc_macro2::{Ident, Span, TokenStream};
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
 use std::collections::HashMap;
 
 /// Where the user wrote each name, so that generated items carry the user's spans: item
@@ -587,13 +587,17 @@ fn flow_item(d: &Derivation, p: &Program, f: &FlowDerivation, spans: &Spans) -> 
     let outs_inv = outs_fwd.clone();
     let (dim, d1, np, npre, nstages) = (n(dim), n(dim + 1), n(np), n(npre), n(nstages));
 
-    Ok(quote! {
+    // the definition carries the user's span: a clash with another item points at the name
+    let def = quote_spanned! {span=>
         #docs
         #[derive(Clone, Debug, PartialEq)]
         pub struct #ty<T: ::runtime::Real = f64> {
             params: [T; #np],
             pre: [T; #npre],
         }
+    };
+    Ok(quote! {
+        #def
 
         #[allow(clippy::all, unused_parens)]
         impl<T: ::runtime::Real> #ty<T> {
@@ -744,7 +748,8 @@ fn flow_item(d: &Derivation, p: &Program, f: &FlowDerivation, spans: &Spans) -> 
 }
 
 fn bijector_item(d: &Derivation, b: &BijectorDerivation, spans: &Spans) -> Result<TokenStream, Diagnostics> {
-    let ty = type_name(&b.name, spans.get(&b.name))?;
+    let span = spans.get(&b.name);
+    let ty = type_name(&b.name, span)?;
     let [fk, ik] = lower::lower_bijector(d, &b.name)?;
     let mut diags = Diagnostics::new();
     let fields: Vec<Ident> = b
@@ -849,12 +854,15 @@ fn bijector_item(d: &Derivation, b: &BijectorDerivation, spans: &Spans) -> Resul
     if has_params {
         let tr = trait_impl(quote!(<T>), quote!(Self { #(#fields: params[#idx]),* }));
         let kinds = b.params.iter().map(|p| format!(" `{}`: {}", p.name, p.kind.name()));
-        Ok(quote! {
+        let def = quote_spanned! {span=>
             #docs
             #[derive(Clone, Copy, Debug, PartialEq)]
             pub struct #ty<T: ::runtime::Real = f64> {
                 #(#[doc = #kinds] pub #fields: T,)*
             }
+        };
+        Ok(quote! {
+            #def
             #[allow(clippy::all, unused_parens)]
             impl<T: ::runtime::Real> #ty<T> {
                 #consts
@@ -868,10 +876,13 @@ fn bijector_item(d: &Derivation, b: &BijectorDerivation, spans: &Spans) -> Resul
         })
     } else {
         let tr = trait_impl(quote!(), quote!(Self));
-        Ok(quote! {
+        let def = quote_spanned! {span=>
             #docs
             #[derive(Clone, Copy, Debug, Default, PartialEq)]
             pub struct #ty;
+        };
+        Ok(quote! {
+            #def
             #[allow(clippy::all, unused_parens)]
             impl #ty {
                 #consts

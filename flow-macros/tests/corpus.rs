@@ -81,7 +81,7 @@ fn check_flow<F: Flow<f64>, G: Flow<f32>>(p: &Program, name: &str) {
     let g = G::from_flat(&flat32).unwrap();
     let dim = F::DIM;
     let zs = rows(dim);
-    assert!(zs.len() / dim % 8 != 0, "blocks and tails are both exercised");
+    assert!(!(zs.len() / dim).is_multiple_of(8), "blocks and tails are both exercised");
     let fk = p.kernel(name, Kind::Forward).unwrap();
     // data points: base rows pushed forward, and the raw rows too
     let mut xs: Vec<f64> = interp(fk, &zs, &flat).chunks(dim + 1).flat_map(|r| r[..dim].to_vec()).collect();

@@ -410,7 +410,8 @@ pub fn derive_bijector(b: &Bijector, limits: Limits) -> Result<BijectorDerivatio
         Some((cands, proof)) => {
             let naive = cands[0].clone();
             let slope = diff::diff(&naive, Y).unwrap_or_else(|_| naive.clone());
-            let ys = outputs(&b.forward, &inputs, &psets);
+            // f(x) at every measurement point: the forward references, already computed
+            let ys = psets.iter().map(|env| fwd_pts.iter().filter(|p| p.primary && p.env == *env).map(|p| p.value).collect::<Vec<f64>>());
             let mut pts = Vec::new();
             for (env, ys) in psets.iter().zip(ys) {
                 pts.extend(reference_points(&cands.iter().collect::<Vec<_>>(), &slope, Y, &ys, std::slice::from_ref(env)));
@@ -439,28 +440,6 @@ pub fn derive_bijector(b: &Bijector, limits: Limits) -> Result<BijectorDerivatio
         runs,
         millis: start.elapsed().as_secs_f64() * 1e3,
     })
-}
-
-/// f(x) rounded to f64 at each input, per parameter set (finite values only).
-fn outputs(f: &Expr, inputs: &[f64], psets: &[Vec<(Symbol, f64)>]) -> Vec<Vec<f64>> {
-    psets
-        .iter()
-        .map(|env| {
-            inputs
-                .iter()
-                .filter_map(|&x| {
-                    let look = |s: Symbol| {
-                        if s.as_str() == X {
-                            x
-                        } else {
-                            env.iter().find(|(n, _)| *n == s).map(|(_, v)| *v).unwrap_or(f64::NAN)
-                        }
-                    };
-                    hp::eval_with(f, &look).filter(|v| v.is_finite())
-                })
-                .collect()
-        })
-        .collect()
 }
 
 /// Derives every bijector and flow of the module, collecting every error.
@@ -528,28 +507,11 @@ pub fn derive_configured(m: &Module, limits: Limits, fuse: bool) -> Result<Deriv
     diags.into_result(Derivation { bijectors, flows, millis: start.elapsed().as_secs_f64() * 1e3 })
 }
 
-/// Maps `f` over `items` on all available cores, keeping the order.
-fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(items.len().max(1));
-    if threads <= 1 {
-        return items.iter().map(f).collect();
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut slots: Vec<Option<R>> = (0..items.len()).map(|_| None).collect();
-    let out = std::sync::Mutex::new(&mut slots);
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= items.len() {
-                    break;
-                }
-                let r = f(&items[i]);
-                out.lock().unwrap()[i] = Some(r);
-            });
-        }
-    });
-    slots.into_iter().map(|r| r.expect("every item mapped")).collect()
+/// Maps `f` over `items` on all available cores (rayon's pool, shared with the measurements
+/// inside), keeping the order.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync + Send) -> Vec<R> {
+    use rayon::prelude::*;
+    items.par_iter().map(f).collect()
 }
 
 fn placeholder(b: &Bijector) -> BijectorDerivation {

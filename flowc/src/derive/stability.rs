@@ -113,6 +113,8 @@ pub struct RefPoint {
     pub u: f64,
     pub value: f64,
     pub slope: f64,
+    /// Whether `value` is the first reference's (the others are fallbacks where it fails).
+    pub primary: bool,
 }
 
 impl RefPoint {
@@ -130,26 +132,25 @@ impl RefPoint {
 /// equal form (found by the e-graph) gives the value. `slope` is d quantity / d input.
 /// Points whose exact value is not a finite f64 are left out.
 pub fn reference_points(refs: &[&Expr], slope: &Expr, input: &str, inputs: &[f64], params: &[Vec<(Symbol, f64)>]) -> Vec<RefPoint> {
+    use rayon::prelude::*;
     let input = Symbol::from(input);
-    let mut pts = Vec::new();
-    for env in params {
-        for &u in inputs {
-            let mut p = RefPoint { env: env.clone(), input, u, value: 0.0, slope: 0.0 };
-            let look = |s: Symbol| p.lookup(s);
-            let first = refs.first().and_then(|r| hp::eval_with(r, &look)).filter(|v| v.is_finite());
-            let Some(v) = first.or_else(|| refs.iter().skip(1).find_map(|r| hp::eval_up_to(r, &look, 512).filter(|v| v.is_finite())))
-            else {
-                continue;
-            };
-            // the slope only scales the bound: f64 suffices unless it is not finite there
-            let d64 = eval::eval_with(slope, &look);
-            let d = if d64.is_finite() { d64 } else { hp::eval_with(slope, &look).unwrap_or(f64::INFINITY) };
-            p.value = v;
-            p.slope = d;
-            pts.push(p);
-        }
-    }
-    pts
+    // each point is independent (and costly in high precision): measured on all cores, in order
+    let jobs: Vec<(&Vec<(Symbol, f64)>, f64)> = params.iter().flat_map(|env| inputs.iter().map(move |&u| (env, u))).collect();
+    let point = |&(env, u): &(&Vec<(Symbol, f64)>, f64)| -> Option<RefPoint> {
+        let mut p = RefPoint { env: env.clone(), input, u, value: 0.0, slope: 0.0, primary: false };
+        let look = |s: Symbol| p.lookup(s);
+        let first = refs.first().and_then(|r| hp::eval_with(r, &look)).filter(|v| v.is_finite());
+        let primary = first.is_some();
+        let v = first.or_else(|| refs.iter().skip(1).find_map(|r| hp::eval_up_to(r, &look, 512).filter(|v| v.is_finite())))?;
+        // the slope only scales the bound: f64 suffices unless it is not finite there
+        let d64 = eval::eval_with(slope, &look);
+        let d = if d64.is_finite() { d64 } else { hp::eval_with(slope, &look).unwrap_or(f64::INFINITY) };
+        p.value = v;
+        p.slope = d;
+        p.primary = primary;
+        Some(p)
+    };
+    jobs.par_iter().map(point).collect::<Vec<_>>().into_iter().flatten().collect()
 }
 
 /// Measured error of a formula over a set of points.

@@ -456,24 +456,7 @@ pub fn derive_with(m: &Module, limits: Limits) -> Result<Derivation, Diagnostics
 pub fn derive_configured(m: &Module, limits: Limits, fuse: bool) -> Result<Derivation, Diagnostics> {
     let start = Instant::now();
     let mut diags = Diagnostics::new();
-    // bijectors are independent: derive them on all cores (results keep the source order)
-    // (diagnostics of this stage carry no token spans, so they cross threads as parts)
-    let results = parallel_map(&m.bijectors, |b| derive_bijector(b, limits).map_err(|d| (d.span, d.message, d.help)));
-    let mut bijectors = Vec::new();
-    for (b, r) in m.bijectors.iter().zip(results) {
-        match r {
-            Ok(d) => bijectors.push(d),
-            Err((span, message, help)) => {
-                let mut d = Diagnostic::unlocated(message);
-                d.span = span;
-                d.help = help;
-                diags.push(d);
-                // keep indices aligned with the module; a placeholder is never returned
-                bijectors.push(placeholder(b));
-            }
-        }
-    }
-    let flows = m
+    let mut flows = m
         .flows
         .iter()
         .map(|f| FlowDerivation {
@@ -496,16 +479,66 @@ pub fn derive_configured(m: &Module, limits: Limits, fuse: bool) -> Result<Deriv
             fusion_notes: Vec::new(),
         })
         .collect::<Vec<FlowDerivation>>();
-    let mut flows = flows;
-    if fuse && !diags.has_errors() {
-        let results = parallel_map(&flows, |f| fuse::fuse_flow(m, &bijectors, f, limits));
-        for (f, (runs, notes)) in flows.iter_mut().zip(results) {
+    // bijectors are independent: derive them on all cores (results keep the source order);
+    // the flows' fusion needs only the bijectors the flows use, so it starts as soon as those
+    // are derived, alongside the others
+    // (diagnostics of this stage carry no token spans, so they cross threads as parts)
+    let mut used = vec![false; m.bijectors.len()];
+    for f in &flows {
+        for l in &f.layers {
+            used[l.bijector] = true;
+        }
+    }
+    let derive_some = |want: bool| -> Vec<(usize, Derived)> {
+        let idx: Vec<usize> = (0..m.bijectors.len()).filter(|i| used[*i] == want).collect();
+        let results = parallel_map(&idx, |i| derive_bijector(&m.bijectors[*i], limits).map_err(|d| (d.span, d.message, d.help)));
+        idx.into_iter().zip(results).collect()
+    };
+    let ((in_flows, fusion), others) = rayon::join(
+        || {
+            let derived = derive_some(true);
+            if !fuse || flows.is_empty() || derived.iter().any(|(_, r)| r.is_err()) {
+                return (derived, None);
+            }
+            // the table fusion reads: the flows' bijectors (the others are not looked at)
+            let mut table: Vec<BijectorDerivation> = m.bijectors.iter().map(placeholder).collect();
+            for (i, r) in &derived {
+                table[*i] = r.as_ref().expect("checked").clone();
+            }
+            let fusion = parallel_map(&flows, |f| fuse::fuse_flow(m, &table, f, limits));
+            (derived, Some(fusion))
+        },
+        || derive_some(false),
+    );
+    let mut results: Vec<Option<Derived>> = (0..m.bijectors.len()).map(|_| None).collect();
+    for (i, r) in in_flows.into_iter().chain(others) {
+        results[i] = Some(r);
+    }
+    let mut bijectors = Vec::new();
+    for (b, r) in m.bijectors.iter().zip(results) {
+        match r.expect("every bijector derived") {
+            Ok(d) => bijectors.push(d),
+            Err((span, message, help)) => {
+                let mut d = Diagnostic::unlocated(message);
+                d.span = span;
+                d.help = help;
+                diags.push(d);
+                // keep indices aligned with the module; a placeholder is never returned
+                bijectors.push(placeholder(b));
+            }
+        }
+    }
+    if let (Some(fusion), false) = (fusion, diags.has_errors()) {
+        for (f, (runs, notes)) in flows.iter_mut().zip(fusion) {
             f.fused = runs;
             f.fusion_notes = notes;
         }
     }
     diags.into_result(Derivation { bijectors, flows, millis: start.elapsed().as_secs_f64() * 1e3 })
 }
+
+/// A bijector's derivation, or its diagnostic as parts (span, message, help).
+type Derived = Result<BijectorDerivation, (Option<crate::diag::Span>, String, Option<String>)>;
 
 /// Maps `f` over `items` on all available cores (rayon's pool, shared with the measurements
 /// inside), keeping the order.

@@ -139,7 +139,7 @@ pub fn check_bijector(b: &BijectorDerivation, psets: &[Vec<(Symbol, f64)>]) -> V
             if !y.is_finite() || d == 0.0 || !(y > rlo && y < rhi) {
                 continue;
             }
-            inv_pts.push(RefPoint { env: env.clone(), input: Symbol::from(Y), u: y, value: x, slope: 1.0 / d, primary: true });
+            inv_pts.push(RefPoint { env: env.clone(), input: Symbol::from(Y), u: y, value: x, slope: 1.0 / d });
         }
     }
     let ranges_of = |p: &RefPoint| ranges.iter().find(|(e, _, _)| *e == p.env).map(|(_, lo, hi)| (*lo, *hi));

@@ -380,7 +380,8 @@ pub fn derive_bijector(b: &Bijector, limits: Limits) -> Result<BijectorDerivatio
     let inputs: Vec<f64> = ord.iter().chain(&ext).copied().collect();
     let refs = |first: &Expr, rest: &[Expr]| -> Vec<Expr> { std::iter::once(first.clone()).chain(rest.iter().cloned()).collect() };
     let fwd_refs = refs(&b.forward, &fwd_cands);
-    let fwd_pts = reference_points(&fwd_refs.iter().collect::<Vec<_>>(), &raw_d, X, &inputs, &psets);
+    let fwd_marked = stability::reference_points_marked(&fwd_refs.iter().collect::<Vec<_>>(), &raw_d, X, &inputs, &psets);
+    let fwd_pts: Vec<stability::RefPoint> = fwd_marked.iter().map(|(p, _)| p.clone()).collect();
     // when no form meets the bound everywhere, search again with the expansive rules
     let mut retry = |what: &str, naive: &Expr, cands: Vec<Expr>, pts: &[stability::RefPoint]| -> Choice {
         let c = choose(naive, cands.clone(), pts);
@@ -411,7 +412,9 @@ pub fn derive_bijector(b: &Bijector, limits: Limits) -> Result<BijectorDerivatio
             let naive = cands[0].clone();
             let slope = diff::diff(&naive, Y).unwrap_or_else(|_| naive.clone());
             // f(x) at every measurement point: the forward references, already computed
-            let ys = psets.iter().map(|env| fwd_pts.iter().filter(|p| p.primary && p.env == *env).map(|p| p.value).collect::<Vec<f64>>());
+            let ys = psets
+                .iter()
+                .map(|env| fwd_marked.iter().filter(|(p, first)| *first && p.env == *env).map(|(p, _)| p.value).collect::<Vec<f64>>());
             let mut pts = Vec::new();
             for (env, ys) in psets.iter().zip(ys) {
                 pts.extend(reference_points(&cands.iter().collect::<Vec<_>>(), &slope, Y, &ys, std::slice::from_ref(env)));

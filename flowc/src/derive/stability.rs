@@ -113,8 +113,6 @@ pub struct RefPoint {
     pub u: f64,
     pub value: f64,
     pub slope: f64,
-    /// Whether `value` is the first reference's (the others are fallbacks where it fails).
-    pub primary: bool,
 }
 
 impl RefPoint {
@@ -132,12 +130,24 @@ impl RefPoint {
 /// equal form (found by the e-graph) gives the value. `slope` is d quantity / d input.
 /// Points whose exact value is not a finite f64 are left out.
 pub fn reference_points(refs: &[&Expr], slope: &Expr, input: &str, inputs: &[f64], params: &[Vec<(Symbol, f64)>]) -> Vec<RefPoint> {
+    reference_points_marked(refs, slope, input, inputs, params).into_iter().map(|(p, _)| p).collect()
+}
+
+/// [`reference_points`], each marked with whether its value is the first reference's (the
+/// others are fallbacks where the first fails).
+pub fn reference_points_marked(
+    refs: &[&Expr],
+    slope: &Expr,
+    input: &str,
+    inputs: &[f64],
+    params: &[Vec<(Symbol, f64)>],
+) -> Vec<(RefPoint, bool)> {
     use rayon::prelude::*;
     let input = Symbol::from(input);
     // each point is independent (and costly in high precision): measured on all cores, in order
     let jobs: Vec<(&Vec<(Symbol, f64)>, f64)> = params.iter().flat_map(|env| inputs.iter().map(move |&u| (env, u))).collect();
-    let point = |&(env, u): &(&Vec<(Symbol, f64)>, f64)| -> Option<RefPoint> {
-        let mut p = RefPoint { env: env.clone(), input, u, value: 0.0, slope: 0.0, primary: false };
+    let point = |&(env, u): &(&Vec<(Symbol, f64)>, f64)| -> Option<(RefPoint, bool)> {
+        let mut p = RefPoint { env: env.clone(), input, u, value: 0.0, slope: 0.0 };
         let look = |s: Symbol| p.lookup(s);
         let first = refs.first().and_then(|r| hp::eval_with(r, &look)).filter(|v| v.is_finite());
         let primary = first.is_some();
@@ -147,8 +157,7 @@ pub fn reference_points(refs: &[&Expr], slope: &Expr, input: &str, inputs: &[f64
         let d = if d64.is_finite() { d64 } else { hp::eval_with(slope, &look).unwrap_or(f64::INFINITY) };
         p.value = v;
         p.slope = d;
-        p.primary = primary;
-        Some(p)
+        Some((p, primary))
     };
     jobs.par_iter().map(point).collect::<Vec<_>>().into_iter().flatten().collect()
 }

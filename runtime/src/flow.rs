@@ -4,6 +4,18 @@
 //! The batch functions follow the kernel calling convention of the JIT: rows are row-major
 //! (`dim` values each) and every row gets the kernel's outputs (`log_prob`: one value;
 //! `forward` and `inverse`: the `dim` mapped values, then Σ log|det J| of the forward layers).
+//!
+//! ```
+//! use runtime::{flow::run_blocks, Block, Real};
+//! // a kernel body, generic over one row (`V = f64`) or a block of rows (`V = f64::Block`)
+//! fn body<V: Block<f64>>(x: [V; 2]) -> [V; 1] {
+//!     [V::exp(x[0]) + x[1] * V::c(2.0)]
+//! }
+//! let rows = [0.0, 1.0, 1.0, 0.5, 0.0, 0.0, 2.0, -1.0, 0.5, 0.5];
+//! let mut out = [0.0; 5];
+//! run_blocks(&rows, &mut out, body::<<f64 as Real>::Block>, body::<f64>);
+//! assert_eq!(out[1], 1f64.exp() + 1.0);
+//! ```
 
 use crate::params::{ParamError, Slot};
 use crate::real::{Block, Real};

@@ -100,14 +100,28 @@ fn errors(diags: &Diagnostics, tokens: &TokenStream) -> TokenStream {
 /// The expansion of `flow! { ... }`: Rust items for every bijector and flow of the tokens
 /// (see [`crate::codegen::rust`]), or `compile_error!`s at the user's spans.
 pub fn expand(tokens: TokenStream) -> TokenStream {
-    let result = dsl::parse_tokens(tokens.clone()).and_then(|ast| {
-        let (d, p) = pipeline(&ast)?;
-        rust::emit(&d, &p, &spans_of(&ast))
+    let result = guarded(|| {
+        dsl::parse_tokens(tokens.clone()).and_then(|ast| {
+            let (d, p) = pipeline(&ast)?;
+            rust::emit(&d, &p, &spans_of(&ast))
+        })
     });
     match result {
         Ok(code) => code,
         Err(diags) => errors(&diags, &tokens),
     }
+}
+
+/// Runs a stage; a panic (a bug in flowc) becomes an internal-error diagnostic instead of
+/// aborting the user's build with a backtrace.
+fn guarded<T>(f: impl FnOnce() -> Result<T, Diagnostics>) -> Result<T, Diagnostics> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let msg =
+            payload.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| payload.downcast_ref::<String>().cloned()).unwrap_or_default();
+        Err(Diagnostic::unlocated(format!("internal error in flowc: {msg}"))
+            .help("this is a bug in flowc; please report it with the flow that caused it")
+            .into())
+    })
 }
 
 /// The expansion of `flow_file!("models/m.flow")`: the path is relative to the directory of
@@ -141,9 +155,9 @@ pub fn expand_file_in(tokens: TokenStream, base: &Path) -> TokenStream {
     // Inside rustc, text parsed into tokens would get the macro call's location: parse it with
     // proc-macro2's own lexer, which keeps the file's lines and columns for the messages.
     proc_macro2::fallback::force();
-    let derived = dsl::parse(&src).and_then(|ast| pipeline(&ast));
+    let derived = guarded(|| dsl::parse(&src).and_then(|ast| pipeline(&ast)));
     proc_macro2::fallback::unforce();
-    let result = derived.and_then(|(d, p)| rust::emit(&d, &p, &Spans::default()));
+    let result = derived.and_then(|(d, p)| guarded(|| rust::emit(&d, &p, &Spans::default())));
     match result {
         Ok(code) => {
             let file = path.display().to_string();

@@ -126,7 +126,7 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "log-prob")]
         kernel: BenchKernel,
     },
-    /// Print generated code: the backend-neutral kernels or Cranelift IR.
+    /// Print generated code: the backend-neutral kernels, Cranelift IR, or Rust.
     Emit {
         file: PathBuf,
         #[arg(long)]
@@ -231,6 +231,8 @@ impl MathMode {
 pub enum Target {
     Kernel,
     Clif,
+    /// Rust source, as `flow! { ... }` expands to (a flow's struct, or a bijector's type).
+    Rust,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -392,6 +394,14 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
         }
         Command::Emit { file, name, target, precision } => {
             let (_, m, d) = load(&file, fuse)?;
+            if target == Target::Rust {
+                // a flow or a bijector
+                check_name(&m, &name, &file)?;
+                let program = lower::lower(&d).map_err(internal)?;
+                let code = crate::codegen::rust::emit_item(&d, &program, &name, &Default::default())
+                    .map_err(|d| user(d.render(&file.display().to_string(), "").trim_end().to_string()))?;
+                return Ok(crate::codegen::rust::pretty(code));
+            }
             check_flow(&m, &d, &name, &file)?;
             let program = lower::lower(&d).map_err(internal)?;
             let mut out = String::new();
@@ -399,6 +409,7 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
                 let k = program.kernel(&name, kind).expect("lowered");
                 match target {
                     Target::Kernel => out.push_str(&k.to_string()),
+                    Target::Rust => unreachable!("handled above"),
                     Target::Clif => match jit::compile(k, precision.float()) {
                         Ok(c) => out.push_str(&format!(
                             "; {}.{} ({:?}), compiled in {:.2} ms\n{}\n",
@@ -422,7 +433,7 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
             match (init, out) {
                 (Some(seed), Some(out)) => {
                     let p = crate::params::init(&d, f, seed);
-                    let dt = if dtype == Precision::F32 { runtime::params::FileDtype::F32 } else { runtime::params::FileDtype::F64 };
+                    let dt = if dtype == Precision::F32 { runtime::param_file::FileDtype::F32 } else { runtime::param_file::FileDtype::F64 };
                     crate::params::save(&p, &out, dt).map_err(|e| user(format!("error: {e}")))?;
                     Ok(format!("wrote {} tensors to {}\n", p.values.len(), out.display()))
                 }

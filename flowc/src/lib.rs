@@ -1,8 +1,10 @@
 //! flowc: a compiler for normalizing flows.
 //!
 //! The pipeline, one stage per module: [`dsl::parse`] → [`ir::build`] → [`derive::derive`]
-//! → [`check::check`], and [`lower::lower`] to backend-neutral kernels. Each stage takes the previous stage's output and returns its own or
-//! [`diag::Diagnostics`]. [`interp`] evaluates whole flows with the derived formulas,
+//! → [`check::check`], and [`lower::lower`] to backend-neutral kernels, translated by
+//! [`codegen::clif`] (the JIT, [`jit`]) or [`codegen::rust`] (the `flow!` macro, whose whole
+//! expansion is [`expand()`]). Each stage takes the previous stage's output and returns its
+//! own or [`diag::Diagnostics`]. [`interp`] evaluates whole flows with the derived formulas,
 //! [`report`] renders derivations as text, LaTeX or JSON, and [`cli`] is the command line.
 
 pub mod check;
@@ -11,6 +13,7 @@ pub mod codegen;
 pub mod derive;
 pub mod diag;
 pub mod dsl;
+pub mod expand;
 pub mod interp;
 pub mod ir;
 pub mod jit;
@@ -18,6 +21,8 @@ pub mod lower;
 pub mod params;
 pub mod report;
 pub mod ulp;
+
+pub use expand::{expand, expand_file};
 
 /// Prints a stage's text form on stderr when the environment variable `FLOWC_DUMP` lists
 /// the stage (comma-separated: `ir`, `derive`, `kernel`, `clif`; `all` for every stage).

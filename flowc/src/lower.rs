@@ -97,12 +97,19 @@ impl MadeMask {
 
 /// The arguments of an instruction (the values it reads).
 pub fn args_of(inst: &Inst) -> Vec<Value> {
-    match inst {
-        Inst::Op(_, args) => args.clone(),
-        Inst::RootFind { y, .. } => vec![*y],
-        Inst::Dense { inputs, .. } => inputs.clone(),
-        Inst::Part(d, _) => vec![*d],
-        _ => vec![],
+    inst.args()
+}
+
+impl Inst {
+    /// The values this instruction reads (a root-find's sub-programs have their own).
+    pub fn args(&self) -> Vec<Value> {
+        match self {
+            Inst::Op(_, args) => args.clone(),
+            Inst::RootFind { y, .. } => vec![*y],
+            Inst::Dense { inputs, .. } => inputs.clone(),
+            Inst::Part(d, _) => vec![*d],
+            _ => vec![],
+        }
     }
 }
 
@@ -734,8 +741,7 @@ fn schedule(body: Body, roots: &[Value], outputs: &[Value]) -> (Body, Vec<Value>
                 continue;
             }
             stack.push((j, true));
-            let args = args_of(&body.insts[j]);
-            for a in args.into_iter().rev() {
+            for a in body.insts[j].args().into_iter().rev() {
                 if new_index[a].is_none() {
                     stack.push((a, false));
                 }
@@ -758,6 +764,79 @@ fn schedule(body: Body, roots: &[Value], outputs: &[Value]) -> (Body, Vec<Value>
         })
         .collect();
     (Body { insts }, outputs.iter().map(|v| remap(*v)).collect())
+}
+
+/// The forward and inverse kernels of one bijector on its own (a one-dimensional flow of one
+/// layer, every parameter free: parameter `i` is `params[i]`). The forward kernel's outputs
+/// are y and log|f'(x)|; the inverse kernel's x and log|f'(x)| at that x.
+pub fn lower_bijector(d: &Derivation, name: &str) -> Result<[Kernel; 2], Diagnostics> {
+    let Some(bi) = d.bijectors.iter().position(|b| b.name == name) else {
+        return Err(Diagnostic::unlocated(format!("internal: no bijector `{name}`")).into());
+    };
+    let b = &d.bijectors[bi];
+    let f = FlowDerivation {
+        name: b.name.clone(),
+        doc: b.doc.clone(),
+        dim: 1,
+        base: crate::ir::Base::Normal,
+        layers: vec![crate::derive::LayerDerivation { kind: LayerKind::Elementwise, bijector: Some(bi), bound: Vec::new(), free: b.params.clone() }],
+        fused: Vec::new(),
+        fusion_notes: Vec::new(),
+    };
+    let lower = |kind: Kind| {
+        lower_kernel(d, &f, kind).map_err(|e| {
+            Diagnostics::from(Diagnostic::unlocated(format!("internal: cannot lower the {} kernel of `{name}`: {e}", kind.name())))
+        })
+    };
+    Ok([lower(Kind::Forward)?, lower(Kind::Inverse)?])
+}
+
+/// For each instruction, the `ifpos` branch it belongs to exclusively: `Some((ifpos, then?))`.
+/// A backend computes those instructions only when some row takes that branch. Inputs,
+/// `invariant` values (computed once per call), outputs, root-finds and nested `ifpos` stay
+/// outside (computed before the branch).
+pub fn branch_sets(k: &Kernel, invariant: &[bool]) -> Vec<Option<(usize, bool)>> {
+    let n = k.body.insts.len();
+    let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut is_output = vec![false; n];
+    for (i, inst) in k.body.insts.iter().enumerate() {
+        for a in inst.args() {
+            users[a].push(i);
+        }
+    }
+    for o in &k.outputs {
+        is_output[*o] = true;
+    }
+    let mut deferred: Vec<Option<(usize, bool)>> = vec![None; n];
+    for (p, inst) in k.body.insts.iter().enumerate() {
+        let Inst::Op(Math::IfPos(_), args) = inst else { continue };
+        for (side, root) in [(true, args[1]), (false, args[2])] {
+            let movable = |j: usize| {
+                !invariant[j]
+                    && !is_output[j]
+                    && !matches!(
+                        k.body.insts[j],
+                        Inst::Input(_) | Inst::Op(Math::IfPos(_), _) | Inst::RootFind { .. } | Inst::Dense { .. } | Inst::Part(..)
+                    )
+            };
+            if !movable(root) || users[root].iter().any(|u| *u != p) || deferred[root].is_some() || args[0] == root {
+                continue;
+            }
+            let mut member = vec![false; n];
+            member[root] = true;
+            for j in (0..root).rev() {
+                if movable(j) && deferred[j].is_none() && !users[j].is_empty() && users[j].iter().all(|u| member[*u]) {
+                    member[j] = true;
+                }
+            }
+            for (j, m) in member.iter().enumerate() {
+                if *m {
+                    deferred[j] = Some((p, side));
+                }
+            }
+        }
+    }
+    deferred
 }
 
 /// Lowers every flow of the derivation to its three kernels.

@@ -4,7 +4,7 @@
 
 use crate::derive::{Derivation, FlowDerivation, LayerKind};
 use crate::interp::Params;
-use runtime::params::{FileDtype, Tensor};
+use runtime::param_file::{FileDtype, Tensor};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -76,7 +76,7 @@ pub fn init(d: &Derivation, f: &FlowDerivation, seed: u64) -> Params {
 /// tensors are errors too (a misspelled name would otherwise be ignored). All mismatches are
 /// reported at once.
 pub fn load(d: &Derivation, f: &FlowDerivation, path: &Path) -> Result<Params, String> {
-    let file = runtime::params::read(path)?;
+    let file = runtime::param_file::read(path)?;
     let mut p = Params::defaults(d, f);
     let mut problems = Vec::new();
     for (name, shape) in &p.shapes {
@@ -119,7 +119,7 @@ pub fn load(d: &Derivation, f: &FlowDerivation, path: &Path) -> Result<Params, S
 pub fn save(p: &Params, path: &Path, dtype: FileDtype) -> Result<(), String> {
     let tensors: BTreeMap<String, Tensor> =
         p.values.iter().map(|(n, v)| (n.clone(), Tensor { shape: p.shapes[n].clone(), data: v.clone() })).collect();
-    runtime::params::write(path, &tensors, dtype)
+    runtime::param_file::write(path, &tensors, dtype)
 }
 
 /// The flat parameter buffer of the flow's kernels.

@@ -295,6 +295,16 @@ fn emit_and_bench_run() {
     let o = flowc(&["emit", m.to_str().unwrap(), "--name", "f", "--target", "clif", "--precision", "f32"]);
     assert_eq!(o.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&o.stdout).contains("load.f32"));
+    let o = flowc(&["emit", m.to_str().unwrap(), "--name", "f", "--target", "rust"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let rust = String::from_utf8_lossy(&o.stdout);
+    assert!(rust.contains("pub struct F<T: ::runtime::Real = f64>") && rust.contains("fn log_prob_kernel"), "{rust}");
+    syn::parse_file(&rust).expect("the printed Rust parses");
+    let o = flowc(&["emit", m.to_str().unwrap(), "--name", "sas", "--target", "rust"]);
+    assert_eq!(o.status.code(), Some(0), "a bijector's type too: {}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("pub fn inverse(&self, y: T) -> T"));
+    let o = flowc(&["emit", m.to_str().unwrap(), "--name", "nope", "--target", "rust"]);
+    assert_eq!(o.status.code(), Some(1));
     let o = flowc(&["bench", m.to_str().unwrap(), "--name", "f", "--rows", "1000"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("points/s"));

@@ -7,8 +7,12 @@
 //! - [`base`]: the standard normal base distribution.
 //! - [`batch`]: row kernels over chunks of rows on a thread pool.
 //! - [`math`]: the composite scalar functions (sigmoid, softplus, logcosh, ...).
-//! - [`params`]: parameter files (safetensors, PyTorch-style names).
+//! - [`param_file`]: parameter files (safetensors, PyTorch-style names).
 //! - [`sample`]: seeded random numbers, the same whatever the thread count.
+//! - [`real`]: the scalars and lane blocks that compiled flows compute with.
+//! - [`rootfind`]: the numeric inverse of monotone scalar maps.
+//! - [`flow`], [`params`], [`rng`]: what flows compiled to Rust (`flow!`) are built on: the
+//!   [`flow::Flow`] trait and batch row loop, parameter tables, a seeded generator.
 //!
 //! ```
 //! use runtime::base::std_normal_log_pdf;
@@ -41,7 +45,17 @@
 
 pub mod base;
 pub mod batch;
+pub mod flow;
 pub mod io;
 pub mod math;
+pub mod param_file;
 pub mod params;
 pub mod sample;
+pub mod real;
+pub mod rng;
+pub mod rootfind;
+
+pub use flow::{Bijector, Flow};
+pub use params::{Kind, ParamError, Slot};
+pub use real::{Block, Lanes, Ops, Real};
+pub use rng::Rng;

@@ -7,7 +7,7 @@
 
 use super::host;
 use crate::ir::Math;
-use crate::lower::{args_of, Inst, Kernel};
+use crate::lower::{args_of, branch_sets, Inst, Kernel};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
     types, AbiParam, BlockArg, Endianness, FuncRef, Function, InstBuilder, MemFlagsData, Type, UserFuncName, Value,
@@ -262,7 +262,7 @@ pub fn emit<M: Module>(
     }
     // `ifpos` computes a branch only when some lane takes it: instructions used by one
     // branch alone are emitted inside that branch
-    let outside: Vec<Option<Value>> = (0..count).map(|i| if in_loop[i] { None } else { Some(zero) }).collect();
+    let outside: Vec<bool> = in_loop.iter().map(|l| !l).collect();
     let deferred = branch_sets(k, &outside);
     let ctx = RowCtx { ty, vty, prec, opts, flags, in_rows, params, tile: None };
     for n_inst in 0..count {
@@ -631,49 +631,6 @@ struct TileIo {
 /// Most loop-invariant values kept in (splatted) registers across the row loop.
 const MAX_SPLATTED: usize = 96;
 
-/// For each instruction, the `ifpos` branch it belongs to exclusively: `(ifpos, then?)`.
-/// Inputs, hoisted values and nested `ifpos` stay outside (computed before the branch).
-fn branch_sets(k: &Kernel, hoisted: &[Option<Value>]) -> Vec<Option<(usize, bool)>> {
-    let n = k.body.insts.len();
-    let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
-    let mut is_output = vec![false; n];
-    for (i, inst) in k.body.insts.iter().enumerate() {
-        for a in args_of(inst) {
-            users[a].push(i);
-        }
-    }
-    for o in &k.outputs {
-        is_output[*o] = true;
-    }
-    let mut deferred: Vec<Option<(usize, bool)>> = vec![None; n];
-    for (p, inst) in k.body.insts.iter().enumerate() {
-        let Inst::Op(Math::IfPos(_), args) = inst else { continue };
-        for (side, root) in [(true, args[1]), (false, args[2])] {
-            let movable = |j: usize| {
-                hoisted[j].is_none()
-                    && !is_output[j]
-                    && !matches!(k.body.insts[j], Inst::Input(_) | Inst::Op(Math::IfPos(_), _) | Inst::RootFind { .. })
-            };
-            if !movable(root) || users[root].iter().any(|u| *u != p) || deferred[root].is_some() || args[0] == root {
-                continue;
-            }
-            let mut member = vec![false; n];
-            member[root] = true;
-            for j in (0..root).rev() {
-                if movable(j) && deferred[j].is_none() && !users[j].is_empty() && users[j].iter().all(|u| member[*u]) {
-                    member[j] = true;
-                }
-            }
-            for (j, m) in member.iter().enumerate() {
-                if *m {
-                    deferred[j] = Some((p, side));
-                }
-            }
-        }
-    }
-    deferred
-}
-
 /// Emits instruction `i` (and, for `ifpos`, the branches some lane takes).
 #[allow(clippy::too_many_arguments)]
 fn emit_inst<M: Module>(
@@ -818,7 +775,7 @@ fn tiled<M: Module>(
         }
     }
     let segments = denses.len() + 1;
-    let outside: Vec<Option<Value>> = (0..count).map(|i| if in_loop[i] { None } else { entry_vals[i] }).collect();
+    let outside: Vec<bool> = in_loop.iter().map(|l| !l).collect();
     let deferred = branch_sets(k, &outside);
     // where an instruction is emitted: its segment, or its ifpos's segment when deferred
     let emit_seg: Vec<usize> = (0..count).map(|i| deferred[i].map(|(p, _)| seg[p]).unwrap_or(seg[i])).collect();

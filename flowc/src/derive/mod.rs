@@ -430,7 +430,8 @@ pub fn derive_bijector(b: &Bijector, limits: Limits) -> Result<BijectorDerivatio
     let inputs: Vec<f64> = ord.iter().chain(&ext).copied().collect();
     let refs = |first: &Expr, rest: &[Expr]| -> Vec<Expr> { std::iter::once(first.clone()).chain(rest.iter().cloned()).collect() };
     let fwd_refs = refs(&b.forward, &fwd_cands);
-    let fwd_pts = reference_points(&fwd_refs.iter().collect::<Vec<_>>(), &raw_d, X, &inputs, &psets);
+    let fwd_marked = stability::reference_points_marked(&fwd_refs.iter().collect::<Vec<_>>(), &raw_d, X, &inputs, &psets);
+    let fwd_pts: Vec<stability::RefPoint> = fwd_marked.iter().map(|(p, _)| p.clone()).collect();
     // when no form meets the bound everywhere, search again with the expansive rules
     let mut retry = |what: &str, naive: &Expr, cands: Vec<Expr>, pts: &[stability::RefPoint]| -> Choice {
         let c = choose(naive, cands.clone(), pts);
@@ -460,7 +461,10 @@ pub fn derive_bijector(b: &Bijector, limits: Limits) -> Result<BijectorDerivatio
         Some((cands, proof)) => {
             let naive = cands[0].clone();
             let slope = diff::diff(&naive, Y).unwrap_or_else(|_| naive.clone());
-            let ys = outputs(&b.forward, &inputs, &psets);
+            // f(x) at every measurement point: the forward references, already computed
+            let ys = psets
+                .iter()
+                .map(|env| fwd_marked.iter().filter(|(p, first)| *first && p.env == *env).map(|(p, _)| p.value).collect::<Vec<f64>>());
             let mut pts = Vec::new();
             for (env, ys) in psets.iter().zip(ys) {
                 pts.extend(reference_points(&cands.iter().collect::<Vec<_>>(), &slope, Y, &ys, std::slice::from_ref(env)));
@@ -491,28 +495,6 @@ pub fn derive_bijector(b: &Bijector, limits: Limits) -> Result<BijectorDerivatio
     })
 }
 
-/// f(x) rounded to f64 at each input, per parameter set (finite values only).
-fn outputs(f: &Expr, inputs: &[f64], psets: &[Vec<(Symbol, f64)>]) -> Vec<Vec<f64>> {
-    psets
-        .iter()
-        .map(|env| {
-            inputs
-                .iter()
-                .filter_map(|&x| {
-                    let look = |s: Symbol| {
-                        if s.as_str() == X {
-                            x
-                        } else {
-                            env.iter().find(|(n, _)| *n == s).map(|(_, v)| *v).unwrap_or(f64::NAN)
-                        }
-                    };
-                    hp::eval_with(f, &look).filter(|v| v.is_finite())
-                })
-                .collect()
-        })
-        .collect()
-}
-
 /// Derives every bijector and flow of the module, collecting every error.
 pub fn derive(m: &Module) -> Result<Derivation, Diagnostics> {
     derive_with(m, Limits::default())
@@ -527,24 +509,7 @@ pub fn derive_with(m: &Module, limits: Limits) -> Result<Derivation, Diagnostics
 pub fn derive_configured(m: &Module, limits: Limits, fuse: bool) -> Result<Derivation, Diagnostics> {
     let start = Instant::now();
     let mut diags = Diagnostics::new();
-    // bijectors are independent: derive them on all cores (results keep the source order)
-    // (diagnostics of this stage carry no token spans, so they cross threads as parts)
-    let results = parallel_map(&m.bijectors, |b| derive_bijector(b, limits).map_err(|d| (d.span, d.message, d.help)));
-    let mut bijectors = Vec::new();
-    for (b, r) in m.bijectors.iter().zip(results) {
-        match r {
-            Ok(d) => bijectors.push(d),
-            Err((span, message, help)) => {
-                let mut d = Diagnostic::unlocated(message);
-                d.span = span;
-                d.help = help;
-                diags.push(d);
-                // keep indices aligned with the module; a placeholder is never returned
-                bijectors.push(placeholder(b));
-            }
-        }
-    }
-    let flows = m
+    let mut flows = m
         .flows
         .iter()
         .map(|f| FlowDerivation {
@@ -580,10 +545,59 @@ pub fn derive_configured(m: &Module, limits: Limits, fuse: bool) -> Result<Deriv
             fusion_notes: Vec::new(),
         })
         .collect::<Vec<FlowDerivation>>();
-    let mut flows = flows;
-    if fuse && !diags.has_errors() {
-        let results = parallel_map(&flows, |f| fuse::fuse_flow(m, &bijectors, f, limits));
-        for (f, (runs, notes)) in flows.iter_mut().zip(results) {
+    // bijectors are independent: derive them on all cores (results keep the source order);
+    // the flows' fusion needs only the bijectors the flows use, so it starts as soon as those
+    // are derived, alongside the others
+    // (diagnostics of this stage carry no token spans, so they cross threads as parts)
+    let mut used = vec![false; m.bijectors.len()];
+    for f in &flows {
+        for l in &f.layers {
+            if let Some(b) = l.bijector {
+                used[b] = true;
+            }
+        }
+    }
+    let derive_some = |want: bool| -> Vec<(usize, Derived)> {
+        let idx: Vec<usize> = (0..m.bijectors.len()).filter(|i| used[*i] == want).collect();
+        let results = parallel_map(&idx, |i| derive_bijector(&m.bijectors[*i], limits).map_err(|d| (d.span, d.message, d.help)));
+        idx.into_iter().zip(results).collect()
+    };
+    let ((in_flows, fusion), others) = rayon::join(
+        || {
+            let derived = derive_some(true);
+            if !fuse || flows.is_empty() || derived.iter().any(|(_, r)| r.is_err()) {
+                return (derived, None);
+            }
+            // the table fusion reads: the flows' bijectors (the others are not looked at)
+            let mut table: Vec<BijectorDerivation> = m.bijectors.iter().map(placeholder).collect();
+            for (i, r) in &derived {
+                table[*i] = r.as_ref().expect("checked").clone();
+            }
+            let fusion = parallel_map(&flows, |f| fuse::fuse_flow(m, &table, f, limits));
+            (derived, Some(fusion))
+        },
+        || derive_some(false),
+    );
+    let mut results: Vec<Option<Derived>> = (0..m.bijectors.len()).map(|_| None).collect();
+    for (i, r) in in_flows.into_iter().chain(others) {
+        results[i] = Some(r);
+    }
+    let mut bijectors = Vec::new();
+    for (b, r) in m.bijectors.iter().zip(results) {
+        match r.expect("every bijector derived") {
+            Ok(d) => bijectors.push(d),
+            Err((span, message, help)) => {
+                let mut d = Diagnostic::unlocated(message);
+                d.span = span;
+                d.help = help;
+                diags.push(d);
+                // keep indices aligned with the module; a placeholder is never returned
+                bijectors.push(placeholder(b));
+            }
+        }
+    }
+    if let (Some(fusion), false) = (fusion, diags.has_errors()) {
+        for (f, (runs, notes)) in flows.iter_mut().zip(fusion) {
             f.fused = runs;
             f.fusion_notes = notes;
         }
@@ -591,28 +605,14 @@ pub fn derive_configured(m: &Module, limits: Limits, fuse: bool) -> Result<Deriv
     diags.into_result(Derivation { bijectors, flows, millis: start.elapsed().as_secs_f64() * 1e3 })
 }
 
-/// Maps `f` over `items` on all available cores, keeping the order.
-fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(items.len().max(1));
-    if threads <= 1 {
-        return items.iter().map(f).collect();
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut slots: Vec<Option<R>> = (0..items.len()).map(|_| None).collect();
-    let out = std::sync::Mutex::new(&mut slots);
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= items.len() {
-                    break;
-                }
-                let r = f(&items[i]);
-                out.lock().unwrap()[i] = Some(r);
-            });
-        }
-    });
-    slots.into_iter().map(|r| r.expect("every item mapped")).collect()
+/// A bijector's derivation, or its diagnostic as parts (span, message, help).
+type Derived = Result<BijectorDerivation, (Option<crate::diag::Span>, String, Option<String>)>;
+
+/// Maps `f` over `items` on all available cores (rayon's pool, shared with the measurements
+/// inside), keeping the order.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync + Send) -> Vec<R> {
+    use rayon::prelude::*;
+    items.par_iter().map(f).collect()
 }
 
 fn placeholder(b: &Bijector) -> BijectorDerivation {

@@ -83,18 +83,7 @@ pub fn sample_points(domain: Interval) -> (Vec<f64>, Vec<f64>) {
     (ordinary, extreme)
 }
 
-/// The next f64 after `a` in the direction of `b`.
-pub fn next_toward(a: f64, b: f64) -> f64 {
-    if a == b || a.is_nan() {
-        return a;
-    }
-    if a == 0.0 {
-        return if b > 0.0 { f64::from_bits(1) } else { -f64::from_bits(1) };
-    }
-    let bits = a.to_bits();
-    let up = (b > a) == (a > 0.0);
-    f64::from_bits(if up { bits + 1 } else { bits - 1 })
-}
+pub use runtime::rootfind::next_toward;
 
 /// The spacing of f64 (or f32) numbers at `v`.
 pub fn ulp(v: f64, p: Precision) -> f64 {
@@ -141,26 +130,36 @@ impl RefPoint {
 /// equal form (found by the e-graph) gives the value. `slope` is d quantity / d input.
 /// Points whose exact value is not a finite f64 are left out.
 pub fn reference_points(refs: &[&Expr], slope: &Expr, input: &str, inputs: &[f64], params: &[Vec<(Symbol, f64)>]) -> Vec<RefPoint> {
+    reference_points_marked(refs, slope, input, inputs, params).into_iter().map(|(p, _)| p).collect()
+}
+
+/// [`reference_points`], each marked with whether its value is the first reference's (the
+/// others are fallbacks where the first fails).
+pub fn reference_points_marked(
+    refs: &[&Expr],
+    slope: &Expr,
+    input: &str,
+    inputs: &[f64],
+    params: &[Vec<(Symbol, f64)>],
+) -> Vec<(RefPoint, bool)> {
+    use rayon::prelude::*;
     let input = Symbol::from(input);
-    let mut pts = Vec::new();
-    for env in params {
-        for &u in inputs {
-            let mut p = RefPoint { env: env.clone(), input, u, value: 0.0, slope: 0.0 };
-            let look = |s: Symbol| p.lookup(s);
-            let first = refs.first().and_then(|r| hp::eval_with(r, &look)).filter(|v| v.is_finite());
-            let Some(v) = first.or_else(|| refs.iter().skip(1).find_map(|r| hp::eval_up_to(r, &look, 512).filter(|v| v.is_finite())))
-            else {
-                continue;
-            };
-            // the slope only scales the bound: f64 suffices unless it is not finite there
-            let d64 = eval::eval_with(slope, &look);
-            let d = if d64.is_finite() { d64 } else { hp::eval_with(slope, &look).unwrap_or(f64::INFINITY) };
-            p.value = v;
-            p.slope = d;
-            pts.push(p);
-        }
-    }
-    pts
+    // each point is independent (and costly in high precision): measured on all cores, in order
+    let jobs: Vec<(&Vec<(Symbol, f64)>, f64)> = params.iter().flat_map(|env| inputs.iter().map(move |&u| (env, u))).collect();
+    let point = |&(env, u): &(&Vec<(Symbol, f64)>, f64)| -> Option<(RefPoint, bool)> {
+        let mut p = RefPoint { env: env.clone(), input, u, value: 0.0, slope: 0.0 };
+        let look = |s: Symbol| p.lookup(s);
+        let first = refs.first().and_then(|r| hp::eval_with(r, &look)).filter(|v| v.is_finite());
+        let primary = first.is_some();
+        let v = first.or_else(|| refs.iter().skip(1).find_map(|r| hp::eval_up_to(r, &look, 512).filter(|v| v.is_finite())))?;
+        // the slope only scales the bound: f64 suffices unless it is not finite there
+        let d64 = eval::eval_with(slope, &look);
+        let d = if d64.is_finite() { d64 } else { hp::eval_with(slope, &look).unwrap_or(f64::INFINITY) };
+        p.value = v;
+        p.slope = d;
+        Some((p, primary))
+    };
+    jobs.par_iter().map(point).collect::<Vec<_>>().into_iter().flatten().collect()
 }
 
 /// Measured error of a formula over a set of points.

@@ -1,0 +1,13 @@
+//! Runnable examples of flowc. Each is a module here with a `run` function, a binary in
+//! `examples/` that calls it (`cargo run --release -p examples --example NAME`), and a test
+//! that runs it on small inputs.
+//!
+//! - [`user_bijector`]: scalar bijectors written as formulas, their derived inverse and
+//!   log-derivative as Rust types, and a flow of them.
+//! - [`aot_vs_jit`]: the same flow compiled by `flow_file!` and by the JIT: equal values,
+//!   and the speed of each.
+//! - `quickstart` (`examples/quickstart.rs`): the README's example, checked to be identical
+//!   to it.
+
+pub mod aot_vs_jit;
+pub mod user_bijector;

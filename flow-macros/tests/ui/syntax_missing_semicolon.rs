@@ -1,0 +1,8 @@
+use flow_macros::flow;
+
+flow! {
+    bijector f(x) = exp(x)
+    flow g(x: R^1) { base normal; elementwise(f); }
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+use flow_macros::flow;
+
+flow! {
+    bijector f(x) = exq(x);
+}
+
+fn main() {}

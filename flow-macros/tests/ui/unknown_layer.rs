@@ -1,0 +1,8 @@
+use flow_macros::flow;
+
+flow! {
+    bijector f(x) = exp(x);
+    flow g(x: R^2) { base normal; elementwise(f); planar; elementwse(f); }
+}
+
+fn main() {}

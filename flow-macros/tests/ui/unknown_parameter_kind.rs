@@ -1,0 +1,7 @@
+use flow_macros::flow;
+
+flow! {
+    bijector f(x; a: reel) = x + a;
+}
+
+fn main() {}

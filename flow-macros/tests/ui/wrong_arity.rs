@@ -1,0 +1,7 @@
+use flow_macros::flow;
+
+flow! {
+    bijector f(x) = pow(x);
+}
+
+fn main() {}

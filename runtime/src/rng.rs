@@ -1,0 +1,95 @@
+//! A small, fast, seeded random number generator (xoshiro256++ seeded by splitmix64) with
+//! uniform and standard normal draws: what `sample` of a compiled flow needs. The same seed
+//! gives the same numbers on every platform.
+//!
+//! ```
+//! let mut rng = runtime::rng::Rng::new(42);
+//! let z: f64 = rng.normal();
+//! assert!(z.is_finite());
+//! assert_eq!(runtime::rng::Rng::new(42).normal(), z);
+//! ```
+
+use crate::real::Real;
+
+/// xoshiro256++ (Blackman and Vigna), 256 bits of state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rng {
+    s: [u64; 4],
+    /// The second value of the last Box-Muller pair, not yet returned.
+    spare: Option<u64>,
+}
+
+fn splitmix64(x: &mut u64) -> u64 {
+    *x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl Rng {
+    /// A generator whose whole sequence is determined by `seed`.
+    pub fn new(seed: u64) -> Rng {
+        let mut x = seed;
+        Rng { s: [splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x)], spare: None }
+    }
+
+    /// 64 uniformly random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let s = &mut self.s;
+        let r = s[0].wrapping_add(s[3]).rotate_left(23).wrapping_add(s[0]);
+        let t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3].rotate_left(45);
+        r
+    }
+
+    /// Uniform in the open interval (0, 1), on a grid of 2^-53.
+    pub fn uniform(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// A standard normal draw (Box-Muller; the pair's second value is kept for the next call).
+    pub fn normal(&mut self) -> f64 {
+        if let Some(bits) = self.spare.take() {
+            return f64::from_bits(bits);
+        }
+        let (u, v) = (self.uniform(), self.uniform());
+        let r = (-2.0 * u.ln()).sqrt();
+        let (s, c) = (std::f64::consts::TAU * v).sin_cos();
+        self.spare = Some((r * s).to_bits());
+        r * c
+    }
+
+    /// Fills `out` with standard normal draws, rounded to `T`.
+    pub fn fill_normal<T: Real>(&mut self, out: &mut [T]) {
+        for v in out {
+            *v = T::from_f64(self.normal());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normal_draws_have_unit_variance() {
+        let mut r = Rng::new(7);
+        let n = 200_000;
+        let xs: Vec<f64> = (0..n).map(|_| r.normal()).collect();
+        let mean = xs.iter().sum::<f64>() / n as f64;
+        let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n as f64;
+        assert!(mean.abs() < 0.01 && (var - 1.0).abs() < 0.02, "{mean} {var}");
+    }
+
+    #[test]
+    fn uniform_is_inside_the_open_interval() {
+        let mut r = Rng::new(0);
+        assert!((0..10_000).map(|_| r.uniform()).all(|u| u > 0.0 && u < 1.0));
+    }
+}

@@ -491,7 +491,7 @@ fn structural(
 }
 
 /// Networks up to this many multiply-adds are emitted unit by unit in sequential directions.
-const MAX_UNIT_BY_UNIT: usize = 4096;
+pub const MAX_UNIT_BY_UNIT: usize = 4096;
 
 /// A conditioner network emitted on demand: a unit is emitted when first needed, from the
 /// units it is connected to (MADE masks are structural: masked weights are never read).

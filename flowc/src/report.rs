@@ -211,11 +211,14 @@ fn structure_text(d: &Derivation, f: &FlowDerivation, k: usize, l: &LayerDerivat
             ));
             let (_, ld) = scalar(&mut s, "transform", "i");
             s.push_str(&format!("    log|det J| = sum_i {ld}   [autoregressive: triangular Jacobian]\n"));
-            s.push_str(if *inverse {
-                "    order      sampling in parallel; density sequential (x_i needs x_<i), each hidden unit computed once\n"
+            let macs: usize = net.shapes(f.dim, f.dim * l.free.len()).iter().map(|(_, o, i)| o * i).sum();
+            let how = if macs <= crate::lower::MAX_UNIT_BY_UNIT {
+                "each hidden unit computed once"
             } else {
-                "    order      density in parallel; sampling sequential (x_i needs x_<i), each hidden unit computed once\n"
-            });
+                "the network evaluated whole at each step"
+            };
+            let (par, seq) = if *inverse { ("sampling", "density") } else { ("density", "sampling") };
+            s.push_str(&format!("    order      {par} in parallel; {seq} sequential (x_i needs x_<i), {how}\n"));
         }
         LayerKind::LinearLu => {
             s.push_str(

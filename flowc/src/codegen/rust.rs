@@ -173,8 +173,10 @@ struct Access<'a> {
     scalar_param: &'a dyn Fn(usize) -> TokenStream,
 }
 
-/// The expression of one op on the value type `ty`.
-fn op_expr(m: &Math, a: &[TokenStream], ty: &TokenStream) -> Result<TokenStream, String> {
+/// The Rust expression of one op on arguments `a` of the value type `ty` (`T` or `V`,
+/// implementing [`runtime::Ops`]): an operator or an `Ops` function; `Err` for the
+/// derivation-only ops.
+pub fn op_expr(m: &Math, a: &[TokenStream], ty: &TokenStream) -> Result<TokenStream, String> {
     let (x, y) = (a.first(), a.get(1));
     let un = |f: &str| {
         let f = format_ident!("{}", f);

@@ -327,7 +327,13 @@ fn stmt(insts: &[Inst], i: usize, needed: &[bool], deferred: &[Option<(usize, bo
             let (fb, dfb) = (sub(f, 'f')?, sub(df, 'd')?);
             let (lo, hi) = (lit(domain.lo), lit(domain.hi));
             let yv = val(*y);
-            quote!(<#ty as ::runtime::Block<T>>::map(#yv, |y| ::runtime::rootfind::solve_real(#fb, #dfb, y, #lo, #hi, #increasing)))
+            if acc.pre.is_none() {
+                // a scalar body
+                quote!(::runtime::rootfind::solve_real(#fb, #dfb, #yv, #lo, #hi, #increasing))
+            } else {
+                // a block: one root-find per row
+                quote!(<#ty as ::runtime::Block<T>>::map(#yv, |y| ::runtime::rootfind::solve_real(#fb, #dfb, y, #lo, #hi, #increasing)))
+            }
         }
     };
     Ok(quote!(let #name = #rhs;))

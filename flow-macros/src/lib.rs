@@ -3,7 +3,7 @@
 //! expands to plain Rust that depends only on the `runtime` crate (package `flowc-runtime`),
 //! with no JIT or compiler in the built program.
 //!
-//! This crate is glue: tokens in, [`flowc::expand`], tokens out. Errors in the flow are
+//! This crate is glue: tokens in, [`flowc::expand()`], tokens out. Errors in the flow are
 //! `compile_error!`s at the tokens they are about.
 //!
 //! ```

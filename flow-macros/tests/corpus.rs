@@ -9,9 +9,17 @@ use runtime::{Bijector, Flow, Kind as ParamKind, Slot};
 
 flow_macros::flow_file!("../snapshots/corpus.flow");
 
+mod extra {
+    flow_macros::flow_file!("tests/extra.flow");
+}
+
 fn program() -> (flowc::derive::Derivation, Program) {
-    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../snapshots/corpus.flow")).unwrap();
-    let (_, _, d) = flowc::cli::load_str("corpus.flow", &src).unwrap_or_else(|f| panic!("{}", f.message));
+    program_of(concat!(env!("CARGO_MANIFEST_DIR"), "/../snapshots/corpus.flow"))
+}
+
+fn program_of(path: &str) -> (flowc::derive::Derivation, Program) {
+    let src = std::fs::read_to_string(path).unwrap();
+    let (_, _, d) = flowc::cli::load_str(path, &src).unwrap_or_else(|f| panic!("{}", f.message));
     let p = lower::lower(&d).unwrap();
     (d, p)
 }
@@ -120,6 +128,14 @@ fn flows_agree_with_the_interpreter() {
     check_flow::<Sas2<f64>, Sas2<f32>>(&p, "sas2");
     check_flow::<SasChain<f64>, SasChain<f32>>(&p, "sas_chain");
     check_flow::<Coupled<f64>, Coupled<f32>>(&p, "coupled");
+}
+
+#[test]
+fn more_flows_agree_with_the_interpreter() {
+    let (d, p) = program_of(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/extra.flow"));
+    assert_eq!(d.flows.len(), 2);
+    check_flow::<extra::Numeric<f64>, extra::Numeric<f32>>(&p, "numeric");
+    check_flow::<extra::Constant<f64>, extra::Constant<f32>>(&p, "constant");
 }
 
 /// A bijector's `forward`, `log_det` and `inverse` against its kernels.

@@ -1,5 +1,6 @@
 //! Every op of the one op list has an f64 arm, a high-precision arm, an interval arm,
-//! a derivative rule (or is derivation-only), and appears in at least one rewrite rule.
+//! a derivative rule (or is derivation-only), appears in at least one rewrite rule, and has
+//! Rust code (with the evaluator's values).
 
 use egg::{ENodeOrVar, Language};
 use flowc::derive::{diff, rules};
@@ -103,4 +104,74 @@ fn the_reference_round_trips_f64_values_of_every_magnitude() {
     // and a subnormal argument of a function
     let l = hp::eval(&flowc::ir::parse_expr("(log x)"), &[("x", 1e-310)]).unwrap();
     assert_eq!(l, (1e-310f64).ln());
+}
+
+/// The Rust backend's code for an op: an operator or a `runtime::Ops` function, whose values
+/// are the reference evaluator's in f64 and f32 (bit for bit).
+#[test]
+fn every_op_has_rust_code_with_the_evaluators_values() {
+    use flowc::codegen::rust::op_expr;
+    use quote::quote;
+    use runtime::Ops;
+    fn call<T: Ops>(code: &str, a: T, b: T, c: T) -> T {
+        match code {
+            "a + b" => a + b,
+            "a - b" => a - b,
+            "a * b" => a * b,
+            "a / b" => a / b,
+            "- a" => -a,
+            _ => {
+                let name =
+                    code.strip_prefix("T :: ").and_then(|r| r.split(' ').next()).unwrap_or_else(|| panic!("unexpected code `{code}`"));
+                match name {
+                    "pow" => a.pow(b),
+                    "hypot" => a.hypot(b),
+                    "powrecip" => a.powrecip(b),
+                    "sqrt" => a.sqrt(),
+                    "cbrt" => a.cbrt(),
+                    "exp" => a.exp(),
+                    "expm1" => a.expm1(),
+                    "log" => a.log(),
+                    "log1p" => a.log1p(),
+                    "sin" => a.sin(),
+                    "cos" => a.cos(),
+                    "tan" => a.tan(),
+                    "atan" => a.atan(),
+                    "sinh" => a.sinh(),
+                    "cosh" => a.cosh(),
+                    "tanh" => a.tanh(),
+                    "asinh" => a.asinh(),
+                    "acosh" => a.acosh(),
+                    "atanh" => a.atanh(),
+                    "sigmoid" => a.sigmoid(),
+                    "logit" => a.logit(),
+                    "softplus" => a.softplus(),
+                    "abs" => a.abs(),
+                    "sign" => a.sign(),
+                    "logcosh" => a.logcosh(),
+                    "ifpos" => a.ifpos(|| b, || c),
+                    other => panic!("no runtime function `{other}`"),
+                }
+            }
+        }
+    }
+    for op in all_ops() {
+        let code = match op_expr(&op, &[quote!(a), quote!(b), quote!(c)], &quote!(T)) {
+            Ok(c) => c.to_string(),
+            Err(_) => {
+                assert!(matches!(op, Math::Solve(_) | Math::Num(_) | Math::Sym(_)), "{op} has no Rust code");
+                continue;
+            }
+        };
+        for (a, b, c) in [(point(&op), 2.0, -1.5), (-point(&op), 0.75, 3.0), (0.0, -2.0, 1.0)] {
+            let args = [a, b, c];
+            let want = eval::apply(&op, &args);
+            let got = call(&code, a, b, c);
+            assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{op} at {args:?}: {got} vs {want}");
+            let args32 = [a as f32, b as f32, c as f32];
+            let want = eval::apply_f32(&op, &args32);
+            let got = call(&code, args32[0], args32[1], args32[2]);
+            assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{op} f32 at {args32:?}: {got} vs {want}");
+        }
+    }
 }

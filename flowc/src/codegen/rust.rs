@@ -173,8 +173,10 @@ struct Access<'a> {
     scalar_param: &'a dyn Fn(usize) -> TokenStream,
 }
 
-/// The expression of one op on the value type `ty`.
-fn op_expr(m: &Math, a: &[TokenStream], ty: &TokenStream) -> Result<TokenStream, String> {
+/// The Rust expression of one op on arguments `a` of the value type `ty` (`T` or `V`,
+/// implementing [`runtime::Ops`]): an operator or an `Ops` function; `Err` for the
+/// derivation-only ops.
+pub fn op_expr(m: &Math, a: &[TokenStream], ty: &TokenStream) -> Result<TokenStream, String> {
     let (x, y) = (a.first(), a.get(1));
     let un = |f: &str| {
         let f = format_ident!("{}", f);
@@ -347,7 +349,13 @@ fn stmt(insts: &[Inst], i: usize, needed: &[bool], deferred: &[Option<(usize, bo
             let (fb, dfb) = (sub(f, 'f')?, sub(df, 'd')?);
             let (lo, hi) = (lit(domain.lo), lit(domain.hi));
             let yv = val(*y);
-            quote!(<#ty as ::runtime::Block<T>>::map(#yv, |y| ::runtime::rootfind::solve_real(#fb, #dfb, y, #lo, #hi, #increasing)))
+            if acc.pre.is_none() {
+                // a scalar body
+                quote!(::runtime::rootfind::solve_real(#fb, #dfb, #yv, #lo, #hi, #increasing))
+            } else {
+                // a block: one root-find per row
+                quote!(<#ty as ::runtime::Block<T>>::map(#yv, |y| ::runtime::rootfind::solve_real(#fb, #dfb, y, #lo, #hi, #increasing)))
+            }
         }
     };
     Ok(quote!(let #name = #rhs;))

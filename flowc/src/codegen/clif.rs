@@ -73,7 +73,7 @@ pub struct Options {
 }
 
 /// Kernels with at most this many transcendental operations per row inline them (`Auto`).
-pub const AUTO_INLINE_MAX: usize = 128;
+pub const AUTO_INLINE_MAX: usize = 64;
 
 /// Functions a kernel calls: host functions (imported) and out-of-line vector math (defined
 /// in the same module after the kernel, see [`define_vmath`]).

@@ -330,7 +330,7 @@ fn check_flow(d: &Derivation, f: &crate::derive::FlowDerivation) -> Vec<Row> {
     }
     let row = |quantity: &str, errs: &[(f64, f64)], tol: f64| {
         let (worst, at) = errs.iter().copied().fold((0.0, 0.0), |a, b| if b.0 > a.0 || b.0.is_nan() { b } else { a });
-        let failing = errs.iter().filter(|(e, _)| !(*e <= tol)).count();
+        let failing = errs.iter().filter(|(e, _)| e.is_nan() || *e > tol).count();
         Row {
             bijector: format!("flow {}", f.name),
             quantity: quantity.into(),

@@ -433,7 +433,8 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
             match (init, out) {
                 (Some(seed), Some(out)) => {
                     let p = crate::params::init(&d, f, seed);
-                    let dt = if dtype == Precision::F32 { runtime::param_file::FileDtype::F32 } else { runtime::param_file::FileDtype::F64 };
+                    let dt =
+                        if dtype == Precision::F32 { runtime::param_file::FileDtype::F32 } else { runtime::param_file::FileDtype::F64 };
                     crate::params::save(&p, &out, dt).map_err(|e| user(format!("error: {e}")))?;
                     Ok(format!("wrote {} tensors to {}\n", p.values.len(), out.display()))
                 }

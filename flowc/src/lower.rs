@@ -779,7 +779,12 @@ pub fn lower_bijector(d: &Derivation, name: &str) -> Result<[Kernel; 2], Diagnos
         doc: b.doc.clone(),
         dim: 1,
         base: crate::ir::Base::Normal,
-        layers: vec![crate::derive::LayerDerivation { kind: LayerKind::Elementwise, bijector: Some(bi), bound: Vec::new(), free: b.params.clone() }],
+        layers: vec![crate::derive::LayerDerivation {
+            kind: LayerKind::Elementwise,
+            bijector: Some(bi),
+            bound: Vec::new(),
+            free: b.params.clone(),
+        }],
         fused: Vec::new(),
         fusion_notes: Vec::new(),
     };

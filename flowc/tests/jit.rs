@@ -129,10 +129,9 @@ fn clif_text() {
     settings.bind(|| insta::assert_snapshot!("h_log_prob_f64", c.clif));
 }
 
-/// Every bijector of the snapshot corpus defined on R, as a one-layer flow: the compiled
-/// kernels equal the interpreter at ordinary and extreme points, in f64 and f32.
-#[test]
-fn corpus_bijectors_compile_and_agree() {
+/// The snapshot corpus plus, for each bijector on R with a closed-form inverse, a one-layer
+/// flow `one_NAME`; returns the derivation and those bijectors' names.
+fn corpus_one_layer_flows() -> (flowc::derive::Derivation, Vec<String>) {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../snapshots/corpus.flow");
     let mut src = std::fs::read_to_string(path).unwrap();
     let (_, _, d0) = flowc::cli::load_str("corpus.flow", &src).unwrap();
@@ -144,6 +143,14 @@ fn corpus_bijectors_compile_and_agree() {
         }
     }
     let (_, _, d) = flowc::cli::load_str("corpus.flow", &src).unwrap();
+    (d, names)
+}
+
+/// Every bijector of the snapshot corpus defined on R, as a one-layer flow: the compiled
+/// kernels equal the interpreter at ordinary and extreme points, in f64 and f32.
+#[test]
+fn corpus_bijectors_compile_and_agree() {
+    let (d, names) = corpus_one_layer_flows();
     let p = lower::lower(&d).unwrap();
     let points = [0.0, 1e-300, -1e-30, 0.5, -2.0, 7.0, -40.0, 600.0, 1e8, -1e15, 1e300];
     for name in &names {
@@ -185,17 +192,7 @@ fn corpus_bijectors_compile_and_agree() {
 #[test]
 fn corpus_jit_with_vector_math_is_within_the_ulp_table() {
     use flowc::ir::hp;
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../snapshots/corpus.flow");
-    let mut src = std::fs::read_to_string(path).unwrap();
-    let (_, _, d0) = flowc::cli::load_str("corpus.flow", &src).unwrap();
-    let mut names = Vec::new();
-    for b in &d0.bijectors {
-        if b.domain == flowc::ir::Interval::REAL && b.inverse.is_closed_form() {
-            src.push_str(&format!("\nflow one_{0}(x: R^1) {{ base normal; elementwise({0}); }}", b.name));
-            names.push(b.name.clone());
-        }
-    }
-    let (_, _, d) = flowc::cli::load_str("corpus.flow", &src).unwrap();
+    let (d, names) = corpus_one_layer_flows();
     let p = lower::lower(&d).unwrap();
     let points = [0.0, 1e-300, -1e-30, 0.5, -2.0, 7.0, -40.0, 600.0, 1e8, -1e15, 1e300, 3.3, -0.7];
     let mut checked = 0;

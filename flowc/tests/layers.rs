@@ -63,53 +63,17 @@ fn flat(f: &FlowDerivation, p: &Params) -> Vec<f64> {
     out
 }
 
-/// log|det A| by Gaussian elimination with partial pivoting.
-fn log_abs_det(mut a: Vec<Vec<f64>>) -> f64 {
-    let n = a.len();
-    let mut ld = 0.0;
-    for c in 0..n {
-        let p = (c..n).max_by(|i, j| a[*i][c].abs().partial_cmp(&a[*j][c].abs()).unwrap()).unwrap();
-        a.swap(c, p);
-        let piv = a[c][c];
-        ld += piv.abs().ln();
-        for r in c + 1..n {
-            let m = a[r][c] / piv;
-            let (top, bottom) = a.split_at_mut(r);
-            for (x, y) in bottom[0][c..].iter_mut().zip(&top[c][c..]) {
-                *x -= m * y;
-            }
-        }
-    }
-    ld
-}
-
-/// The Jacobian of the forward map at z, column by column: Richardson-extrapolated central
-/// differences (error O(h^4)).
+/// The Jacobian of the forward map at z (finite differences; `flowc::check::jacobian`).
 fn jacobian(d: &Derivation, f: &FlowDerivation, p: &Params, z: &[f64]) -> Vec<Vec<f64>> {
-    let n = z.len();
-    let mut jac = vec![vec![0.0; n]; n];
-    let eval = |zz: &[f64]| {
-        let mut x = vec![0.0; n];
+    let fwd = |zz: &[f64]| {
+        let mut x = vec![0.0; zz.len()];
         interp::forward(d, f, p, zz, &mut x);
         x
     };
-    for c in 0..n {
-        let central = |h: f64| {
-            let mut a = z.to_vec();
-            let mut b = z.to_vec();
-            a[c] += h;
-            b[c] -= h;
-            let (fa, fb) = (eval(&a), eval(&b));
-            (0..n).map(|r| (fa[r] - fb[r]) / (2.0 * h)).collect::<Vec<_>>()
-        };
-        let h = 1e-3 * (1.0 + z[c].abs());
-        let (d1, d2) = (central(h), central(h / 2.0));
-        for r in 0..n {
-            jac[r][c] = (4.0 * d2[r] - d1[r]) / 3.0;
-        }
-    }
-    jac
+    flowc::check::jacobian(&fwd, z)
 }
+
+use flowc::check::log_abs_det;
 
 fn rows(dim: usize, n: usize, seed: u64) -> Vec<Vec<f64>> {
     common::spread(dim * n, seed, 4.0).chunks(dim).map(|r| r.to_vec()).collect()

@@ -50,10 +50,10 @@ pub mod io;
 pub mod math;
 pub mod param_file;
 pub mod params;
-pub mod sample;
 pub mod real;
 pub mod rng;
 pub mod rootfind;
+pub mod sample;
 
 pub use flow::{Bijector, Flow};
 pub use params::{Kind, ParamError, Slot};

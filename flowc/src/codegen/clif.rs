@@ -250,16 +250,7 @@ pub fn emit<M: Module>(
 
     // body: `lanes` rows
     b.switch_to_block(body);
-    let mut in_rows = Vec::with_capacity(lanes);
-    let mut out_rows = Vec::with_capacity(lanes);
-    for l in 0..lanes {
-        let r = b.ins().iadd_imm_s(i, l as i64);
-        let r = b.ins().umin(r, last);
-        let in_stride = b.ins().imul_imm_s(r, k.dim as i64 * prec.bytes());
-        in_rows.push(b.ins().iadd(rows, in_stride));
-        let out_stride = b.ins().imul_imm_s(r, k.outputs.len() as i64 * prec.bytes());
-        out_rows.push(b.ins().iadd(out, out_stride));
-    }
+    let (in_rows, out_rows) = lane_rows(&mut b, k, prec, i, last, rows, out);
     // `ifpos` computes a branch only when some lane takes it: instructions used by one
     // branch alone are emitted inside that branch
     let outside: Vec<bool> = in_loop.iter().map(|l| !l).collect();
@@ -656,17 +647,7 @@ fn emit_inst<M: Module>(
     let v = match &k.body.insts[i] {
         Inst::Dense { .. } => unreachable!("dense layers run between segments"),
         Inst::Part(..) => unreachable!("loaded from the dense product's column"),
-        Inst::Input(j) => {
-            let mut v = None;
-            for (l, row) in ctx.in_rows.iter().enumerate() {
-                let x = b.ins().load(ctx.ty, ctx.flags, *row, (*j as i64 * ctx.prec.bytes()) as i32);
-                v = Some(match v {
-                    None => b.ins().scalar_to_vector(ctx.vty, x),
-                    Some(v) => b.ins().insertlane(v, x, l as u8),
-                });
-            }
-            v.expect("at least one lane")
-        }
+        Inst::Input(j) => gather(b, ctx, *j),
         Inst::Param(j) => {
             let x = b.ins().load(ctx.ty, ctx.flags, ctx.params, (*j as i64 * ctx.prec.bytes()) as i32);
             b.ins().splat(ctx.vty, x)
@@ -719,6 +700,43 @@ fn emit_inst<M: Module>(
     Ok(())
 }
 
+/// The input and output row addresses of each lane: lane l holds row min(first + l, last).
+#[allow(clippy::too_many_arguments)]
+fn lane_rows(
+    b: &mut FunctionBuilder,
+    k: &Kernel,
+    prec: Float,
+    first: Value,
+    last: Value,
+    rows: Value,
+    out: Value,
+) -> (Vec<Value>, Vec<Value>) {
+    let mut in_rows = Vec::with_capacity(prec.lanes());
+    let mut out_rows = Vec::with_capacity(prec.lanes());
+    for l in 0..prec.lanes() {
+        let r = b.ins().iadd_imm_s(first, l as i64);
+        let r = b.ins().umin(r, last);
+        let in_stride = b.ins().imul_imm_s(r, k.dim as i64 * prec.bytes());
+        in_rows.push(b.ins().iadd(rows, in_stride));
+        let out_stride = b.ins().imul_imm_s(r, k.outputs.len() as i64 * prec.bytes());
+        out_rows.push(b.ins().iadd(out, out_stride));
+    }
+    (in_rows, out_rows)
+}
+
+/// Coordinate `j` of each lane's input row, as one vector.
+fn gather(b: &mut FunctionBuilder, ctx: &RowCtx, j: usize) -> Value {
+    let mut v = None;
+    for (l, row) in ctx.in_rows.iter().enumerate() {
+        let x = b.ins().load(ctx.ty, ctx.flags, *row, (j as i64 * ctx.prec.bytes()) as i32);
+        v = Some(match v {
+            None => b.ins().scalar_to_vector(ctx.vty, x),
+            Some(v) => b.ins().insertlane(v, x, l as u8),
+        });
+    }
+    v.expect("at least one lane")
+}
+
 /// Makes value `a` available in the current segment: an input row value is gathered again,
 /// anything else computed earlier is loaded from its scratch column.
 fn ensure(b: &mut FunctionBuilder, ctx: &RowCtx, t: &TileCtx, k: &Kernel, a: usize, vals: &mut [Option<Value>]) {
@@ -726,17 +744,7 @@ fn ensure(b: &mut FunctionBuilder, ctx: &RowCtx, t: &TileCtx, k: &Kernel, a: usi
         return;
     }
     vals[a] = Some(match &k.body.insts[a] {
-        Inst::Input(j) => {
-            let mut v = None;
-            for (l, row) in ctx.in_rows.iter().enumerate() {
-                let x = b.ins().load(ctx.ty, ctx.flags, *row, (*j as i64 * ctx.prec.bytes()) as i32);
-                v = Some(match v {
-                    None => b.ins().scalar_to_vector(ctx.vty, x),
-                    Some(v) => b.ins().insertlane(v, x, l as u8),
-                });
-            }
-            v.expect("at least one lane")
-        }
+        Inst::Input(j) => gather(b, ctx, *j),
         _ => {
             let col = t.home[a].unwrap_or_else(|| panic!("value v{a} has no scratch column"));
             let addr = t.addr(b, col, ctx.prec);
@@ -899,16 +907,7 @@ fn tiled<M: Module>(
         b.ins().brif(more, r_body, &[], r_exit, &[]);
         b.switch_to_block(r_body);
         let row0 = b.ins().iadd(t0, r);
-        let mut in_rows = Vec::with_capacity(lanes);
-        let mut out_rows = Vec::with_capacity(lanes);
-        for l in 0..lanes {
-            let rr = b.ins().iadd_imm_s(row0, l as i64);
-            let rr = b.ins().umin(rr, last);
-            let s1 = b.ins().imul_imm_s(rr, k.dim as i64 * prec.bytes());
-            in_rows.push(b.ins().iadd(io.rows, s1));
-            let s2 = b.ins().imul_imm_s(rr, k.outputs.len() as i64 * prec.bytes());
-            out_rows.push(b.ins().iadd(io.out, s2));
-        }
+        let (in_rows, out_rows) = lane_rows(b, k, prec, row0, last, io.rows, io.out);
         let ctx = RowCtx {
             ty: prec.ty(),
             vty: prec.vector(),

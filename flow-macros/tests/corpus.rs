@@ -199,4 +199,11 @@ fn single_rows_equal_batch_rows() {
     assert!((x[0] - 0.3).abs() < 1e-12 && (x[1] + 4.0).abs() < 1e-12 && (ld - ld2).abs() < 1e-12);
     let mut rng = runtime::Rng::new(1);
     assert!(f.sample(&mut rng).iter().all(|v| v.is_finite()));
+    // on threads: the same values
+    let xs = f.sample_rows(&mut rng, 10_000);
+    let (mut one, mut two) = (vec![0.0; 10_000], vec![0.0; 10_000]);
+    f.log_prob_batch(&xs, &mut one);
+    f.log_prob_rows_par(&xs, &mut two, 2).unwrap();
+    assert_eq!(one, two);
+    assert!(f.log_prob_rows_par(&xs[1..], &mut two, 2).is_err(), "not whole rows");
 }

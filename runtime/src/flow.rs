@@ -40,6 +40,15 @@ pub trait Flow<T: Real>: Sized {
     /// Data points to base points: `out` gets DIM + 1 values per row (z, then Σ log|det J|
     /// of the forward layers at the recovered points).
     fn inverse_rows(&self, xs: &[T], out: &mut [T]);
+    /// [`Flow::log_prob_rows`] on `threads` threads (0 = all cores), over chunks of
+    /// [`crate::batch::CHUNK_ROWS`] rows; the values do not depend on the thread count.
+    /// `Err` when the shapes do not fit or the threads cannot be started.
+    fn log_prob_rows_par(&self, xs: &[T], out: &mut [T], threads: usize) -> Result<(), String>
+    where
+        Self: Sync,
+    {
+        crate::batch::run_rows(xs, Self::DIM, out, 1, threads, &|r: &[T], o: &mut [T]| self.log_prob_rows(r, o))
+    }
     /// `n` points drawn from the flow, row-major.
     fn sample_rows(&self, rng: &mut Rng, n: usize) -> Vec<T> {
         let d = Self::DIM;

@@ -416,6 +416,24 @@ mod tests {
     }
 
     #[test]
+    fn ifpos_split_computes_each_rows_own_branch() {
+        let c = Lanes([1.0, -1.0, 2.0, f64::NAN]);
+        let x = Lanes([1.0, 2.0, 3.0, 4.0]);
+        let r = ifpos_split(c, [x], |[a]| a * a, |[a]| a * a, [x], |[a]| -a, |[a]| -a);
+        assert_eq!(r.0, [1.0, -2.0, 9.0, -4.0]);
+        let all = ifpos_split(
+            Lanes([1.0f64; 4]),
+            [x],
+            |[a]| a * a,
+            |_| panic!("not per row"),
+            [x],
+            |_| panic!("not taken"),
+            |_| panic!("not taken"),
+        );
+        assert_eq!(all.0, [1.0, 4.0, 9.0, 16.0]);
+    }
+
+    #[test]
     fn lanes_ifpos_selects_per_lane() {
         let c = Lanes([1.0, -1.0, f64::NAN, 0.0]);
         let r = c.ifpos(|| Lanes([10.0; 4]), || Lanes([20.0; 4]));

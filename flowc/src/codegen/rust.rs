@@ -6,8 +6,10 @@
 //! (computed once, when the parameters are set). Each of its three kernels becomes one body
 //! generic over the value it computes with ([`runtime::Block`]): a scalar for one row
 //! (`log_prob`, `forward`, `inverse`) and [`runtime::Lanes`] of 256 bits of rows for the
-//! batch functions, so that LLVM vectorizes the arithmetic across rows. `ifpos` computes a branch
-//! only when some row takes it, and a numeric inverse calls [`runtime::rootfind`] per row,
+//! batch functions, so that LLVM vectorizes the arithmetic across rows. Each `ifpos` branch
+//! is a method generic over the value too: a block whose rows agree computes one branch as a
+//! block, one whose rows disagree computes each row's own branch alone
+//! ([`runtime::real::ifpos_split`]). A numeric inverse calls [`runtime::rootfind`] per row,
 //! exactly as the interpreter does. Each bijector becomes a small type with `forward`,
 //! `inverse` and `log_det`. Generated code depends only on the `runtime` crate.
 //!
@@ -171,6 +173,10 @@ struct Access<'a> {
     pre: Option<&'a [Option<usize>]>,
     /// Parameters of root-find sub-bodies (scalars).
     scalar_param: &'a dyn Fn(usize) -> TokenStream,
+    /// Block bodies (flow kernels): `ifpos` branches become methods generic over the value,
+    /// named `{kernel}_ifpos{i}_{side}`, collected here, so that a block whose rows disagree
+    /// computes each row's branch alone (see `runtime::real::ifpos_split`).
+    branches: Option<(&'a str, &'a std::cell::RefCell<TokenStream>)>,
 }
 
 /// The Rust expression of one op on arguments `a` of the value type `ty` (`T` or `V`,
@@ -282,6 +288,38 @@ fn stmt(insts: &[Inst], i: usize, needed: &[bool], deferred: &[Option<(usize, bo
             let slot = n(acc.pre.and_then(|p| p[i]).expect("checked"));
             quote!(#ty::splat(self.pre[#slot]))
         }
+        Inst::Op(Math::IfPos(_), args) if acc.branches.is_some() => {
+            let (kernel, methods) = acc.branches.expect("checked");
+            let mut parts = Vec::new();
+            for (side, root) in [(true, args[1]), (false, args[2])] {
+                let members: Vec<usize> = (0..i).filter(|j| needed[*j] && deferred[*j] == Some((i, side))).collect();
+                // the values the branch reads from outside it, in order
+                let mut free: Vec<usize> = members.iter().flat_map(|j| insts[*j].args()).filter(|a| !members.contains(a)).collect();
+                if !members.contains(&root) {
+                    free.push(root);
+                }
+                free.sort_unstable();
+                free.dedup();
+                let mut inner = TokenStream::new();
+                for j in &members {
+                    inner.extend(stmt(insts, *j, needed, deferred, acc)?);
+                }
+                let method = format_ident!("{}_ifpos{}_{}", kernel, i, if side { "then" } else { "else" });
+                let names: Vec<TokenStream> = free.iter().map(|j| val(*j)).collect();
+                let k = n(free.len());
+                let r = val(root);
+                methods.borrow_mut().extend(quote! {
+                    #[inline(always)]
+                    fn #method<V: ::runtime::Block<T>>(&self, [#(#names),*]: [V; #k]) -> V {
+                        #inner
+                        #r
+                    }
+                });
+                parts.push(quote!([#(#names),*], |a| self.#method(a), |a| self.#method(a)));
+            }
+            let (c, t, e) = (val(args[0]), &parts[0], &parts[1]);
+            quote!(::runtime::real::ifpos_split(#c, #t, #e))
+        }
         Inst::Op(Math::IfPos(_), args) => {
             let mut branches = Vec::new();
             for (side, root) in [(true, args[1]), (false, args[2])] {
@@ -338,6 +376,7 @@ fn stmt(insts: &[Inst], i: usize, needed: &[bool], deferred: &[Option<(usize, bo
                     constant: &constant,
                     pre: None,
                     scalar_param: acc.scalar_param,
+                    branches: None,
                 };
                 let none = vec![None; sb.insts.len()];
                 let stmts = body(&sb.insts, &[sb.result], &none, &sacc)?;
@@ -558,6 +597,7 @@ fn flow_item(d: &Derivation, p: &Program, f: &FlowDerivation, spans: &Spans) -> 
     };
     let mut kernels = TokenStream::new();
     for (k, map) in ks.iter().zip(&pre_maps) {
+        let helpers = std::cell::RefCell::new(TokenStream::new());
         let acc = Access {
             ty: quote!(V),
             prefix: 'v',
@@ -566,6 +606,7 @@ fn flow_item(d: &Derivation, p: &Program, f: &FlowDerivation, spans: &Spans) -> 
             constant: &constant,
             pre: Some(map),
             scalar_param: &scalar_param,
+            branches: Some((k.kind.name(), &helpers)),
         };
         let inv: Vec<bool> = invariants(k);
         let deferred = branch_sets(k, &inv);
@@ -583,6 +624,7 @@ fn flow_item(d: &Derivation, p: &Program, f: &FlowDerivation, spans: &Spans) -> 
                 [#(#outs),*]
             }
         });
+        kernels.extend(helpers.into_inner());
     }
     let pre_stmts = &prep.stmts;
     let pre_vals = prep.slots.iter().map(|n| v('a', *n));
@@ -809,7 +851,16 @@ fn bijector_item(d: &Derivation, b: &BijectorDerivation, spans: &Spans) -> Resul
     let method = |k: &Kernel, out: usize, var: &str| -> Result<TokenStream, Diagnostics> {
         let var = format_ident!("{}", var);
         let input = |_: usize| quote!(#var);
-        let acc = Access { ty: quote!(T), prefix: 'v', input: &input, param: &param, constant: &constant, pre: None, scalar_param: &param };
+        let acc = Access {
+            ty: quote!(T),
+            prefix: 'v',
+            input: &input,
+            param: &param,
+            constant: &constant,
+            pre: None,
+            scalar_param: &param,
+            branches: None,
+        };
         let none = vec![false; k.body.insts.len()];
         let deferred = branch_sets(k, &none);
         let stmts = body(&k.body.insts, &[k.outputs[out]], &deferred, &acc).map_err(|e| internal(&format!("`{}`", b.name), e))?;

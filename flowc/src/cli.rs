@@ -591,23 +591,6 @@ fn run_kernel(
 /// Rows per chunk when streaming a file through a kernel (memory is O(chunk), not O(file)).
 const STREAM_ROWS: usize = 1 << 16;
 
-/// Standard normal samples (xorshift + Box-Muller), deterministic.
-fn normal_rows(n: usize, seed: u64) -> Vec<f64> {
-    let mut s = seed | 1;
-    let mut next = || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    };
-    (0..n)
-        .map(|_| {
-            let (u, v) = (next(), next());
-            (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
-        })
-        .collect()
-}
-
 #[allow(clippy::too_many_arguments)]
 fn bench(
     d: &Derivation,
@@ -624,7 +607,7 @@ fn bench(
     let fk = program.kernel(name, Kind::Forward).expect("lowered");
     let lk = program.kernel(name, if which == BenchKernel::LogProb { Kind::LogProb } else { Kind::Forward }).expect("lowered");
     // data: base samples pushed through the flow
-    let z = normal_rows(rows * f.dim, 0x5eed);
+    let z = runtime::sample::normal_rows(0x5eed, 0, rows, f.dim);
     let mut fx = vec![0.0; rows * (f.dim + 1)];
     run_kernel(fk, Float::F64, &z, &flat, &mut fx, 0)?;
     // log_prob reads data points; sampling pushes base points forward

@@ -445,6 +445,12 @@ fn bad_parameter_files_exit_1_and_write_nothing() {
         assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
         assert!(!out.exists());
     }
+    // no samples asked for
+    let out = dir.path().join("none.csv");
+    let o = flowc(&["sample", s, "--name", "rnvp", "-n", "0", "--output", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("`-n` must be at least 1"), "{}", stderr(&o));
+    assert!(!out.exists());
     // `--init` without `--out` is a usage error
     let o = flowc(&["params", s, "--name", "rnvp", "--init", "1"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));

@@ -197,7 +197,32 @@ impl Emitter {
         v
     }
     fn op(&mut self, m: Math, args: Vec<Value>) -> Value {
+        if matches!(m, Math::Pow(_) | Math::PowRecip(_)) && !self.memo.contains_key(&format!("{:?}", Inst::Op(m.clone(), args.clone()))) {
+            // a^(-b) next to a^b (both halves of a sinh or cosh written with powers): one
+            // power and its reciprocal (half an ulp more, and no second log and exp)
+            if let Some(p) = self.reciprocal_power(&m, &args) {
+                let one = self.num(1.0);
+                return self.push(Inst::Op(Math::Div([Id::from(0usize), Id::from(0usize)]), vec![one, p]));
+            }
+        }
         self.push(Inst::Op(m, args))
+    }
+    fn lookup(&self, inst: &Inst) -> Option<Value> {
+        self.memo.get(&format!("{inst:?}")).copied()
+    }
+    /// The already emitted power `m(a, -e)` for `m(a, e)`, when there is one.
+    fn reciprocal_power(&self, m: &Math, args: &[Value]) -> Option<Value> {
+        let (a, e) = (args[0], args[1]);
+        let neg = |v: Value| Inst::Op(Math::Neg(Id::from(0usize)), vec![v]);
+        // e = -b, and a^b was emitted
+        if let Inst::Op(Math::Neg(_), b) = &self.body.insts[e] {
+            if let Some(p) = self.lookup(&Inst::Op(m.clone(), vec![a, b[0]])) {
+                return Some(p);
+            }
+        }
+        // -e was emitted, and a^(-e)
+        let ne = self.lookup(&neg(e))?;
+        self.lookup(&Inst::Op(m.clone(), vec![a, ne]))
     }
     fn num(&mut self, c: f64) -> Value {
         self.push(Inst::Const(c))
@@ -360,7 +385,10 @@ fn stage_inverse(
             })
         }
     };
-    let ld = em.expr(&b.log_det.chosen.expr, &binder(f, slots, stage, i, X, x))?;
+    let ld = match &b.log_det_y {
+        Some(c) => em.expr(&c.chosen.expr, &binder(f, slots, stage, i, Y, y))?,
+        None => em.expr(&b.log_det.chosen.expr, &binder(f, slots, stage, i, X, x))?,
+    };
     Ok((x, ld))
 }
 
@@ -638,7 +666,10 @@ fn apply_conditioned(
             return Err(format!("`{}` has a numeric inverse, which conditioned layers do not support yet", b.name));
         };
         let x = em.expr(g, &bind(Y, v))?;
-        let ld = em.expr(&b.log_det.chosen.expr, &bind(X, x))?;
+        let ld = match &b.log_det_y {
+            Some(c) => em.expr(&c.chosen.expr, &bind(Y, v))?,
+            None => em.expr(&b.log_det.chosen.expr, &bind(X, x))?,
+        };
         Ok((x, ld))
     }
 }
@@ -714,6 +745,9 @@ fn interleave(cur: &[Value], per: &[Value], total: Value) -> Vec<Value> {
     cur.iter().zip(per).flat_map(|(a, b)| [*a, *b]).chain([total]).collect()
 }
 
+/// Roots whose depth-first schedules are interleaved.
+const INTERLEAVE: usize = 4;
+
 /// Reorders a body depth-first from `roots` (in order), so each root's work is contiguous and
 /// few values are live at once; unreachable instructions are dropped. Returns the body and
 /// `outputs` renumbered.
@@ -728,22 +762,47 @@ fn schedule(body: Body, roots: &[Value], outputs: &[Value]) -> (Body, Vec<Value>
             order.push(j);
         }
     }
-    for &r in roots {
-        // iterative post-order DFS
-        let mut stack: Vec<(usize, bool)> = vec![(r, false)];
-        while let Some((j, expanded)) = stack.pop() {
-            if new_index[j].is_some() {
-                continue;
-            }
-            if expanded {
-                new_index[j] = Some(order.len());
-                order.push(j);
-                continue;
-            }
-            stack.push((j, true));
-            for a in body.insts[j].args().into_iter().rev() {
-                if new_index[a].is_none() {
-                    stack.push((a, false));
+    // roots in groups of INTERLEAVE: each root's work depth-first, the group's lists merged
+    // round-robin, so independent chains (a call's latency, a division's) overlap
+    let mut taken = vec![false; n];
+    for group in roots.chunks(INTERLEAVE) {
+        let lists: Vec<Vec<usize>> = group
+            .iter()
+            .map(|&r| {
+                // iterative post-order DFS
+                let mut list = Vec::new();
+                let mut stack: Vec<(usize, bool)> = vec![(r, false)];
+                while let Some((j, expanded)) = stack.pop() {
+                    if taken[j] || new_index[j].is_some() {
+                        continue;
+                    }
+                    if expanded {
+                        taken[j] = true;
+                        list.push(j);
+                        continue;
+                    }
+                    stack.push((j, true));
+                    for a in body.insts[j].args().into_iter().rev() {
+                        if !taken[a] && new_index[a].is_none() {
+                            stack.push((a, false));
+                        }
+                    }
+                }
+                list
+            })
+            .collect();
+        // a list reads only its own and earlier lists' values: the first is always ready
+        let mut next = vec![0usize; lists.len()];
+        let mut left: usize = lists.iter().map(Vec::len).sum();
+        while left > 0 {
+            for (l, list) in lists.iter().enumerate() {
+                if let Some(&j) = list.get(next[l]) {
+                    if body.insts[j].args().iter().all(|a| new_index[*a].is_some()) {
+                        new_index[j] = Some(order.len());
+                        order.push(j);
+                        next[l] += 1;
+                        left -= 1;
+                    }
                 }
             }
         }

@@ -86,12 +86,18 @@ pub fn bijector_text(b: &BijectorDerivation, timings: bool) -> String {
         Inverse::Numeric => s.push_str("  inverse      x = solve(y = f(x))   [numeric: bracketed Newton-bisection to full precision]\n"),
     }
     s.push_str(&format!("  log|f'(x)|   {}\n", to_infix(&b.log_det.chosen.expr)));
+    if let Some(c) = &b.log_det_y {
+        s.push_str(&format!("  at x = g(y)  log|f'(x)| = {}   [-log|g'(y)|, used after the inverse]\n", to_infix(&c.chosen.expr)));
+    }
     s.push_str("  stability (measured against the high-precision reference)\n");
     s.push_str(&stability_text("forward", &b.forward));
     if let Some(c) = b.inverse.choice() {
         s.push_str(&stability_text("inverse", c));
     }
     s.push_str(&stability_text("log-det", &b.log_det));
+    if let Some(c) = &b.log_det_y {
+        s.push_str(&stability_text("log-det in y", c));
+    }
     let limited: Vec<String> = b.runs.iter().filter(|r| r.hit_limit()).map(|r| format!("{} ({})", r.purpose, r.stop)).collect();
     if !limited.is_empty() {
         s.push_str(&format!("  e-graph      stopped at a limit in: {}; the best forms found are used\n", limited.join(", ")));
@@ -258,6 +264,9 @@ pub fn flow_text(d: &Derivation, f: &FlowDerivation) -> String {
             None => s.push_str("    inverse    x_i = solve(y_i = f(x_i))   [numeric]\n"),
         }
         s.push_str(&format!("    log|det J| = sum_i {}\n", to_infix(&bound_formula(&b.log_det.chosen.expr, l))));
+        if let Some(c) = &b.log_det_y {
+            s.push_str(&format!("      in y     = sum_i {}   [at x = f^-1(y), used after the inverse]\n", to_infix(&bound_formula(&c.chosen.expr, l))));
+        }
     }
     for r in &f.fused {
         let b = &r.derivation;
@@ -279,6 +288,9 @@ pub fn flow_text(d: &Derivation, f: &FlowDerivation) -> String {
             None => s.push_str("    inverse    x_i = solve(y_i = f(x_i))   [numeric]\n"),
         }
         s.push_str(&format!("    log|det J| = sum_i {}\n", to_infix(&b.log_det.chosen.expr)));
+        if let Some(c) = &b.log_det_y {
+            s.push_str(&format!("      in y     = sum_i {}   [at x = f^-1(y), used after the inverse]\n", to_infix(&c.chosen.expr)));
+        }
         s.push_str(&stability_text("forward", &b.forward).replace("\n    ", "\n      ").replacen("    ", "      ", 1));
         if let Some(c) = b.inverse.choice() {
             s.push_str(&stability_text("inverse", c).replace("\n    ", "\n      ").replacen("    ", "      ", 1));

@@ -46,6 +46,20 @@ pub fn latency(e: &Expr) -> f64 {
     e.as_ref().iter().map(OpCost::latency).sum()
 }
 
+/// Summed latency of the op nodes of `e` that depend on `var` (shared nodes once): the work
+/// per row when everything else is computed once per call.
+pub fn row_latency(e: &Expr, var: Symbol) -> f64 {
+    let mut dep = vec![false; e.as_ref().len()];
+    let mut total = 0.0;
+    for (i, n) in e.as_ref().iter().enumerate() {
+        dep[i] = matches!(n, Math::Sym(s) if *s == var) || n.children().iter().any(|c| dep[usize::from(*c)]);
+        if dep[i] {
+            total += OpCost::latency(n);
+        }
+    }
+    total
+}
+
 fn derivation_cost(b: &BijectorDerivation) -> f64 {
     latency(&b.forward.chosen.expr) + b.inverse.formula().map(latency).unwrap_or(f64::INFINITY) + latency(&b.log_det.chosen.expr)
 }
@@ -204,8 +218,8 @@ fn fuse_run(
 }
 
 /// Op latency of the work done per row: nodes that do not depend on x cost a thousandth.
-struct RowCost<'g> {
-    g: &'g super::analysis::Graph,
+pub(crate) struct RowCost<'g> {
+    pub(crate) g: &'g super::analysis::Graph,
 }
 
 impl egg::CostFunction<Math> for RowCost<'_> {

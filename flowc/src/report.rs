@@ -265,7 +265,10 @@ pub fn flow_text(d: &Derivation, f: &FlowDerivation) -> String {
         }
         s.push_str(&format!("    log|det J| = sum_i {}\n", to_infix(&bound_formula(&b.log_det.chosen.expr, l))));
         if let Some(c) = &b.log_det_y {
-            s.push_str(&format!("      in y     = sum_i {}   [at x = f^-1(y), used after the inverse]\n", to_infix(&bound_formula(&c.chosen.expr, l))));
+            s.push_str(&format!(
+                "      in y     = sum_i {}   [at x = f^-1(y), used after the inverse]\n",
+                to_infix(&bound_formula(&c.chosen.expr, l))
+            ));
         }
     }
     for r in &f.fused {

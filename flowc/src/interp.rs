@@ -43,6 +43,8 @@ impl Params {
                         let pname = name.rsplit('.').next().unwrap_or_default();
                         l.free.iter().find(|q| q.name == pname).map(|q| q.kind.default_value()).unwrap_or(0.0)
                     }
+                    // planar: w = (1, ..., 1)/√n (w = 0 leaves the layer a translation)
+                    LayerKind::Planar if name.ends_with(".w") => 1.0 / (f.dim as f64).sqrt(),
                     _ => 0.0,
                 };
                 p.values.insert(name.clone(), vec![v; n]);
@@ -211,8 +213,61 @@ fn layer_forward(d: &Derivation, f: &FlowDerivation, p: &Params, k: usize, x: &m
             let y: Vec<f64> = perm.iter().map(|&j| x[j]).collect();
             x.copy_from_slice(&y);
         }
+        LayerKind::Planar => {
+            let (uh, w, b, m) = planar(p, k);
+            let a = dot(w, x) + b;
+            let h = a.tanh();
+            for (xi, ui) in x.iter_mut().zip(&uh) {
+                *xi += ui * h;
+            }
+            ld = planar_log_det(m, a);
+        }
+        LayerKind::Radial => {
+            let (z0, a, be) = radial(p, k);
+            let d: Vec<f64> = x.iter().zip(z0).map(|(xi, ci)| xi - ci).collect();
+            let r = dot(&d, &d).sqrt();
+            let h = 1.0 / (a + r);
+            for (xi, di) in x.iter_mut().zip(&d) {
+                *xi += be * h * di;
+            }
+            ld = radial_log_det(x.len(), a, be, r);
+        }
     }
     ld
+}
+
+/// Radial layer `k`: z0, α = softplus(alpha), β = −α + softplus(beta).
+fn radial(p: &Params, k: usize) -> (&[f64], f64, f64) {
+    let a = runtime::math::softplus(p.get(k, "alpha", 0));
+    (p.tensor(k, "z0"), a, runtime::math::softplus(p.get(k, "beta", 0)) - a)
+}
+
+/// (n − 1)·log(1 + βh) + log(1 + βh + βh'(r)·r), h = 1/(α + r), as in the literature.
+fn radial_log_det(n: usize, a: f64, be: f64, r: f64) -> f64 {
+    let h = 1.0 / (a + r);
+    let dh = -h * h;
+    (n as f64 - 1.0) * (1.0 + be * h).ln() + (1.0 + be * h + be * dh * r).ln()
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Planar layer `k`: û, w, b and m = ûᵀw = −1 + softplus(wᵀu).
+fn planar<'a>(p: &'a Params, k: usize) -> (Vec<f64>, &'a [f64], f64, f64) {
+    let (u, w) = (p.tensor(k, "u"), p.tensor(k, "w"));
+    let b = p.get(k, "b", 0);
+    let wu = dot(w, u);
+    let ww = dot(w, w);
+    let m = -1.0 + runtime::math::softplus(wu);
+    let c = if ww > 0.0 { (m - wu) / ww } else { 0.0 };
+    (u.iter().zip(w).map(|(ui, wi)| ui + c * wi).collect(), w, b, m)
+}
+
+/// log(1 + m·sech²(a)), written independently of the derived form.
+fn planar_log_det(m: f64, a: f64) -> f64 {
+    let c = a.cosh();
+    (m / (c * c)).ln_1p()
 }
 
 /// One layer, data → base, in place; returns the forward layer's log|det J| at the
@@ -273,6 +328,36 @@ fn layer_inverse(d: &Derivation, f: &FlowDerivation, p: &Params, k: usize, y: &m
                 y[i] = (i + 1..n).fold(t[i], |acc, j| acc - up[i * n + j] * y[j]) / dg[i].exp();
             }
             ld = dg.iter().sum();
+        }
+        LayerKind::Planar => {
+            // α = wᵀz + b solves wᵀy + b = α + m·tanh(α)
+            let (uh, w, b, m) = planar(p, k);
+            let t = dot(w, y) + b;
+            let g = |a: f64| a + m * a.tanh();
+            let dg = |a: f64| {
+                let c = a.cosh();
+                1.0 + m / (c * c)
+            };
+            let alpha = runtime::rootfind::solve(&g, &dg, t, f64::NEG_INFINITY, f64::INFINITY, true).unwrap_or(f64::NAN);
+            let h = alpha.tanh();
+            for (yi, ui) in y.iter_mut().zip(&uh) {
+                *yi -= ui * h;
+            }
+            ld = planar_log_det(m, alpha);
+        }
+        LayerKind::Radial => {
+            // ‖y − z0‖ = r·(1 + β/(α + r)), increasing in r: solved numerically here
+            let (z0, a, be) = radial(p, k);
+            let e: Vec<f64> = y.iter().zip(z0).map(|(yi, ci)| yi - ci).collect();
+            let rho = dot(&e, &e).sqrt();
+            let g = |r: f64| r * (1.0 + be / (a + r));
+            let dg = |r: f64| 1.0 + be * a / ((a + r) * (a + r));
+            let r = if rho == 0.0 { 0.0 } else { runtime::rootfind::solve(&g, &dg, rho, 0.0, f64::INFINITY, true).unwrap_or(f64::NAN) };
+            let scale = 1.0 + be / (a + r);
+            for ((yi, ei), ci) in y.iter_mut().zip(&e).zip(z0) {
+                *yi = ci + ei / scale;
+            }
+            ld = radial_log_det(y.len(), a, be, r);
         }
         LayerKind::Permute { perm } => {
             let mut x = vec![0.0; y.len()];

@@ -485,6 +485,155 @@ fn structural(
                 ld.push(p(em, dg + i));
             }
         }
+        LayerKind::Planar => {
+            let pd = d.planar.as_ref().ok_or("the planar layer was not derived")?;
+            let (uo, wo, bo) = (
+                slot_offset(slots, &format!("layers.{k}.u"))?,
+                slot_offset(slots, &format!("layers.{k}.w"))?,
+                slot_offset(slots, &format!("layers.{k}.b"))?,
+            );
+            // m = ûᵀw = −1 + softplus(wᵀu): once per call here, and inside the root-find's
+            // sub-programs (which read only parameters and their own input)
+            let emit_m = |em: &mut Emitter| -> (Vec<Value>, Value, Value) {
+                let w: Vec<Value> = (0..n).map(|i| em.push(Inst::Param(wo + i))).collect();
+                let mut wu = None;
+                for (i, wi) in w.iter().enumerate() {
+                    let ui = em.push(Inst::Param(uo + i));
+                    let t = mul(em, *wi, ui);
+                    wu = Some(match wu {
+                        None => t,
+                        Some(acc) => add(em, acc, t),
+                    });
+                }
+                let wu = wu.expect("dim ≥ 1");
+                let sp = em.op(Math::Softplus(Id::from(0usize)), vec![wu]);
+                let one = em.num(1.0);
+                let m = sub(em, sp, one);
+                (w, wu, m)
+            };
+            let (w, wu, m) = emit_m(em);
+            let bind = |var: Value, m: Value| {
+                move |_: &mut Emitter, s: Symbol| -> Option<Value> {
+                    match s.as_str() {
+                        X => Some(var),
+                        crate::derive::planar::M => Some(m),
+                        _ => None,
+                    }
+                }
+            };
+            // û = u + c·w, c = (m − wᵀu)/‖w‖² (0 when w = 0: the layer is a translation)
+            let ww = {
+                let sq: Vec<Value> = w.iter().map(|wi| mul(em, *wi, *wi)).collect();
+                sum(em, &sq)
+            };
+            let q = {
+                let t = sub(em, m, wu);
+                em.op(Math::Div([Id::from(0usize), Id::from(0usize)]), vec![t, ww])
+            };
+            let zero = em.num(0.0);
+            let c = em.op(Math::IfPos([Id::from(0usize), Id::from(0usize), Id::from(0usize)]), vec![ww, q, zero]);
+            let uh: Vec<Value> = (0..n)
+                .map(|i| {
+                    let ui = em.push(Inst::Param(uo + i));
+                    let cw = mul(em, c, w[i]);
+                    add(em, ui, cw)
+                })
+                .collect();
+            let b = em.push(Inst::Param(bo));
+            let proj = |em: &mut Emitter, v: &[Value]| {
+                let t: Vec<Value> = w.iter().zip(v).map(|(wi, vi)| mul(em, *wi, *vi)).collect();
+                let s = sum(em, &t);
+                add(em, s, b)
+            };
+            let a = if forward {
+                proj(em, cur)
+            } else {
+                let t = proj(em, cur);
+                let sub_program = |e: &Expr| -> Result<SubBody, String> {
+                    let mut se = Emitter::new();
+                    let x = se.push(Inst::Input(0));
+                    let (_, _, m) = emit_m(&mut se);
+                    let result = se.expr(e, &bind(x, m))?;
+                    Ok(SubBody { insts: se.body.insts, result })
+                };
+                let (fb, db) = (sub_program(&pd.g)?, sub_program(&pd.dg)?);
+                em.push(Inst::RootFind { y: t, f: Box::new(fb), df: Box::new(db), domain: Interval::REAL, increasing: true })
+            };
+            let h = em.expr(&pd.h, &bind(a, m))?;
+            let ld = em.expr(&pd.log_det.chosen.expr, &bind(a, m))?;
+            for (ci, ui) in cur.iter_mut().zip(&uh) {
+                let s = mul(em, *ui, h);
+                *ci = if forward { add(em, *ci, s) } else { sub(em, *ci, s) };
+            }
+            lds[0].push(ld);
+        }
+        LayerKind::Radial => {
+            let (zo, ao, bo) = (
+                slot_offset(slots, &format!("layers.{k}.z0"))?,
+                slot_offset(slots, &format!("layers.{k}.alpha"))?,
+                slot_offset(slots, &format!("layers.{k}.beta"))?,
+            );
+            let un = |em: &mut Emitter, m: Math, v: Value| em.op(m, vec![v]);
+            let div = |em: &mut Emitter, a: Value, b: Value| em.op(Math::Div([Id::from(0usize), Id::from(0usize)]), vec![a, b]);
+            let id0 = Id::from(0usize);
+            // α = softplus(alpha), β = softplus(beta) − α: once per call
+            let ar = em.push(Inst::Param(ao));
+            let a = un(em, Math::Softplus(id0), ar);
+            let br = em.push(Inst::Param(bo));
+            let sb = un(em, Math::Softplus(id0), br);
+            let be = sub(em, sb, a);
+            let z0: Vec<Value> = (0..n).map(|i| em.push(Inst::Param(zo + i))).collect();
+            let e: Vec<Value> = cur.iter().zip(&z0).map(|(c, z)| sub(em, *c, *z)).collect();
+            let sq: Vec<Value> = e.iter().map(|v| mul(em, *v, *v)).collect();
+            let ss = sum(em, &sq);
+            let norm = un(em, Math::Sqrt(id0), ss);
+            let r = if forward {
+                norm
+            } else {
+                // ρ = r (1 + β/(α + r)): r² + (α + β − ρ) r − αρ = 0, positive root without
+                // cancellation: 2αρ/(B + s) for B = α + β − ρ > 0, else (s − B)/2,
+                // s = √(B² + 4αρ) as a hypot (no overflow)
+                let ab = add(em, a, be);
+                let bq = sub(em, ab, norm);
+                let arho = mul(em, a, norm);
+                let sq = un(em, Math::Sqrt(id0), arho);
+                let two = em.num(2.0);
+                let half = em.num(0.5);
+                let t = mul(em, two, sq);
+                let s = em.op(Math::Hypot([id0, id0]), vec![bq, t]);
+                let num = mul(em, two, arho);
+                let den = add(em, bq, s);
+                let pos = div(em, num, den);
+                let diff = sub(em, s, bq);
+                let neg = mul(em, half, diff);
+                em.op(Math::IfPos([id0, id0, id0]), vec![bq, pos, neg])
+            };
+            let q = add(em, a, r);
+            let bh = div(em, be, q);
+            // log|det J| = (n − 1)·log1p(β/(α + r)) + log1p(βα/(α + r)²)
+            let l1 = un(em, Math::Log1p(id0), bh);
+            let nm1 = em.num((n - 1) as f64);
+            let t1 = mul(em, nm1, l1);
+            let q2 = mul(em, q, q);
+            let ba = mul(em, be, a);
+            let f2 = div(em, ba, q2);
+            let l2 = un(em, Math::Log1p(id0), f2);
+            let ld = add(em, t1, l2);
+            if forward {
+                for (ci, ei) in cur.iter_mut().zip(&e) {
+                    let s = mul(em, bh, *ei);
+                    *ci = add(em, *ci, s);
+                }
+            } else {
+                let one = em.num(1.0);
+                let scale = add(em, one, bh);
+                for ((ci, ei), zi) in cur.iter_mut().zip(&e).zip(&z0) {
+                    let s = div(em, *ei, scale);
+                    *ci = add(em, *zi, s);
+                }
+            }
+            lds[0].push(ld);
+        }
         LayerKind::Coupling { mask, net } => {
             let b = &d.bijectors[l.bijector.expect("coupling has a bijector")];
             let kept: Vec<Value> = (0..n).filter(|i| mask[*i]).map(|i| cur[i]).collect();

@@ -34,6 +34,16 @@ pub fn listing(f: &FlowDerivation) -> String {
                     _ => "U's diagonal = exp(log_diag)".to_string(),
                 },
                 LayerKind::Permute { .. } => String::new(),
+                LayerKind::Radial => match name.rsplit('.').next().unwrap_or_default() {
+                    "z0" => "centre z0".to_string(),
+                    "alpha" => "α = softplus(alpha) > 0".to_string(),
+                    _ => "β = −α + softplus(beta)".to_string(),
+                },
+                LayerKind::Planar => match name.rsplit('.').next().unwrap_or_default() {
+                    "u" => "direction u (û = u + (m(wᵀu) − wᵀu)·w/‖w‖²)".to_string(),
+                    "w" => "normal w".to_string(),
+                    _ => "offset b".to_string(),
+                },
             };
             let sh: Vec<String> = shape.iter().map(|s| s.to_string()).collect();
             out.push_str(&format!("{:<32} {:<12} {}\n", name, format!("[{}]", sh.join(", ")), role));
@@ -44,7 +54,8 @@ pub fn listing(f: &FlowDerivation) -> String {
 }
 
 /// Seeded standard initialization: network layers as PyTorch's `nn.Linear` (weight and bias
-/// uniform in ±1/√fan_in), LU factors uniform in ±0.1 with log_diag 0, per-coordinate
+/// uniform in ±1/√fan_in), LU factors uniform in ±0.1 with log_diag 0, planar and radial
+/// tensors uniform in ±1/√dim, per-coordinate
 /// parameters at their kind's identity-like default.
 pub fn init(d: &Derivation, f: &FlowDerivation, seed: u64) -> Params {
     let mut p = Params::defaults(d, f);
@@ -63,6 +74,8 @@ pub fn init(d: &Derivation, f: &FlowDerivation, seed: u64) -> Params {
             1.0 / (fan_in.max(1) as f64).sqrt()
         } else if name.ends_with(".lower") || name.ends_with(".upper") {
             0.1
+        } else if is_planar(f, name) {
+            1.0 / (f.dim as f64).sqrt()
         } else {
             continue;
         };
@@ -70,6 +83,14 @@ pub fn init(d: &Derivation, f: &FlowDerivation, seed: u64) -> Params {
         v.copy_from_slice(&runtime::sample::uniform(s, n, bound));
     }
     p
+}
+
+/// Whether `name` is a tensor of a planar or radial layer of `f`.
+fn is_planar(f: &FlowDerivation, name: &str) -> bool {
+    f.layers
+        .iter()
+        .enumerate()
+        .any(|(k, l)| matches!(l.kind, LayerKind::Planar | LayerKind::Radial) && name.starts_with(&format!("layers.{k}.")))
 }
 
 /// Loads a parameter file for flow `f`: every tensor must be present with its shape; extra

@@ -158,6 +158,8 @@ fn layer_name(d: &Derivation, l: &LayerDerivation) -> String {
                 format!("permute: y_i = x_perm(i), perm = [{}]", p.join(", "))
             }
         }
+        LayerKind::Planar => "planar".into(),
+        LayerKind::Radial => "radial".into(),
     }
 }
 
@@ -234,6 +236,35 @@ fn structure_text(d: &Derivation, f: &FlowDerivation, k: usize, l: &LayerDerivat
             s.push_str(&format!("    log|det J| = sum_i log|u_ii| = sum_i layers.{k}.log_diag_i   [det L = 1]\n"));
         }
         LayerKind::Permute { .. } => s.push_str("    log|det J| = 0   [a permutation]\n"),
+        LayerKind::Radial => {
+            s.push_str("    forward    y = z + β h(r) (z - z0),  r = ‖z - z0‖,  h(r) = 1/(α + r),  α = softplus(alpha) > 0,  β = -α + softplus(beta) > -α\n");
+            s.push_str(&format!(
+                "    log|det J| = (n - 1) log|1 + β h(r)| + log|1 + β h(r) + β h'(r) r| = {} log1p(β/(α + r)) + log1p(β α/(α + r)^2)   [rank-one update of a scaled identity]\n",
+                f.dim - 1
+            ));
+            s.push_str("    inverse    ρ = ‖y - z0‖ = r (1 + β/(α + r)): r is the positive root of r^2 + (α + β - ρ) r - α ρ = 0 (the cancellation-free form);  z = z0 + (y - z0)/(1 + β/(α + r))\n");
+        }
+        LayerKind::Planar => {
+            let sub = |e: &crate::ir::expr::Expr, a: &str| {
+                let mut bld = crate::ir::expr::Builder::new();
+                let to = bld.sym(a);
+                let r = bld.substitute(e, crate::ir::expr::root(e), egg::Symbol::from(crate::ir::X), to);
+                to_infix(&bld.finish(r))
+            };
+            s.push_str("    forward    y = z + û h(a),  a = wᵀz + b,  û = u + (m - wᵀu) w/‖w‖²,  m = -1 + softplus(wᵀu) = ûᵀw > -1\n");
+            if let Some(p) = &d.planar {
+                s.push_str(&format!("               h(a) = {}\n", sub(&p.h, "a")));
+                s.push_str(&format!(
+                    "    log|det J| = log|1 + ûᵀw h'(a)| = log|1 + m h'(a)| = {}   [matrix determinant lemma]\n",
+                    sub(&p.log_det.chosen.expr, "a")
+                ));
+                s.push_str(&format!(
+                    "    inverse    α = solve(wᵀy + b = {}), derivative {} > 0   [root-find along w];  z = y - û h(α)\n",
+                    sub(&p.g, "α"),
+                    sub(&p.dg, "α")
+                ));
+            }
+        }
     }
     s
 }
@@ -432,6 +463,8 @@ pub fn flow_json(d: &Derivation, f: &FlowDerivation) -> Value {
                 LayerKind::Autoregressive { inverse: true, .. } => "inverse_autoregressive",
                 LayerKind::LinearLu => "linear_lu",
                 LayerKind::Permute { .. } => "permute",
+                LayerKind::Planar => "planar",
+                LayerKind::Radial => "radial",
             };
             let Some(bi) = l.bijector else {
                 return json!({ "kind": kind, "layer": layer_name(d, l), "parameters": l.tensors(k, f.dim) });

@@ -36,6 +36,10 @@ flow maf_big(x: R^4) { base normal; autoregressive(bijector = maf_affine, net = 
 flow iaf_big(x: R^4) { base normal; inverse_autoregressive(bijector = maf_affine, net = made([70, 70], softplus)); }
 flow iaf(x: R^4) { base normal; inverse_autoregressive(bijector = maf_affine, net = made([5], tanh)); }
 flow maf1(x: R^4) { base normal; autoregressive(bijector = maf_affine, net = made([9, 9], tanh)); }
+flow planar3(x: R^3) { base normal; planar; planar; reverse; planar; }
+flow radial3(x: R^3) { base normal; radial; radial; planar; radial; }
+flow radial1(x: R^1) { base normal; radial; radial; }
+flow planar_coupled(x: R^4) { base normal; planar; coupling(mask = [1, 0, 1, 0], bijector = realnvp_affine, net = mlp([6], tanh)); planar; }
 flow iaf1(x: R^4) { base normal; inverse_autoregressive(bijector = maf_affine_inv, net = made([9, 9], tanh)); }
 ";
 
@@ -219,6 +223,8 @@ fn bad_layers_are_reported_with_their_place() {
         ("flow f(x: R^2) { coupling(mask = [1, 0], bijector = fixed, net = mlp([4], tanh)); }", "no free parameter"),
         ("flow f(x: R^2) { reverse(1); }", "takes no arguments"),
         ("flow f(x: R^2) { coupling(mask = [1, 0], bijector = s, net = mlp([0], tanh)); }", "at least one unit"),
+        ("flow f(x: R^2) { planar(u = 1); }", "`planar` takes no arguments"),
+        ("flow f(x: R^2) { radial(2); }", "`radial` takes no arguments"),
     ];
     for (flow, want) in cases {
         let src = format!("bijector s(x; t: real) = x + t;\nbijector fixed(x) = 2 * x;\n{flow}");
@@ -235,9 +241,57 @@ fn bad_layers_are_reported_with_their_place() {
 #[test]
 fn check_verifies_whole_flows() {
     let d = setup();
-    for name in ["realnvp", "nice", "maf", "iaf_big"] {
+    for name in ["realnvp", "nice", "maf", "iaf_big", "planar3", "planar_coupled", "radial3"] {
         let r = flowc::check::check(&d, Some(name));
         assert!(r.passed(), "{}", r.render());
         assert!(r.rows.iter().any(|row| row.bijector == format!("flow {name}") && row.quantity == "log|det J|"));
+    }
+}
+
+#[test]
+fn planar_and_radial_inverses_are_accurate_at_extremes() {
+    // backward error: forward(inverse(y)) = y to rounding, also where the layer is nearly
+    // singular (ûᵀw → −1, β → −α) and at far-away points
+    let d = setup();
+    let program = lower::lower(&d).unwrap();
+    for (name, sets) in [
+        ("planar3", vec![("u", 0.3), ("w", 0.8), ("b", 0.1)]),
+        ("planar3", vec![("u", -30.0), ("w", 1.0), ("b", -0.2)]),
+        ("planar3", vec![("u", 40.0), ("w", 0.05), ("b", 2.0)]),
+        ("radial3", vec![("z0", 0.5), ("alpha", -3.0), ("beta", -20.0)]),
+        ("radial3", vec![("z0", -1.0), ("alpha", 4.0), ("beta", 30.0)]),
+    ] {
+        let f = d.flow(name).unwrap();
+        let mut p = Params::defaults(&d, f);
+        for (k, l) in f.layers.iter().enumerate() {
+            if matches!(l.kind, flowc::derive::LayerKind::Planar | flowc::derive::LayerKind::Radial) {
+                for (t, v) in &sets {
+                    let key = format!("layers.{k}.{t}");
+                    if p.values.contains_key(&key) {
+                        p.set(&key, *v).unwrap();
+                    }
+                }
+            }
+        }
+        let fl = flat(f, &p);
+        let inv = program.kernel(name, Kind::Inverse).unwrap();
+        let fwd = program.kernel(name, Kind::Forward).unwrap();
+        let mut ys: Vec<Vec<f64>> = rows(3, 10, 4);
+        for m in [1e-300, 1e-8, 1.0, 1e3, 1e8, 1e15] {
+            ys.push(vec![m, -m, 0.5 * m]);
+            ys.push(vec![-m, 0.0, m]);
+        }
+        for y in ys {
+            let z = lower::run(inv, &y, &fl);
+            let back = lower::run(fwd, &z[..3], &fl);
+            for i in 0..3 {
+                let tol = 1e-12 * (1.0 + y.iter().map(|v| v.abs()).fold(0.0, f64::max));
+                assert!((back[i] - y[i]).abs() <= tol, "{name} {sets:?}: y {y:?} -> z {z:?} -> {back:?}");
+            }
+            assert!(z[3].is_finite(), "{name}: log-det at {y:?}");
+            let mut zi = vec![0.0; 3];
+            let ld = interp::inverse(&d, f, &p, &y, &mut zi);
+            assert!(rel(ld, z[3]) < 1e-9, "{name} {sets:?} at {y:?}: log-det kernel {} vs interpreter {ld}", z[3]);
+        }
     }
 }

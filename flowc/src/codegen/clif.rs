@@ -72,7 +72,8 @@ pub struct Options {
     pub math: MathMode,
 }
 
-/// Kernels with at most this many transcendental operations per row inline them (`Auto`).
+/// Kernels with at most this many transcendental operations per loop iteration inline them
+/// (`Auto`).
 pub const AUTO_INLINE_MAX: usize = 64;
 
 /// Functions a kernel calls: host functions (imported) and out-of-line vector math (defined
@@ -248,27 +249,37 @@ pub fn emit<M: Module>(
     let more = b.ins().icmp(IntCC::UnsignedLessThan, i, n);
     b.ins().brif(more, body, &[], exit, &[]);
 
-    // body: `lanes` rows
+    // body: `unroll` vectors of `lanes` rows, their instructions interleaved (independent
+    // chains for the CPU to overlap when a row's work is one long dependent chain)
     b.switch_to_block(body);
-    let (in_rows, out_rows) = lane_rows(&mut b, k, prec, i, last, rows, out);
+    let unroll = unroll_factor(k);
+    let outside: Vec<bool> = in_loop.iter().map(|l| !l).collect();
     // `ifpos` computes a branch only when some lane takes it: instructions used by one
     // branch alone are emitted inside that branch
-    let outside: Vec<bool> = in_loop.iter().map(|l| !l).collect();
     let deferred = branch_sets(k, &outside);
-    let ctx = RowCtx { ty, vty, prec, opts, flags, in_rows, params, tile: None };
+    let mut copies = Vec::with_capacity(unroll);
+    for c in 0..unroll {
+        let first = if c == 0 { i } else { b.ins().iadd_imm_s(i, (c * lanes) as i64) };
+        let (in_rows, out_rows) = lane_rows(&mut b, k, prec, first, last, rows, out);
+        copies.push((RowCtx { ty, vty, prec, opts, flags, in_rows, params, tile: None }, out_rows, vals.clone()));
+    }
     for n_inst in 0..count {
         if in_loop[n_inst] && deferred[n_inst].is_none() {
-            emit_inst(module, &mut b, &mut imports, &ctx, k, n_inst, &deferred, &mut vals)?;
+            for (ctx, _, vals) in copies.iter_mut() {
+                emit_inst(module, &mut b, &mut imports, ctx, k, n_inst, &deferred, vals)?;
+            }
         }
     }
-    for (j, o) in k.outputs.iter().enumerate() {
-        let v = vals[*o].expect("output defined");
-        for (l, orow) in out_rows.iter().enumerate() {
-            let x = b.ins().extractlane(v, l as u8);
-            b.ins().store(flags, x, *orow, (j as i64 * prec.bytes()) as i32);
+    for (_, out_rows, vals) in &copies {
+        for (j, o) in k.outputs.iter().enumerate() {
+            let v = vals[*o].expect("output defined");
+            for (l, orow) in out_rows.iter().enumerate() {
+                let x = b.ins().extractlane(v, l as u8);
+                b.ins().store(flags, x, *orow, (j as i64 * prec.bytes()) as i32);
+            }
         }
     }
-    let next = b.ins().iadd_imm_s(i, lanes as i64);
+    let next = b.ins().iadd_imm_s(i, (unroll * lanes) as i64);
     b.ins().jump(header, &[BlockArg::Value(next)]);
 
     b.switch_to_block(exit);
@@ -589,6 +600,17 @@ struct RowCtx {
     params: Value,
     /// In a tiled kernel: where values from earlier segments and dense products live.
     tile: Option<TileCtx>,
+}
+
+/// Vectors per loop iteration: two when a row has fewer than four coordinates (elementwise
+/// flows interleave four coordinates' chains already, see `lower`; a narrow row is one
+/// dependent chain, which a second vector's copy lets the CPU overlap).
+fn unroll_factor(k: &Kernel) -> usize {
+    if k.dim < 4 {
+        2
+    } else {
+        1
+    }
 }
 
 /// Rows per tile of a kernel with dense layers (a multiple of every lane count).
@@ -1001,7 +1023,8 @@ pub fn resolve_math(m: MathMode, k: &Kernel, in_loop: &[bool]) -> MathMode {
         .filter(|(i, inst)| in_loop[*i] && matches!(inst, Inst::Op(op, _) if super::vmath::function(op).is_some()))
         .count();
     crate::dump("clif", || format!("math: {n} transcendental operations per row"));
-    if n <= AUTO_INLINE_MAX {
+    // counted per loop iteration (an unrolled body holds each one that many times)
+    if n * unroll_factor(k) <= AUTO_INLINE_MAX {
         MathMode::Inline
     } else {
         MathMode::Call

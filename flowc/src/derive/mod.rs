@@ -12,6 +12,7 @@
 pub mod analysis;
 pub mod diff;
 pub mod fuse;
+pub mod planar;
 pub mod rootfind;
 pub mod rules;
 pub mod run;
@@ -154,6 +155,10 @@ pub enum LayerKind {
     Permute {
         perm: Vec<usize>,
     },
+    /// y = z + û·tanh(wᵀz + b) (see [`planar`]).
+    Planar,
+    /// y = z + β(z − z0)/(α + ‖z − z0‖).
+    Radial,
 }
 
 /// One layer of a flow, with its bound constants.
@@ -189,6 +194,12 @@ impl LayerDerivation {
                 (format!("layers.{k}.log_diag"), vec![dim]),
             ],
             LayerKind::Permute { .. } => vec![],
+            LayerKind::Planar => {
+                vec![(format!("layers.{k}.u"), vec![dim]), (format!("layers.{k}.w"), vec![dim]), (format!("layers.{k}.b"), vec![1])]
+            }
+            LayerKind::Radial => {
+                vec![(format!("layers.{k}.z0"), vec![dim]), (format!("layers.{k}.alpha"), vec![1]), (format!("layers.{k}.beta"), vec![1])]
+            }
         }
     }
 }
@@ -219,6 +230,8 @@ impl FlowDerivation {
 pub struct Derivation {
     pub bijectors: Vec<BijectorDerivation>,
     pub flows: Vec<FlowDerivation>,
+    /// The planar layer's scalar parts, when a flow has planar layers.
+    pub planar: Option<planar::PlanarDerivation>,
     pub millis: f64,
 }
 
@@ -627,6 +640,8 @@ pub fn derive_configured(m: &Module, limits: Limits, fuse: bool) -> Result<Deriv
                         Layer::Autoregressive { net, inverse, .. } => LayerKind::Autoregressive { net: net.clone(), inverse: *inverse },
                         Layer::LinearLu { .. } => LayerKind::LinearLu,
                         Layer::Permute { perm, .. } => LayerKind::Permute { perm: perm.clone() },
+                        Layer::Planar { .. } => LayerKind::Planar,
+                        Layer::Radial { .. } => LayerKind::Radial,
                     };
                     let bound = match l {
                         Layer::Elementwise { bound, .. } | Layer::Coupling { bound, .. } | Layer::Autoregressive { bound, .. } => {
@@ -702,7 +717,18 @@ pub fn derive_configured(m: &Module, limits: Limits, fuse: bool) -> Result<Deriv
             f.fusion_notes = notes;
         }
     }
-    diags.into_result(Derivation { bijectors, flows, millis: start.elapsed().as_secs_f64() * 1e3 })
+    let planar = if flows.iter().any(|f| f.layers.iter().any(|l| l.kind == LayerKind::Planar)) {
+        match planar::derive_planar(limits) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                diags.push(Diagnostic::unlocated(format!("the planar layer did not derive: {e}")));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    diags.into_result(Derivation { bijectors, flows, planar, millis: start.elapsed().as_secs_f64() * 1e3 })
 }
 
 /// A bijector's derivation, or its diagnostic as parts (span, message, help).

@@ -97,6 +97,12 @@ pub enum Layer {
     LinearLu { span: Span },
     /// y_i = x_perm[i]
     Permute { perm: Vec<usize>, span: Span },
+    /// Planar flow y = z + û·tanh(wᵀz + b), û = u + (m(wᵀu) − wᵀu)·w/‖w‖²,
+    /// m(a) = −1 + softplus(a) (so ûᵀw > −1 and the map is invertible).
+    Planar { span: Span },
+    /// Radial flow y = z + β·h(r)·(z − z0), r = ‖z − z0‖, h = 1/(α + r),
+    /// α = softplus(alpha) > 0, β = −α + softplus(beta) > −α (invertible).
+    Radial { span: Span },
 }
 
 impl Layer {
@@ -112,10 +118,10 @@ impl Layer {
 
 /// The layer names of the language, for messages.
 pub const LAYER_NAMES: &[&str] =
-    &["elementwise", "coupling", "autoregressive", "inverse_autoregressive", "actnorm", "linear", "reverse", "permute"];
+    &["elementwise", "coupling", "autoregressive", "inverse_autoregressive", "actnorm", "linear", "reverse", "permute", "planar", "radial"];
 
 /// Layer names that are planned but not available.
-pub const LAYERS_LATER: &[&str] = &["planar", "radial", "normalized_affine", "normalized_linear", "normalized_translation", "calibration"];
+pub const LAYERS_LATER: &[&str] = &["normalized_affine", "normalized_linear", "normalized_translation", "calibration"];
 
 /// The built-in bijector behind `actnorm` (added to the module when a flow uses it).
 pub const ACTNORM: &str = "bijector actnorm(x; log_scale: real, shift: real) = x * exp(log_scale) + shift;";
@@ -249,6 +255,18 @@ pub fn build(
                 return None;
             }
             Some(Layer::Permute { perm: (0..dim).rev().collect(), span })
+        }
+        "planar" | "radial" => {
+            if !args.is_empty() {
+                let help = if layer == "planar" {
+                    "write `planar;`: y = z + û tanh(wᵀz + b), with parameters u, w and b"
+                } else {
+                    "write `radial;`: y = z + β (z − z0)/(α + ‖z − z0‖), with parameters z0, alpha and beta"
+                };
+                diags.push(Diagnostic::at(name.span, format!("`{layer}` takes no arguments")).help(help));
+                return None;
+            }
+            Some(if layer == "planar" { Layer::Planar { span } } else { Layer::Radial { span } })
         }
         "permute" => {
             if !check_args(layer, args, &["seed"], diags) {

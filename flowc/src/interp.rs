@@ -142,6 +142,77 @@ fn env<'a>(l: &'a LayerDerivation, value: impl Fn(&str) -> f64 + 'a) -> impl Fn(
     }
 }
 
+/// y = B(x) and log|B'(x)|.
+fn fwd(b: &BijectorDerivation, x: f64, env: &dyn Fn(Symbol) -> f64) -> (f64, f64) {
+    match b.spline {
+        Some(sp) => spline_forward(x, &spline_raw(b, env), sp),
+        None => b.forward_f64(x, env),
+    }
+}
+
+/// x = B⁻¹(y) and log|B'(x)|.
+fn inv(b: &BijectorDerivation, y: f64, env: &dyn Fn(Symbol) -> f64) -> (f64, f64) {
+    match b.spline {
+        Some(sp) => {
+            // bisection on the forward map (the compiled code solves the bin's quadratic)
+            let raw = spline_raw(b, env);
+            if !(y.abs() <= sp.bound) {
+                return (y, if y.is_nan() { y } else { 0.0 });
+            }
+            let (mut lo, mut hi) = (-sp.bound, sp.bound);
+            for _ in 0..200 {
+                let mid = 0.5 * (lo + hi);
+                if mid <= lo || mid >= hi {
+                    break;
+                }
+                if spline_forward(mid, &raw, sp).0 < y {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            let x = if (spline_forward(lo, &raw, sp).0 - y).abs() <= (spline_forward(hi, &raw, sp).0 - y).abs() { lo } else { hi };
+            (x, spline_forward(x, &raw, sp).1)
+        }
+        None => b.inverse_f64(y, env),
+    }
+}
+
+fn spline_raw(b: &BijectorDerivation, env: &dyn Fn(Symbol) -> f64) -> Vec<f64> {
+    b.params.iter().map(|p| env(Symbol::from(p.name.as_str()))).collect()
+}
+
+/// The rational-quadratic spline, written out from the definition in `runtime::spline`.
+fn spline_forward(x: f64, raw: &[f64], sp: crate::ir::layer::Spline) -> (f64, f64) {
+    let (k, bd) = (sp.bins, sp.bound);
+    if !(x.abs() <= bd) {
+        return (x, if x.is_nan() { x } else { 0.0 });
+    }
+    let positions = |u: &[f64]| -> Vec<f64> {
+        let m = u.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = u.iter().map(|v| (v - m).exp()).collect();
+        let s: f64 = e.iter().sum();
+        let min = runtime::spline::MIN_BIN;
+        let mut out = vec![-bd];
+        let mut c = 0.0;
+        for (j, ej) in e.iter().enumerate() {
+            c += min + (1.0 - min * k as f64) * ej / s;
+            out.push(if j + 1 == k { bd } else { -bd + 2.0 * bd * c });
+        }
+        out
+    };
+    let (xs, ys) = (positions(&raw[..k]), positions(&raw[k..2 * k]));
+    let d = |j: usize| if j == 0 || j == k { 1.0 } else { runtime::spline::MIN_DERIVATIVE + runtime::math::softplus(raw[2 * k + j - 1]) };
+    let j = (0..k).rev().find(|j| x >= xs[*j]).unwrap_or(0);
+    let (w, h) = (xs[j + 1] - xs[j], ys[j + 1] - ys[j]);
+    let (s, t) = (h / w, (x - xs[j]) / w);
+    let (d0, d1) = (d(j), d(j + 1));
+    let den = s + (d0 + d1 - 2.0 * s) * t * (1.0 - t);
+    let y = ys[j] + h * (s * t * t + d0 * t * (1.0 - t)) / den;
+    let slope = s * s * (d1 * t * t + 2.0 * s * t * (1.0 - t) + d0 * (1.0 - t).powi(2)) / (den * den);
+    (y, slope.ln())
+}
+
 /// The bijector's parameters for transformed coordinate `t` of `n` from network outputs
 /// (param-major layout).
 fn conditioned<'a>(l: &'a LayerDerivation, o: &'a [f64], t: usize, n: usize) -> impl Fn(&str) -> f64 + 'a {
@@ -163,7 +234,7 @@ fn layer_forward(d: &Derivation, f: &FlowDerivation, p: &Params, k: usize, x: &m
         LayerKind::Elementwise => {
             let b = bijector(d, l);
             for (i, xi) in x.iter_mut().enumerate() {
-                let (y, li) = b.forward_f64(*xi, &env(l, |n| p.get(k, n, i)));
+                let (y, li) = fwd(b, *xi, &env(l, |n| p.get(k, n, i)));
                 *xi = y;
                 ld += li;
             }
@@ -174,7 +245,7 @@ fn layer_forward(d: &Derivation, f: &FlowDerivation, p: &Params, k: usize, x: &m
             let moved: Vec<usize> = (0..f.dim).filter(|i| !mask[*i]).collect();
             let o = net_forward(p, k, net, &kept, moved.len() * l.free.len(), f.dim);
             for (t, &i) in moved.iter().enumerate() {
-                let (y, li) = b.forward_f64(x[i], &env(l, conditioned(l, &o, t, moved.len())));
+                let (y, li) = fwd(b, x[i], &env(l, conditioned(l, &o, t, moved.len())));
                 x[i] = y;
                 ld += li;
             }
@@ -184,7 +255,7 @@ fn layer_forward(d: &Derivation, f: &FlowDerivation, p: &Params, k: usize, x: &m
             let b = bijector(d, l);
             for i in 0..f.dim {
                 let o = net_forward(p, k, net, x, f.dim * l.free.len(), f.dim);
-                let (y, li) = b.forward_f64(x[i], &env(l, conditioned(l, &o, i, f.dim)));
+                let (y, li) = fwd(b, x[i], &env(l, conditioned(l, &o, i, f.dim)));
                 x[i] = y;
                 ld += li;
             }
@@ -194,7 +265,7 @@ fn layer_forward(d: &Derivation, f: &FlowDerivation, p: &Params, k: usize, x: &m
             let b = bijector(d, l);
             let o = net_forward(p, k, net, x, f.dim * l.free.len(), f.dim);
             for (i, xi) in x.iter_mut().enumerate() {
-                let (y, li) = b.forward_f64(*xi, &env(l, conditioned(l, &o, i, f.dim)));
+                let (y, li) = fwd(b, *xi, &env(l, conditioned(l, &o, i, f.dim)));
                 *xi = y;
                 ld += li;
             }
@@ -279,7 +350,7 @@ fn layer_inverse(d: &Derivation, f: &FlowDerivation, p: &Params, k: usize, y: &m
         LayerKind::Elementwise => {
             let b = bijector(d, l);
             for (i, yi) in y.iter_mut().enumerate() {
-                let (x, li) = b.inverse_f64(*yi, &env(l, |n| p.get(k, n, i)));
+                let (x, li) = inv(b, *yi, &env(l, |n| p.get(k, n, i)));
                 *yi = x;
                 ld += li;
             }
@@ -290,7 +361,7 @@ fn layer_inverse(d: &Derivation, f: &FlowDerivation, p: &Params, k: usize, y: &m
             let moved: Vec<usize> = (0..f.dim).filter(|i| !mask[*i]).collect();
             let o = net_forward(p, k, net, &kept, moved.len() * l.free.len(), f.dim);
             for (t, &i) in moved.iter().enumerate() {
-                let (x, li) = b.inverse_f64(y[i], &env(l, conditioned(l, &o, t, moved.len())));
+                let (x, li) = inv(b, y[i], &env(l, conditioned(l, &o, t, moved.len())));
                 y[i] = x;
                 ld += li;
             }
@@ -300,7 +371,7 @@ fn layer_inverse(d: &Derivation, f: &FlowDerivation, p: &Params, k: usize, y: &m
             let b = bijector(d, l);
             let o = net_forward(p, k, net, y, f.dim * l.free.len(), f.dim);
             for (i, yi) in y.iter_mut().enumerate() {
-                let (x, li) = b.inverse_f64(*yi, &env(l, conditioned(l, &o, i, f.dim)));
+                let (x, li) = inv(b, *yi, &env(l, conditioned(l, &o, i, f.dim)));
                 *yi = x;
                 ld += li;
             }
@@ -311,7 +382,7 @@ fn layer_inverse(d: &Derivation, f: &FlowDerivation, p: &Params, k: usize, y: &m
             let yv = y.to_vec();
             for i in 0..f.dim {
                 let o = net_forward(p, k, net, y, f.dim * l.free.len(), f.dim);
-                let (x, li) = b.inverse_f64(yv[i], &env(l, conditioned(l, &o, i, f.dim)));
+                let (x, li) = inv(b, yv[i], &env(l, conditioned(l, &o, i, f.dim)));
                 y[i] = x;
                 ld += li;
             }

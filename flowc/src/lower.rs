@@ -70,6 +70,17 @@ pub enum Inst {
     },
     /// Entry `1` of the [`Inst::Dense`] value `0`.
     Part(Value, usize),
+    /// The built-in rational-quadratic spline (`runtime::spline`) at `x`, its `3·bins − 1`
+    /// parameters `raw`: the image (`inverse`: the preimage), or with `log_det` the
+    /// log-derivative of the forward map there.
+    Spline {
+        x: Value,
+        raw: Vec<Value>,
+        bins: usize,
+        bound: f64,
+        inverse: bool,
+        log_det: bool,
+    },
     /// The x in `domain` with f(x) = y, by the bracketed root-find: `f` and its derivative
     /// are sub-programs of one input (instruction `Input(0)`), sharing this kernel's params.
     RootFind {
@@ -108,6 +119,7 @@ impl Inst {
             Inst::RootFind { y, .. } => vec![*y],
             Inst::Dense { inputs, .. } => inputs.clone(),
             Inst::Part(d, _) => vec![*d],
+            Inst::Spline { x, raw, .. } => std::iter::once(*x).chain(raw.iter().copied()).collect(),
             _ => vec![],
         }
     }
@@ -806,6 +818,19 @@ fn apply_conditioned(
             theta.iter().find(|(n, _)| n.as_str() == s.as_str()).map(|(_, v)| *v)
         }
     };
+    if let Some(sp) = b.spline {
+        let raw = b
+            .params
+            .iter()
+            .map(|p| {
+                theta.iter().find(|(n, _)| *n == p.name).map(|(_, v)| *v).ok_or_else(|| format!("spline parameter `{}` unset", p.name))
+            })
+            .collect::<Result<Vec<Value>, String>>()?;
+        let mut at =
+            |log_det: bool| em.push(Inst::Spline { x: v, raw: raw.clone(), bins: sp.bins, bound: sp.bound, inverse: !forward, log_det });
+        let (y, ld) = (at(false), at(true));
+        return Ok((y, ld));
+    }
     if forward {
         let y = em.expr(&b.forward.chosen.expr, &bind(X, v))?;
         let ld = em.expr(&b.log_det.chosen.expr, &bind(X, v))?;
@@ -968,6 +993,14 @@ fn schedule(body: Body, roots: &[Value], outputs: &[Value]) -> (Body, Vec<Value>
                 Inst::Dense { inputs: inputs.iter().map(|v| remap(*v)).collect(), weight: *weight, outputs: *outputs, mask: *mask }
             }
             Inst::Part(d, j) => Inst::Part(remap(*d), *j),
+            Inst::Spline { x, raw, bins, bound, inverse, log_det } => Inst::Spline {
+                x: remap(*x),
+                raw: raw.iter().map(|v| remap(*v)).collect(),
+                bins: *bins,
+                bound: *bound,
+                inverse: *inverse,
+                log_det: *log_det,
+            },
             other => other.clone(),
         })
         .collect();
@@ -1029,7 +1062,12 @@ pub fn branch_sets(k: &Kernel, invariant: &[bool]) -> Vec<Option<(usize, bool)>>
                     && !is_output[j]
                     && !matches!(
                         k.body.insts[j],
-                        Inst::Input(_) | Inst::Op(Math::IfPos(_), _) | Inst::RootFind { .. } | Inst::Dense { .. } | Inst::Part(..)
+                        Inst::Input(_)
+                            | Inst::Op(Math::IfPos(_), _)
+                            | Inst::RootFind { .. }
+                            | Inst::Dense { .. }
+                            | Inst::Part(..)
+                            | Inst::Spline { .. }
                     )
             };
             if !movable(root) || users[root].iter().any(|u| *u != p) || deferred[root].is_some() || args[0] == root {
@@ -1109,10 +1147,24 @@ fn run_insts(insts: &[Inst], inputs: &[f64], params: &[f64]) -> Vec<f64> {
                 let dfx = |x: f64| run_insts(&df.insts, &[x], params)[df.result];
                 crate::derive::rootfind::solve(&fx, &dfx, vals[*y], *domain, *increasing).unwrap_or(f64::NAN)
             }
+            Inst::Spline { x, raw, bins, bound, inverse, log_det } => {
+                let r: Vec<f64> = raw.iter().map(|v| vals[*v]).collect();
+                spline_value(vals[*x], &r, *bins, *bound, *inverse, *log_det)
+            }
         };
         vals.push(v);
     }
     vals
+}
+
+/// One output of [`Inst::Spline`] (f64 or f32).
+fn spline_value<T: runtime::Real>(x: T, raw: &[T], bins: usize, bound: f64, inverse: bool, log_det: bool) -> T {
+    let (y, ld) = if inverse { runtime::spline::inverse(x, raw, bins, bound) } else { runtime::spline::forward(x, raw, bins, bound) };
+    if log_det {
+        ld
+    } else {
+        y
+    }
 }
 
 fn run_insts_f32(insts: &[Inst], inputs: &[f32], params: &[f32]) -> Vec<f32> {
@@ -1157,6 +1209,10 @@ fn run_insts_f32(insts: &[Inst], inputs: &[f32], params: &[f32]) -> Vec<f32> {
                 let dfx = |x: f64| run_insts_f32(&df.insts, &[x as f32], params)[df.result] as f64;
                 crate::derive::rootfind::solve(&fx, &dfx, vals[*y] as f64, *domain, *increasing).unwrap_or(f64::NAN) as f32
             }
+            Inst::Spline { x, raw, bins, bound, inverse, log_det } => {
+                let r: Vec<f32> = raw.iter().map(|v| vals[*v]).collect();
+                spline_value(vals[*x], &r, *bins, *bound, *inverse, *log_det)
+            }
         };
         vals.push(v);
     }
@@ -1195,6 +1251,16 @@ fn write_insts(f: &mut fmt::Formatter<'_>, insts: &[Inst], indent: &str) -> fmt:
                 writeln!(f, "{indent}v{n} = dense [{outputs}x{}] params[{weight}..]{m} ({})", inputs.len(), a.join(" "))?
             }
             Inst::Part(d, j) => writeln!(f, "{indent}v{n} = part v{d} {j}")?,
+            Inst::Spline { x, raw, bins, bound, inverse, log_det } => {
+                let a: Vec<String> = raw.iter().map(|v| format!("v{v}")).collect();
+                let what = match (inverse, log_det) {
+                    (false, false) => "spline",
+                    (false, true) => "spline_log_slope",
+                    (true, false) => "spline_inverse",
+                    (true, true) => "spline_log_slope_at_inverse",
+                };
+                writeln!(f, "{indent}v{n} = {what}[bins {bins}, bound {bound}] v{x} ({})", a.join(" "))?
+            }
             Inst::RootFind { y, f: fb, df, domain, increasing } => {
                 writeln!(f, "{indent}v{n} = rootfind v{y} on {domain} ({}) {{", if *increasing { "increasing" } else { "decreasing" })?;
                 writeln!(f, "{indent}  f (returns v{}):", fb.result)?;

@@ -173,6 +173,18 @@ fn structure_text(d: &Derivation, f: &FlowDerivation, k: usize, l: &LayerDerivat
     }
     let scalar = |s: &mut String, what: &str, idx: &str| {
         let b = &d.bijectors[l.bijector.expect("a layer with a bijector")];
+        if let Some(sp) = b.spline {
+            s.push_str(&format!(
+                "    {what:<10} y_{idx} = spline(x_{idx})   (rational-quadratic, {} bins on [-{b}, {b}], identity outside; {} values per coordinate from the network: widths, heights (softmax), inner derivatives (softplus))\n",
+                sp.bins,
+                runtime::spline::raw_len(sp.bins),
+                b = sp.bound
+            ));
+            s.push_str(&format!(
+                "    inverse    x_{idx}: in its bin, the root in [0, 1] of a xi^2 + b xi + c = 0 as 2c/(-b - sqrt(b^2 - 4ac))   [no cancellation]\n"
+            ));
+            return (false, format!("log spline'(x_{idx})"));
+        }
         let free: Vec<&str> = l.free.iter().map(|p| p.name.as_str()).collect();
         s.push_str(&format!(
             "    {what:<10} y_{idx} = {}   ({} from the network)\n",
@@ -349,7 +361,8 @@ pub fn text(d: &Derivation, name: Option<&str>, timings: bool) -> String {
             out.push(flow_text(d, f));
         }
     }
-    for b in &d.bijectors {
+    // built-in splines have no formulas of their own (their layers describe them)
+    for b in d.bijectors.iter().filter(|b| b.spline.is_none()) {
         if name.is_none() || name == Some(b.name.as_str()) {
             out.push(bijector_text(b, timings));
         }
@@ -363,7 +376,7 @@ pub fn text(d: &Derivation, name: Option<&str>, timings: bool) -> String {
 /// LaTeX (an `align*` block per item).
 pub fn latex(d: &Derivation, name: Option<&str>) -> String {
     let mut out = String::new();
-    for b in &d.bijectors {
+    for b in d.bijectors.iter().filter(|b| b.spline.is_none()) {
         if name.is_some() && name != Some(b.name.as_str()) {
             continue;
         }
@@ -489,7 +502,8 @@ pub fn flow_json(d: &Derivation, f: &FlowDerivation) -> Value {
 
 /// JSON for the whole derivation, or one flow or bijector.
 pub fn json(d: &Derivation, name: Option<&str>) -> Value {
-    let bijectors: Vec<Value> = d.bijectors.iter().filter(|b| name.is_none() || name == Some(b.name.as_str())).map(bijector_json).collect();
+    let bijectors: Vec<Value> =
+        d.bijectors.iter().filter(|b| b.spline.is_none() && (name.is_none() || name == Some(b.name.as_str()))).map(bijector_json).collect();
     let flows: Vec<Value> = d.flows.iter().filter(|f| name.is_none() || name == Some(f.name.as_str())).map(|f| flow_json(d, f)).collect();
     json!({ "flowc": env!("CARGO_PKG_VERSION"), "bijectors": bijectors, "flows": flows, "millis": d.millis })
 }

@@ -54,6 +54,7 @@ pub mod real;
 pub mod rng;
 pub mod rootfind;
 pub mod sample;
+pub mod spline;
 
 pub use flow::{Bijector, Flow};
 pub use params::{Kind, ParamError, Slot};

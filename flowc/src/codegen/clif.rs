@@ -676,6 +676,7 @@ fn emit_inst<M: Module>(
         }
         Inst::Const(_) => unreachable!("hoisted"),
         Inst::RootFind { .. } => return Err(Unsupported("a numeric inverse (root-find) is not compiled yet".into())),
+        Inst::Spline { .. } => return Err(Unsupported("a spline is not compiled yet".into())),
         Inst::Op(Math::IfPos(_), args) if deferred.iter().any(|d| d.map(|(p, _)| p == i).unwrap_or(false)) => {
             // then-branch if any lane is positive, else-branch unless all are; then a select
             let mask = positive_mask(b, ctx, vals[args[0]].expect("condition first"));

@@ -49,7 +49,8 @@ impl Spans {
 pub fn emit(d: &Derivation, p: &Program, spans: &Spans) -> Result<TokenStream, Diagnostics> {
     let mut diags = Diagnostics::new();
     let mut seen: HashMap<String, String> = HashMap::new();
-    let names = d.bijectors.iter().map(|b| b.name.as_str()).chain(d.flows.iter().map(|f| f.name.as_str()));
+    // built-in splines become no type of their own (`runtime::spline` computes them)
+    let names = d.bijectors.iter().filter(|b| b.spline.is_none()).map(|b| b.name.as_str()).chain(d.flows.iter().map(|f| f.name.as_str()));
     for name in names {
         match type_name(name, spans.get(name)) {
             Ok(t) => {
@@ -67,7 +68,7 @@ pub fn emit(d: &Derivation, p: &Program, spans: &Spans) -> Result<TokenStream, D
         return Err(diags);
     }
     let mut out = TokenStream::new();
-    for b in &d.bijectors {
+    for b in d.bijectors.iter().filter(|b| b.spline.is_none()) {
         match bijector_item(d, b, spans) {
             Ok(t) => out.extend(t),
             Err(e) => diags.extend(e),
@@ -360,6 +361,13 @@ fn stmt(insts: &[Inst], i: usize, needed: &[bool], deferred: &[Option<(usize, bo
             let dv = val(*d);
             let j = n(*j);
             quote!(#dv[#j])
+        }
+        Inst::Spline { x, raw, bins, bound, inverse, log_det } => {
+            let xv = val(*x);
+            let rv: Vec<TokenStream> = raw.iter().map(|r| val(*r)).collect();
+            let bins = n(*bins);
+            let bound = lit(*bound);
+            quote!(::runtime::spline::lanes::<T, #ty, _>(#xv, [#(#rv),*], #bins, #bound, #inverse, #log_det))
         }
         Inst::RootFind { y, f, df, domain, increasing } => {
             let sub = |sb: &lower::SubBody, prefix: char| -> Result<TokenStream, String> {

@@ -197,6 +197,7 @@ fn fuse_run(
         params,
         forward: shape,
         inverse: InverseHint::Derive,
+        spline: None,
     };
     crate::dump("fusion", || format!("{} = {}", b.name, crate::ir::expr::to_infix(&b.forward)));
     let d = derive_bijector(&b, limits).map_err(|e| format!("the composite did not derive ({})", e.message))?;

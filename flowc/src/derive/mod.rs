@@ -94,6 +94,8 @@ pub struct BijectorDerivation {
     /// present when it is as accurate as `log_det` of the computed inverse and cheaper to
     /// compute next to the inverse (the density direction then uses it).
     pub log_det_y: Option<Choice>,
+    /// The built-in spline (its formulas live in `runtime::spline`; nothing is derived).
+    pub spline: Option<crate::ir::layer::Spline>,
     /// f'(x) as differentiated (before simplification): the independent slope for checks.
     pub raw_derivative: Expr,
     /// log |f'(x)| as differentiated.
@@ -512,6 +514,7 @@ pub fn derive_bijector(b: &Bijector, limits: Limits) -> Result<BijectorDerivatio
         inverse,
         log_det,
         log_det_y,
+        spline: None,
         raw_derivative: raw_d,
         raw_log_det: raw_ld,
         runs,
@@ -674,7 +677,14 @@ pub fn derive_configured(m: &Module, limits: Limits, fuse: bool) -> Result<Deriv
     }
     let derive_some = |want: bool| -> Vec<(usize, Derived)> {
         let idx: Vec<usize> = (0..m.bijectors.len()).filter(|i| used[*i] == want).collect();
-        let results = parallel_map(&idx, |i| derive_bijector(&m.bijectors[*i], limits).map_err(|d| (d.span, d.message, d.help)));
+        let results = parallel_map(&idx, |i| {
+            let b = &m.bijectors[*i];
+            if b.spline.is_some() {
+                // a built-in spline: its formulas are `runtime::spline`'s
+                return Ok(placeholder(b));
+            }
+            derive_bijector(b, limits).map_err(|d| (d.span, d.message, d.help))
+        });
         idx.into_iter().zip(results).collect()
     };
     let ((in_flows, fusion), others) = rayon::join(
@@ -756,6 +766,7 @@ fn placeholder(b: &Bijector) -> BijectorDerivation {
         inverse: Inverse::Numeric,
         log_det: c,
         log_det_y: None,
+        spline: b.spline,
         raw_derivative: b.forward.clone(),
         raw_log_det: b.forward.clone(),
         runs: vec![],

@@ -123,6 +123,61 @@ pub const LAYER_NAMES: &[&str] =
 /// Layer names that are planned but not available.
 pub const LAYERS_LATER: &[&str] = &["normalized_affine", "normalized_linear", "normalized_translation", "calibration"];
 
+/// The built-in monotone rational-quadratic spline of coupling and autoregressive layers:
+/// `bins` bins on [−bound, bound], identity outside (`runtime::spline`); its 3·bins − 1
+/// parameters per coordinate (w0.., h0.., d1..) come from the conditioner.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Spline {
+    pub bins: usize,
+    pub bound: f64,
+}
+
+/// The doc line of a built-in spline bijector.
+pub const SPLINE_DOC: &str = "Built-in: monotone rational-quadratic spline, identity outside [-bound, bound].";
+
+/// `spline(bins = K, bound = B)`.
+pub fn spline(args: &[Arg], span: proc_macro2::Span, diags: &mut Diagnostics) -> Option<Spline> {
+    if !check_args("spline", args, &["bins", "bound"], diags) {
+        return None;
+    }
+    let (Some(b), Some(r)) = (arg(args, "bins"), arg(args, "bound")) else {
+        diags.push(Diagnostic::at(span, "`spline` needs a number of bins and a bound").help("write `spline(bins = 8, bound = 3)`"));
+        return None;
+    };
+    let bins = integer(&b.value, "the number of bins", diags)?;
+    if bins == 0 || bins > runtime::spline::MAX_BINS {
+        diags.push(Diagnostic::at(b.value.span(), format!("a spline has 1 to {} bins", runtime::spline::MAX_BINS)));
+        return None;
+    }
+    let bound = match &r.value {
+        Term::Expr(dsl::Expr::Num(v, _)) if *v > 0.0 && v.is_finite() => *v,
+        other => {
+            diags.push(
+                Diagnostic::at(other.span(), "the bound must be a positive number").help("e.g. `bound = 3`: the spline acts on [-3, 3]"),
+            );
+            return None;
+        }
+    };
+    Some(Spline { bins, bound })
+}
+
+/// The built-in bijector of a spline: named after it, with its 3·bins − 1 real parameters.
+pub fn spline_bijector(sp: Spline, span: Span) -> Bijector {
+    let k = sp.bins;
+    let names = (0..k).map(|i| format!("w{i}")).chain((0..k).map(|i| format!("h{i}"))).chain((1..k).map(|i| format!("d{i}")));
+    Bijector {
+        name: format!("spline(bins = {}, bound = {})", sp.bins, sp.bound),
+        doc: SPLINE_DOC.to_string(),
+        span,
+        body_span: span,
+        domain: super::Interval::REAL,
+        params: names.map(|name| super::Param { name, kind: super::ParamKind::Real }).collect(),
+        forward: "x".parse().expect("a symbol"),
+        inverse: super::InverseHint::Numeric,
+        spline: Some(sp),
+    }
+}
+
 /// The built-in bijector behind `actnorm` (added to the module when a flow uses it).
 pub const ACTNORM: &str = "bijector actnorm(x; log_scale: real, shift: real) = x * exp(log_scale) + shift;";
 /// Its doc line (which also marks it as the built-in).
@@ -332,7 +387,9 @@ pub fn build(
             }
             let (bijector, bound) = bijector_ref(&b.value, diags)?;
             let net = net(&n.value, false, diags)?;
-            no_free_check(bijectors, bijector, &bound, &b.value, diags)?;
+            if bijector < bijectors.len() {
+                no_free_check(bijectors, bijector, &bound, &b.value, diags)?;
+            }
             Some(Layer::Coupling { mask, bijector, bound, net, span })
         }
         "autoregressive" | "inverse_autoregressive" => {
@@ -352,7 +409,9 @@ pub fn build(
             }
             let (bijector, bound) = bijector_ref(&b.value, diags)?;
             let net = net(&n.value, true, diags)?;
-            no_free_check(bijectors, bijector, &bound, &b.value, diags)?;
+            if bijector < bijectors.len() {
+                no_free_check(bijectors, bijector, &bound, &b.value, diags)?;
+            }
             Some(Layer::Autoregressive { bijector, bound, net, inverse: layer == "inverse_autoregressive", span })
         }
         _ => None,

@@ -105,6 +105,9 @@ pub struct Bijector {
     /// In terms of `x` and the parameters.
     pub forward: Expr,
     pub inverse: InverseHint,
+    /// The built-in rational-quadratic spline (`forward` is then a placeholder): see
+    /// [`layer::Spline`].
+    pub spline: Option<layer::Spline>,
 }
 
 impl Bijector {
@@ -399,6 +402,7 @@ fn build_bijector(b: &dsl::BijectorDef, diags: &mut Diagnostics) -> Bijector {
         params,
         forward,
         inverse,
+        spline: None,
     }
 }
 
@@ -486,7 +490,9 @@ fn bijector_ref(t: &Term, bijectors: &[Bijector], diags: &mut Diagnostics) -> Op
     ok.then_some((bi, bound))
 }
 
-fn build_flow(f: &dsl::FlowDef, bijectors: &[Bijector], diags: &mut Diagnostics) -> Flow {
+/// Builds a flow. Splines used by its layers are added to `splines` (they become built-in
+/// bijectors after the module's own, at index `bijectors.len() + position`).
+fn build_flow(f: &dsl::FlowDef, bijectors: &[Bijector], splines: &mut Vec<(layer::Spline, Span)>, diags: &mut Diagnostics) -> Flow {
     let dim = match &f.space {
         dsl::Space::Real(n, span) => {
             if *n == 0 {
@@ -542,7 +548,20 @@ fn build_flow(f: &dsl::FlowDef, bijectors: &[Bijector], diags: &mut Diagnostics)
                 ),
             }
         } else if layer::LAYER_NAMES.contains(&name.name.as_str()) {
-            let mut resolve = |t: &Term, diags: &mut Diagnostics| bijector_ref(t, bijectors, diags);
+            let mut resolve = |t: &Term, diags: &mut Diagnostics| match t {
+                Term::Call { name: n, args: a, span } if n.is("spline") && !bijectors.iter().any(|b| b.name == "spline") => {
+                    let sp = layer::spline(a, *span, diags)?;
+                    let at = match splines.iter().position(|(q, _)| *q == sp) {
+                        Some(i) => i,
+                        None => {
+                            splines.push((sp, Span::of(*span)));
+                            splines.len() - 1
+                        }
+                    };
+                    Some((bijectors.len() + at, vec![]))
+                }
+                _ => bijector_ref(t, bijectors, diags),
+            };
             if let Some(l) = layer::build(name, args, span_, dim, bijectors, &mut resolve, diags) {
                 layers.push(l);
             }
@@ -605,14 +624,19 @@ pub fn build(ast: &Ast) -> Result<Module, Diagnostics> {
             m.bijectors.push(bij);
         }
     }
+    let mut splines = Vec::new();
     for item in &ast.items {
         if let Item::Flow(f) = item {
             if m.flows.iter().any(|g| g.name == f.name.name) {
                 continue;
             }
-            let flow = build_flow(f, &m.bijectors, &mut diags);
+            let flow = build_flow(f, &m.bijectors, &mut splines, &mut diags);
             m.flows.push(flow);
         }
+    }
+    // the built-in splines the flows use, after the module's bijectors
+    for (sp, span) in splines {
+        m.bijectors.push(layer::spline_bijector(sp, span));
     }
     diags.into_result(m)
 }

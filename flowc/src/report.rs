@@ -250,9 +250,13 @@ fn structure_text(d: &Derivation, f: &FlowDerivation, k: usize, l: &LayerDerivat
         LayerKind::Permute { .. } => s.push_str("    log|det J| = 0   [a permutation]\n"),
         LayerKind::Radial => {
             s.push_str("    forward    y = z + β h(r) (z - z0),  r = ‖z - z0‖,  h(r) = 1/(α + r),  α = softplus(alpha) > 0,  β = -α + softplus(beta) > -α\n");
+            let first = match f.dim - 1 {
+                0 => String::new(),
+                1 => "log1p(β/(α + r)) + ".to_string(),
+                m => format!("{m} log1p(β/(α + r)) + "),
+            };
             s.push_str(&format!(
-                "    log|det J| = (n - 1) log|1 + β h(r)| + log|1 + β h(r) + β h'(r) r| = {} log1p(β/(α + r)) + log1p(β α/(α + r)^2)   [rank-one update of a scaled identity]\n",
-                f.dim - 1
+                "    log|det J| = (n - 1) log|1 + β h(r)| + log|1 + β h(r) + β h'(r) r| = {first}log1p(β α/(α + r)^2)   [rank-one update of a scaled identity]\n"
             ));
             s.push_str("    inverse    ρ = ‖y - z0‖ = r (1 + β/(α + r)): r is the positive root of r^2 + (α + β - ρ) r - α ρ = 0 (the cancellation-free form);  z = z0 + (y - z0)/(1 + β/(α + r))\n");
         }

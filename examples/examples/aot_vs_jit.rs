@@ -6,4 +6,5 @@
 
 fn main() {
     examples::aot_vs_jit::run(1 << 20, 9);
+    examples::aot_vs_jit::run_w1(1 << 18, 9);
 }

@@ -114,6 +114,34 @@ pub fn run_blocks<T: Real, const D: usize, const O: usize>(
     }
 }
 
+/// y = W·x for a block of rows (`V`) or one row (`V = T`): `w` row-major [O, K] (PyTorch's
+/// [out, in]); with `made = Some((layer, layers, dim))` the entries a MADE mask cuts are
+/// skipped (never read). Sums run in input order, as the compiler's interpreter does.
+#[inline]
+pub fn dense<T: Real, V: Block<T>, const K: usize, const O: usize>(w: &[T], x: [V; K], made: Option<(usize, usize, usize)>) -> [V; O] {
+    let mut out = [V::splat(T::ZERO); O];
+    for (o, y) in out.iter_mut().enumerate() {
+        let row = &w[o * K..(o + 1) * K];
+        let mut acc = V::splat(T::ZERO);
+        match made {
+            None => {
+                for (wi, xi) in row.iter().zip(&x) {
+                    acc = acc + V::splat(*wi) * *xi;
+                }
+            }
+            Some((layer, layers, dim)) => {
+                for (c, (wi, xi)) in row.iter().zip(&x).enumerate() {
+                    if crate::made::connected(layer, layers, o, c, dim) {
+                        acc = acc + V::splat(*wi) * *xi;
+                    }
+                }
+            }
+        }
+        *y = acc;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,6 +47,7 @@ pub mod base;
 pub mod batch;
 pub mod flow;
 pub mod io;
+pub mod made;
 pub mod math;
 pub mod param_file;
 pub mod params;

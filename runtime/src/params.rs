@@ -89,6 +89,8 @@ pub enum ParamError {
     Shape { name: &'static str, expected: usize, got: usize },
     /// A value is outside its kind's range.
     Domain { name: &'static str, index: usize, value: f64, kind: Kind },
+    /// A parameter file could not be read.
+    File { message: String },
 }
 
 impl fmt::Display for ParamError {
@@ -100,6 +102,7 @@ impl fmt::Display for ParamError {
             ParamError::Missing { name } => write!(f, "parameter `{name}` is not given"),
             ParamError::Duplicate { name } => write!(f, "parameter `{name}` is given twice"),
             ParamError::Shape { name, expected, got } => write!(f, "parameter `{name}` has {expected} values, got {got}"),
+            ParamError::File { message } => write!(f, "{message}"),
             ParamError::Domain { name, index, value, kind } => {
                 write!(f, "`{name}`[{index}] = {value} is outside {}, the range of a `{}` parameter", kind.range(), kind.name())
             }
@@ -168,4 +171,16 @@ pub fn from_named<T: Real>(slots: &[Slot], flat: &mut [T], named: &[(&str, &[T])
         Some(s) => Err(ParamError::Missing { name: s.name }),
         None => Ok(()),
     }
+}
+
+/// Fills the flat buffer from a safetensors file (the names `flowc params` lists, any float
+/// dtype): every parameter exactly once, no other tensors, values in range.
+pub fn from_file<T: Real>(slots: &[Slot], flat: &mut [T], path: &std::path::Path) -> Result<(), ParamError> {
+    let tensors = crate::param_file::read(path).map_err(|message| ParamError::File { message })?;
+    let owned: Vec<(String, Vec<T>)> = tensors.into_iter().map(|(n, t)| (n, t.data.into_iter().map(T::from_f64).collect())).collect();
+    let named: Vec<(&str, &[T])> = owned.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+    from_named(slots, flat, &named).map_err(|e| match e {
+        ParamError::File { .. } => e,
+        other => ParamError::File { message: format!("`{}`: {other}", path.display()) },
+    })
 }

@@ -180,6 +180,9 @@ struct Access<'a> {
     branches: Option<(&'a str, &'a std::cell::RefCell<TokenStream>)>,
 }
 
+/// Dense layers with more weights than this are emitted as loops, smaller ones written out.
+const DENSE_WRITTEN_OUT: usize = 256;
+
 /// The Rust expression of one op on arguments `a` of the value type `ty` (`T` or `V`,
 /// implementing [`runtime::Ops`]): an operator or an `Ops` function; `Err` for the
 /// derivation-only ops.
@@ -339,6 +342,20 @@ fn stmt(insts: &[Inst], i: usize, needed: &[bool], deferred: &[Option<(usize, bo
         Inst::Op(m, args) => {
             let a: Vec<TokenStream> = args.iter().map(|j| val(*j)).collect();
             op_expr(m, &a, ty)?
+        }
+        Inst::Dense { inputs, weight, outputs, mask } if inputs.len() * outputs > DENSE_WRITTEN_OUT => {
+            // a loop over the weight rows (`runtime::flow::dense`)
+            let xs: Vec<TokenStream> = inputs.iter().map(|j| val(*j)).collect();
+            let (k, o) = (n(inputs.len()), n(*outputs));
+            let (w0, w1) = (n(*weight), n(weight + inputs.len() * outputs));
+            let made = match mask {
+                Some(m) => {
+                    let (a, b, c) = (n(m.layer), n(m.layers), n(m.dim));
+                    quote!(Some((#a, #b, #c)))
+                }
+                None => quote!(None),
+            };
+            quote!(::runtime::flow::dense::<T, #ty, #k, #o>(&self.params[#w0..#w1], [#(#xs),*], #made))
         }
         Inst::Dense { inputs, weight, outputs, mask } => {
             // W·x written out (masked entries skipped): one sum per output
@@ -725,6 +742,14 @@ fn flow_item(d: &Derivation, p: &Program, f: &FlowDerivation, spans: &Spans) -> 
             pub fn from_named(named: &[(&str, &[T])]) -> Result<Self, ::runtime::ParamError> {
                 let mut p = [T::ZERO; #np];
                 ::runtime::params::from_named(Self::PARAMS, &mut p, named)?;
+                Ok(Self::build(p))
+            }
+
+            /// The flow with parameters from a safetensors file (the names of
+            /// [`Self::PARAMS`], as `flowc params` lists them and `flowc train` writes them).
+            pub fn from_file(path: impl AsRef<::std::path::Path>) -> Result<Self, ::runtime::ParamError> {
+                let mut p = [T::ZERO; #np];
+                ::runtime::params::from_file(Self::PARAMS, &mut p, path.as_ref())?;
                 Ok(Self::build(p))
             }
 

@@ -62,24 +62,8 @@ impl Net {
     }
 }
 
-/// MADE degrees for `dim` inputs (DESIGN §9, W3): input i has degree i + 1, hidden unit k
-/// degree (k mod (dim − 1)) + 1, output o degree (o mod dim) + 1. Unit k of a hidden layer
-/// sees unit j of the layer before when deg(k) ≥ deg(j); output o sees hidden unit k when
-/// deg(o) > deg(k).
-pub fn made_degree_hidden(k: usize, dim: usize) -> usize {
-    (k % (dim - 1).max(1)) + 1
-}
-
-/// Whether MADE weight [out, in] of linear layer `j` (of `layers`) is a connection, for a
-/// MADE on `dim` inputs (the mask is structural: masked weights are never read).
-pub fn made_connected(j: usize, layers: usize, out: usize, inp: usize, dim: usize) -> bool {
-    let in_deg = if j == 0 { inp + 1 } else { made_degree_hidden(inp, dim) };
-    if j + 1 == layers {
-        (out % dim) + 1 > in_deg
-    } else {
-        made_degree_hidden(out, dim) >= in_deg
-    }
-}
+/// MADE degrees and connectivity (`runtime::made`, shared with generated code).
+pub use runtime::made::{connected as made_connected, degree_hidden as made_degree_hidden};
 
 /// A layer of a flow, in the generative direction (base → data).
 #[derive(Debug, Clone)]

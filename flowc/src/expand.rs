@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// Parse → build → derive → lower, stopping at the first stage with errors.
-fn pipeline(ast: &Ast) -> Result<(Derivation, Program), Diagnostics> {
+pub(crate) fn pipeline(ast: &Ast) -> Result<(Derivation, Program), Diagnostics> {
     let m = ir::build(ast)?;
     let d = derive::derive_configured(&m, derive::run::Limits::default(), true)?;
     let p = lower::lower(&d)?;
@@ -103,7 +103,7 @@ pub fn expand(tokens: TokenStream) -> TokenStream {
     let result = guarded(|| {
         dsl::parse_tokens(tokens.clone()).and_then(|ast| {
             let (d, p) = pipeline(&ast)?;
-            rust::emit(&d, &p, &spans_of(&ast))
+            rust::emit_with_source(&d, &p, &spans_of(&ast), Some(rust::Source::Tokens(tokens.to_string())))
         })
     });
     match result {
@@ -157,7 +157,8 @@ pub fn expand_file_in(tokens: TokenStream, base: &Path) -> TokenStream {
     proc_macro2::fallback::force();
     let derived = guarded(|| dsl::parse(&src).and_then(|ast| pipeline(&ast)));
     proc_macro2::fallback::unforce();
-    let result = derived.and_then(|(d, p)| guarded(|| rust::emit(&d, &p, &Spans::default())));
+    let result =
+        derived.and_then(|(d, p)| guarded(|| rust::emit_with_source(&d, &p, &Spans::default(), Some(rust::Source::Text(src.clone())))));
     match result {
         Ok(code) => {
             let file = path.display().to_string();

@@ -17,6 +17,7 @@ pub mod expand;
 pub mod interp;
 pub mod ir;
 pub mod jit;
+pub mod jit_flow;
 pub mod lower;
 pub mod params;
 pub mod report;

@@ -47,6 +47,21 @@ impl Spans {
 
 /// Rust source for every bijector and flow of the derivation (`p` holds the flows' kernels).
 pub fn emit(d: &Derivation, p: &Program, spans: &Spans) -> Result<TokenStream, Diagnostics> {
+    emit_with_source(d, p, spans, None)
+}
+
+/// The source the items were compiled from, for the generated `jit()` methods.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A `.flow` file's text.
+    Text(String),
+    /// The tokens of a `flow!` block, as text.
+    Tokens(String),
+}
+
+/// [`emit`], and with `source` a `jit()` method per flow behind the user crate's feature
+/// `jit`: the same flow and parameters on flowc's JIT (`flowc::jit_flow::JitFlow`).
+pub fn emit_with_source(d: &Derivation, p: &Program, spans: &Spans, source: Option<Source>) -> Result<TokenStream, Diagnostics> {
     let mut diags = Diagnostics::new();
     let mut seen: HashMap<String, String> = HashMap::new();
     // built-in splines become no type of their own (`runtime::spline` computes them)
@@ -78,6 +93,29 @@ pub fn emit(d: &Derivation, p: &Program, spans: &Spans) -> Result<TokenStream, D
         match flow_item(d, p, f, spans) {
             Ok(t) => out.extend(t),
             Err(e) => diags.extend(e),
+        }
+        if let (Some(src), Ok(ty)) = (&source, type_name(&f.name, spans.get(&f.name))) {
+            let (variant, text) = match src {
+                Source::Text(t) => (quote!(Text), t),
+                Source::Tokens(t) => (quote!(Tokens), t),
+            };
+            let name = &f.name;
+            // (inside an unnamed const so that crates without the feature get no warning)
+            out.extend(quote! {
+                #[allow(unexpected_cfgs)]
+                const _: () = {
+                    #[cfg(feature = "jit")]
+                    impl<T: ::runtime::Real> #ty<T> {
+                        /// The same flow with the same parameters on flowc's JIT (this crate's
+                        /// feature `jit`, which depends on `flowc`), compiled at run time from
+                        /// this flow's source.
+                        pub fn jit(&self) -> Result<::flowc::jit_flow::JitFlow, String> {
+                            let p: Vec<f64> = self.params().iter().map(|v| ::runtime::Real::to_f64(*v)).collect();
+                            ::flowc::jit_flow::JitFlow::new(::flowc::jit_flow::FlowSource::#variant(#text), #name, &p)
+                        }
+                    }
+                };
+            });
         }
     }
     diags.into_result(out)

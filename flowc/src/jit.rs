@@ -1,7 +1,8 @@
 //! The JIT: compiles a kernel with Cranelift (fixed steps: declare, define, finalize, get
 //! the pointer) into a typed, safe handle. Its code is freed when the handle drops. The code
 //! pointers are cast in two `unsafe fn call`s only: a kernel's ([`Compiled`]) and the ULP
-//! table's harness ([`Harness`]).
+//! table's harness ([`Harness`]). (A numeric inverse's f and f′ are called by the host
+//! root-find through the typed pointers the kernel passes it, [`crate::codegen::host::SubFn`].)
 //!
 //! ```
 //! let src = "bijector affine(x; shift: real, log_scale: real) = x * exp(log_scale) + shift;
@@ -126,12 +127,17 @@ pub fn compile_with(k: &Kernel, prec: Float, opts: Options) -> Result<Compiled, 
     let mut module = JITModule::new(builder);
     let mut ctx = module.make_context();
     let (id, helpers) = clif::emit(&mut module, k, prec, opts, &format!("{}_{}", k.flow, k.kind.name()), &mut ctx)?;
-    let text = ctx.func.display().to_string();
+    let mut text = ctx.func.display().to_string();
     crate::dump("clif", || text.clone());
     module.define_function(id, &mut ctx).map_err(|e| Unsupported(format!("{e:?}")))?;
     module.clear_context(&mut ctx);
-    for (op, hid) in &helpers {
-        clif::define_vmath(&mut module, op, prec, *hid, &mut ctx)?;
+    for (h, hid) in &helpers {
+        // a root-find's f and f′: shown after the kernel
+        if let Some(t) = clif::define_helper(&mut module, h, prec, *hid, &mut ctx)? {
+            crate::dump("clif", || t.clone());
+            text.push('\n');
+            text.push_str(&t);
+        }
     }
     module.finalize_definitions().map_err(|e| Unsupported(format!("{e:?}")))?;
     let code = module.get_finalized_function(id);

@@ -285,6 +285,47 @@ fn score_uses_the_jit_and_agrees_with_eval() {
     assert!(!dir.path().join("no.csv").exists());
 }
 
+/// A numeric inverse is compiled (no note that the interpreter ran), agrees with the
+/// reference interpreter, and is benchmarked in both precisions.
+#[test]
+fn numeric_inverses_are_compiled_for_score_and_bench() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = "bijector residual(x) = x + 0.5 * tanh(x) where inverse = numeric;
+flow r(x: R^2) { base normal; elementwise(residual); elementwise(residual); }";
+    let m = write(dir.path(), "r.flow", src);
+    let input = write(dir.path(), "x.csv", "1,2\n-0.5,0.25\n30,-7\n");
+    let (_, _, d) = flowc::cli::load_str("r.flow", src).unwrap();
+    let f = d.flow("r").unwrap();
+    let p = flowc::interp::Params::defaults(&d, f);
+    for prec in ["f64", "f32"] {
+        let out = dir.path().join(format!("s_{prec}.csv"));
+        let o = flowc(&[
+            "score",
+            m.to_str().unwrap(),
+            "--name",
+            "r",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--precision",
+            prec,
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(!stderr(&o).contains("note:"), "{prec}: {}", stderr(&o));
+        let s = runtime::io::read_table(&out, &Default::default()).unwrap();
+        for (r, x) in [[1.0, 2.0], [-0.5, 0.25], [30.0, -7.0]].iter().enumerate() {
+            let want = flowc::interp::log_prob(&d, f, &p, x);
+            let tol = if prec == "f64" { 1e-12 } else { 1e-5 };
+            assert!((s.row(r)[0] - want).abs() <= tol * (1.0 + want.abs()), "{prec} row {r}: {} vs {want}", s.row(r)[0]);
+        }
+    }
+    let o = flowc(&["bench", m.to_str().unwrap(), "--name", "r", "--rows", "64"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(!text.contains("not compiled") && text.contains("f64") && text.contains("f32"), "{text}");
+}
+
 #[test]
 fn emit_and_bench_run() {
     let dir = tempfile::tempdir().unwrap();

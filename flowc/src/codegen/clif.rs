@@ -3,14 +3,17 @@
 //! over `n` rows (row-major, `dim` values in, the kernel's outputs out).
 //!
 //! Parameters and constants are materialized once before the row loop. Ops without a
-//! native instruction call the host functions of [`super::host`].
+//! native instruction call the host functions of [`super::host`]. A numeric inverse
+//! ([`Inst::RootFind`]) calls the host root-find lane by lane, its f and f′ compiled as
+//! functions of their own in the same module ([`Helper::Sub`]).
 
 use super::host;
 use crate::ir::Math;
-use crate::lower::{args_of, branch_sets, Inst, Kernel};
+use crate::lower::{args_of, branch_sets, Inst, Kernel, SubBody};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
-    types, AbiParam, BlockArg, Endianness, FuncRef, Function, InstBuilder, MemFlagsData, Type, UserFuncName, Value,
+    types, AbiParam, BlockArg, Endianness, FuncRef, Function, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, Type, UserFuncName,
+    Value,
 };
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{FuncId, Linkage, Module};
@@ -76,13 +79,35 @@ pub struct Options {
 /// (`Auto`).
 pub const AUTO_INLINE_MAX: usize = 64;
 
-/// Functions a kernel calls: host functions (imported) and out-of-line vector math (defined
-/// in the same module after the kernel, see [`define_vmath`]).
+/// A function a kernel calls that is defined in the same module after it
+/// ([`define_helper`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Helper {
+    /// The out-of-line vector function of an op (`MathMode::Call`).
+    VMath(Math),
+    /// A root-find's f or f′: `fn(x: T, params: *const T) -> T` ([`host::SubFn`]), computed
+    /// with libm (`MathMode::Libm`) or inline vector math (`MathMode::Inline`).
+    Sub(SubBody, MathMode),
+}
+
+/// Functions a kernel calls: host functions (imported) and helpers (defined in the same
+/// module after the kernel).
 #[derive(Default)]
 pub struct Imports {
     host: HashMap<&'static str, FuncRef>,
-    /// (op, declared function, reference in the kernel)
-    pub vmath: Vec<(Math, FuncId, FuncRef)>,
+    /// (helper, declared function, reference in the kernel)
+    helpers: Vec<(Helper, FuncId, FuncRef)>,
+}
+
+impl Imports {
+    fn find(&self, h: impl Fn(&Helper) -> bool) -> Option<FuncRef> {
+        self.helpers.iter().find(|(g, _, _)| h(g)).map(|(_, _, f)| *f)
+    }
+
+    /// The helpers to define after the kernel.
+    fn into_helpers(self) -> Vec<(Helper, FuncId)> {
+        self.helpers.into_iter().map(|(h, id, _)| (h, id)).collect()
+    }
 }
 
 /// Declares (once) the out-of-line vector function for `op` and returns its reference.
@@ -93,8 +118,8 @@ fn vmath_ref<M: Module>(
     prec: Float,
     op: &Math,
 ) -> Result<FuncRef, Unsupported> {
-    if let Some((_, _, f)) = imports.vmath.iter().find(|(o, _, _)| o == op) {
-        return Ok(*f);
+    if let Some(f) = imports.find(|h| matches!(h, Helper::VMath(o) if o == op)) {
+        return Ok(f);
     }
     let mut s = module.make_signature();
     s.params.push(AbiParam::new(prec.vector()));
@@ -102,12 +127,27 @@ fn vmath_ref<M: Module>(
     let name = format!("vmath_{op}_{}", if prec == Float::F64 { "f64x2" } else { "f32x4" });
     let id = module.declare_function(&name, Linkage::Local, &s).map_err(|e| Unsupported(e.to_string()))?;
     let f = module.declare_func_in_func(id, b.func);
-    imports.vmath.push((op.clone(), id, f));
+    imports.helpers.push((Helper::VMath(op.clone()), id, f));
     Ok(f)
 }
 
-/// Defines the out-of-line vector function `id` of `op` (declared by a kernel's [`emit`]).
-pub fn define_vmath<M: Module>(
+/// Defines helper `id` (declared by a kernel's [`emit`]); returns the text of a root-find's
+/// function (the kernel's CLIF shows its address taken), nothing for vector math.
+pub fn define_helper<M: Module>(
+    module: &mut M,
+    h: &Helper,
+    prec: Float,
+    id: FuncId,
+    ctx: &mut cranelift_codegen::Context,
+) -> Result<Option<String>, Unsupported> {
+    match h {
+        Helper::VMath(op) => define_vmath(module, op, prec, id, ctx).map(|_| None),
+        Helper::Sub(body, math) => define_sub(module, body, *math, prec, id, ctx).map(Some),
+    }
+}
+
+/// Defines the out-of-line vector function `id` of `op`.
+fn define_vmath<M: Module>(
     module: &mut M,
     op: &Math,
     prec: Float,
@@ -134,13 +174,139 @@ pub fn define_vmath<M: Module>(
     Ok(())
 }
 
+/// Declares (once per body and math mode) a root-find's f or f′ and returns its reference.
+fn sub_ref<M: Module>(
+    module: &mut M,
+    b: &mut FunctionBuilder,
+    imports: &mut Imports,
+    prec: Float,
+    body: &SubBody,
+    math: MathMode,
+) -> Result<FuncRef, Unsupported> {
+    if let Some(f) = imports.find(|h| matches!(h, Helper::Sub(s, m) if s == body && *m == math)) {
+        return Ok(f);
+    }
+    let n = imports.helpers.iter().filter(|(h, _, _)| matches!(h, Helper::Sub(..))).count();
+    let id = module
+        .declare_function(&format!("rootfind_fn{n}"), Linkage::Local, &sub_signature(module, prec))
+        .map_err(|e| Unsupported(e.to_string()))?;
+    let f = module.declare_func_in_func(id, b.func);
+    imports.helpers.push((Helper::Sub(body.clone(), math), id, f));
+    Ok(f)
+}
+
+/// `fn(x: T, params: *const T) -> T`
+fn sub_signature<M: Module>(module: &M, prec: Float) -> cranelift_codegen::ir::Signature {
+    let mut s = module.make_signature();
+    s.params.push(AbiParam::new(prec.ty()));
+    s.params.push(AbiParam::new(module.target_config().pointer_type()));
+    s.returns.push(AbiParam::new(prec.ty()));
+    s
+}
+
+/// Defines a root-find's f or f′ as `fn(x: T, params: *const T) -> T`. With libm: scalar
+/// code calling the host functions, exactly the interpreter's values. Otherwise the kernels'
+/// vector code ([`vector_op`]) with `x` in every lane, lane 0 returned, so that the inverse
+/// solves the same f the forward kernel computes (inline whatever the kernel's mode: these
+/// bodies are small).
+fn define_sub<M: Module>(
+    module: &mut M,
+    sub: &SubBody,
+    math: MathMode,
+    prec: Float,
+    id: FuncId,
+    ctx: &mut cranelift_codegen::Context,
+) -> Result<String, Unsupported> {
+    let (ty, vty) = (prec.ty(), prec.vector());
+    ctx.func = Function::with_name_signature(UserFuncName::user(0, id.as_u32()), sub_signature(module, prec));
+    let mut fctx = FunctionBuilderContext::new();
+    let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    let (x, params) = {
+        let p = b.block_params(entry);
+        (p[0], p[1])
+    };
+    let flags = MemFlagsData::trusted();
+    let libm = math == MathMode::Libm;
+    let opts = Options { math: if libm { MathMode::Libm } else { MathMode::Inline } };
+    let row = RowCtx { ty, vty, prec, opts, flags, in_rows: Vec::new(), params, tile: None };
+    let mut imports = Imports::default();
+    let mut vals: Vec<Option<Value>> = vec![None; sub.insts.len()];
+    for (i, inst) in sub.insts.iter().enumerate() {
+        let scalar = match inst {
+            Inst::Input(0) => x,
+            Inst::Param(j) => b.ins().load(ty, flags, params, (*j as i64 * prec.bytes()) as i32),
+            Inst::Const(c) => scalar_const(&mut b, prec, *c),
+            Inst::Op(op, args) => {
+                vals[i] = Some(if libm {
+                    op_value(module, &mut b, &mut imports, prec, opts, op, args, &vals)?
+                } else {
+                    let a: Vec<Value> = args.iter().map(|v| vals[*v].expect("operands precede their use")).collect();
+                    vector_op(module, &mut b, &mut imports, &row, op, &a)?
+                });
+                continue;
+            }
+            other => return Err(Unsupported(format!("a root-find's function cannot compute `{other:?}`"))),
+        };
+        vals[i] = Some(if libm { scalar } else { b.ins().splat(vty, scalar) });
+    }
+    let r = vals[sub.result].expect("the result is computed");
+    let r = if libm { r } else { b.ins().extractlane(r, 0) };
+    b.ins().return_(&[r]);
+    b.seal_all_blocks();
+    b.finalize(module.target_config());
+    debug_assert!(imports.helpers.is_empty(), "inline math needs no helpers");
+    let text = ctx.func.display().to_string();
+    module.define_function(id, ctx).map_err(|e| Unsupported(format!("{e:?}")))?;
+    module.clear_context(ctx);
+    Ok(text)
+}
+
+/// The host root-find of the precision (`host::ROOTFIND_F64` or `_F32`), declared on first use.
+fn rootfind_ref<M: Module>(module: &mut M, b: &mut FunctionBuilder, imports: &mut Imports, prec: Float) -> Result<FuncRef, Unsupported> {
+    let sym = if prec == Float::F64 { host::ROOTFIND_F64 } else { host::ROOTFIND_F32 };
+    if let Some(f) = imports.host.get(sym) {
+        return Ok(*f);
+    }
+    let ptr = module.target_config().pointer_type();
+    let mut s = module.make_signature();
+    for t in [ptr, ptr, ptr, prec.ty(), types::F64, types::F64, types::I32] {
+        s.params.push(AbiParam::new(t));
+    }
+    s.returns.push(AbiParam::new(prec.ty()));
+    let fid = module.declare_function(sym, Linkage::Import, &s).map_err(|e| Unsupported(e.to_string()))?;
+    let f = module.declare_func_in_func(fid, b.func);
+    imports.host.insert(sym, f);
+    Ok(f)
+}
+
+/// The host spline of the precision (`host::SPLINE_F64` or `_F32`), declared on first use.
+fn spline_ref<M: Module>(module: &mut M, b: &mut FunctionBuilder, imports: &mut Imports, prec: Float) -> Result<FuncRef, Unsupported> {
+    let sym = if prec == Float::F64 { host::SPLINE_F64 } else { host::SPLINE_F32 };
+    if let Some(f) = imports.host.get(sym) {
+        return Ok(*f);
+    }
+    let ptr = module.target_config().pointer_type();
+    let mut s = module.make_signature();
+    for t in [prec.ty(), ptr, types::I64, types::F64, types::I32] {
+        s.params.push(AbiParam::new(t));
+    }
+    s.returns.push(AbiParam::new(prec.ty()));
+    let fid = module.declare_function(sym, Linkage::Import, &s).map_err(|e| Unsupported(e.to_string()))?;
+    let f = module.declare_func_in_func(fid, b.func);
+    imports.host.insert(sym, f);
+    Ok(f)
+}
+
 /// Why a kernel cannot be compiled (it can still be interpreted).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Unsupported(pub String);
 
 /// Translates `k` into a Cranelift function declared in `module` as `name`; host functions
-/// are declared as imports. Returns the function id and the out-of-line vector functions it
-/// calls (to be defined with [`define_vmath`]).
+/// are declared as imports. Returns the function id and the helpers it calls (out-of-line
+/// vector math, root-finds' functions), to be defined with [`define_helper`].
 ///
 /// The row loop is vectorized: each iteration computes `lanes` rows at once (f64x2 or
 /// f32x4), lane `l` holding row `min(i + l, n - 1)`. In the last iteration the lanes past
@@ -153,7 +319,7 @@ pub fn emit<M: Module>(
     opts: Options,
     name: &str,
     ctx: &mut cranelift_codegen::Context,
-) -> Result<(FuncId, Vec<(Math, FuncId)>), Unsupported> {
+) -> Result<(FuncId, Vec<(Helper, FuncId)>), Unsupported> {
     let ptr = module.target_config().pointer_type();
     let ty = prec.ty();
     let vty = prec.vector();
@@ -237,7 +403,7 @@ pub fn emit<M: Module>(
         tiled(module, &mut b, &mut imports, k, prec, opts, io, &in_loop, vals)?;
         b.seal_all_blocks();
         b.finalize(module.target_config());
-        return Ok((id, imports.vmath.into_iter().map(|(op, id, _)| (op, id)).collect()));
+        return Ok((id, imports.into_helpers()));
     }
     let last = b.ins().iadd_imm_s(n, -1);
     let zero = b.ins().iconst(types::I64, 0);
@@ -286,7 +452,7 @@ pub fn emit<M: Module>(
     b.ins().return_(&[]);
     b.seal_all_blocks();
     b.finalize(module.target_config());
-    Ok((id, imports.vmath.into_iter().map(|(op, id, _)| (op, id)).collect()))
+    Ok((id, imports.into_helpers()))
 }
 
 fn scalar_const(b: &mut FunctionBuilder, prec: Float, c: f64) -> Value {
@@ -675,8 +841,63 @@ fn emit_inst<M: Module>(
             b.ins().splat(ctx.vty, x)
         }
         Inst::Const(_) => unreachable!("hoisted"),
-        Inst::RootFind { .. } => return Err(Unsupported("a numeric inverse (root-find) is not compiled yet".into())),
-        Inst::Spline { .. } => return Err(Unsupported("a spline is not compiled yet".into())),
+        Inst::RootFind { y, f, df, domain, increasing } => {
+            // per lane: the host root-find, calling f and f′ compiled in this module
+            let math = if ctx.opts.math == MathMode::Libm { MathMode::Libm } else { MathMode::Inline };
+            let ptr = module.target_config().pointer_type();
+            let fr = sub_ref(module, b, imports, ctx.prec, f, math)?;
+            let dfr = sub_ref(module, b, imports, ctx.prec, df, math)?;
+            let solve = rootfind_ref(module, b, imports, ctx.prec)?;
+            let fa = b.ins().func_addr(ptr, fr);
+            let dfa = b.ins().func_addr(ptr, dfr);
+            let lo = b.ins().f64const(domain.lo);
+            let hi = b.ins().f64const(domain.hi);
+            let inc = b.ins().iconst(types::I32, *increasing as i64);
+            let yv = vals[*y].expect("operands precede their use");
+            let mut result = None;
+            for l in 0..ctx.prec.lanes() {
+                let yl = b.ins().extractlane(yv, l as u8);
+                let call = b.ins().call(solve, &[fa, dfa, ctx.params, yl, lo, hi, inc]);
+                let r = b.inst_results(call)[0];
+                result = Some(match result {
+                    None => b.ins().scalar_to_vector(ctx.vty, r),
+                    Some(v) => b.ins().insertlane(v, r, l as u8),
+                });
+            }
+            result.expect("at least one lane")
+        }
+        Inst::Spline { x, raw, bins, bound, inverse, log_det } => {
+            // per lane: the spline's values into a stack slot, then the host spline
+            let bytes = ctx.prec.bytes() as u32;
+            let slot = b.create_sized_stack_slot(StackSlotData::new(
+                StackSlotKind::ExplicitSlot,
+                raw.len() as u32 * bytes,
+                bytes.trailing_zeros() as u8,
+            ));
+            let ptr = module.target_config().pointer_type();
+            let addr = b.ins().stack_addr(ptr, slot, 0);
+            let f = spline_ref(module, b, imports, ctx.prec)?;
+            let xv = vals[*x].expect("operands precede their use");
+            let rv: Vec<Value> = raw.iter().map(|r| vals[*r].expect("operands precede their use")).collect();
+            let nb = b.ins().iconst(types::I64, *bins as i64);
+            let bd = b.ins().f64const(*bound);
+            let mode = b.ins().iconst(types::I32, (*inverse as i64) | ((*log_det as i64) << 1));
+            let mut result = None;
+            for l in 0..ctx.prec.lanes() {
+                for (j, v) in rv.iter().enumerate() {
+                    let e = b.ins().extractlane(*v, l as u8);
+                    b.ins().store(ctx.flags, e, addr, (j as u32 * bytes) as i32);
+                }
+                let xl = b.ins().extractlane(xv, l as u8);
+                let call = b.ins().call(f, &[xl, addr, nb, bd, mode]);
+                let r = b.inst_results(call)[0];
+                result = Some(match result {
+                    None => b.ins().scalar_to_vector(ctx.vty, r),
+                    Some(v) => b.ins().insertlane(v, r, l as u8),
+                });
+            }
+            result.expect("at least one lane")
+        }
         Inst::Op(Math::IfPos(_), args) if deferred.iter().any(|d| d.map(|(p, _)| p == i).unwrap_or(false)) => {
             // then-branch if any lane is positive, else-branch unless all are; then a select
             let mask = positive_mask(b, ctx, vals[args[0]].expect("condition first"));

@@ -238,13 +238,74 @@ extern "C" fn mask_f32(w: *const f32, n: u64, k: u64, dst: *mut f32, layer: u64,
     unsafe { mask_into(w, n, k, dst, layer, layers, dim) }
 }
 
-/// The runtime support functions tiled kernels import: (symbol, address).
-pub fn support() -> [(&'static str, *const u8); 5] {
+/// Symbols of [`rootfind_f64`] and [`rootfind_f32`].
+pub const ROOTFIND_F64: &str = "flowc_rootfind_f64";
+pub const ROOTFIND_F32: &str = "flowc_rootfind_f32";
+
+/// A root-find's f or f′ compiled next to its kernel (`clif::Helper::Sub`): the value at
+/// `x`, reading the kernel's parameter buffer.
+pub type SubFn<T> = unsafe extern "C" fn(x: T, params: *const T) -> T;
+
+/// The x in (`lo`, `hi`) with f(x) = y ([`runtime::rootfind::solve`]), NaN when there is
+/// none: the interpreter's `Inst::RootFind`, with f and f′ compiled.
+extern "C" fn rootfind_f64(f: SubFn<f64>, df: SubFn<f64>, params: *const f64, y: f64, lo: f64, hi: f64, increasing: u32) -> f64 {
+    // SAFETY: kernels pass their own compiled sub-functions, which read only `params` (the
+    // kernel's parameter buffer, valid for the whole call)
+    let fx = |x: f64| unsafe { f(x, params) };
+    // SAFETY: as for f
+    let dfx = |x: f64| unsafe { df(x, params) };
+    runtime::rootfind::solve(&fx, &dfx, y, lo, hi, increasing != 0).unwrap_or(f64::NAN)
+}
+
+/// [`rootfind_f64`] for f32 kernels: f and f′ computed in f32 at the search point rounded
+/// to f32, the search in f64, the result rounded to f32 (as `lower::run_f32`).
+extern "C" fn rootfind_f32(f: SubFn<f32>, df: SubFn<f32>, params: *const f32, y: f32, lo: f64, hi: f64, increasing: u32) -> f32 {
+    // SAFETY: as in rootfind_f64
+    let fx = |x: f64| unsafe { f(x as f32, params) } as f64;
+    // SAFETY: as in rootfind_f64
+    let dfx = |x: f64| unsafe { df(x as f32, params) } as f64;
+    runtime::rootfind::solve(&fx, &dfx, y as f64, lo, hi, increasing != 0).unwrap_or(f64::NAN) as f32
+}
+
+/// Symbols of [`spline_f64`] and [`spline_f32`].
+pub const SPLINE_F64: &str = "flowc_spline_f64";
+pub const SPLINE_F32: &str = "flowc_spline_f32";
+
+/// One output of `Inst::Spline` ([`runtime::spline`]): `raw` holds its `3·bins − 1` values;
+/// `mode` bit 0: the inverse map, bit 1: the log-derivative instead of the image.
+extern "C" fn spline_f64(x: f64, raw: *const f64, bins: u64, bound: f64, mode: u32) -> f64 {
+    // SAFETY: kernels pass a stack slot holding the spline's 3·bins − 1 values
+    let r = unsafe { std::slice::from_raw_parts(raw, runtime::spline::raw_len(bins as usize)) };
+    spline_value(x, r, bins as usize, bound, mode)
+}
+
+/// [`spline_f64`] for f32 kernels (computed in f32, as `lower::run_f32`).
+extern "C" fn spline_f32(x: f32, raw: *const f32, bins: u64, bound: f64, mode: u32) -> f32 {
+    // SAFETY: as in spline_f64
+    let r = unsafe { std::slice::from_raw_parts(raw, runtime::spline::raw_len(bins as usize)) };
+    spline_value(x, r, bins as usize, bound, mode)
+}
+
+fn spline_value<T: runtime::Real>(x: T, raw: &[T], bins: usize, bound: f64, mode: u32) -> T {
+    let (y, ld) = if mode & 1 == 1 { runtime::spline::inverse(x, raw, bins, bound) } else { runtime::spline::forward(x, raw, bins, bound) };
+    if mode & 2 == 2 {
+        ld
+    } else {
+        y
+    }
+}
+
+/// The runtime support functions kernels import: (symbol, address).
+pub fn support() -> [(&'static str, *const u8); 9] {
     [
         (SCRATCH, scratch as *const u8),
         (DENSE_F64, dense_f64 as *const u8),
         (DENSE_F32, dense_f32 as *const u8),
         (MASK_F64, mask_f64 as *const u8),
         (MASK_F32, mask_f32 as *const u8),
+        (ROOTFIND_F64, rootfind_f64 as *const u8),
+        (ROOTFIND_F32, rootfind_f32 as *const u8),
+        (SPLINE_F64, spline_f64 as *const u8),
+        (SPLINE_F32, spline_f32 as *const u8),
     ]
 }

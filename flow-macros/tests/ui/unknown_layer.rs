@@ -2,7 +2,7 @@ use flow_macros::flow;
 
 flow! {
     bijector f(x) = exp(x);
-    flow g(x: R^2) { base normal; elementwise(f); planar; elementwse(f); }
+    flow g(x: R^2) { base normal; elementwise(f); normalized_affine; elementwse(f); }
 }
 
 fn main() {}

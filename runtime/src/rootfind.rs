@@ -32,7 +32,8 @@ pub fn next_toward(a: f64, b: f64) -> f64 {
 
 /// Solves f(x) = y for x in the open interval (`lo`, `hi`) (either end may be infinite),
 /// f strictly increasing (or decreasing when `increasing` is false). `None` when y is
-/// outside the range of f or f is not finite.
+/// outside the range of f or f is not finite. f is evaluated once per point (its values at
+/// the bracket's ends and at the Newton point are kept), f′ once per step.
 pub fn solve(f: &dyn Fn(f64) -> f64, df: &dyn Fn(f64) -> f64, y: f64, lo: f64, hi: f64, increasing: bool) -> Option<f64> {
     if !y.is_finite() {
         return None;
@@ -56,9 +57,9 @@ pub fn solve(f: &dyn Fn(f64) -> f64, df: &dyn Fn(f64) -> f64, y: f64, lo: f64, h
         return Some(start);
     }
     // bracket [a, b] with g(a) < 0 < g(b), moving away from the start geometrically
-    let (mut a, mut b);
+    let (mut a, mut b, mut ga, mut gb);
     if g0 < 0.0 {
-        a = start;
+        (a, ga) = (start, g0);
         let mut step = 1.0_f64.max(start.abs());
         loop {
             let t = (start + step).min(hi_in);
@@ -67,17 +68,17 @@ pub fn solve(f: &dyn Fn(f64) -> f64, df: &dyn Fn(f64) -> f64, y: f64, lo: f64, h
                 return None;
             }
             if gt >= 0.0 {
-                b = t;
+                (b, gb) = (t, gt);
                 break;
             }
-            a = t;
+            (a, ga) = (t, gt);
             if t >= hi_in {
                 return None;
             }
             step *= 4.0;
         }
     } else {
-        b = start;
+        (b, gb) = (start, g0);
         let mut step = 1.0_f64.max(start.abs());
         loop {
             let t = (start - step).max(lo_in);
@@ -86,24 +87,23 @@ pub fn solve(f: &dyn Fn(f64) -> f64, df: &dyn Fn(f64) -> f64, y: f64, lo: f64, h
                 return None;
             }
             if gt <= 0.0 {
-                a = t;
+                (a, ga) = (t, gt);
                 break;
             }
-            b = t;
+            (b, gb) = (t, gt);
             if t <= lo_in {
                 return None;
             }
             step *= 4.0;
         }
     }
-    let (mut ga, mut gb) = (g(a), g(b));
     if ga == 0.0 {
         return Some(a);
     }
     if gb == 0.0 {
         return Some(b);
     }
-    let mut x = if -ga < gb { a } else { b };
+    let (mut x, mut gx) = if -ga < gb { (a, ga) } else { (b, gb) };
     let mut width = b - a;
     for _ in 0..MAX_STEPS {
         if next_toward(a, b) >= b {
@@ -111,7 +111,6 @@ pub fn solve(f: &dyn Fn(f64) -> f64, df: &dyn Fn(f64) -> f64, y: f64, lo: f64, h
         }
         // Newton from the better end, accepted only inside the bracket and when it shrinks it fast
         let d = s * df(x);
-        let gx = g(x);
         let mut t = if d.is_finite() && d > 0.0 && gx.is_finite() { x - gx / d } else { f64::NAN };
         if !(t > a && t < b) || (b - a) > 0.5 * width {
             // bisect; geometrically when the bracket spans many orders of magnitude
@@ -144,7 +143,7 @@ pub fn solve(f: &dyn Fn(f64) -> f64, df: &dyn Fn(f64) -> f64, y: f64, lo: f64, h
             b = t;
             gb = gt;
         }
-        x = t;
+        (x, gx) = (t, gt);
     }
     Some(if -ga <= gb { a } else { b })
 }

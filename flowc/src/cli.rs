@@ -352,30 +352,45 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
             let program = lower::lower(&d).map_err(internal)?;
             let k = program.kernel(&name, Kind::LogProb).expect("every flow has a log_prob kernel");
             let engine = Engine::new(k, precision.float());
-            // stream: read a chunk, score it on all threads, append it; the output appears
-            // only when every row succeeded
+            // stream: a reader thread reads the next chunk while this one is scored on all
+            // threads and appended (memory: a few chunks); the output appears only when every
+            // row succeeded
             let mut writer = RowWriter::create(&output, 1, Some(&["log_prob".to_string()])).map_err(|e| user(format!("error: {e}")))?;
-            let mut rows = Vec::new();
             let mut out = Vec::new();
             let mut done = 0usize;
-            loop {
-                let n = reader.next_chunk(STREAM_ROWS, &mut rows).map_err(|e| user(format!("error: {e}")))?;
-                if n == 0 {
-                    break;
+            std::thread::scope(|scope| -> Result<(), Failure> {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<f64>, String>>(1);
+                scope.spawn(move || loop {
+                    let mut rows = Vec::new();
+                    let chunk = match reader.next_chunk(STREAM_ROWS, &mut rows) {
+                        Ok(0) => return,
+                        Ok(_) => Ok(rows),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    let failed = chunk.is_err();
+                    // a closed channel: the scoring side stopped at an error
+                    if tx.send(chunk).is_err() || failed {
+                        return;
+                    }
+                });
+                for chunk in rx {
+                    let rows = chunk.map_err(|e| user(format!("error: {e}")))?;
+                    let n = rows.len() / f.dim;
+                    out.resize(n, 0.0);
+                    engine.run(f.dim, 1, &rows, &flat, &mut out, threads)?;
+                    if let Some(r) = out.iter().position(|v| v.is_nan()) {
+                        return Err(user(format!(
+                            "error: {}: row {}: log p(x) is not defined at {:?}; nothing was written",
+                            input.display(),
+                            done + r + 1,
+                            &rows[r * f.dim..(r + 1) * f.dim]
+                        )));
+                    }
+                    writer.write_chunk(&out).map_err(|e| user(format!("error: {e}")))?;
+                    done += n;
                 }
-                out.resize(n, 0.0);
-                engine.run(f.dim, 1, &rows, &flat, &mut out, threads)?;
-                if let Some(r) = out.iter().position(|v| v.is_nan()) {
-                    return Err(user(format!(
-                        "error: {}: row {}: log p(x) is not defined at {:?}; nothing was written",
-                        input.display(),
-                        done + r + 1,
-                        &rows[r * f.dim..(r + 1) * f.dim]
-                    )));
-                }
-                writer.write_chunk(&out).map_err(|e| user(format!("error: {e}")))?;
-                done += n;
-            }
+                Ok(())
+            })?;
             writer.finish().map_err(|e| user(format!("error: {e}")))?;
             if let Some(n) = engine.note() {
                 eprintln!("note: {n}");

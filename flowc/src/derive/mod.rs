@@ -522,6 +522,9 @@ pub fn derive_bijector(b: &Bijector, limits: Limits) -> Result<BijectorDerivatio
     })
 }
 
+/// Forms of the log-det in y measured (the best under each cost model).
+const LOG_DET_Y_CANDIDATES: usize = 24;
+
 /// log|f'(x)| at x = g(y) written in `y`: −log|g'(y)| of the inverse g as first derived,
 /// simplified. In the density direction the log-det follows the inverse, and its form in `x`
 /// often undoes the inverse's last step (sinh-arcsinh: asinh(x) of x = sinh(w) is w), so the
@@ -560,13 +563,35 @@ fn log_det_in_y(
     let range = domains.symbols.get(&y).copied().unwrap_or(Interval::REAL);
     let (gl, idl, rep) = saturate("log-det in y", domains.with(X, range), &[&rename(&raw, y, x)], &rules::simplify_rules(), limits);
     runs.push(rep);
-    let mut cands = candidates(&gl, idl[0]);
     let (cost, cheap) = egg::Extractor::new(&gl, fuse::RowCost { g: &gl }).find_best(idl[0]);
-    if cost.is_finite() && !cands.contains(&cheap) {
+    if !cost.is_finite() {
+        return None;
+    }
+    // what the density direction computes without it: log|f'| at the computed inverse
+    let composed = {
+        let mut bld = Builder::new();
+        let x = bld.import(&inv.chosen.expr, expr::root(&inv.chosen.expr));
+        let ld = bld.substitute(&log_det.chosen.expr, expr::root(&log_det.chosen.expr), Symbol::from(X), x);
+        bld.finish(ld)
+    };
+    let pair = |ld: &Expr| {
+        let mut bld = Builder::new();
+        let x = bld.import(&inv.chosen.expr, expr::root(&inv.chosen.expr));
+        let l = bld.import(ld, expr::root(ld));
+        let both = bld.add(Math::Add([x, l]));
+        fuse::row_latency(&bld.finish(both), y)
+    };
+    let cheap = rename(&cheap, x, y);
+    // nothing to measure when even the cheapest form in y costs more next to the inverse
+    if pair(&cheap) >= pair(&composed) {
+        return None;
+    }
+    // the best forms under each cost model (not their one-node variations: few are needed here)
+    let mut cands: Vec<Expr> = candidates(&gl, idl[0]).into_iter().take(LOG_DET_Y_CANDIDATES).map(|e| rename(&e, x, y)).collect();
+    drop(gl);
+    if !cands.contains(&cheap) {
         cands.push(cheap);
     }
-    drop(gl);
-    let cands: Vec<Expr> = cands.iter().map(|e| rename(e, x, y)).collect();
     // the reference: the same log-det at the exact preimage, the forms in y as fallbacks
     let slope = diff::diff(&raw, Y).ok()?;
     let refs: Vec<&Expr> = std::iter::once(&raw).chain(&cands).collect();
@@ -581,27 +606,16 @@ fn log_det_in_y(
         let ys: Vec<f64> = pts.iter().filter(|p| p.env == *env).map(|p| p.u).collect();
         ref_pts.extend(reference_points(&refs, &slope, Y, &ys, std::slice::from_ref(env)));
     }
-    // what the density direction computes without it: log|f'| at the computed inverse
-    let composed = {
-        let mut bld = Builder::new();
-        let x = bld.import(&inv.chosen.expr, expr::root(&inv.chosen.expr));
-        let ld = bld.substitute(&log_det.chosen.expr, expr::root(&log_det.chosen.expr), Symbol::from(X), x);
-        bld.finish(ld)
-    };
     let base = stability::Candidate::measure(&composed, &ref_pts);
     let mut c = choose(&raw, cands, &ref_pts);
-    let pair = |ld: &Expr| {
-        let mut bld = Builder::new();
-        let x = bld.import(&inv.chosen.expr, expr::root(&inv.chosen.expr));
-        let l = bld.import(ld, expr::root(ld));
-        let both = bld.add(Math::Add([x, l]));
-        fuse::row_latency(&bld.finish(both), y)
-    };
     // among the forms as accurate as the most accurate one, the cheapest next to the inverse
     let (fbest, bbest) = c.chosen.score();
     let as_good = |k: &stability::Candidate| k.score().0 <= fbest && k.score().1 <= bbest + 0.25;
-    if let Some(k) = c.candidates.iter().filter(|k| as_good(k)).min_by(|a, b| pair(&a.expr).total_cmp(&pair(&b.expr))) {
-        if pair(&k.expr) < pair(&c.chosen.expr) {
+    let key = |k: &stability::Candidate| (pair(&k.expr), k.ops);
+    if let Some(k) =
+        c.candidates.iter().filter(|k| as_good(k)).min_by(|a, b| key(a).partial_cmp(&key(b)).unwrap_or(std::cmp::Ordering::Equal))
+    {
+        if key(k) < key(&c.chosen) {
             c.chosen = k.clone();
         }
     }
@@ -687,7 +701,9 @@ pub fn derive_configured(m: &Module, limits: Limits, fuse: bool) -> Result<Deriv
         });
         idx.into_iter().zip(results).collect()
     };
-    let ((in_flows, fusion), others) = rayon::join(
+    // the planar layer's scalar parts, when a flow has planar layers (alongside the rest)
+    let has_planar = flows.iter().any(|f| f.layers.iter().any(|l| l.kind == LayerKind::Planar));
+    let ((in_flows, fusion), (others, planar)) = rayon::join(
         || {
             let derived = derive_some(true);
             if !fuse || flows.is_empty() || derived.iter().any(|(_, r)| r.is_err()) {
@@ -701,7 +717,7 @@ pub fn derive_configured(m: &Module, limits: Limits, fuse: bool) -> Result<Deriv
             let fusion = parallel_map(&flows, |f| fuse::fuse_flow(m, &table, f, limits));
             (derived, Some(fusion))
         },
-        || derive_some(false),
+        || rayon::join(|| derive_some(false), || has_planar.then(|| planar::derive_planar(limits))),
     );
     let mut results: Vec<Option<Derived>> = (0..m.bijectors.len()).map(|_| None).collect();
     for (i, r) in in_flows.into_iter().chain(others) {
@@ -727,16 +743,13 @@ pub fn derive_configured(m: &Module, limits: Limits, fuse: bool) -> Result<Deriv
             f.fusion_notes = notes;
         }
     }
-    let planar = if flows.iter().any(|f| f.layers.iter().any(|l| l.kind == LayerKind::Planar)) {
-        match planar::derive_planar(limits) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                diags.push(Diagnostic::unlocated(format!("the planar layer did not derive: {e}")));
-                None
-            }
+    let planar = match planar {
+        Some(Ok(p)) => Some(p),
+        Some(Err(e)) => {
+            diags.push(Diagnostic::unlocated(format!("the planar layer did not derive: {e}")));
+            None
         }
-    } else {
-        None
+        None => None,
     };
     diags.into_result(Derivation { bijectors, flows, planar, millis: start.elapsed().as_secs_f64() * 1e3 })
 }

@@ -156,7 +156,7 @@ fn inv(b: &BijectorDerivation, y: f64, env: &dyn Fn(Symbol) -> f64) -> (f64, f64
         Some(sp) => {
             // bisection on the forward map (the compiled code solves the bin's quadratic)
             let raw = spline_raw(b, env);
-            if !(y.abs() <= sp.bound) {
+            if y.is_nan() || y.abs() > sp.bound {
                 return (y, if y.is_nan() { y } else { 0.0 });
             }
             let (mut lo, mut hi) = (-sp.bound, sp.bound);
@@ -185,7 +185,7 @@ fn spline_raw(b: &BijectorDerivation, env: &dyn Fn(Symbol) -> f64) -> Vec<f64> {
 /// The rational-quadratic spline, written out from the definition in `runtime::spline`.
 fn spline_forward(x: f64, raw: &[f64], sp: crate::ir::layer::Spline) -> (f64, f64) {
     let (k, bd) = (sp.bins, sp.bound);
-    if !(x.abs() <= bd) {
+    if x.is_nan() || x.abs() > bd {
         return (x, if x.is_nan() { x } else { 0.0 });
     }
     let positions = |u: &[f64]| -> Vec<f64> {
@@ -325,7 +325,7 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 }
 
 /// Planar layer `k`: û, w, b and m = ûᵀw = −1 + softplus(wᵀu).
-fn planar<'a>(p: &'a Params, k: usize) -> (Vec<f64>, &'a [f64], f64, f64) {
+fn planar(p: &Params, k: usize) -> (Vec<f64>, &[f64], f64, f64) {
     let (u, w) = (p.tensor(k, "u"), p.tensor(k, "w"));
     let b = p.get(k, "b", 0);
     let wu = dot(w, u);

@@ -110,7 +110,7 @@ pub fn forward<T: Real>(x: T, raw: &[T], bins: usize, bound: f64) -> (T, T) {
     let bd = T::from_f64(bound);
     if !(x >= -bd && x <= bd) {
         // tails, and NaN (which passes through)
-        return (x, if x == x { T::ZERO } else { x });
+        return (x, if x.to_f64().is_nan() { x } else { T::ZERO });
     }
     let b = bin(x, raw, bins, bd, false);
     let one = T::from_f64(1.0);
@@ -126,7 +126,7 @@ pub fn forward<T: Real>(x: T, raw: &[T], bins: usize, bound: f64) -> (T, T) {
 pub fn inverse<T: Real>(y: T, raw: &[T], bins: usize, bound: f64) -> (T, T) {
     let bd = T::from_f64(bound);
     if !(y >= -bd && y <= bd) {
-        return (y, if y == y { T::ZERO } else { y });
+        return (y, if y.to_f64().is_nan() { y } else { T::ZERO });
     }
     let b = bin(y, raw, bins, bd, true);
     let two = T::from_f64(2.0);

@@ -268,6 +268,7 @@ fn bad_layers_are_reported_with_their_place() {
             "flow f(x: R^2) { coupling(mask = [1, 0], bijector = spline(bins = 4), net = mlp([4], tanh)); }",
             "needs a number of bins and a bound",
         ),
+        ("flow f(x: R^2) { elementwise(spline(bins = 4, bound = 3)); }", "a bijector of `coupling`, `autoregressive`"),
     ];
     for (flow, want) in cases {
         let src = format!("bijector s(x; t: real) = x + t;\nbijector fixed(x) = 2 * x;\n{flow}");

@@ -422,6 +422,12 @@ fn bijector_ref(t: &Term, bijectors: &[Bijector], diags: &mut Diagnostics) -> Op
     };
     let Some(bi) = bijectors.iter().position(|b| b.name == bname.name) else {
         let mut d = Diagnostic::at(bname.span, format!("unknown bijector `{}`", bname.name));
+        if bname.is("spline") {
+            diags.push(d.help(
+                "the built-in `spline(bins = K, bound = B)` is a bijector of `coupling`, `autoregressive` and `inverse_autoregressive` layers, whose networks set its parameters",
+            ));
+            return None;
+        }
         d = match suggest(&bname.name, bijectors.iter().map(|b| b.name.as_str())) {
             Some(s) => d.help(format!("did you mean `{s}`?")),
             None => d.help(format!("define it first: `bijector {}(x; ...) = ...;`", bname.name)),

@@ -289,6 +289,12 @@ pub fn log_abs_det(mut a: Vec<Vec<f64>>) -> f64 {
 
 /// The Jacobian of `f` at `z` by central differences, Richardson-extrapolated (error O(h⁴)).
 pub fn jacobian(f: &dyn Fn(&[f64]) -> Vec<f64>, z: &[f64]) -> Vec<Vec<f64>> {
+    jacobian_with_step(f, z, 1e-3)
+}
+
+/// [`jacobian`] with steps `step·(1 + |z_c|)` and half that (a narrower stencil for maps
+/// that are only C¹, such as splines at their knots).
+pub fn jacobian_with_step(f: &dyn Fn(&[f64]) -> Vec<f64>, z: &[f64], step: f64) -> Vec<Vec<f64>> {
     let n = z.len();
     let mut jac = vec![vec![0.0; n]; n];
     for c in 0..n {
@@ -299,7 +305,7 @@ pub fn jacobian(f: &dyn Fn(&[f64]) -> Vec<f64>, z: &[f64]) -> Vec<Vec<f64>> {
             let (fa, fb) = (f(&a), f(&b));
             (0..n).map(|r| (fa[r] - fb[r]) / (2.0 * h)).collect::<Vec<_>>()
         };
-        let h = 1e-3 * (1.0 + z[c].abs());
+        let h = step * (1.0 + z[c].abs());
         let (d1, d2) = (central(h), central(h / 2.0));
         for r in 0..n {
             jac[r][c] = (4.0 * d2[r] - d1[r]) / 3.0;

@@ -390,42 +390,8 @@ fn params_init_sample_and_score_agree() {
     let o = flowc(&["params", s, "--name", "rnvp", "--init", "4", "--out", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     // samples come with log p(x); scoring the same points gives the same values
-    let out = dir.path().join("s.csv");
-    let o = flowc(&[
-        "sample",
-        s,
-        "--name",
-        "rnvp",
-        "--params",
-        p.to_str().unwrap(),
-        "-n",
-        "50",
-        "--seed",
-        "9",
-        "--output",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let rows: Vec<Vec<f64>> =
-        std::fs::read_to_string(&out).unwrap().lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    let (rows, scored, out) = sample_then_score(dir.path(), s, "rnvp", &p, 50, &["--seed", "9"]);
     assert_eq!(rows.len(), 50);
-    let xs: String = rows.iter().map(|r| format!("{},{},{}\n", r[0], r[1], r[2])).collect();
-    let xin = write(dir.path(), "x.csv", &xs);
-    let lp = dir.path().join("lp.csv");
-    let o = flowc(&[
-        "score",
-        s,
-        "--name",
-        "rnvp",
-        "--params",
-        p.to_str().unwrap(),
-        "--input",
-        xin.to_str().unwrap(),
-        "--output",
-        lp.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let scored: Vec<f64> = std::fs::read_to_string(&lp).unwrap().lines().skip(1).map(|l| l.parse().unwrap()).collect();
     for (r, v) in rows.iter().zip(&scored) {
         assert!((r[3] - v).abs() <= 1e-9 * (1.0 + v.abs()), "sampled log p {} vs scored {v}", r[3]);
     }
@@ -519,21 +485,38 @@ flow shapes(x: R^3) {
     let p = dir.path().join("p.safetensors");
     let o = flowc(&["params", s, "--name", "shapes", "--init", "2", "--out", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let out = dir.path().join("s.csv");
-    let o = flowc(&["sample", s, "--name", "shapes", "--params", p.to_str().unwrap(), "-n", "200", "--output", out.to_str().unwrap()]);
+    let (rows, scored, _) = sample_then_score(dir.path(), s, "shapes", &p, 200, &[]);
+    assert_eq!(rows.len(), 200);
+    for (r, v) in rows.iter().zip(&scored) {
+        assert!(v.is_finite() && (r[3] - v).abs() <= 1e-9 * (1.0 + v.abs()), "sampled log p {} vs scored {v}", r[3]);
+    }
+}
+
+/// `flowc sample` of `n` points of flow `name` with parameters `p` (plus `extra` arguments),
+/// then `flowc score` of those points, both checked to succeed without a note on stderr:
+/// the sampled rows (point, log p), the scored values, and the sample file.
+fn sample_then_score(dir: &Path, s: &str, name: &str, p: &Path, n: usize, extra: &[&str]) -> (Vec<Vec<f64>>, Vec<f64>, PathBuf) {
+    let dim = {
+        let (_, _, d) = flowc::cli::load_str("f.flow", &std::fs::read_to_string(s).unwrap()).unwrap();
+        d.flow(name).unwrap().dim
+    };
+    let out = dir.join("s.csv");
+    let count = n.to_string();
+    let mut args = vec!["sample", s, "--name", name, "--params", p.to_str().unwrap(), "-n", &count, "--output", out.to_str().unwrap()];
+    args.extend(extra);
+    let o = flowc(&args);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).is_empty(), "compiled, no fallback note: {}", stderr(&o));
     let rows: Vec<Vec<f64>> =
         std::fs::read_to_string(&out).unwrap().lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
-    assert_eq!(rows.len(), 200);
-    let xs: String = rows.iter().map(|r| format!("{},{},{}\n", r[0], r[1], r[2])).collect();
-    let xin = write(dir.path(), "x.csv", &xs);
-    let lp = dir.path().join("lp.csv");
+    let xs: String = rows.iter().map(|r| r[..dim].iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",") + "\n").collect();
+    let xin = write(dir, "x.csv", &xs);
+    let lp = dir.join("lp.csv");
     let o = flowc(&[
         "score",
         s,
         "--name",
-        "shapes",
+        name,
         "--params",
         p.to_str().unwrap(),
         "--input",
@@ -543,8 +526,6 @@ flow shapes(x: R^3) {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).is_empty(), "compiled, no fallback note: {}", stderr(&o));
-    let scored: Vec<f64> = std::fs::read_to_string(&lp).unwrap().lines().skip(1).map(|l| l.parse().unwrap()).collect();
-    for (r, v) in rows.iter().zip(&scored) {
-        assert!(v.is_finite() && (r[3] - v).abs() <= 1e-9 * (1.0 + v.abs()), "sampled log p {} vs scored {v}", r[3]);
-    }
+    let scored = std::fs::read_to_string(&lp).unwrap().lines().skip(1).map(|l| l.parse().unwrap()).collect();
+    (rows, scored, out)
 }

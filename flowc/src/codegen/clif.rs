@@ -264,40 +264,41 @@ fn define_sub<M: Module>(
     Ok(text)
 }
 
-/// The host root-find of the precision (`host::ROOTFIND_F64` or `_F32`), declared on first use.
-fn rootfind_ref<M: Module>(module: &mut M, b: &mut FunctionBuilder, imports: &mut Imports, prec: Float) -> Result<FuncRef, Unsupported> {
-    let sym = if prec == Float::F64 { host::ROOTFIND_F64 } else { host::ROOTFIND_F32 };
+/// Host function `sym` with signature `params -> ret`, declared in the kernel on first use.
+fn import<M: Module>(
+    module: &mut M,
+    b: &mut FunctionBuilder,
+    imports: &mut Imports,
+    sym: &'static str,
+    params: &[Type],
+    ret: Type,
+) -> Result<FuncRef, Unsupported> {
     if let Some(f) = imports.host.get(sym) {
         return Ok(*f);
     }
-    let ptr = module.target_config().pointer_type();
     let mut s = module.make_signature();
-    for t in [ptr, ptr, ptr, prec.ty(), types::F64, types::F64, types::I32] {
-        s.params.push(AbiParam::new(t));
+    for t in params {
+        s.params.push(AbiParam::new(*t));
     }
-    s.returns.push(AbiParam::new(prec.ty()));
+    s.returns.push(AbiParam::new(ret));
     let fid = module.declare_function(sym, Linkage::Import, &s).map_err(|e| Unsupported(e.to_string()))?;
     let f = module.declare_func_in_func(fid, b.func);
     imports.host.insert(sym, f);
     Ok(f)
 }
 
-/// The host spline of the precision (`host::SPLINE_F64` or `_F32`), declared on first use.
+/// The host root-find of the precision (`host::ROOTFIND_F64` or `_F32`).
+fn rootfind_ref<M: Module>(module: &mut M, b: &mut FunctionBuilder, imports: &mut Imports, prec: Float) -> Result<FuncRef, Unsupported> {
+    let sym = if prec == Float::F64 { host::ROOTFIND_F64 } else { host::ROOTFIND_F32 };
+    let ptr = module.target_config().pointer_type();
+    import(module, b, imports, sym, &[ptr, ptr, ptr, prec.ty(), types::F64, types::F64, types::I32], prec.ty())
+}
+
+/// The host spline of the precision (`host::SPLINE_F64` or `_F32`).
 fn spline_ref<M: Module>(module: &mut M, b: &mut FunctionBuilder, imports: &mut Imports, prec: Float) -> Result<FuncRef, Unsupported> {
     let sym = if prec == Float::F64 { host::SPLINE_F64 } else { host::SPLINE_F32 };
-    if let Some(f) = imports.host.get(sym) {
-        return Ok(*f);
-    }
     let ptr = module.target_config().pointer_type();
-    let mut s = module.make_signature();
-    for t in [prec.ty(), ptr, types::I64, types::F64, types::I32] {
-        s.params.push(AbiParam::new(t));
-    }
-    s.returns.push(AbiParam::new(prec.ty()));
-    let fid = module.declare_function(sym, Linkage::Import, &s).map_err(|e| Unsupported(e.to_string()))?;
-    let f = module.declare_func_in_func(fid, b.func);
-    imports.host.insert(sym, f);
-    Ok(f)
+    import(module, b, imports, sym, &[prec.ty(), ptr, types::I64, types::F64, types::I32], prec.ty())
 }
 
 /// Why a kernel cannot be compiled (it can still be interpreted).
@@ -473,17 +474,7 @@ fn host_ref<M: Module>(
     let Some((sym, _, arity)) = host::function(op, prec == Float::F32) else {
         return Err(Unsupported(format!("no code for `{op}`")));
     };
-    if let Some(f) = imports.host.get(sym) {
-        return Ok((*f, arity));
-    }
-    let mut s = module.make_signature();
-    for _ in 0..arity {
-        s.params.push(AbiParam::new(prec.ty()));
-    }
-    s.returns.push(AbiParam::new(prec.ty()));
-    let fid = module.declare_function(sym, Linkage::Import, &s).map_err(|e| Unsupported(e.to_string()))?;
-    let f = module.declare_func_in_func(fid, b.func);
-    imports.host.insert(sym, f);
+    let f = import(module, b, imports, sym, &vec![prec.ty(); arity], prec.ty())?;
     Ok((f, arity))
 }
 

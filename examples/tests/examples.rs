@@ -39,7 +39,7 @@ fn bad_parameter_files_are_errors_of_from_file() {
     let dir = std::env::temp_dir().join(format!("flowc-badparams-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // no such file
-    let e = Realnvp8::<f64>::from_file(dir.join("missing.safetensors")).err().expect("an error");
+    let e = failure(Realnvp8::<f64>::from_file(dir.join("missing.safetensors")));
     assert!(e.to_string().contains("cannot read") && e.to_string().contains("missing.safetensors"), "{e}");
     // a file missing one tensor and holding a stray one
     let good = dir.join("w1.safetensors");
@@ -49,14 +49,22 @@ fn bad_parameter_files_are_errors_of_from_file() {
     t.insert("layers.2.net.0.weights".into(), w);
     let bad = dir.join("bad.safetensors");
     runtime::param_file::write(&bad, &t, runtime::param_file::FileDtype::F32).unwrap();
-    let e = Realnvp8::<f32>::from_file(&bad).err().expect("an error");
+    let e = failure(Realnvp8::<f32>::from_file(&bad));
     assert!(e.to_string().contains("bad.safetensors") && e.to_string().contains("layers.2.net.0.weight"), "{e}");
     // the good one loads, and its JIT refuses a parameter buffer of the wrong length
     let f = Realnvp8::<f64>::from_file(&good).unwrap();
     let src = include_str!("../flows/realnvp8.flow");
-    let e = flowc::jit_flow::JitFlow::new(flowc::jit_flow::FlowSource::Text(src), "realnvp8", &f.params()[1..]).err().expect("an error");
+    let e = failure(flowc::jit_flow::JitFlow::new(flowc::jit_flow::FlowSource::Text(src), "realnvp8", &f.params()[1..]));
     assert!(e.contains("parameter values"), "{e}");
-    let e = flowc::jit_flow::JitFlow::new(flowc::jit_flow::FlowSource::Text(src), "realnvp9", f.params()).err().expect("an error");
+    let e = failure(flowc::jit_flow::JitFlow::new(flowc::jit_flow::FlowSource::Text(src), "realnvp9", f.params()));
     assert!(e.contains("no flow `realnvp9`"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The error of a call that must fail.
+fn failure<T, E>(r: Result<T, E>) -> E {
+    match r {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e,
+    }
 }

@@ -31,6 +31,8 @@ pub struct Compiled {
     pub dim: usize,
     pub outputs: usize,
     pub param_len: usize,
+    /// A gradient kernel (called with a gradient buffer).
+    pub gradient: bool,
     /// Time to translate, compile and link, in milliseconds.
     pub compile_ms: f64,
     /// The Cranelift IR as text.
@@ -57,6 +59,49 @@ impl Compiled {
         f(rows, n, params, out)
     }
 
+    /// The cast of a gradient kernel's code pointer to its ABI.
+    ///
+    /// # Safety
+    /// As [`Compiled::call`], and `grad` must hold `param_len` values.
+    unsafe fn call_grad<T>(&self, rows: *const T, n: u64, params: *const T, out: *mut T, grad: *mut T) {
+        let f: extern "C" fn(*const T, u64, *const T, *mut T, *mut T) = unsafe { std::mem::transmute(self.code) };
+        f(rows, n, params, out, grad)
+    }
+
+    fn not_gradient(&self) -> Result<(), ShapeError> {
+        if self.gradient {
+            return Err(ShapeError("a gradient kernel runs with `run_grad_f64` / `run_grad_f32`".into()));
+        }
+        Ok(())
+    }
+
+    fn check_grad(&self, prec: Float, rows: usize, params: usize, out: usize, grad: usize) -> Result<u64, ShapeError> {
+        if !self.gradient {
+            return Err(ShapeError("not a gradient kernel".into()));
+        }
+        if grad != self.param_len {
+            return Err(ShapeError(format!("the gradient takes {} values, got {grad}", self.param_len)));
+        }
+        self.check(prec, rows, params, out)
+    }
+
+    /// Runs a gradient kernel on f64 rows: `out` receives log p per row, and Σ_rows ∂ log p/∂θ
+    /// is added to `grad`.
+    pub fn run_grad_f64(&self, rows: &[f64], params: &[f64], out: &mut [f64], grad: &mut [f64]) -> Result<(), ShapeError> {
+        let n = self.check_grad(Float::F64, rows.len(), params.len(), out.len(), grad.len())?;
+        // SAFETY: kind, precision and every length were checked above
+        unsafe { self.call_grad(rows.as_ptr(), n, params.as_ptr(), out.as_mut_ptr(), grad.as_mut_ptr()) };
+        Ok(())
+    }
+
+    /// [`Compiled::run_grad_f64`] on f32 rows.
+    pub fn run_grad_f32(&self, rows: &[f32], params: &[f32], out: &mut [f32], grad: &mut [f32]) -> Result<(), ShapeError> {
+        let n = self.check_grad(Float::F32, rows.len(), params.len(), out.len(), grad.len())?;
+        // SAFETY: kind, precision and every length were checked above
+        unsafe { self.call_grad(rows.as_ptr(), n, params.as_ptr(), out.as_mut_ptr(), grad.as_mut_ptr()) };
+        Ok(())
+    }
+
     fn check(&self, prec: Float, rows: usize, params: usize, out: usize) -> Result<u64, ShapeError> {
         if prec != self.precision {
             return Err(ShapeError(format!("the kernel was compiled for {:?}, called with {:?}", self.precision, prec)));
@@ -76,6 +121,7 @@ impl Compiled {
 
     /// Runs on f64 rows (row-major); `out` receives `outputs` values per row.
     pub fn run_f64(&self, rows: &[f64], params: &[f64], out: &mut [f64]) -> Result<(), ShapeError> {
+        self.not_gradient()?;
         let n = self.check(Float::F64, rows.len(), params.len(), out.len())?;
         // SAFETY: precision and every length were checked above
         unsafe { self.call(rows.as_ptr(), n, params.as_ptr(), out.as_mut_ptr()) };
@@ -84,6 +130,7 @@ impl Compiled {
 
     /// Runs on f32 rows (row-major).
     pub fn run_f32(&self, rows: &[f32], params: &[f32], out: &mut [f32]) -> Result<(), ShapeError> {
+        self.not_gradient()?;
         let n = self.check(Float::F32, rows.len(), params.len(), out.len())?;
         // SAFETY: precision and every length were checked above
         unsafe { self.call(rows.as_ptr(), n, params.as_ptr(), out.as_mut_ptr()) };
@@ -148,6 +195,7 @@ pub fn compile_with(k: &Kernel, prec: Float, opts: Options) -> Result<Compiled, 
         dim: k.dim,
         outputs: k.outputs.len(),
         param_len: k.param_len(),
+        gradient: k.kind == crate::lower::Kind::Gradient,
         compile_ms: start.elapsed().as_secs_f64() * 1e3,
         clif: text,
     })

@@ -93,6 +93,7 @@ impl JitFlow {
             Kind::Forward => 0,
             Kind::Inverse => 1,
             Kind::LogProb => 2,
+            Kind::Gradient => return Err("a flow's gradient kernel is compiled by `Gradients`".into()),
         } * 2
             + usize::from(prec == Float::F32);
         self.kernels[i]

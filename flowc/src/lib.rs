@@ -14,6 +14,7 @@ pub mod derive;
 pub mod diag;
 pub mod dsl;
 pub mod expand;
+pub mod grad;
 pub mod interp;
 pub mod ir;
 pub mod jit;

@@ -34,6 +34,8 @@ pub enum Kind {
     Forward,
     Inverse,
     LogProb,
+    /// log_prob, and Σ over rows of ∂ log p / ∂θ accumulated ([`crate::grad`]).
+    Gradient,
 }
 
 impl Kind {
@@ -42,6 +44,7 @@ impl Kind {
             Kind::Forward => "forward",
             Kind::Inverse => "inverse",
             Kind::LogProb => "log_prob",
+            Kind::Gradient => "gradient",
         }
     }
 }
@@ -90,6 +93,28 @@ pub enum Inst {
         domain: Interval,
         increasing: bool,
     },
+    /// The weight of this row in a gradient's sum over rows: 1 (0 for a backend's padding
+    /// rows past the end of the batch).
+    Seed,
+    /// Wᵀ·grads for the weight W [grads.len() × inputs] at `weight` (MADE-masked entries
+    /// zero): a tuple of `inputs` values, read with [`Inst::Part`]. The backward product of
+    /// an [`Inst::Dense`].
+    DenseT {
+        grads: Vec<Value>,
+        weight: usize,
+        inputs: usize,
+        mask: Option<MadeMask>,
+    },
+    /// Adds Σ_rows grads ⊗ inputs to the gradient of the weight W [grads.len() ×
+    /// inputs.len()] at `weight` (masked entries get nothing). Defines no value.
+    AccumDense {
+        grads: Vec<Value>,
+        inputs: Vec<Value>,
+        weight: usize,
+        mask: Option<MadeMask>,
+    },
+    /// Adds Σ_rows `value` to the gradient of parameter `param`. Defines no value.
+    Accum { param: usize, value: Value },
 }
 
 /// The MADE mask of linear layer `layer` of `layers` in a network on `dim` inputs.
@@ -120,6 +145,9 @@ impl Inst {
             Inst::Dense { inputs, .. } => inputs.clone(),
             Inst::Part(d, _) => vec![*d],
             Inst::Spline { x, raw, .. } => std::iter::once(*x).chain(raw.iter().copied()).collect(),
+            Inst::DenseT { grads, .. } => grads.clone(),
+            Inst::AccumDense { grads, inputs, .. } => grads.iter().chain(inputs).copied().collect(),
+            Inst::Accum { value, .. } => vec![*value],
             _ => vec![],
         }
     }
@@ -147,6 +175,9 @@ pub struct ParamSlot {
     pub len: usize,
     /// Row-major shape (`[out, in]` for weights); its product is `len`.
     pub shape: Vec<usize>,
+    /// The values' domain: an elementwise bijector's `positive` and `unit` parameters are
+    /// stored as themselves (> 0, in (0, 1)); everything else is `real`.
+    pub kind: ParamKind,
 }
 
 /// A kernel: one row in, `outputs` values out.
@@ -181,8 +212,8 @@ impl Program {
 }
 
 /// Emits instructions with structural sharing (CSE) and constant reuse.
-struct Emitter {
-    body: Body,
+pub(crate) struct Emitter {
+    pub(crate) body: Body,
     memo: HashMap<String, Value>,
 }
 
@@ -190,9 +221,26 @@ impl Emitter {
     fn new() -> Self {
         Emitter { body: Body::default(), memo: HashMap::new() }
     }
-    fn push(&mut self, inst: Inst) -> Value {
+    /// An emitter that continues `body` (sharing its instructions).
+    pub(crate) fn from_body(body: Body) -> Self {
+        let mut em = Emitter::new();
+        for inst in body.insts {
+            em.push_new(inst);
+        }
+        em
+    }
+    /// Appends `inst` even when an equal one exists (keeps the first for sharing).
+    fn push_new(&mut self, inst: Inst) -> Value {
+        let key = format!("{inst:?}");
+        self.body.insts.push(inst);
+        let v = self.body.insts.len() - 1;
+        self.memo.entry(key).or_insert(v);
+        v
+    }
+    pub(crate) fn push(&mut self, inst: Inst) -> Value {
         let key = match &inst {
-            Inst::RootFind { .. } => None,
+            // effects, and root-finds (never shared)
+            Inst::RootFind { .. } | Inst::Accum { .. } | Inst::AccumDense { .. } => None,
             Inst::Const(c) => Some(format!("c{:x}", c.to_bits())),
             other => Some(format!("{other:?}")),
         };
@@ -208,7 +256,7 @@ impl Emitter {
         }
         v
     }
-    fn op(&mut self, m: Math, args: Vec<Value>) -> Value {
+    pub(crate) fn op(&mut self, m: Math, args: Vec<Value>) -> Value {
         if matches!(m, Math::Pow(_) | Math::PowRecip(_)) && !self.memo.contains_key(&format!("{:?}", Inst::Op(m.clone(), args.clone()))) {
             // a^(-b) next to a^b (both halves of a sinh or cosh written with powers): one
             // power and its reciprocal (half an ulp more, and no second log and exp)
@@ -236,11 +284,11 @@ impl Emitter {
         let ne = self.lookup(&neg(e))?;
         self.lookup(&Inst::Op(m.clone(), vec![a, ne]))
     }
-    fn num(&mut self, c: f64) -> Value {
+    pub(crate) fn num(&mut self, c: f64) -> Value {
         self.push(Inst::Const(c))
     }
     /// Emits `e` with symbols bound by `sym` (returns `None` for an unbound symbol).
-    fn expr(&mut self, e: &Expr, sym: &dyn Fn(&mut Emitter, Symbol) -> Option<Value>) -> Result<Value, String> {
+    pub(crate) fn expr(&mut self, e: &Expr, sym: &dyn Fn(&mut Emitter, Symbol) -> Option<Value>) -> Result<Value, String> {
         let mut vals: Vec<Value> = Vec::with_capacity(e.as_ref().len());
         for node in e.as_ref() {
             let v = match node {
@@ -269,7 +317,14 @@ pub fn param_slots(f: &FlowDerivation) -> Vec<ParamSlot> {
     for (k, l) in f.layers.iter().enumerate() {
         for (name, shape) in l.tensors(k, f.dim) {
             let len = shape.iter().product();
-            slots.push(ParamSlot { name, offset, len, shape });
+            let kind = match l.kind {
+                LayerKind::Elementwise => {
+                    let pname = name.rsplit('.').next().unwrap_or_default();
+                    l.free.iter().find(|q| q.name == pname).map(|q| q.kind).unwrap_or(ParamKind::Real)
+                }
+                _ => ParamKind::Real,
+            };
+            slots.push(ParamSlot { name, offset, len, shape, kind });
             offset += len;
         }
     }
@@ -878,7 +933,7 @@ fn lower_kernel(d: &Derivation, f: &FlowDerivation, kind: Kind) -> Result<Kernel
         for (i, c) in cur.iter_mut().enumerate() {
             let (v, ld) = match kind {
                 Kind::Forward => stage_forward(&mut em, b, f, &slots, stage, i, *c)?,
-                Kind::Inverse | Kind::LogProb => stage_inverse(&mut em, b, f, &slots, stage, i, *c)?,
+                Kind::Inverse | Kind::LogProb | Kind::Gradient => stage_inverse(&mut em, b, f, &slots, stage, i, *c)?,
             };
             *c = v;
             lds[i].push(ld);
@@ -892,7 +947,7 @@ fn lower_kernel(d: &Derivation, f: &FlowDerivation, kind: Kind) -> Result<Kernel
             let total = sum(&mut em, &per);
             (cur.iter().copied().chain([total]).collect::<Vec<_>>(), interleave(&cur, &per, total))
         }
-        Kind::LogProb => {
+        Kind::LogProb | Kind::Gradient => {
             // Σ_i (-z_i²/2 - log(2π)/2 - Σ_k log|det J_k|_i)
             let half = em.num(-0.5);
             let c = em.num(-0.5 * runtime::base::LN_2PI);
@@ -1001,6 +1056,16 @@ fn schedule(body: Body, roots: &[Value], outputs: &[Value]) -> (Body, Vec<Value>
                 inverse: *inverse,
                 log_det: *log_det,
             },
+            Inst::DenseT { grads, weight, inputs, mask } => {
+                Inst::DenseT { grads: grads.iter().map(|v| remap(*v)).collect(), weight: *weight, inputs: *inputs, mask: *mask }
+            }
+            Inst::AccumDense { grads, inputs, weight, mask } => Inst::AccumDense {
+                grads: grads.iter().map(|v| remap(*v)).collect(),
+                inputs: inputs.iter().map(|v| remap(*v)).collect(),
+                weight: *weight,
+                mask: *mask,
+            },
+            Inst::Accum { param, value } => Inst::Accum { param: *param, value: remap(*value) },
             other => other.clone(),
         })
         .collect();
@@ -1068,6 +1133,10 @@ pub fn branch_sets(k: &Kernel, invariant: &[bool]) -> Vec<Option<(usize, bool)>>
                             | Inst::Dense { .. }
                             | Inst::Part(..)
                             | Inst::Spline { .. }
+                            | Inst::Seed
+                            | Inst::DenseT { .. }
+                            | Inst::AccumDense { .. }
+                            | Inst::Accum { .. }
                     )
             };
             if !movable(root) || users[root].iter().any(|u| *u != p) || deferred[root].is_some() || args[0] == root {
@@ -1124,7 +1193,7 @@ fn dense_f64(inputs: &[f64], w: &[f64], outputs: usize, mask: &Option<MadeMask>)
         .collect()
 }
 
-fn run_insts(insts: &[Inst], inputs: &[f64], params: &[f64]) -> Vec<f64> {
+fn run_insts(insts: &[Inst], inputs: &[f64], params: &[f64], grad: &mut [f64]) -> Vec<f64> {
     let mut vals: Vec<f64> = Vec::with_capacity(insts.len());
     let mut tuples: HashMap<usize, Vec<f64>> = HashMap::new();
     for (n, inst) in insts.iter().enumerate() {
@@ -1143,13 +1212,27 @@ fn run_insts(insts: &[Inst], inputs: &[f64], params: &[f64]) -> Vec<f64> {
                 eval::apply(m, &a)
             }
             Inst::RootFind { y, f, df, domain, increasing } => {
-                let fx = |x: f64| run_insts(&f.insts, &[x], params)[f.result];
-                let dfx = |x: f64| run_insts(&df.insts, &[x], params)[df.result];
+                let fx = |x: f64| run_insts(&f.insts, &[x], params, &mut [])[f.result];
+                let dfx = |x: f64| run_insts(&df.insts, &[x], params, &mut [])[df.result];
                 crate::derive::rootfind::solve(&fx, &dfx, vals[*y], *domain, *increasing).unwrap_or(f64::NAN)
             }
             Inst::Spline { x, raw, bins, bound, inverse, log_det } => {
                 let r: Vec<f64> = raw.iter().map(|v| vals[*v]).collect();
                 spline_value(vals[*x], &r, *bins, *bound, *inverse, *log_det)
+            }
+            Inst::Seed => 1.0,
+            Inst::DenseT { grads, weight, inputs: k, mask } => {
+                let g: Vec<f64> = grads.iter().map(|v| vals[*v]).collect();
+                tuples.insert(n, dense_t(&g, &params[*weight..*weight + g.len() * k], *k, mask));
+                f64::NAN
+            }
+            Inst::AccumDense { grads, inputs: xs, weight, mask } => {
+                accum_dense(grads.iter().map(|v| vals[*v]), xs.iter().map(|v| vals[*v]), &mut grad[*weight..], mask);
+                f64::NAN
+            }
+            Inst::Accum { param, value } => {
+                grad[*param] += vals[*value];
+                f64::NAN
             }
         };
         vals.push(v);
@@ -1167,7 +1250,35 @@ fn spline_value<T: runtime::Real>(x: T, raw: &[T], bins: usize, bound: f64, inve
     }
 }
 
-fn run_insts_f32(insts: &[Inst], inputs: &[f32], params: &[f32]) -> Vec<f32> {
+/// Wᵀ·g for W [g.len() × k] (masked entries skipped), summed in output order.
+fn dense_t<T: runtime::Real>(g: &[T], w: &[T], k: usize, mask: &Option<MadeMask>) -> Vec<T> {
+    (0..k)
+        .map(|i| {
+            let mut acc = T::from_f64(0.0);
+            for (o, go) in g.iter().enumerate() {
+                if mask.map(|m| m.connected(o, i)).unwrap_or(true) {
+                    acc = acc + w[o * k + i] * *go;
+                }
+            }
+            acc
+        })
+        .collect()
+}
+
+/// gw[o·k + i] += g[o]·x[i] for the connected entries.
+fn accum_dense<T: runtime::Real>(g: impl Iterator<Item = T>, x: impl Iterator<Item = T> + Clone, gw: &mut [T], mask: &Option<MadeMask>) {
+    let xs: Vec<T> = x.collect();
+    let k = xs.len();
+    for (o, go) in g.enumerate() {
+        for (i, xi) in xs.iter().enumerate() {
+            if mask.map(|m| m.connected(o, i)).unwrap_or(true) {
+                gw[o * k + i] = gw[o * k + i] + go * *xi;
+            }
+        }
+    }
+}
+
+fn run_insts_f32(insts: &[Inst], inputs: &[f32], params: &[f32], grad: &mut [f32]) -> Vec<f32> {
     let mut vals: Vec<f32> = Vec::with_capacity(insts.len());
     let mut tuples: HashMap<usize, Vec<f32>> = HashMap::new();
     for (n, inst) in insts.iter().enumerate() {
@@ -1205,13 +1316,27 @@ fn run_insts_f32(insts: &[Inst], inputs: &[f32], params: &[f32]) -> Vec<f32> {
                 eval::apply_f32(m, &a)
             }
             Inst::RootFind { y, f, df, domain, increasing } => {
-                let fx = |x: f64| run_insts_f32(&f.insts, &[x as f32], params)[f.result] as f64;
-                let dfx = |x: f64| run_insts_f32(&df.insts, &[x as f32], params)[df.result] as f64;
+                let fx = |x: f64| run_insts_f32(&f.insts, &[x as f32], params, &mut [])[f.result] as f64;
+                let dfx = |x: f64| run_insts_f32(&df.insts, &[x as f32], params, &mut [])[df.result] as f64;
                 crate::derive::rootfind::solve(&fx, &dfx, vals[*y] as f64, *domain, *increasing).unwrap_or(f64::NAN) as f32
             }
             Inst::Spline { x, raw, bins, bound, inverse, log_det } => {
                 let r: Vec<f32> = raw.iter().map(|v| vals[*v]).collect();
                 spline_value(vals[*x], &r, *bins, *bound, *inverse, *log_det)
+            }
+            Inst::Seed => 1.0,
+            Inst::DenseT { grads, weight, inputs: k, mask } => {
+                let g: Vec<f32> = grads.iter().map(|v| vals[*v]).collect();
+                tuples.insert(n, dense_t(&g, &params[*weight..*weight + g.len() * k], *k, mask));
+                f32::NAN
+            }
+            Inst::AccumDense { grads, inputs: xs, weight, mask } => {
+                accum_dense(grads.iter().map(|v| vals[*v]), xs.iter().map(|v| vals[*v]), &mut grad[*weight..], mask);
+                f32::NAN
+            }
+            Inst::Accum { param, value } => {
+                grad[*param] += vals[*value];
+                f32::NAN
             }
         };
         vals.push(v);
@@ -1221,13 +1346,37 @@ fn run_insts_f32(insts: &[Inst], inputs: &[f32], params: &[f32]) -> Vec<f32> {
 
 /// Interprets a kernel on one row in f32 semantics (every value rounded to f32).
 pub fn run_f32(k: &Kernel, row: &[f32], params: &[f32]) -> Vec<f32> {
-    let vals = run_insts_f32(&k.body.insts, row, params);
+    let vals = run_insts_f32(&k.body.insts, row, params, &mut vec![0.0; grad_len(k)]);
     k.outputs.iter().map(|v| vals[*v]).collect()
 }
 
 /// Interprets a kernel on one row (the reference for the backends).
 pub fn run(k: &Kernel, row: &[f64], params: &[f64]) -> Vec<f64> {
-    let vals = run_insts(&k.body.insts, row, params);
+    let vals = run_insts(&k.body.insts, row, params, &mut vec![0.0; grad_len(k)]);
+    k.outputs.iter().map(|v| vals[*v]).collect()
+}
+
+/// The gradient buffer a kernel accumulates into (empty unless a [`Kind::Gradient`] kernel).
+fn grad_len(k: &Kernel) -> usize {
+    if k.kind == Kind::Gradient {
+        k.param_len()
+    } else {
+        0
+    }
+}
+
+/// Interprets a gradient kernel on one row: its outputs, with the row's gradient added to
+/// `grad` (`param_len` values).
+pub fn run_grad(k: &Kernel, row: &[f64], params: &[f64], grad: &mut [f64]) -> Vec<f64> {
+    assert_eq!(grad.len(), k.param_len(), "one gradient entry per parameter");
+    let vals = run_insts(&k.body.insts, row, params, grad);
+    k.outputs.iter().map(|v| vals[*v]).collect()
+}
+
+/// [`run_grad`] in f32 semantics.
+pub fn run_grad_f32(k: &Kernel, row: &[f32], params: &[f32], grad: &mut [f32]) -> Vec<f32> {
+    assert_eq!(grad.len(), k.param_len(), "one gradient entry per parameter");
+    let vals = run_insts_f32(&k.body.insts, row, params, grad);
     k.outputs.iter().map(|v| vals[*v]).collect()
 }
 
@@ -1251,6 +1400,19 @@ fn write_insts(f: &mut fmt::Formatter<'_>, insts: &[Inst], indent: &str) -> fmt:
                 writeln!(f, "{indent}v{n} = dense [{outputs}x{}] params[{weight}..]{m} ({})", inputs.len(), a.join(" "))?
             }
             Inst::Part(d, j) => writeln!(f, "{indent}v{n} = part v{d} {j}")?,
+            Inst::Seed => writeln!(f, "{indent}v{n} = seed")?,
+            Inst::DenseT { grads, weight, inputs, mask } => {
+                let a: Vec<String> = grads.iter().map(|v| format!("v{v}")).collect();
+                let m = mask.map(|m| format!(" made({}/{}, {})", m.layer, m.layers, m.dim)).unwrap_or_default();
+                writeln!(f, "{indent}v{n} = dense_t [{}x{inputs}]ᵀ params[{weight}..]{m} ({})", grads.len(), a.join(" "))?
+            }
+            Inst::AccumDense { grads, inputs, weight, mask } => {
+                let g: Vec<String> = grads.iter().map(|v| format!("v{v}")).collect();
+                let x: Vec<String> = inputs.iter().map(|v| format!("v{v}")).collect();
+                let m = mask.map(|m| format!(" made({}/{}, {})", m.layer, m.layers, m.dim)).unwrap_or_default();
+                writeln!(f, "{indent}grad[{weight}..] += ({}) ⊗ ({}){m}", g.join(" "), x.join(" "))?
+            }
+            Inst::Accum { param, value } => writeln!(f, "{indent}grad[{param}] += v{value}")?,
             Inst::Spline { x, raw, bins, bound, inverse, log_det } => {
                 let a: Vec<String> = raw.iter().map(|v| format!("v{v}")).collect();
                 let what = match (inverse, log_det) {

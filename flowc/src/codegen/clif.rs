@@ -9,7 +9,7 @@
 
 use super::host;
 use crate::ir::Math;
-use crate::lower::{args_of, branch_sets, Inst, Kernel, SubBody};
+use crate::lower::{args_of, branch_sets, Inst, Kernel, Kind, MadeMask, SubBody};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
     types, AbiParam, BlockArg, Endianness, FuncRef, Function, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, Type, UserFuncName,
@@ -231,7 +231,7 @@ fn define_sub<M: Module>(
     let flags = MemFlagsData::trusted();
     let libm = math == MathMode::Libm;
     let opts = Options { math: if libm { MathMode::Libm } else { MathMode::Inline } };
-    let row = RowCtx { ty, vty, prec, opts, flags, in_rows: Vec::new(), params, tile: None };
+    let row = RowCtx { ty, vty, prec, opts, flags, in_rows: Vec::new(), params, tile: None, rows: None, grad: None };
     let mut imports = Imports::default();
     let mut vals: Vec<Option<Value>> = vec![None; sub.insts.len()];
     for (i, inst) in sub.insts.iter().enumerate() {
@@ -326,8 +326,12 @@ pub fn emit<M: Module>(
     let vty = prec.vector();
     let lanes = prec.lanes();
     let mut sig = module.make_signature();
+    let gradient = k.kind == Kind::Gradient;
     for p in [ptr, types::I64, ptr, ptr] {
         sig.params.push(AbiParam::new(p));
+    }
+    if gradient {
+        sig.params.push(AbiParam::new(ptr));
     }
     let id = module.declare_function(name, Linkage::Export, &sig).map_err(|e| Unsupported(e.to_string()))?;
     ctx.func = Function::with_name_signature(UserFuncName::user(0, id.as_u32()), sig);
@@ -342,9 +346,9 @@ pub fn emit<M: Module>(
     b.append_block_params_for_function_params(entry);
     b.append_block_param(header, types::I64);
     b.switch_to_block(entry);
-    let (rows, n, params, out) = {
+    let (rows, n, params, out, grad) = {
         let p = b.block_params(entry);
-        (p[0], p[1], p[2], p[3])
+        (p[0], p[1], p[2], p[3], p.get(4).copied())
     };
 
     // loop-invariant: parameters, constants, and ops whose operands are all invariant
@@ -399,8 +403,8 @@ pub fn emit<M: Module>(
     // what the loop computes: everything else (parameters loaded there when `load_in_loop`)
     let in_loop: Vec<bool> = (0..count).map(|i| !invariant[i] || in_loop_param(i)).collect();
     let opts = Options { math: resolve_math(opts.math, k, &in_loop) };
-    if k.body.insts.iter().any(|i| matches!(i, Inst::Dense { .. })) {
-        let io = TileIo { rows, n, params, out };
+    if k.body.insts.iter().any(|i| matrix_operands(i).is_some()) {
+        let io = TileIo { rows, n, params, out, grad };
         tiled(module, &mut b, &mut imports, k, prec, opts, io, &in_loop, vals)?;
         b.seal_all_blocks();
         b.finalize(module.target_config());
@@ -428,7 +432,8 @@ pub fn emit<M: Module>(
     for c in 0..unroll {
         let first = if c == 0 { i } else { b.ins().iadd_imm_s(i, (c * lanes) as i64) };
         let (in_rows, out_rows) = lane_rows(&mut b, k, prec, first, last, rows, out);
-        copies.push((RowCtx { ty, vty, prec, opts, flags, in_rows, params, tile: None }, out_rows, vals.clone()));
+        let rows = Some((first, last));
+        copies.push((RowCtx { ty, vty, prec, opts, flags, in_rows, params, tile: None, rows, grad }, out_rows, vals.clone()));
     }
     for n_inst in 0..count {
         if in_loop[n_inst] && deferred[n_inst].is_none() {
@@ -757,6 +762,10 @@ struct RowCtx {
     params: Value,
     /// In a tiled kernel: where values from earlier segments and dense products live.
     tile: Option<TileCtx>,
+    /// The first lane's row and the batch's last row (a row loop's lanes).
+    rows: Option<(Value, Value)>,
+    /// A gradient kernel's gradient buffer.
+    grad: Option<Value>,
 }
 
 /// Vectors per loop iteration: two when a row has fewer than four coordinates (elementwise
@@ -796,6 +805,7 @@ struct TileIo {
     n: Value,
     params: Value,
     out: Value,
+    grad: Option<Value>,
 }
 
 /// Most loop-invariant values kept in (splatted) registers across the row loop.
@@ -815,16 +825,45 @@ fn emit_inst<M: Module>(
 ) -> Result<(), Unsupported> {
     // in a tiled kernel, values of earlier segments are loaded from their scratch column
     if let Some(t) = &ctx.tile {
-        let mut need = args_of(&k.body.insts[i]);
-        if let Inst::Op(Math::IfPos(_), a) = &k.body.insts[i] {
-            need = vec![a[0]];
-        }
-        for a in need {
+        // (a branch computed inside its ifpos makes its own values available)
+        for a in args_of(&k.body.insts[i]).into_iter().filter(|a| deferred[*a].is_none()) {
             ensure(b, ctx, t, k, a, vals);
         }
     }
     let v = match &k.body.insts[i] {
-        Inst::Dense { .. } => unreachable!("dense layers run between segments"),
+        Inst::Dense { .. } | Inst::DenseT { .. } | Inst::AccumDense { .. } => unreachable!("dense layers run between segments"),
+        Inst::Seed => {
+            // 1 for the lanes on rows of the batch, 0 for the lanes past its end
+            let (first, last) = ctx.rows.expect("a row loop");
+            let one = scalar_const(b, ctx.prec, 1.0);
+            let zero = scalar_const(b, ctx.prec, 0.0);
+            let mut v = None;
+            for l in 0..ctx.prec.lanes() {
+                let r = b.ins().iadd_imm_s(first, l as i64);
+                let inside = b.ins().icmp(IntCC::UnsignedLessThanOrEqual, r, last);
+                let w = b.ins().select(inside, one, zero);
+                v = Some(match v {
+                    None => b.ins().scalar_to_vector(ctx.vty, w),
+                    Some(v) => b.ins().insertlane(v, w, l as u8),
+                });
+            }
+            v.expect("at least one lane")
+        }
+        Inst::Accum { param, value } => {
+            // the lanes' sum added to the gradient entry
+            let x = vals[*value].expect("operands precede their use");
+            let mut s = b.ins().extractlane(x, 0);
+            for l in 1..ctx.prec.lanes() {
+                let e = b.ins().extractlane(x, l as u8);
+                s = b.ins().fadd(s, e);
+            }
+            let g = ctx.grad.expect("a gradient kernel");
+            let off = (*param as i64 * ctx.prec.bytes()) as i32;
+            let old = b.ins().load(ctx.ty, ctx.flags, g, off);
+            let new = b.ins().fadd(old, s);
+            b.ins().store(ctx.flags, new, g, off);
+            x
+        }
         Inst::Part(..) => unreachable!("loaded from the dense product's column"),
         Inst::Input(j) => gather(b, ctx, *j),
         Inst::Param(j) => {
@@ -927,7 +966,7 @@ fn emit_inst<M: Module>(
             b.ins().bitselect(mask, tv, ev)
         }
         Inst::Op(op, args) => {
-            let a: Vec<Value> = args.iter().map(|v| vals[*v].expect("operands precede their use")).collect();
+            let a: Vec<Value> = args.iter().map(|v| vals[*v].unwrap_or_else(|| panic!("v{i} = {op} reads v{v} ({:?}) before it is defined", k.body.insts[*v]))).collect();
             vector_op(module, b, imports, ctx, op, &a)?
         }
     };
@@ -1008,12 +1047,13 @@ fn tiled<M: Module>(
     let lanes = prec.lanes();
     let flags = MemFlagsData::trusted();
     let ptr = module.target_config().pointer_type();
-    // segments: a dense layer ends one
+    // segments: a matrix instruction (dense layer, its transpose or its weight gradient)
+    // ends one
     let mut seg = vec![0usize; count];
     let mut denses: Vec<usize> = Vec::new();
     for (i, inst) in k.body.insts.iter().enumerate() {
         seg[i] = denses.len();
-        if matches!(inst, Inst::Dense { .. }) {
+        if matrix_operands(inst).is_some() {
             denses.push(i);
         }
     }
@@ -1022,19 +1062,19 @@ fn tiled<M: Module>(
     let deferred = branch_sets(k, &outside);
     // where an instruction is emitted: its segment, or its ifpos's segment when deferred
     let emit_seg: Vec<usize> = (0..count).map(|i| deferred[i].map(|(p, _)| seg[p]).unwrap_or(seg[i])).collect();
-    // scratch columns: each dense layer's input and output blocks, then values used in a
-    // later segment than the one that computes them
+    // scratch columns: each matrix instruction's operand and result blocks, then values used
+    // in a later segment than the one that computes them
     let mut cols = 0usize;
     let mut home: Vec<Option<usize>> = vec![None; count];
-    let mut blocks: Vec<(usize, usize)> = Vec::new(); // (input block, output block) per dense
+    let mut blocks: Vec<(usize, usize)> = Vec::new(); // (operand block, result block)
     let mut stores: Vec<Vec<usize>> = vec![Vec::new(); count];
     for &d in &denses {
-        let Inst::Dense { inputs, outputs, .. } = &k.body.insts[d] else { unreachable!() };
+        let (operands, results) = matrix_operands(&k.body.insts[d]).expect("a matrix instruction");
         let ib = cols;
-        cols += inputs.len();
+        cols += operands.len();
         let ob = cols;
-        cols += outputs;
-        for (j, a) in inputs.iter().enumerate() {
+        cols += results;
+        for (j, a) in operands.iter().enumerate() {
             stores[*a].push(ib + j);
             home[*a].get_or_insert(ib + j);
         }
@@ -1048,7 +1088,7 @@ fn tiled<M: Module>(
     }
     let mut later_use = vec![false; count];
     for (i, inst) in k.body.insts.iter().enumerate() {
-        if !in_loop[i] || matches!(inst, Inst::Dense { .. }) {
+        if !in_loop[i] || matrix_operands(inst).is_some() {
             continue;
         }
         for a in args_of(inst) {
@@ -1070,7 +1110,7 @@ fn tiled<M: Module>(
             cols += 1;
         }
     }
-    // scratch: one block per thread, reused (host), and the dense product
+    // scratch: one block per thread, reused (host), and the matrix products
     let mut s = module.make_signature();
     s.params.push(AbiParam::new(types::I64));
     s.returns.push(AbiParam::new(ptr));
@@ -1080,17 +1120,31 @@ fn tiled<M: Module>(
     for t in [types::I64, ptr, types::I64, ptr, types::I64, ptr, types::I64, types::I64, types::I64] {
         s.params.push(AbiParam::new(t));
     }
-    let gemm_name = if prec == Float::F64 { host::DENSE_F64 } else { host::DENSE_F32 };
-    let fid = module.declare_function(gemm_name, Linkage::Import, &s).map_err(|e| Unsupported(e.to_string()))?;
-    let dense_fn = module.declare_func_in_func(fid, b.func);
-    // MADE weights: a masked copy per call, after the columns
+    let mut product = |name: &str| -> Result<FuncRef, Unsupported> {
+        let fid = module.declare_function(name, Linkage::Import, &s).map_err(|e| Unsupported(e.to_string()))?;
+        Ok(module.declare_func_in_func(fid, b.func))
+    };
+    let f64p = prec == Float::F64;
+    let dense_fn = product(if f64p { host::DENSE_F64 } else { host::DENSE_F32 })?;
+    let dense_t_fn = product(if f64p { host::DENSE_T_F64 } else { host::DENSE_T_F32 })?;
+    let dense_acc_fn = product(if f64p { host::DENSE_ACC_F64 } else { host::DENSE_ACC_F32 })?;
+    // MADE weights read by products: one masked copy per weight and call, after the columns
     let mut masked_at: Vec<Option<usize>> = vec![None; denses.len()];
+    let mut masked_of: Vec<(usize, usize, usize, usize, MadeMask)> = Vec::new(); // (weight, at, rows, cols, mask)
     let mut words = cols * TILE;
     for (di, &d) in denses.iter().enumerate() {
-        if let Inst::Dense { inputs, outputs, mask: Some(_), .. } = &k.body.insts[d] {
-            masked_at[di] = Some(words);
-            words += inputs.len() * outputs;
+        let (weight, rows, wcols, mask) = match &k.body.insts[d] {
+            Inst::Dense { inputs, weight, outputs, mask: Some(m) } => (*weight, *outputs, inputs.len(), *m),
+            Inst::DenseT { grads, weight, inputs, mask: Some(m) } => (*weight, grads.len(), *inputs, *m),
+            _ => continue,
+        };
+        if let Some(c) = masked_of.iter().find(|c| c.0 == weight) {
+            masked_at[di] = Some(c.1);
+            continue;
         }
+        masked_at[di] = Some(words);
+        masked_of.push((weight, words, rows, wcols, mask));
+        words += rows * wcols;
     }
     let bytes = b.ins().iconst(types::I64, words.max(1) as i64 * prec.bytes());
     let call = b.ins().call(scratch_fn, &[bytes]);
@@ -1102,21 +1156,19 @@ fn tiled<M: Module>(
     let mask_name = if prec == Float::F64 { host::MASK_F64 } else { host::MASK_F32 };
     let fid = module.declare_function(mask_name, Linkage::Import, &s).map_err(|e| Unsupported(e.to_string()))?;
     let mask_fn = module.declare_func_in_func(fid, b.func);
-    for (di, &d) in denses.iter().enumerate() {
-        if let (Some(at), Inst::Dense { inputs, weight, outputs, mask: Some(m) }) = (masked_at[di], &k.body.insts[d]) {
-            let w = b.ins().iadd_imm_s(io.params, *weight as i64 * prec.bytes());
-            let dst = b.ins().iadd_imm_s(scratch, at as i64 * prec.bytes());
-            let args = [
-                w,
-                b.ins().iconst(types::I64, *outputs as i64),
-                b.ins().iconst(types::I64, inputs.len() as i64),
-                dst,
-                b.ins().iconst(types::I64, m.layer as i64),
-                b.ins().iconst(types::I64, m.layers as i64),
-                b.ins().iconst(types::I64, m.dim as i64),
-            ];
-            b.ins().call(mask_fn, &args);
-        }
+    for (weight, at, rows, wcols, m) in &masked_of {
+        let w = b.ins().iadd_imm_s(io.params, *weight as i64 * prec.bytes());
+        let dst = b.ins().iadd_imm_s(scratch, *at as i64 * prec.bytes());
+        let args = [
+            w,
+            b.ins().iconst(types::I64, *rows as i64),
+            b.ins().iconst(types::I64, *wcols as i64),
+            dst,
+            b.ins().iconst(types::I64, m.layer as i64),
+            b.ins().iconst(types::I64, m.layers as i64),
+            b.ins().iconst(types::I64, m.dim as i64),
+        ];
+        b.ins().call(mask_fn, &args);
     }
     let last = b.ins().iadd_imm_s(io.n, -1);
 
@@ -1152,10 +1204,12 @@ fn tiled<M: Module>(
             in_rows,
             params: io.params,
             tile: Some(TileCtx { scratch, r, home: home.clone() }),
+            rows: Some((row0, last)),
+            grad: io.grad,
         };
         let mut vals = entry_vals.clone();
         for i in 0..count {
-            if !in_loop[i] || deferred[i].is_some() || seg[i] != sg || matches!(k.body.insts[i], Inst::Dense { .. } | Inst::Part(..)) {
+            if !in_loop[i] || deferred[i].is_some() || seg[i] != sg || matches!(k.body.insts[i], Inst::Part(..)) || matrix_operands(&k.body.insts[i]).is_some() {
                 continue;
             }
             emit_inst(module, b, imports, &ctx, k, i, &deferred, &mut vals)?;
@@ -1165,15 +1219,22 @@ fn tiled<M: Module>(
                 b.ins().store(flags, vals[i].expect("just computed"), addr, 0);
             }
         }
-        // loop-invariant inputs of the next dense layer (constants, parameters) into its block
+        // operands of the next matrix instruction not stored where computed: loop-invariant
+        // ones (constants, parameters) and earlier products' parts
         if sg < denses.len() {
-            let Inst::Dense { inputs, .. } = &k.body.insts[denses[sg]] else { unreachable!() };
+            let (operands, _) = matrix_operands(&k.body.insts[denses[sg]]).expect("a matrix instruction");
             let t = ctx.tile.as_ref().expect("tiled");
-            for (j, a) in inputs.iter().enumerate() {
-                if !in_loop[*a] {
-                    let addr = t.addr(b, blocks[sg].0 + j, prec);
-                    b.ins().store(flags, entry_vals[*a].expect("splatted"), addr, 0);
-                }
+            for (j, a) in operands.iter().enumerate() {
+                let v = if !in_loop[*a] {
+                    entry_vals[*a].expect("splatted")
+                } else if matches!(k.body.insts[*a], Inst::Part(..)) {
+                    ensure(b, &ctx, t, k, *a, &mut vals);
+                    vals[*a].expect("loaded")
+                } else {
+                    continue;
+                };
+                let addr = t.addr(b, blocks[sg].0 + j, prec);
+                b.ins().store(flags, v, addr, 0);
             }
         }
         if sg == segments - 1 {
@@ -1190,30 +1251,43 @@ fn tiled<M: Module>(
         let next = b.ins().iadd_imm_s(r, lanes as i64);
         b.ins().jump(r_head, &[BlockArg::Value(next)]);
         b.switch_to_block(r_exit);
-        // the dense layer after this segment, over the whole tile
+        // the matrix instruction after this segment, over the whole tile
         if sg < denses.len() {
-            let Inst::Dense { inputs, weight, outputs, mask } = &k.body.insts[denses[sg]] else { unreachable!() };
             let (ib, ob) = blocks[sg];
-            let a = b.ins().iadd_imm_s(scratch, (ib * TILE) as i64 * prec.bytes());
-            let c = b.ins().iadd_imm_s(scratch, (ob * TILE) as i64 * prec.bytes());
-            let _ = mask;
-            let w = match masked_at[sg] {
+            let col = |b: &mut FunctionBuilder, c: usize| b.ins().iadd_imm_s(scratch, (c * TILE) as i64 * prec.bytes());
+            let weight_at = |b: &mut FunctionBuilder, weight: usize| match masked_at[sg] {
                 Some(at) => b.ins().iadd_imm_s(scratch, at as i64 * prec.bytes()),
-                None => b.ins().iadd_imm_s(io.params, *weight as i64 * prec.bytes()),
+                None => b.ins().iadd_imm_s(io.params, weight as i64 * prec.bytes()),
             };
-            let (ml, mls, md) = (-1i64, 0i64, 0i64);
+            let no_mask = (-1i64, 0i64, 0i64);
+            // (function, A, k, W, n, C, mask) in each product's argument order
+            let (f, a, kk, w, nn, c, (ml, mls, md)) = match &k.body.insts[denses[sg]] {
+                Inst::Dense { inputs, weight, outputs, .. } => {
+                    (dense_fn, col(b, ib), inputs.len(), weight_at(b, *weight), *outputs, col(b, ob), no_mask)
+                }
+                Inst::DenseT { grads, weight, inputs, .. } => {
+                    (dense_t_fn, col(b, ib), grads.len(), weight_at(b, *weight), *inputs, col(b, ob), no_mask)
+                }
+                Inst::AccumDense { grads, inputs, weight, mask } => {
+                    let g = io.grad.expect("a gradient kernel");
+                    let gw = b.ins().iadd_imm_s(g, *weight as i64 * prec.bytes());
+                    let m = mask.map(|m| (m.layer as i64, m.layers as i64, m.dim as i64)).unwrap_or(no_mask);
+                    (dense_acc_fn, col(b, ib), grads.len(), col(b, ib + grads.len()), inputs.len(), gw, m)
+                }
+                _ => unreachable!("a matrix instruction"),
+            };
             let args = [
                 b.ins().iconst(types::I64, TILE as i64),
                 a,
-                b.ins().iconst(types::I64, inputs.len() as i64),
+                b.ins().iconst(types::I64, kk as i64),
                 w,
-                b.ins().iconst(types::I64, *outputs as i64),
+                b.ins().iconst(types::I64, nn as i64),
                 c,
                 b.ins().iconst(types::I64, ml),
                 b.ins().iconst(types::I64, mls),
                 b.ins().iconst(types::I64, md),
             ];
-            b.ins().call(dense_fn, &args);
+            b.ins().call(f, &args);
         }
     }
     let next = b.ins().iadd_imm_s(t0, TILE as i64);
@@ -1221,6 +1295,17 @@ fn tiled<M: Module>(
     b.switch_to_block(t_exit);
     b.ins().return_(&[]);
     Ok(())
+}
+
+/// The operands a matrix instruction reads from its scratch block, and how many values it
+/// produces (`None`: not a matrix instruction).
+fn matrix_operands(inst: &Inst) -> Option<(Vec<usize>, usize)> {
+    match inst {
+        Inst::Dense { inputs, outputs, .. } => Some((inputs.clone(), *outputs)),
+        Inst::DenseT { grads, inputs, .. } => Some((grads.clone(), *inputs)),
+        Inst::AccumDense { grads, inputs, .. } => Some((grads.iter().chain(inputs).copied().collect(), 0)),
+        _ => None,
+    }
 }
 
 /// `Auto` decided by the number of transcendental operations the row loop computes.

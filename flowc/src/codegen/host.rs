@@ -208,6 +208,74 @@ extern "C" fn dense_f32(t: u64, a: *const f32, k: u64, w: *const f32, n: u64, c:
     MASKED_F32.with(|m| unsafe { dense(t, a, k, w, n, c, mask_of(layer, layers, dim), &mut m.borrow_mut()) })
 }
 
+/// Symbols of [`dense_t_f64`] and [`dense_t_f32`].
+pub const DENSE_T_F64: &str = "flowc_dense_t_f64";
+pub const DENSE_T_F32: &str = "flowc_dense_t_f32";
+/// Symbols of [`dense_acc_f64`] and [`dense_acc_f32`].
+pub const DENSE_ACC_F64: &str = "flowc_dense_acc_f64";
+pub const DENSE_ACC_F32: &str = "flowc_dense_acc_f32";
+
+/// C[t × k] = G[t × n] · W for W [n × k] row-major (already masked); G and C are tile
+/// columns (column stride `t`). The backward product of a dense layer.
+///
+/// # Safety
+/// The pointers must hold t·n, n·k and t·k values; C must not overlap G or W.
+unsafe fn dense_t<T: Copy + Default + 'static + num_zero::Zero>(t: u64, g: *const T, n: u64, w: *const T, k: u64, c: *mut T) {
+    let (t, n, k) = (t as usize, n as usize, k as usize);
+    // SAFETY: shapes and strides as documented
+    unsafe {
+        gemm::gemm(t, k, n, c, t as isize, 1, false, g, t as isize, 1, w, 1, k as isize, T::zero(), T::one(), false, false, false, gemm::Parallelism::None)
+    }
+}
+
+/// GW[n × k] += Gᵀ · X over the t rows of a tile (G: n columns, X: k columns, column
+/// stride `t`); with `mask` the MADE-masked entries of GW are zeroed after.
+///
+/// # Safety
+/// The pointers must hold t·n, t·k and n·k values; GW must not overlap G or X.
+unsafe fn dense_acc<T: Copy + Default + 'static + num_zero::Zero>(t: u64, g: *const T, n: u64, x: *const T, k: u64, gw: *mut T, mask: Option<(usize, usize, usize)>) {
+    let (t, n, k) = (t as usize, n as usize, k as usize);
+    // SAFETY: shapes and strides as documented
+    unsafe {
+        gemm::gemm(n, k, t, gw, 1, k as isize, true, g, 1, t as isize, x, t as isize, 1, T::one(), T::one(), false, false, false, gemm::Parallelism::None)
+    }
+    if let Some((layer, layers, dim)) = mask {
+        // SAFETY: gw holds n·k values (the caller's contract)
+        let out = unsafe { std::slice::from_raw_parts_mut(gw, n * k) };
+        for o in 0..n {
+            for i in 0..k {
+                if !crate::ir::layer::made_connected(layer, layers, o, i, dim) {
+                    out[o * k + i] = T::default();
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+extern "C" fn dense_t_f64(t: u64, g: *const f64, n: u64, w: *const f64, k: u64, c: *mut f64, _l: i64, _ls: u64, _d: u64) {
+    // SAFETY: called by tiled gradient kernels with their scratch blocks and (masked) weights
+    unsafe { dense_t(t, g, n, w, k, c) }
+}
+
+#[allow(clippy::too_many_arguments)]
+extern "C" fn dense_t_f32(t: u64, g: *const f32, n: u64, w: *const f32, k: u64, c: *mut f32, _l: i64, _ls: u64, _d: u64) {
+    // SAFETY: as dense_t_f64
+    unsafe { dense_t(t, g, n, w, k, c) }
+}
+
+#[allow(clippy::too_many_arguments)]
+extern "C" fn dense_acc_f64(t: u64, g: *const f64, n: u64, x: *const f64, k: u64, gw: *mut f64, layer: i64, layers: u64, dim: u64) {
+    // SAFETY: called by tiled gradient kernels with their scratch blocks and gradient buffer
+    unsafe { dense_acc(t, g, n, x, k, gw, mask_of(layer, layers, dim)) }
+}
+
+#[allow(clippy::too_many_arguments)]
+extern "C" fn dense_acc_f32(t: u64, g: *const f32, n: u64, x: *const f32, k: u64, gw: *mut f32, layer: i64, layers: u64, dim: u64) {
+    // SAFETY: as dense_acc_f64
+    unsafe { dense_acc(t, g, n, x, k, gw, mask_of(layer, layers, dim)) }
+}
+
 /// Symbols of [`mask_f64`] and [`mask_f32`].
 pub const MASK_F64: &str = "flowc_mask_f64";
 pub const MASK_F32: &str = "flowc_mask_f32";
@@ -296,8 +364,12 @@ fn spline_value<T: runtime::Real>(x: T, raw: &[T], bins: usize, bound: f64, mode
 }
 
 /// The runtime support functions kernels import: (symbol, address).
-pub fn support() -> [(&'static str, *const u8); 9] {
+pub fn support() -> [(&'static str, *const u8); 13] {
     [
+        (DENSE_T_F64, dense_t_f64 as *const u8),
+        (DENSE_T_F32, dense_t_f32 as *const u8),
+        (DENSE_ACC_F64, dense_acc_f64 as *const u8),
+        (DENSE_ACC_F32, dense_acc_f32 as *const u8),
         (SCRATCH, scratch as *const u8),
         (DENSE_F64, dense_f64 as *const u8),
         (DENSE_F32, dense_f32 as *const u8),

@@ -93,7 +93,7 @@ impl JitFlow {
             Kind::Forward => 0,
             Kind::Inverse => 1,
             Kind::LogProb => 2,
-            Kind::Gradient => return Err("a flow's gradient kernel is compiled by `Gradients`".into()),
+            Kind::Gradient => return Err("gradient kernels run through `flowc::objective`".into()),
         } * 2
             + usize::from(prec == Float::F32);
         self.kernels[i]

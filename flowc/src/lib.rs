@@ -20,8 +20,10 @@ pub mod ir;
 pub mod jit;
 pub mod jit_flow;
 pub mod lower;
+pub mod objective;
 pub mod params;
 pub mod report;
+pub mod train;
 pub mod ulp;
 
 pub use expand::{expand, expand_file};

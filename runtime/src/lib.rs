@@ -56,6 +56,7 @@ pub mod rng;
 pub mod rootfind;
 pub mod sample;
 pub mod spline;
+pub mod train;
 
 pub use flow::{Bijector, Flow};
 pub use params::{Kind, ParamError, Slot};

@@ -42,12 +42,17 @@ pub fn gradient(k: &Kernel) -> Result<Kernel, String> {
     let out = k.outputs[0];
     adj[out].push(seed);
     let mut rules = Rules::default();
+    // parameter adjoints, emitted at the end: a dense layer's bias gradient (the sum of its
+    // output adjoints) joins its weight-gradient product
+    let mut accums: Vec<(usize, Value)> = Vec::new();
+    let mut accum_denses: Vec<Value> = Vec::new();
     for i in (0..n).rev() {
         let inst = k.body.insts[i].clone();
         if let Inst::Dense { inputs, weight, outputs, mask } = &inst {
             let Some(parts) = dense_adj.remove(&i) else { continue };
             let grads: Vec<Value> = (0..*outputs).map(|o| sum_or_zero(&mut em, &parts[o])).collect();
-            em.push(Inst::AccumDense { grads: grads.clone(), inputs: inputs.clone(), weight: *weight, mask: *mask });
+            let at = em.push(Inst::AccumDense { grads: grads.clone(), inputs: inputs.clone(), weight: *weight, mask: *mask, bias: None });
+            accum_denses.push(at);
             if inputs.iter().any(|x| active[*x]) {
                 let t = em.push(Inst::DenseT { grads, weight: *weight, inputs: inputs.len(), mask: *mask });
                 for (j, x) in inputs.iter().enumerate() {
@@ -64,9 +69,7 @@ pub fn gradient(k: &Kernel) -> Result<Kernel, String> {
         }
         let a = sum(&mut em, &std::mem::take(&mut adj[i]));
         match inst {
-            Inst::Param(j) => {
-                em.push(Inst::Accum { param: j, value: a });
-            }
+            Inst::Param(j) => accums.push((j, a)),
             Inst::Op(m, args) => {
                 let want: Vec<bool> = args.iter().map(|x| active[*x]).collect();
                 for (x, c) in args.iter().zip(rules.adjoint(&mut em, &m, &args, i, a, &want)?) {
@@ -122,6 +125,27 @@ pub fn gradient(k: &Kernel) -> Result<Kernel, String> {
             Inst::Input(_) | Inst::Const(_) | Inst::Seed => {}
             other => return Err(format!("no gradient through {other:?}")),
         }
+    }
+    for at in accum_denses {
+        let Inst::AccumDense { grads, .. } = &em.body.insts[at] else { unreachable!("a weight gradient") };
+        let grads = grads.clone();
+        // Accum(b + o, grads[o]) for every output o: one bias
+        let first = accums.iter().position(|(_, v)| *v == grads[0]);
+        let Some(first) = first else { continue };
+        let b = accums[first].0;
+        let pos: Option<Vec<usize>> = grads.iter().enumerate().map(|(o, g)| accums.iter().position(|(p, v)| *p == b + o && v == g)).collect();
+        if let Some(mut pos) = pos {
+            pos.sort_unstable();
+            for p in pos.into_iter().rev() {
+                accums.remove(p);
+            }
+            if let Inst::AccumDense { bias, .. } = &mut em.body.insts[at] {
+                *bias = Some(b);
+            }
+        }
+    }
+    for (param, value) in accums {
+        em.push(Inst::Accum { param, value });
     }
     Ok(Kernel { flow: k.flow.clone(), kind: Kind::Gradient, dim: k.dim, params: k.params.clone(), body: em.body, outputs: k.outputs.clone() })
 }

@@ -106,12 +106,14 @@ pub enum Inst {
         mask: Option<MadeMask>,
     },
     /// Adds Σ_rows grads ⊗ inputs to the gradient of the weight W [grads.len() ×
-    /// inputs.len()] at `weight` (masked entries get nothing). Defines no value.
+    /// inputs.len()] at `weight` (masked entries get nothing), and with `bias` Σ_rows grads
+    /// to the gradient at `bias..`. Defines no value.
     AccumDense {
         grads: Vec<Value>,
         inputs: Vec<Value>,
         weight: usize,
         mask: Option<MadeMask>,
+        bias: Option<usize>,
     },
     /// Adds Σ_rows `value` to the gradient of parameter `param`. Defines no value.
     Accum { param: usize, value: Value },
@@ -1059,11 +1061,12 @@ fn schedule(body: Body, roots: &[Value], outputs: &[Value]) -> (Body, Vec<Value>
             Inst::DenseT { grads, weight, inputs, mask } => {
                 Inst::DenseT { grads: grads.iter().map(|v| remap(*v)).collect(), weight: *weight, inputs: *inputs, mask: *mask }
             }
-            Inst::AccumDense { grads, inputs, weight, mask } => Inst::AccumDense {
+            Inst::AccumDense { grads, inputs, weight, mask, bias } => Inst::AccumDense {
                 grads: grads.iter().map(|v| remap(*v)).collect(),
                 inputs: inputs.iter().map(|v| remap(*v)).collect(),
                 weight: *weight,
                 mask: *mask,
+                bias: *bias,
             },
             Inst::Accum { param, value } => Inst::Accum { param: *param, value: remap(*value) },
             other => other.clone(),
@@ -1226,8 +1229,13 @@ fn run_insts(insts: &[Inst], inputs: &[f64], params: &[f64], grad: &mut [f64]) -
                 tuples.insert(n, dense_t(&g, &params[*weight..*weight + g.len() * k], *k, mask));
                 f64::NAN
             }
-            Inst::AccumDense { grads, inputs: xs, weight, mask } => {
+            Inst::AccumDense { grads, inputs: xs, weight, mask, bias } => {
                 accum_dense(grads.iter().map(|v| vals[*v]), xs.iter().map(|v| vals[*v]), &mut grad[*weight..], mask);
+                if let Some(b) = bias {
+                    for (o, g) in grads.iter().enumerate() {
+                        grad[b + o] += vals[*g];
+                    }
+                }
                 f64::NAN
             }
             Inst::Accum { param, value } => {
@@ -1330,8 +1338,13 @@ fn run_insts_f32(insts: &[Inst], inputs: &[f32], params: &[f32], grad: &mut [f32
                 tuples.insert(n, dense_t(&g, &params[*weight..*weight + g.len() * k], *k, mask));
                 f32::NAN
             }
-            Inst::AccumDense { grads, inputs: xs, weight, mask } => {
+            Inst::AccumDense { grads, inputs: xs, weight, mask, bias } => {
                 accum_dense(grads.iter().map(|v| vals[*v]), xs.iter().map(|v| vals[*v]), &mut grad[*weight..], mask);
+                if let Some(b) = bias {
+                    for (o, g) in grads.iter().enumerate() {
+                        grad[b + o] += vals[*g];
+                    }
+                }
                 f32::NAN
             }
             Inst::Accum { param, value } => {
@@ -1406,11 +1419,14 @@ fn write_insts(f: &mut fmt::Formatter<'_>, insts: &[Inst], indent: &str) -> fmt:
                 let m = mask.map(|m| format!(" made({}/{}, {})", m.layer, m.layers, m.dim)).unwrap_or_default();
                 writeln!(f, "{indent}v{n} = dense_t [{}x{inputs}]ᵀ params[{weight}..]{m} ({})", grads.len(), a.join(" "))?
             }
-            Inst::AccumDense { grads, inputs, weight, mask } => {
+            Inst::AccumDense { grads, inputs, weight, mask, bias } => {
                 let g: Vec<String> = grads.iter().map(|v| format!("v{v}")).collect();
                 let x: Vec<String> = inputs.iter().map(|v| format!("v{v}")).collect();
                 let m = mask.map(|m| format!(" made({}/{}, {})", m.layer, m.layers, m.dim)).unwrap_or_default();
-                writeln!(f, "{indent}grad[{weight}..] += ({}) ⊗ ({}){m}", g.join(" "), x.join(" "))?
+                writeln!(f, "{indent}grad[{weight}..] += ({}) ⊗ ({}){m}", g.join(" "), x.join(" "))?;
+                if let Some(b) = bias {
+                    writeln!(f, "{indent}grad[{b}..] += ({})", g.join(" "))?
+                }
             }
             Inst::Accum { param, value } => writeln!(f, "{indent}grad[{param}] += v{value}")?,
             Inst::Spline { x, raw, bins, bound, inverse, log_det } => {

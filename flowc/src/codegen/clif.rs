@@ -1127,7 +1127,14 @@ fn tiled<M: Module>(
     let f64p = prec == Float::F64;
     let dense_fn = product(if f64p { host::DENSE_F64 } else { host::DENSE_F32 })?;
     let dense_t_fn = product(if f64p { host::DENSE_T_F64 } else { host::DENSE_T_F32 })?;
-    let dense_acc_fn = product(if f64p { host::DENSE_ACC_F64 } else { host::DENSE_ACC_F32 })?;
+    let mut s = module.make_signature();
+    for t in [types::I64, ptr, types::I64, ptr, types::I64, ptr, types::I64, types::I64, types::I64, ptr] {
+        s.params.push(AbiParam::new(t));
+    }
+    let fid = module
+        .declare_function(if f64p { host::DENSE_ACC_F64 } else { host::DENSE_ACC_F32 }, Linkage::Import, &s)
+        .map_err(|e| Unsupported(e.to_string()))?;
+    let dense_acc_fn = module.declare_func_in_func(fid, b.func);
     // MADE weights read by products: one masked copy per weight and call, after the columns
     let mut masked_at: Vec<Option<usize>> = vec![None; denses.len()];
     let mut masked_of: Vec<(usize, usize, usize, usize, MadeMask)> = Vec::new(); // (weight, at, rows, cols, mask)
@@ -1260,23 +1267,28 @@ fn tiled<M: Module>(
                 None => b.ins().iadd_imm_s(io.params, weight as i64 * prec.bytes()),
             };
             let no_mask = (-1i64, 0i64, 0i64);
-            // (function, A, k, W, n, C, mask) in each product's argument order
-            let (f, a, kk, w, nn, c, (ml, mls, md)) = match &k.body.insts[denses[sg]] {
+            // (function, A, k, W, n, C, mask, bias) in each product's argument order
+            let (f, a, kk, w, nn, c, (ml, mls, md), bias) = match &k.body.insts[denses[sg]] {
                 Inst::Dense { inputs, weight, outputs, .. } => {
-                    (dense_fn, col(b, ib), inputs.len(), weight_at(b, *weight), *outputs, col(b, ob), no_mask)
+                    (dense_fn, col(b, ib), inputs.len(), weight_at(b, *weight), *outputs, col(b, ob), no_mask, None)
                 }
                 Inst::DenseT { grads, weight, inputs, .. } => {
-                    (dense_t_fn, col(b, ib), grads.len(), weight_at(b, *weight), *inputs, col(b, ob), no_mask)
+                    (dense_t_fn, col(b, ib), grads.len(), weight_at(b, *weight), *inputs, col(b, ob), no_mask, None)
                 }
-                Inst::AccumDense { grads, inputs, weight, mask } => {
+                Inst::AccumDense { grads, inputs, weight, mask, bias } => {
                     let g = io.grad.expect("a gradient kernel");
                     let gw = b.ins().iadd_imm_s(g, *weight as i64 * prec.bytes());
+                    // the bias gradient's address, or null
+                    let gb = match bias {
+                        Some(o) => b.ins().iadd_imm_s(g, *o as i64 * prec.bytes()),
+                        None => b.ins().iconst(ptr, 0),
+                    };
                     let m = mask.map(|m| (m.layer as i64, m.layers as i64, m.dim as i64)).unwrap_or(no_mask);
-                    (dense_acc_fn, col(b, ib), grads.len(), col(b, ib + grads.len()), inputs.len(), gw, m)
+                    (dense_acc_fn, col(b, ib), grads.len(), col(b, ib + grads.len()), inputs.len(), gw, m, Some(gb))
                 }
                 _ => unreachable!("a matrix instruction"),
             };
-            let args = [
+            let mut args = vec![
                 b.ins().iconst(types::I64, TILE as i64),
                 a,
                 b.ins().iconst(types::I64, kk as i64),
@@ -1287,6 +1299,7 @@ fn tiled<M: Module>(
                 b.ins().iconst(types::I64, mls),
                 b.ins().iconst(types::I64, md),
             ];
+            args.extend(bias);
             b.ins().call(f, &args);
         }
     }

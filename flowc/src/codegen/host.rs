@@ -229,12 +229,35 @@ unsafe fn dense_t<T: Copy + Default + 'static + num_zero::Zero>(t: u64, g: *cons
 }
 
 /// GW[n × k] += Gᵀ · X over the t rows of a tile (G: n columns, X: k columns, column
-/// stride `t`); with `mask` the MADE-masked entries of GW are zeroed after.
+/// stride `t`); with `mask` the MADE-masked entries of GW are zeroed after. With `gb` not
+/// null, GB[n] += the column sums of G (a bias gradient).
 ///
 /// # Safety
-/// The pointers must hold t·n, t·k and n·k values; GW must not overlap G or X.
-unsafe fn dense_acc<T: Copy + Default + 'static + num_zero::Zero>(t: u64, g: *const T, n: u64, x: *const T, k: u64, gw: *mut T, mask: Option<(usize, usize, usize)>) {
+/// The pointers must hold t·n, t·k and n·k values (`gb`: n or null); GW and GB must not
+/// overlap G or X.
+unsafe fn dense_acc<T: Copy + Default + 'static + num_zero::Zero + std::ops::AddAssign>(
+    t: u64,
+    g: *const T,
+    n: u64,
+    x: *const T,
+    k: u64,
+    gw: *mut T,
+    mask: Option<(usize, usize, usize)>,
+    gb: *mut T,
+) {
     let (t, n, k) = (t as usize, n as usize, k as usize);
+    if !gb.is_null() {
+        // the bias gradient: each column of G summed
+        // SAFETY: g holds t·n values and gb n (the caller's contract)
+        let (cols, bias) = unsafe { (std::slice::from_raw_parts(g, t * n), std::slice::from_raw_parts_mut(gb, n)) };
+        for (o, b) in bias.iter_mut().enumerate() {
+            let mut s = T::zero();
+            for v in &cols[o * t..(o + 1) * t] {
+                s += *v;
+            }
+            *b += s;
+        }
+    }
     // SAFETY: shapes and strides as documented
     unsafe {
         gemm::gemm(n, k, t, gw, 1, k as isize, true, g, 1, t as isize, x, t as isize, 1, T::one(), T::one(), false, false, false, gemm::Parallelism::None)
@@ -265,15 +288,15 @@ extern "C" fn dense_t_f32(t: u64, g: *const f32, n: u64, w: *const f32, k: u64, 
 }
 
 #[allow(clippy::too_many_arguments)]
-extern "C" fn dense_acc_f64(t: u64, g: *const f64, n: u64, x: *const f64, k: u64, gw: *mut f64, layer: i64, layers: u64, dim: u64) {
+extern "C" fn dense_acc_f64(t: u64, g: *const f64, n: u64, x: *const f64, k: u64, gw: *mut f64, layer: i64, layers: u64, dim: u64, gb: *mut f64) {
     // SAFETY: called by tiled gradient kernels with their scratch blocks and gradient buffer
-    unsafe { dense_acc(t, g, n, x, k, gw, mask_of(layer, layers, dim)) }
+    unsafe { dense_acc(t, g, n, x, k, gw, mask_of(layer, layers, dim), gb) }
 }
 
 #[allow(clippy::too_many_arguments)]
-extern "C" fn dense_acc_f32(t: u64, g: *const f32, n: u64, x: *const f32, k: u64, gw: *mut f32, layer: i64, layers: u64, dim: u64) {
+extern "C" fn dense_acc_f32(t: u64, g: *const f32, n: u64, x: *const f32, k: u64, gw: *mut f32, layer: i64, layers: u64, dim: u64, gb: *mut f32) {
     // SAFETY: as dense_acc_f64
-    unsafe { dense_acc(t, g, n, x, k, gw, mask_of(layer, layers, dim)) }
+    unsafe { dense_acc(t, g, n, x, k, gw, mask_of(layer, layers, dim), gb) }
 }
 
 /// Symbols of [`mask_f64`] and [`mask_f32`].

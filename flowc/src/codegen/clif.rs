@@ -10,6 +10,7 @@
 use super::host;
 use crate::ir::Math;
 use crate::lower::{args_of, branch_sets, Inst, Kernel, Kind, MadeMask, SubBody};
+use super::tile;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
     types, AbiParam, BlockArg, Endianness, FuncRef, Function, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, Type, UserFuncName,
@@ -1062,28 +1063,59 @@ fn tiled<M: Module>(
     let deferred = branch_sets(k, &outside);
     // where an instruction is emitted: its segment, or its ifpos's segment when deferred
     let emit_seg: Vec<usize> = (0..count).map(|i| deferred[i].map(|(p, _)| seg[p]).unwrap_or(seg[i])).collect();
-    // scratch columns: each matrix instruction's operand and result blocks, then values used
-    // in a later segment than the one that computes them
+    // dense layers whose bias and activation the host applies to the product (512-bit path)
+    let fused: Vec<Option<Epilogue>> = denses.iter().map(|&d| if tile::wide() { epilogue(k, d) } else { None }).collect();
+    let mut host_defined = vec![false; count];
+    let mut not_emitted = vec![false; count];
+    for e in fused.iter().flatten() {
+        e.values.iter().for_each(|v| host_defined[*v] = true);
+        e.skipped.iter().for_each(|v| not_emitted[*v] = true);
+    }
+    // scratch columns: each matrix instruction's operand groups (or the result block of a
+    // fused layer whose values they are, in order) and its result block, then values used in
+    // a later segment than the one that computes them
     let mut cols = 0usize;
     let mut home: Vec<Option<usize>> = vec![None; count];
-    let mut blocks: Vec<(usize, usize)> = Vec::new(); // (operand block, result block)
+    let mut blocks: Vec<(Vec<usize>, usize)> = Vec::new(); // (operand group bases, result block)
     let mut stores: Vec<Vec<usize>> = vec![Vec::new(); count];
-    for &d in &denses {
-        let (operands, results) = matrix_operands(&k.body.insts[d]).expect("a matrix instruction");
-        let ib = cols;
-        cols += operands.len();
+    // operands that must be copied into their group at the end of the segment before
+    let mut copies: Vec<Vec<(usize, usize)>> = vec![Vec::new(); denses.len()];
+    for (di, &d) in denses.iter().enumerate() {
+        let (_, results) = matrix_operands(&k.body.insts[d]).expect("a matrix instruction");
+        let mut bases = Vec::new();
+        for group in operand_groups(&k.body.insts[d]) {
+            let alias = fused.iter().enumerate().take(di).find(|(_, e)| e.as_ref().map(|e| e.values == group).unwrap_or(false));
+            if let Some((src, _)) = alias {
+                bases.push(blocks[src].1);
+                continue;
+            }
+            let ib = cols;
+            cols += group.len();
+            for (j, a) in group.iter().enumerate() {
+                if host_defined[*a] || !in_loop[*a] || matches!(k.body.insts[*a], Inst::Part(..)) {
+                    copies[di].push((*a, ib + j));
+                } else {
+                    stores[*a].push(ib + j);
+                    home[*a].get_or_insert(ib + j);
+                }
+            }
+            bases.push(ib);
+        }
         let ob = cols;
         cols += results;
-        for (j, a) in operands.iter().enumerate() {
-            stores[*a].push(ib + j);
-            home[*a].get_or_insert(ib + j);
-        }
-        blocks.push((ib, ob));
+        blocks.push((bases, ob));
     }
     for (i, inst) in k.body.insts.iter().enumerate() {
         if let Inst::Part(d, j) = inst {
             let di = denses.iter().position(|x| x == d).expect("a dense layer");
             home[i] = Some(blocks[di].1 + j);
+        }
+    }
+    for (di, e) in fused.iter().enumerate() {
+        if let Some(e) = e {
+            for (o, v) in e.values.iter().enumerate() {
+                home[*v] = Some(blocks[di].1 + o);
+            }
         }
     }
     let mut later_use = vec![false; count];
@@ -1135,6 +1167,14 @@ fn tiled<M: Module>(
         .declare_function(if f64p { host::DENSE_ACC_F64 } else { host::DENSE_ACC_F32 }, Linkage::Import, &s)
         .map_err(|e| Unsupported(e.to_string()))?;
     let dense_acc_fn = module.declare_func_in_func(fid, b.func);
+    let mut s = module.make_signature();
+    for t in [types::I64, ptr, types::I64, ptr, types::I64] {
+        s.params.push(AbiParam::new(t));
+    }
+    let fid = module
+        .declare_function(if f64p { host::BIAS_ACT_F64 } else { host::BIAS_ACT_F32 }, Linkage::Import, &s)
+        .map_err(|e| Unsupported(e.to_string()))?;
+    let epilogue_fn = module.declare_func_in_func(fid, b.func);
     // MADE weights read by products: one masked copy per weight and call, after the columns
     let mut masked_at: Vec<Option<usize>> = vec![None; denses.len()];
     let mut masked_of: Vec<(usize, usize, usize, usize, MadeMask)> = Vec::new(); // (weight, at, rows, cols, mask)
@@ -1216,7 +1256,13 @@ fn tiled<M: Module>(
         };
         let mut vals = entry_vals.clone();
         for i in 0..count {
-            if !in_loop[i] || deferred[i].is_some() || seg[i] != sg || matches!(k.body.insts[i], Inst::Part(..)) || matrix_operands(&k.body.insts[i]).is_some() {
+            if !in_loop[i]
+                || deferred[i].is_some()
+                || seg[i] != sg
+                || not_emitted[i]
+                || matches!(k.body.insts[i], Inst::Part(..))
+                || matrix_operands(&k.body.insts[i]).is_some()
+            {
                 continue;
             }
             emit_inst(module, b, imports, &ctx, k, i, &deferred, &mut vals)?;
@@ -1227,20 +1273,17 @@ fn tiled<M: Module>(
             }
         }
         // operands of the next matrix instruction not stored where computed: loop-invariant
-        // ones (constants, parameters) and earlier products' parts
+        // ones (constants, parameters), products' parts and values the host computed
         if sg < denses.len() {
-            let (operands, _) = matrix_operands(&k.body.insts[denses[sg]]).expect("a matrix instruction");
             let t = ctx.tile.as_ref().expect("tiled");
-            for (j, a) in operands.iter().enumerate() {
-                let v = if !in_loop[*a] {
-                    entry_vals[*a].expect("splatted")
-                } else if matches!(k.body.insts[*a], Inst::Part(..)) {
-                    ensure(b, &ctx, t, k, *a, &mut vals);
-                    vals[*a].expect("loaded")
+            for &(a, col) in &copies[sg] {
+                let v = if !in_loop[a] {
+                    entry_vals[a].expect("splatted")
                 } else {
-                    continue;
+                    ensure(b, &ctx, t, k, a, &mut vals);
+                    vals[a].expect("loaded")
                 };
-                let addr = t.addr(b, blocks[sg].0 + j, prec);
+                let addr = t.addr(b, col, prec);
                 b.ins().store(flags, v, addr, 0);
             }
         }
@@ -1260,7 +1303,7 @@ fn tiled<M: Module>(
         b.switch_to_block(r_exit);
         // the matrix instruction after this segment, over the whole tile
         if sg < denses.len() {
-            let (ib, ob) = blocks[sg];
+            let (bases, ob) = (&blocks[sg].0, blocks[sg].1);
             let col = |b: &mut FunctionBuilder, c: usize| b.ins().iadd_imm_s(scratch, (c * TILE) as i64 * prec.bytes());
             let weight_at = |b: &mut FunctionBuilder, weight: usize| match masked_at[sg] {
                 Some(at) => b.ins().iadd_imm_s(scratch, at as i64 * prec.bytes()),
@@ -1270,10 +1313,10 @@ fn tiled<M: Module>(
             // (function, A, k, W, n, C, mask, bias) in each product's argument order
             let (f, a, kk, w, nn, c, (ml, mls, md), bias) = match &k.body.insts[denses[sg]] {
                 Inst::Dense { inputs, weight, outputs, .. } => {
-                    (dense_fn, col(b, ib), inputs.len(), weight_at(b, *weight), *outputs, col(b, ob), no_mask, None)
+                    (dense_fn, col(b, bases[0]), inputs.len(), weight_at(b, *weight), *outputs, col(b, ob), no_mask, None)
                 }
                 Inst::DenseT { grads, weight, inputs, .. } => {
-                    (dense_t_fn, col(b, ib), grads.len(), weight_at(b, *weight), *inputs, col(b, ob), no_mask, None)
+                    (dense_t_fn, col(b, bases[0]), grads.len(), weight_at(b, *weight), *inputs, col(b, ob), no_mask, None)
                 }
                 Inst::AccumDense { grads, inputs, weight, mask, bias } => {
                     let g = io.grad.expect("a gradient kernel");
@@ -1284,7 +1327,7 @@ fn tiled<M: Module>(
                         None => b.ins().iconst(ptr, 0),
                     };
                     let m = mask.map(|m| (m.layer as i64, m.layers as i64, m.dim as i64)).unwrap_or(no_mask);
-                    (dense_acc_fn, col(b, ib), grads.len(), col(b, ib + grads.len()), inputs.len(), gw, m, Some(gb))
+                    (dense_acc_fn, col(b, bases[0]), grads.len(), col(b, bases[1]), inputs.len(), gw, m, Some(gb))
                 }
                 _ => unreachable!("a matrix instruction"),
             };
@@ -1301,6 +1344,17 @@ fn tiled<M: Module>(
             ];
             args.extend(bias);
             b.ins().call(f, &args);
+            // a fused layer's bias and activation, over its result block
+            if let Some(e) = &fused[sg] {
+                let n = e.values.len();
+                let bias = match e.bias {
+                    Some(o) => b.ins().iadd_imm_s(io.params, o as i64 * prec.bytes()),
+                    None => b.ins().iconst(ptr, 0),
+                };
+                let act = e.act as i64;
+                let args = [b.ins().iconst(types::I64, TILE as i64), col(b, ob), b.ins().iconst(types::I64, n as i64), bias, b.ins().iconst(types::I64, act)];
+                b.ins().call(epilogue_fn, &args);
+            }
         }
     }
     let next = b.ins().iadd_imm_s(t0, TILE as i64);
@@ -1308,6 +1362,82 @@ fn tiled<M: Module>(
     b.switch_to_block(t_exit);
     b.ins().return_(&[]);
     Ok(())
+}
+
+/// A dense layer whose bias (and activation) the host applies to its product: the output
+/// columns then hold `values` (per output: the add, or the activation of it), and the
+/// instructions `skipped` are not compiled.
+struct Epilogue {
+    bias: Option<usize>,
+    act: tile::Act,
+    values: Vec<usize>,
+    skipped: Vec<usize>,
+}
+
+/// The epilogue of dense layer `d`: every output read once, by `part + param(b + o)`, and
+/// then (all of them) by the same activation (tanh or relu) alone.
+fn epilogue(k: &Kernel, d: usize) -> Option<Epilogue> {
+    let Inst::Dense { outputs, .. } = &k.body.insts[d] else { return None };
+    let n = k.body.insts.len();
+    let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, inst) in k.body.insts.iter().enumerate() {
+        for a in inst.args() {
+            users[a].push(i);
+        }
+    }
+    let output = |v: usize| k.outputs.contains(&v);
+    let mut parts = vec![None; *outputs];
+    for (i, inst) in k.body.insts.iter().enumerate() {
+        if let Inst::Part(x, j) = inst {
+            if *x == d {
+                parts[*j] = Some(i);
+            }
+        }
+    }
+    let mut adds = Vec::with_capacity(*outputs);
+    let mut bias = None;
+    for (o, p) in parts.iter().enumerate() {
+        let p = (*p)?;
+        let [add] = users[p][..] else { return None };
+        let Inst::Op(Math::Add(_), args) = &k.body.insts[add] else { return None };
+        let q = if args[0] == p { args[1] } else { args[0] };
+        let Inst::Param(j) = k.body.insts[q] else { return None };
+        let b0 = *bias.get_or_insert(j - o.min(j));
+        if j != b0 + o || output(p) || output(add) {
+            return None;
+        }
+        adds.push(add);
+    }
+    let mut acts = Vec::with_capacity(*outputs);
+    let mut kind = None;
+    for &a in &adds {
+        let [u] = users[a][..] else { break };
+        let this = match &k.body.insts[u] {
+            Inst::Op(Math::Tanh(_), _) => tile::Act::Tanh,
+            Inst::Op(Math::IfPos(_), x) if x[0] == a && x[1] == a && matches!(k.body.insts[x[2]], Inst::Const(c) if c == 0.0) => tile::Act::Relu,
+            _ => break,
+        };
+        if *kind.get_or_insert(this) != this || output(u) {
+            break;
+        }
+        acts.push(u);
+    }
+    if acts.len() == adds.len() {
+        let skipped = adds.iter().chain(&acts).copied().collect();
+        Some(Epilogue { bias, act: kind.unwrap_or(tile::Act::Identity), values: acts, skipped })
+    } else {
+        Some(Epilogue { bias, act: tile::Act::Identity, values: adds.clone(), skipped: adds })
+    }
+}
+
+/// A matrix instruction's operands, by the block each is read from.
+fn operand_groups(inst: &Inst) -> Vec<Vec<usize>> {
+    match inst {
+        Inst::Dense { inputs, .. } => vec![inputs.clone()],
+        Inst::DenseT { grads, .. } => vec![grads.clone()],
+        Inst::AccumDense { grads, inputs, .. } => vec![grads.clone(), inputs.clone()],
+        _ => Vec::new(),
+    }
 }
 
 /// The operands a matrix instruction reads from its scratch block, and how many values it

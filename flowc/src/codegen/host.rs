@@ -117,7 +117,7 @@ extern "C" fn scratch(bytes: u64) -> *mut u8 {
 /// # Safety
 /// The pointers must hold t·k, n·k and t·n values.
 #[allow(clippy::too_many_arguments)]
-unsafe fn dense<T: Copy + Default + 'static + num_zero::Zero>(
+unsafe fn dense<T: super::tile::Elem>(
     t: u64,
     a: *const T,
     k: u64,
@@ -143,51 +143,40 @@ unsafe fn dense<T: Copy + Default + 'static + num_zero::Zero>(
             masked.as_ptr()
         }
     };
-    // SAFETY: shapes and strides as documented; no aliasing between A, W and C
-    unsafe {
-        gemm::gemm(
-            t,
-            n,
-            k,
-            c,
-            t as isize,
-            1,
-            false,
-            a,
-            t as isize,
-            1,
-            w,
-            k as isize,
-            1,
-            T::zero(),
-            T::one(),
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
+    // SAFETY: shapes as documented; no aliasing between A, W and C
+    let (a, w, c) = unsafe { (std::slice::from_raw_parts(a, t * k), std::slice::from_raw_parts(w, n * k), std::slice::from_raw_parts_mut(c, t * n)) };
+    super::tile::dense(t, a, k, w, n, c)
+}
+
+/// The weight-gradient product with this thread's buffer, by element type.
+trait Acc: Sized {
+    fn acc(t: usize, g: &[Self], n: usize, x: &[Self], k: usize, gw: &mut [Self]);
+}
+
+impl Acc for f64 {
+    fn acc(t: usize, g: &[f64], n: usize, x: &[f64], k: usize, gw: &mut [f64]) {
+        super::tile::dense_acc_f64(t, g, n, x, k, gw)
+    }
+}
+
+impl Acc for f32 {
+    fn acc(t: usize, g: &[f32], n: usize, x: &[f32], k: usize, gw: &mut [f32]) {
+        super::tile::dense_acc_f32(t, g, n, x, k, gw)
     }
 }
 
 mod num_zero {
     pub trait Zero {
         fn zero() -> Self;
-        fn one() -> Self;
     }
     impl Zero for f64 {
         fn zero() -> Self {
             0.0
         }
-        fn one() -> Self {
-            1.0
-        }
     }
     impl Zero for f32 {
         fn zero() -> Self {
             0.0
-        }
-        fn one() -> Self {
-            1.0
         }
     }
 }
@@ -220,12 +209,11 @@ pub const DENSE_ACC_F32: &str = "flowc_dense_acc_f32";
 ///
 /// # Safety
 /// The pointers must hold t·n, n·k and t·k values; C must not overlap G or W.
-unsafe fn dense_t<T: Copy + Default + 'static + num_zero::Zero>(t: u64, g: *const T, n: u64, w: *const T, k: u64, c: *mut T) {
+unsafe fn dense_t<T: super::tile::Elem>(t: u64, g: *const T, n: u64, w: *const T, k: u64, c: *mut T) {
     let (t, n, k) = (t as usize, n as usize, k as usize);
-    // SAFETY: shapes and strides as documented
-    unsafe {
-        gemm::gemm(t, k, n, c, t as isize, 1, false, g, t as isize, 1, w, 1, k as isize, T::zero(), T::one(), false, false, false, gemm::Parallelism::None)
-    }
+    // SAFETY: shapes as documented
+    let (g, w, c) = unsafe { (std::slice::from_raw_parts(g, t * n), std::slice::from_raw_parts(w, n * k), std::slice::from_raw_parts_mut(c, t * k)) };
+    super::tile::dense_t(t, g, n, w, k, c)
 }
 
 /// GW[n × k] += Gᵀ · X over the t rows of a tile (G: n columns, X: k columns, column
@@ -235,7 +223,7 @@ unsafe fn dense_t<T: Copy + Default + 'static + num_zero::Zero>(t: u64, g: *cons
 /// # Safety
 /// The pointers must hold t·n, t·k and n·k values (`gb`: n or null); GW and GB must not
 /// overlap G or X.
-unsafe fn dense_acc<T: Copy + Default + 'static + num_zero::Zero + std::ops::AddAssign>(
+unsafe fn dense_acc<T: super::tile::Elem + num_zero::Zero + Acc>(
     t: u64,
     g: *const T,
     n: u64,
@@ -258,9 +246,10 @@ unsafe fn dense_acc<T: Copy + Default + 'static + num_zero::Zero + std::ops::Add
             *b += s;
         }
     }
-    // SAFETY: shapes and strides as documented
-    unsafe {
-        gemm::gemm(n, k, t, gw, 1, k as isize, true, g, 1, t as isize, x, t as isize, 1, T::one(), T::one(), false, false, false, gemm::Parallelism::None)
+    {
+        // SAFETY: shapes as documented
+        let (g, x, gw) = unsafe { (std::slice::from_raw_parts(g, t * n), std::slice::from_raw_parts(x, t * k), std::slice::from_raw_parts_mut(gw, n * k)) };
+        T::acc(t, g, n, x, k, gw);
     }
     if let Some((layer, layers, dim)) = mask {
         // SAFETY: gw holds n·k values (the caller's contract)
@@ -297,6 +286,40 @@ extern "C" fn dense_acc_f64(t: u64, g: *const f64, n: u64, x: *const f64, k: u64
 extern "C" fn dense_acc_f32(t: u64, g: *const f32, n: u64, x: *const f32, k: u64, gw: *mut f32, layer: i64, layers: u64, dim: u64, gb: *mut f32) {
     // SAFETY: as dense_acc_f64
     unsafe { dense_acc(t, g, n, x, k, gw, mask_of(layer, layers, dim), gb) }
+}
+
+/// Symbols of [`bias_act_f64`] and [`bias_act_f32`].
+pub const BIAS_ACT_F64: &str = "flowc_bias_act_f64";
+pub const BIAS_ACT_F32: &str = "flowc_bias_act_f32";
+
+fn act_of(code: i64) -> super::tile::Act {
+    match code {
+        1 => super::tile::Act::Tanh,
+        2 => super::tile::Act::Relu,
+        _ => super::tile::Act::Identity,
+    }
+}
+
+/// A fused dense layer's epilogue ([`super::tile::bias_act`]) on its result block of t × n
+/// values; `bias` null for none.
+///
+/// # Safety
+/// `c` must hold t·n values and `bias` n values (or be null).
+unsafe fn bias_act<T: super::tile::Activate>(t: u64, c: *mut T, n: u64, bias: *const T, act: i64) {
+    let (t, n) = (t as usize, n as usize);
+    // SAFETY: the caller's contract
+    let (c, b) = unsafe { (std::slice::from_raw_parts_mut(c, t * n), if bias.is_null() { &[][..] } else { std::slice::from_raw_parts(bias, n) }) };
+    super::tile::bias_act(t, c, b, act_of(act))
+}
+
+extern "C" fn bias_act_f64(t: u64, c: *mut f64, n: u64, bias: *const f64, act: i64) {
+    // SAFETY: called by tiled kernels with a result block and a bias in their parameters
+    unsafe { bias_act(t, c, n, bias, act) }
+}
+
+extern "C" fn bias_act_f32(t: u64, c: *mut f32, n: u64, bias: *const f32, act: i64) {
+    // SAFETY: as bias_act_f64
+    unsafe { bias_act(t, c, n, bias, act) }
 }
 
 /// Symbols of [`mask_f64`] and [`mask_f32`].
@@ -387,8 +410,10 @@ fn spline_value<T: runtime::Real>(x: T, raw: &[T], bins: usize, bound: f64, mode
 }
 
 /// The runtime support functions kernels import: (symbol, address).
-pub fn support() -> [(&'static str, *const u8); 13] {
+pub fn support() -> [(&'static str, *const u8); 15] {
     [
+        (BIAS_ACT_F64, bias_act_f64 as *const u8),
+        (BIAS_ACT_F32, bias_act_f32 as *const u8),
         (DENSE_T_F64, dense_t_f64 as *const u8),
         (DENSE_T_F32, dense_t_f32 as *const u8),
         (DENSE_ACC_F64, dense_acc_f64 as *const u8),

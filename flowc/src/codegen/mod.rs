@@ -6,4 +6,5 @@
 pub mod clif;
 pub mod host;
 pub mod rust;
+pub mod tile;
 pub mod vmath;

@@ -1080,6 +1080,7 @@ fn tiled<M: Module>(
     let mut stores: Vec<Vec<usize>> = vec![Vec::new(); count];
     // operands that must be copied into their group at the end of the segment before
     let mut copies: Vec<Vec<(usize, usize)>> = vec![Vec::new(); denses.len()];
+    let mut groups_seen: Vec<(Vec<usize>, usize)> = Vec::new();
     for (di, &d) in denses.iter().enumerate() {
         let (_, results) = matrix_operands(&k.body.insts[d]).expect("a matrix instruction");
         let mut bases = Vec::new();
@@ -1089,6 +1090,13 @@ fn tiled<M: Module>(
                 bases.push(blocks[src].1);
                 continue;
             }
+            // the same operands as an earlier product's group (a layer's output adjoints feed
+            // its weight gradient and its transpose): that block
+            if let Some(base) = groups_seen.iter().find(|(g, _)| *g == group).map(|(_, b)| *b) {
+                bases.push(base);
+                continue;
+            }
+            groups_seen.push((group.clone(), cols));
             let ib = cols;
             cols += group.len();
             for (j, a) in group.iter().enumerate() {
@@ -1118,9 +1126,26 @@ fn tiled<M: Module>(
             }
         }
     }
+    // what the row loops must compute: outputs, effects, products' operands, and their
+    // operands (not those of values the host computes)
+    let mut live = vec![false; count];
+    for o in &k.outputs {
+        live[*o] = true;
+    }
+    for i in (0..count).rev() {
+        let inst = &k.body.insts[i];
+        if matches!(inst, Inst::Accum { .. }) || matrix_operands(inst).is_some() {
+            live[i] = true;
+        }
+        if live[i] && !not_emitted[i] {
+            for a in inst.args() {
+                live[a] = true;
+            }
+        }
+    }
     let mut later_use = vec![false; count];
     for (i, inst) in k.body.insts.iter().enumerate() {
-        if !in_loop[i] || matrix_operands(inst).is_some() {
+        if !in_loop[i] || !live[i] || not_emitted[i] || matrix_operands(inst).is_some() {
             continue;
         }
         for a in args_of(inst) {
@@ -1257,6 +1282,7 @@ fn tiled<M: Module>(
         let mut vals = entry_vals.clone();
         for i in 0..count {
             if !in_loop[i]
+                || !live[i]
                 || deferred[i].is_some()
                 || seg[i] != sg
                 || not_emitted[i]

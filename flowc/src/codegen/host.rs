@@ -165,21 +165,6 @@ impl Acc for f32 {
     }
 }
 
-mod num_zero {
-    pub trait Zero {
-        fn zero() -> Self;
-    }
-    impl Zero for f64 {
-        fn zero() -> Self {
-            0.0
-        }
-    }
-    impl Zero for f32 {
-        fn zero() -> Self {
-            0.0
-        }
-    }
-}
 
 fn mask_of(layer: i64, layers: u64, dim: u64) -> Option<(usize, usize, usize)> {
     (layer >= 0).then_some((layer as usize, layers as usize, dim as usize))
@@ -223,7 +208,7 @@ unsafe fn dense_t<T: super::tile::Elem>(t: u64, g: *const T, n: u64, w: *const T
 /// # Safety
 /// The pointers must hold t·n, t·k and n·k values (`gb`: n or null); GW and GB must not
 /// overlap G or X.
-unsafe fn dense_acc<T: super::tile::Elem + num_zero::Zero + Acc>(
+unsafe fn dense_acc<T: super::tile::Elem + Acc>(
     t: u64,
     g: *const T,
     n: u64,
@@ -238,13 +223,7 @@ unsafe fn dense_acc<T: super::tile::Elem + num_zero::Zero + Acc>(
         // the bias gradient: each column of G summed
         // SAFETY: g holds t·n values and gb n (the caller's contract)
         let (cols, bias) = unsafe { (std::slice::from_raw_parts(g, t * n), std::slice::from_raw_parts_mut(gb, n)) };
-        for (o, b) in bias.iter_mut().enumerate() {
-            let mut s = T::zero();
-            for v in &cols[o * t..(o + 1) * t] {
-                s += *v;
-            }
-            *b += s;
-        }
+        super::tile::column_sums(t, cols, bias);
     }
     {
         // SAFETY: shapes as documented

@@ -51,11 +51,64 @@ pub trait Elem: Copy + Default + Send + 'static + std::ops::AddAssign {
     /// AVX-512F must be available; the views must stay inside the slices.
     #[allow(clippy::too_many_arguments)]
     unsafe fn wide_product(m: usize, n: usize, k: usize, a: &[Self], a_cs: usize, b: &[Self], bv: (usize, usize), c: &mut [Self], c_cs: usize, acc: bool);
+    /// xt[r·k + i] = x[r + i·t] by gathers.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; both slices hold t·k values, t·k < 2^31.
+    unsafe fn wide_transpose(t: usize, k: usize, x: &[Self], xt: &mut [Self]);
+    /// Σ of each column of t values of `g`, added to `out`.
+    ///
+    /// # Safety
+    /// AVX-512F must be available.
+    unsafe fn wide_column_sums(t: usize, g: &[Self], out: &mut [Self]);
 }
 
 #[cfg(target_arch = "x86_64")]
 macro_rules! wide_impl {
-    ($t:ty, $lanes:expr, $mask:ty, $vec:ty, $zero:ident, $load:ident, $set1:ident, $fma:ident, $store:ident, $add:ident, $fnname:ident) => {
+    ($t:ty, $lanes:expr, $mask:ty, $vec:ty, $zero:ident, $load:ident, $set1:ident, $fma:ident, $store:ident, $add:ident, $fnname:ident,
+     $transpose:ident, $sums:ident, $gather:ident, $idx:ty, $setidx:ident, $reduce:ident) => {
+        /// # Safety
+        /// AVX-512F; x and xt hold t·k values, t·k < 2^31.
+        #[target_feature(enable = "avx512f")]
+        unsafe fn $transpose(t: usize, k: usize, x: *const $t, xt: *mut $t) {
+            use std::arch::x86_64::*;
+            // lane j reads column i0 + j: offsets j·t
+            let offs: [$idx; $lanes] = std::array::from_fn(|j| (j * t) as $idx);
+            let base = $setidx(offs);
+            let mut i0 = 0;
+            while i0 < k {
+                let left = k - i0;
+                let m: $mask = if left >= $lanes { <$mask>::MAX } else { ((1 as $mask) << left) - 1 };
+                for r in 0..t {
+                    // SAFETY: lanes past k are masked; the rest read x[r + i·t], i < k
+                    unsafe {
+                        let v = $gather(m, base, x.add(r + i0 * t));
+                        $store(xt.add(r * k + i0), m, v);
+                    }
+                }
+                i0 += $lanes;
+            }
+        }
+
+        /// # Safety
+        /// AVX-512F; g holds t·out.len() values.
+        #[target_feature(enable = "avx512f")]
+        unsafe fn $sums(t: usize, g: *const $t, out: &mut [$t]) {
+            use std::arch::x86_64::*;
+            for (o, s) in out.iter_mut().enumerate() {
+                let mut acc = $zero();
+                let mut r = 0;
+                while r < t {
+                    let left = t - r;
+                    let m: $mask = if left >= $lanes { <$mask>::MAX } else { ((1 as $mask) << left) - 1 };
+                    // SAFETY: masked past t
+                    acc = $add(acc, unsafe { $load(m, g.add(o * t + r)) });
+                    r += $lanes;
+                }
+                *s += $reduce(acc);
+            }
+        }
+
         /// One block: rows `i0..i0 + 2·lanes` (masked by `m0`, `m1`) × columns `j0..j0 + W`.
         ///
         /// # Safety
@@ -111,6 +164,15 @@ macro_rules! wide_impl {
             fn one() -> Self {
                 1.0
             }
+            unsafe fn wide_transpose(t: usize, k: usize, x: &[Self], xt: &mut [Self]) {
+                // SAFETY: the caller's contract
+                unsafe { $transpose(t, k, x.as_ptr(), xt.as_mut_ptr()) }
+            }
+            unsafe fn wide_column_sums(t: usize, g: &[Self], out: &mut [Self]) {
+                assert!(g.len() >= t * out.len(), "column shapes");
+                // SAFETY: the caller's contract; the length was checked
+                unsafe { $sums(t, g.as_ptr(), out) }
+            }
             #[allow(clippy::too_many_arguments)]
             unsafe fn wide_product(
                 m: usize,
@@ -164,9 +226,53 @@ macro_rules! wide_impl {
 
 
 #[cfg(target_arch = "x86_64")]
-wide_impl!(f64, 8, u8, __m512d, _mm512_setzero_pd, _mm512_maskz_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd, _mm512_mask_storeu_pd, _mm512_add_pd, block_f64);
+wide_impl!(
+    f64, 8, u8, __m512d, _mm512_setzero_pd, _mm512_maskz_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd, _mm512_mask_storeu_pd, _mm512_add_pd,
+    block_f64, transpose_f64, sums_f64, gather_f64, i64, index_f64, _mm512_reduce_add_pd
+);
 #[cfg(target_arch = "x86_64")]
-wide_impl!(f32, 16, u16, __m512, _mm512_setzero_ps, _mm512_maskz_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_mask_storeu_ps, _mm512_add_ps, block_f32);
+wide_impl!(
+    f32, 16, u16, __m512, _mm512_setzero_ps, _mm512_maskz_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_mask_storeu_ps, _mm512_add_ps,
+    block_f32, transpose_f32, sums_f32, gather_f32, i32, index_f32, _mm512_reduce_add_ps
+);
+
+/// Masked 8-lane gather of f64 at `base + offs` (elements).
+///
+/// # Safety
+/// AVX-512F; unmasked lanes in bounds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gather_f64(m: u8, offs: std::arch::x86_64::__m512i, base: *const f64) -> std::arch::x86_64::__m512d {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller's contract
+    unsafe { _mm512_mask_i64gather_pd::<8>(_mm512_setzero_pd(), m, offs, base) }
+}
+
+/// Masked 16-lane gather of f32 at `base + offs` (elements).
+///
+/// # Safety
+/// AVX-512F; unmasked lanes in bounds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gather_f32(m: u16, offs: std::arch::x86_64::__m512i, base: *const f32) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller's contract
+    unsafe { _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), m, offs, base) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn index_f64(o: [i64; 8]) -> std::arch::x86_64::__m512i {
+    // SAFETY: reads the array's 64 bytes
+    unsafe { std::arch::x86_64::_mm512_loadu_si512(o.as_ptr().cast()) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn index_f32(o: [i32; 16]) -> std::arch::x86_64::__m512i {
+    // SAFETY: reads the array's 64 bytes
+    unsafe { std::arch::x86_64::_mm512_loadu_si512(o.as_ptr().cast()) }
+}
 
 #[cfg(not(target_arch = "x86_64"))]
 macro_rules! narrow_impl {
@@ -176,6 +282,12 @@ macro_rules! narrow_impl {
                 1.0
             }
             unsafe fn wide_product(_: usize, _: usize, _: usize, _: &[Self], _: usize, _: &[Self], _: (usize, usize), _: &mut [Self], _: usize, _: bool) {
+                unreachable!("no 512-bit path on this architecture")
+            }
+            unsafe fn wide_transpose(_: usize, _: usize, _: &[Self], _: &mut [Self]) {
+                unreachable!("no 512-bit path on this architecture")
+            }
+            unsafe fn wide_column_sums(_: usize, _: &[Self], _: &mut [Self]) {
                 unreachable!("no 512-bit path on this architecture")
             }
         }
@@ -258,9 +370,16 @@ pub fn dense_acc<T: Elem>(t: usize, g: &[T], n: usize, x: &[T], k: usize, gw: &m
     }
 }
 
-/// xt[r·k + i] = x[r + i·t]: a tile's columns as rows, in 8 × 8 blocks (both sides stay in
-/// a few cache lines).
-fn transpose<T: Copy>(t: usize, k: usize, x: &[T], xt: &mut [T]) {
+/// xt[r·k + i] = x[r + i·t]: a tile's columns as rows (gathers of 8 or 16 on the 512-bit
+/// path, else 8 × 8 blocks).
+fn transpose<T: Elem>(t: usize, k: usize, x: &[T], xt: &mut [T]) {
+    assert!(x.len() >= t * k && xt.len() >= t * k, "tile shapes");
+    #[cfg(target_arch = "x86_64")]
+    if wide() && t * k < i32::MAX as usize {
+        // SAFETY: AVX-512F detected; the lengths were checked
+        unsafe { T::wide_transpose(t, k, x, xt) };
+        return;
+    }
     const B: usize = 8;
     for i0 in (0..k).step_by(B) {
         for r0 in (0..t).step_by(B) {
@@ -271,6 +390,23 @@ fn transpose<T: Copy>(t: usize, k: usize, x: &[T], xt: &mut [T]) {
                 }
             }
         }
+    }
+}
+
+/// out[o] += Σ_r g[r + o·t] (a bias gradient from the output adjoints).
+pub fn column_sums<T: Elem>(t: usize, g: &[T], out: &mut [T]) {
+    #[cfg(target_arch = "x86_64")]
+    if wide() {
+        // SAFETY: AVX-512F detected
+        unsafe { T::wide_column_sums(t, g, out) };
+        return;
+    }
+    for (o, s) in out.iter_mut().enumerate() {
+        let mut acc = T::default();
+        for v in &g[o * t..(o + 1) * t] {
+            acc += *v;
+        }
+        *s += acc;
     }
 }
 
@@ -482,6 +618,12 @@ mod tests {
                     let e: f64 = before[o * k + i] + (0..t).map(|r| g[r + o * t] * a[r + i * t]).sum::<f64>();
                     assert!((gw[o * k + i] - e).abs() < 1e-12, "dense_acc {t}x{k}x{n} ({o}, {i})");
                 }
+            }
+            let mut sums = vec![1.0; n];
+            column_sums(t, &g, &mut sums);
+            for (o, v) in sums.iter().enumerate() {
+                let e: f64 = 1.0 + g[o * t..(o + 1) * t].iter().sum::<f64>();
+                assert!((v - e).abs() < 1e-12, "column_sums {t}x{n} ({o})");
             }
             // f32
             let a32: Vec<f32> = a.iter().map(|v| *v as f32).collect();

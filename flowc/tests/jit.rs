@@ -226,7 +226,7 @@ fn corpus_jit_with_vector_math_is_within_the_ulp_table() {
                         let ld = hp::eval_with(&b.log_det.chosen.expr, &with("x", *x));
                         vec![y, ld]
                     }
-                    Kind::Inverse | Kind::LogProb => {
+                    Kind::Inverse | Kind::LogProb | Kind::Gradient => {
                         let xv = hp::eval_with(b.inverse.formula().unwrap(), &with("y", *x));
                         let ld = xv.and_then(|xv| hp::eval_with(&b.log_det.chosen.expr, &with("x", xv)));
                         if kind == Kind::Inverse {

@@ -10,6 +10,7 @@
 pub mod check;
 pub mod cli;
 pub mod codegen;
+pub mod demo;
 pub mod derive;
 pub mod diag;
 pub mod dsl;
@@ -22,6 +23,7 @@ pub mod jit_flow;
 pub mod lower;
 pub mod objective;
 pub mod params;
+pub mod plot;
 pub mod report;
 pub mod train;
 pub mod ulp;

@@ -225,11 +225,23 @@ fn derive_json_is_machine_readable() {
 
 #[test]
 fn demo_runs_without_arguments() {
-    let o = flowc(&["demo"]);
+    // the figures go to `flowc-demo/` in the working directory
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_flowc")).arg("demo").current_dir(dir.path()).output().expect("run flowc");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("inverse"), "{out}");
     assert!(out.contains("log|det J|"));
+    // both fits: a test NLL each, below that of the standard normal base on this data (about 3.3)
+    let nlls: Vec<f64> = out.split("test NLL ").skip(1).map(|r| r.split_whitespace().next().unwrap().parse().unwrap()).collect();
+    assert_eq!(nlls.len(), 2, "{out}");
+    assert!(nlls.iter().all(|v| *v < 2.8), "{nlls:?}\n{out}");
+    for name in ["moons", "pinwheel"] {
+        for what in ["density", "samples", "training"] {
+            let png = std::fs::read(dir.path().join("flowc-demo").join(format!("{name}_{what}.png"))).unwrap();
+            assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        }
+    }
 }
 
 #[test]

@@ -6,7 +6,9 @@
 //! [`Inst::DenseT`]. Partial derivatives of scalar ops come from the derivative rules of
 //! `derive::diff`, emitted with sharing against the forward body (∂tanh reuses tanh's value).
 //! A root-find x = f⁻¹(y; θ) is differentiated implicitly: ∂x/∂y = 1/f′(x) and
-//! ∂x/∂θ = −(∂f/∂θ)/f′(x), with f and f′ at the root emitted inline.
+//! ∂x/∂θ = −(∂f/∂θ)/f′(x), with f and f′ at the root emitted inline. The built-in spline is
+//! first written out in scalar ops (every bin's candidate, chosen by comparisons with the
+//! knots), then differentiated like the rest.
 //!
 //! ```
 //! let src = "bijector affine(x; shift: real, log_scale: real) = x * exp(log_scale) + shift;
@@ -32,6 +34,13 @@ pub fn gradient(k: &Kernel) -> Result<Kernel, String> {
     if k.kind != Kind::LogProb {
         return Err(format!("gradients are taken of a log_prob kernel, not of `{}.{}`", k.flow, k.kind.name()));
     }
+    let expanded;
+    let k = if k.body.insts.iter().any(|i| matches!(i, Inst::Spline { .. })) {
+        expanded = without_splines(k);
+        &expanded
+    } else {
+        k
+    };
     let n = k.body.insts.len();
     let active = active(&k.body.insts);
     let mut em = Emitter::from_body(k.body.clone());
@@ -119,9 +128,6 @@ pub fn gradient(k: &Kernel) -> Result<Kernel, String> {
                     }
                 }
             }
-            Inst::Spline { .. } => {
-                return Err("gradients through the built-in spline are not derived yet".into());
-            }
             Inst::Input(_) | Inst::Const(_) | Inst::Seed => {}
             other => return Err(format!("no gradient through {other:?}")),
         }
@@ -148,6 +154,210 @@ pub fn gradient(k: &Kernel) -> Result<Kernel, String> {
         em.push(Inst::Accum { param, value });
     }
     Ok(Kernel { flow: k.flow.clone(), kind: Kind::Gradient, dim: k.dim, params: k.params.clone(), body: em.body, outputs: k.outputs.clone() })
+}
+
+/// `k` with each built-in spline written out in scalar ops (so that it is differentiated
+/// like any formula): every bin's candidate, its position clamped into the bin so that the
+/// bins not taken stay finite, chosen by comparisons with the knots.
+fn without_splines(k: &Kernel) -> Kernel {
+    let mut em = Emitter::new();
+    let mut map: Vec<Value> = Vec::with_capacity(k.body.insts.len());
+    for inst in &k.body.insts {
+        let v = match inst {
+            Inst::Spline { x, raw, bins, bound, inverse, log_det } => {
+                let raw: Vec<Value> = raw.iter().map(|r| map[*r]).collect();
+                SplineOps { em: &mut em }.spline(map[*x], &raw, *bins, *bound, *inverse, *log_det)
+            }
+            other => em.push(crate::lower::remap_inst(other, &|v| map[v])),
+        };
+        map.push(v);
+    }
+    Kernel { body: em.body, outputs: k.outputs.iter().map(|o| map[*o]).collect(), ..k.clone() }
+}
+
+/// Emits the rational-quadratic spline of `runtime::spline` in scalar ops.
+struct SplineOps<'a> {
+    em: &'a mut Emitter,
+}
+
+impl SplineOps<'_> {
+    fn c(&mut self, v: f64) -> Value {
+        self.em.num(v)
+    }
+    fn bin(&mut self, m: fn([Id; 2]) -> Math, a: Value, b: Value) -> Value {
+        let z = Id::from(0usize);
+        self.em.op(m([z, z]), vec![a, b])
+    }
+    fn add(&mut self, a: Value, b: Value) -> Value {
+        self.bin(Math::Add, a, b)
+    }
+    fn sub(&mut self, a: Value, b: Value) -> Value {
+        self.bin(Math::Sub, a, b)
+    }
+    fn mul(&mut self, a: Value, b: Value) -> Value {
+        self.bin(Math::Mul, a, b)
+    }
+    fn div(&mut self, a: Value, b: Value) -> Value {
+        self.bin(Math::Div, a, b)
+    }
+    fn un(&mut self, m: fn(Id) -> Math, a: Value) -> Value {
+        self.em.op(m(Id::from(0usize)), vec![a])
+    }
+    /// `then` where c > 0, else `otherwise`.
+    fn ifpos(&mut self, c: Value, then: Value, otherwise: Value) -> Value {
+        let z = Id::from(0usize);
+        self.em.op(Math::IfPos([z, z, z]), vec![c, then, otherwise])
+    }
+    fn clamp(&mut self, v: Value, lo: Value, hi: Value) -> Value {
+        let below = self.sub(lo, v);
+        let v = self.ifpos(below, lo, v);
+        let above = self.sub(v, hi);
+        self.ifpos(above, hi, v)
+    }
+
+    /// The `bins + 1` knots from unconstrained sizes (softmax, each at least MIN_BIN).
+    fn knots(&mut self, raw: &[Value], bins: usize, bound: f64) -> Vec<Value> {
+        let mut m = raw[0];
+        for r in &raw[1..bins] {
+            let d = self.sub(*r, m);
+            m = self.ifpos(d, *r, m);
+        }
+        let e: Vec<Value> = raw[..bins]
+            .iter()
+            .map(|r| {
+                let d = self.sub(*r, m);
+                self.un(Math::Exp, d)
+            })
+            .collect();
+        let mut total = e[0];
+        for v in &e[1..] {
+            total = self.add(total, *v);
+        }
+        let min = self.c(runtime::spline::MIN_BIN);
+        let scale = self.c(1.0 - runtime::spline::MIN_BIN * bins as f64);
+        let two_b = self.c(2.0 * bound);
+        let b = self.c(bound);
+        let nb = self.c(-bound);
+        let mut out = vec![nb];
+        let mut cum = self.c(0.0);
+        for (k, ek) in e.iter().enumerate() {
+            let frac = self.div(*ek, total);
+            let sz = self.mul(scale, frac);
+            let sz = self.add(min, sz);
+            cum = self.add(cum, sz);
+            out.push(if k + 1 == bins {
+                b
+            } else {
+                let p = self.mul(two_b, cum);
+                self.sub(p, b)
+            });
+        }
+        out
+    }
+
+    fn spline(&mut self, v: Value, raw: &[Value], bins: usize, bound: f64, inverse: bool, log_det: bool) -> Value {
+        let xs = self.knots(&raw[..bins], bins, bound);
+        let ys = self.knots(&raw[bins..2 * bins], bins, bound);
+        let one = self.c(1.0);
+        let two = self.c(2.0);
+        let zero = self.c(0.0);
+        let d: Vec<Value> = (0..=bins)
+            .map(|k| {
+                if k == 0 || k == bins {
+                    one
+                } else {
+                    let sp = self.un(Math::Softplus, raw[2 * bins + k - 1]);
+                    let min = self.c(runtime::spline::MIN_DERIVATIVE);
+                    self.add(min, sp)
+                }
+            })
+            .collect();
+        let mut chosen = zero;
+        for k in 0..bins {
+            let w = self.sub(xs[k + 1], xs[k]);
+            let h = self.sub(ys[k + 1], ys[k]);
+            let s = self.div(h, w);
+            let (d0, d1) = (d[k], d[k + 1]);
+            let dsum = self.add(d0, d1);
+            let two_s = self.mul(two, s);
+            let q = self.sub(dsum, two_s);
+            let xi = if inverse {
+                // a ξ² + b ξ + c = 0 for the offset clamped into the bin
+                let dy = self.sub(v, ys[k]);
+                let dy = self.clamp(dy, zero, h);
+                let sd = self.sub(s, d0);
+                let hsd = self.mul(h, sd);
+                let dyq = self.mul(dy, q);
+                let a = self.add(hsd, dyq);
+                let hd = self.mul(h, d0);
+                let b = self.sub(hd, dyq);
+                let sdy = self.mul(s, dy);
+                let c = self.un(Math::Neg, sdy);
+                let bb = self.mul(b, b);
+                let ac = self.mul(a, c);
+                let four = self.c(4.0);
+                let ac4 = self.mul(four, ac);
+                let disc = self.sub(bb, ac4);
+                let disc = self.ifpos(disc, disc, zero);
+                let r = self.un(Math::Sqrt, disc);
+                let nb = self.un(Math::Neg, b);
+                let den = self.sub(nb, r);
+                let num = self.mul(two, c);
+                let xi = self.div(num, den);
+                self.clamp(xi, zero, one)
+            } else {
+                let dx = self.sub(v, xs[k]);
+                let xi = self.div(dx, w);
+                self.clamp(xi, zero, one)
+            };
+            let omx = self.sub(one, xi);
+            let t = self.mul(xi, omx);
+            let qt = self.mul(q, t);
+            let den = self.add(s, qt);
+            let value = if log_det {
+                // log dy/dx = log(s² (d1 ξ² + 2 s t + d0 (1−ξ)²)) − 2 log(den)
+                let xi2 = self.mul(xi, xi);
+                let a = self.mul(d1, xi2);
+                let st = self.mul(two_s, t);
+                let om2 = self.mul(omx, omx);
+                let b = self.mul(d0, om2);
+                let inner = self.add(a, st);
+                let inner = self.add(inner, b);
+                let s2 = self.mul(s, s);
+                let num = self.mul(s2, inner);
+                let ln = self.un(Math::Log, num);
+                let ld = self.un(Math::Log, den);
+                let ld2 = self.mul(two, ld);
+                self.sub(ln, ld2)
+            } else if inverse {
+                let xw = self.mul(xi, w);
+                self.add(xs[k], xw)
+            } else {
+                let xi2 = self.mul(xi, xi);
+                let sx = self.mul(s, xi2);
+                let dt = self.mul(d0, t);
+                let num = self.add(sx, dt);
+                let hn = self.mul(h, num);
+                let f = self.div(hn, den);
+                self.add(ys[k], f)
+            };
+            chosen = if k == 0 {
+                value
+            } else {
+                let along = if inverse { ys[k] } else { xs[k] };
+                let past = self.sub(v, along);
+                self.ifpos(past, value, chosen)
+            };
+        }
+        // tails: the identity (log-derivative 0)
+        let b = self.c(bound);
+        let nb = self.c(-bound);
+        let tail = if log_det { zero } else { v };
+        let above = self.sub(v, b);
+        let below = self.sub(nb, v);
+        let inner = self.ifpos(below, tail, chosen);
+        self.ifpos(above, tail, inner)
+    }
 }
 
 /// Which values depend on a parameter (only they get adjoints).

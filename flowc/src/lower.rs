@@ -220,7 +220,7 @@ pub(crate) struct Emitter {
 }
 
 impl Emitter {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Emitter { body: Body::default(), memo: HashMap::new() }
     }
     /// An emitter that continues `body` (sharing its instructions).
@@ -1039,9 +1039,14 @@ fn schedule(body: Body, roots: &[Value], outputs: &[Value]) -> (Body, Vec<Value>
         }
     }
     let remap = |v: Value| new_index[v].expect("scheduled");
-    let insts = order
-        .iter()
-        .map(|&j| match &body.insts[j] {
+    let insts = order.iter().map(|&j| remap_inst(&body.insts[j], &remap)).collect();
+    (Body { insts }, outputs.iter().map(|v| remap(*v)).collect())
+}
+
+/// `inst` with every value it reads renamed by `remap`.
+pub(crate) fn remap_inst(inst: &Inst, remap: &dyn Fn(Value) -> Value) -> Inst {
+    {
+        match inst {
             Inst::Op(m, a) => Inst::Op(m.clone(), a.iter().map(|v| remap(*v)).collect()),
             Inst::RootFind { y, f, df, domain, increasing } => {
                 Inst::RootFind { y: remap(*y), f: f.clone(), df: df.clone(), domain: *domain, increasing: *increasing }
@@ -1070,9 +1075,8 @@ fn schedule(body: Body, roots: &[Value], outputs: &[Value]) -> (Body, Vec<Value>
             },
             Inst::Accum { param, value } => Inst::Accum { param: *param, value: remap(*value) },
             other => other.clone(),
-        })
-        .collect();
-    (Body { insts }, outputs.iter().map(|v| remap(*v)).collect())
+        }
+    }
 }
 
 /// The forward and inverse kernels of one bijector on its own (a one-dimensional flow of one

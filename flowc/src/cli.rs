@@ -253,14 +253,15 @@ pub enum Command {
         points: usize,
     },
     /// The built-in end-to-end example: parse, derive, check and evaluate a flow; then fit a
-    /// RealNVP flow to two 2-D datasets (two moons, pinwheel), print the test NLL, and write
-    /// figures (learned density, samples next to the data, training curves) as PNG files.
+    /// RealNVP flow to two moons and a neural spline flow to pinwheel (2-D data made
+    /// in-process), print the test NLL, and write figures (learned density, samples next to
+    /// the data, training curves) as PNG files.
     Demo {
         /// Directory for the figures.
         #[arg(long, default_value = "flowc-demo")]
         out: PathBuf,
         /// Adam steps per dataset (0: no training part).
-        #[arg(long, default_value_t = 6000)]
+        #[arg(long, default_value_t = 5000)]
         steps: usize,
         #[arg(long, default_value_t = 0)]
         threads: usize,

@@ -1,8 +1,8 @@
-//! `flowc demo`, the training part: two 2-D datasets made in-process (two moons, and the
-//! harder pinwheel), a RealNVP flow (eight affine couplings and an elementwise affine) fitted
-//! to each by [`runtime::train::Trainer`] on the JIT-compiled gradient, the test NLL, samples,
-//! and PNG figures: the learned density as a heat map, samples next to the data, and the
-//! training curves.
+//! `flowc demo`, the training part: two 2-D datasets made in-process, two moons fitted by a
+//! RealNVP flow (eight affine couplings) and the harder pinwheel by a neural spline flow (four
+//! rational-quadratic spline couplings), each by [`runtime::train::Trainer`] on the
+//! JIT-compiled gradient; the test NLL, samples, and PNG figures: the learned density as a
+//! heat map, samples next to the data, and the training curves.
 
 use crate::codegen::clif::Float;
 use crate::derive::Derivation;
@@ -13,13 +13,13 @@ use runtime::rng::Rng;
 use runtime::train::{Progress, Schedule, TrainOptions, Trainer};
 use std::path::{Path, PathBuf};
 
-/// The flow every dataset is fitted with.
+/// The flows the datasets are fitted with.
 pub const TOY_SOURCE: &str = r#"/// RealNVP's affine map; tanh keeps each layer's log-scale in (-1, 1).
 bijector realnvp_affine(x; s: real, t: real) = x * exp(tanh(s)) + t;
-/// An affine map of each coordinate (the last layer: overall scale and position).
+/// An affine map of each coordinate: overall scale and position.
 bijector scale(x; shift: real, log_scale: real) = x * exp(log_scale) + shift;
 
-flow toy(x: R^2) {
+flow realnvp(x: R^2) {
     base normal;
     coupling(mask = [1, 0], bijector = realnvp_affine, net = mlp([64, 64], tanh));
     coupling(mask = [0, 1], bijector = realnvp_affine, net = mlp([64, 64], tanh));
@@ -30,6 +30,15 @@ flow toy(x: R^2) {
     coupling(mask = [1, 0], bijector = realnvp_affine, net = mlp([64, 64], tanh));
     coupling(mask = [0, 1], bijector = realnvp_affine, net = mlp([64, 64], tanh));
     elementwise(scale);
+}
+
+flow nsf(x: R^2) {
+    base normal;
+    elementwise(scale);
+    coupling(mask = [1, 0], bijector = spline(bins = 8, bound = 4), net = mlp([64, 64], tanh));
+    coupling(mask = [0, 1], bijector = spline(bins = 8, bound = 4), net = mlp([64, 64], tanh));
+    coupling(mask = [1, 0], bijector = spline(bins = 8, bound = 4), net = mlp([64, 64], tanh));
+    coupling(mask = [0, 1], bijector = spline(bins = 8, bound = 4), net = mlp([64, 64], tanh));
 }
 "#;
 
@@ -76,9 +85,9 @@ fn points(rows: &[f64]) -> Vec<[f64; 2]> {
 }
 
 /// Fits the toy flow to one dataset and draws its figures; returns the report's lines.
-fn fit_one(d: &Derivation, name: &str, data: &[f64], test: &[f64], opts: &DemoOptions, seed: u64) -> Result<String, String> {
-    let f = d.flow("toy").ok_or("the demo flow is missing")?;
-    let objective = FlowObjective::new(d, "toy", Float::F64, opts.threads)?;
+fn fit_one(d: &Derivation, flow: &str, name: &str, data: &[f64], test: &[f64], opts: &DemoOptions, seed: u64) -> Result<String, String> {
+    let f = d.flow(flow).ok_or("the demo flow is missing")?;
+    let objective = FlowObjective::new(d, flow, Float::F64, opts.threads)?;
     let init = crate::params::flat(f, &crate::params::init(d, f, seed));
     let options = TrainOptions { steps: opts.steps, batch: 512, lr: 2e-3, schedule: Schedule::Cosine, seed, val_every: 100, ..TrainOptions::default() };
     let mut trainer = Trainer::new(&objective, objective.kinds(), init, data, Some(test), options).map_err(|e| e.to_string())?;
@@ -103,7 +112,7 @@ fn fit_one(d: &Derivation, name: &str, data: &[f64], test: &[f64], opts: &DemoOp
     let test_nll = trainer.mean_nll(test);
     // samples: base points through the forward kernel
     let program = lower::lower(d).map_err(|e| e.to_string())?;
-    let fwd = crate::jit::compile(program.kernel("toy", Kind::Forward).expect("lowered"), Float::F64).map_err(|e| e.0)?;
+    let fwd = crate::jit::compile(program.kernel(flow, Kind::Forward).expect("lowered"), Float::F64).map_err(|e| e.0)?;
     let n = test.len() / 2;
     let z = runtime::sample::normal_rows(seed, 0, n, 2);
     let mut out = vec![0.0; n * 3];
@@ -119,7 +128,7 @@ fn fit_one(d: &Derivation, name: &str, data: &[f64], test: &[f64], opts: &DemoOp
             grid.push(extent.y0 + (j as f64 + 0.5) * (extent.y1 - extent.y0) / res as f64);
         }
     }
-    let lp = crate::jit::compile(program.kernel("toy", Kind::LogProb).expect("lowered"), Float::F64).map_err(|e| e.0)?;
+    let lp = crate::jit::compile(program.kernel(flow, Kind::LogProb).expect("lowered"), Float::F64).map_err(|e| e.0)?;
     let mut dens = vec![0.0; res * res];
     lp.run_f64(&grid, &params, &mut dens).map_err(|e| e.0)?;
     let file = |what: &str| opts.out.join(format!("{name}_{what}.png"));
@@ -127,7 +136,7 @@ fn fit_one(d: &Derivation, name: &str, data: &[f64], test: &[f64], opts: &DemoOp
     plot::scatter_pair(&file("samples"), extent, ("data (test set)", &points(test)), ("samples from the flow", &samples))?;
     plot::curves(&file("training"), &format!("{name}: negative log-likelihood"), &[("training (minibatch, smoothed)", &train_curve), ("test", &val_curve)])?;
     Ok(format!(
-        "{name:<9} {:>6} steps in {:>5.1} s ({:>6.1} steps/s)   test NLL {test_nll:.4}   figures: {}, {}, {}\n",
+        "{name:<9} ({flow}) {:>6} steps in {:>5.1} s ({:>6.1} steps/s)   test NLL {test_nll:.4}   figures: {}, {}, {}\n",
         outcome.steps,
         outcome.seconds,
         outcome.steps as f64 / outcome.seconds.max(1e-9),
@@ -142,19 +151,25 @@ pub fn run(opts: &DemoOptions) -> Result<String, String> {
     std::fs::create_dir_all(&opts.out).map_err(|e| format!("cannot create `{}`: {e}", opts.out.display()))?;
     let (_, _, d) = crate::cli::load_str("toy.flow", TOY_SOURCE).map_err(|f| f.message)?;
     let mut out = String::new();
-    out.push_str("== training: the flow ==\n\n");
+    out.push_str("== training: the flows ==\n\n");
     out.push_str(TOY_SOURCE);
-    out.push_str("\n== its derivation ==\n\n");
-    out.push_str(&crate::report::text(&d, Some("toy"), false));
+    out.push_str("\n== their structure, derived ==\n\n");
+    for flow in ["realnvp", "nsf"] {
+        let text = crate::report::text(&d, Some(flow), false);
+        // the flow's own part (the bijectors' derivations are in the demo's first part)
+        let start = text.find("flow ").unwrap_or(0);
+        out.push_str(&text[start..]);
+        out.push('\n');
+    }
     out.push_str(&format!(
         "\n== fitting it (Adam, batch 512, lr 2e-3 with a cosine schedule; 20000 training and 5000 test points each) ==\n\n"
     ));
-    let datasets: [(&str, fn(usize, &mut Rng) -> Vec<f64>); 2] = [("moons", two_moons), ("pinwheel", pinwheel)];
-    for (k, (name, make)) in datasets.iter().enumerate() {
+    let datasets: [(&str, &str, fn(usize, &mut Rng) -> Vec<f64>); 2] = [("moons", "realnvp", two_moons), ("pinwheel", "nsf", pinwheel)];
+    for (k, (name, flow, make)) in datasets.iter().enumerate() {
         let mut rng = Rng::new(100 + k as u64);
         let data = make(20000, &mut rng);
         let test = make(5000, &mut rng);
-        out.push_str(&fit_one(&d, name, &data, &test, opts, k as u64 + 1)?);
+        out.push_str(&fit_one(&d, flow, name, &data, &test, opts, k as u64 + 1)?);
     }
     Ok(out)
 }

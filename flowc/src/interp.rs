@@ -454,6 +454,13 @@ pub fn inverse(d: &Derivation, f: &FlowDerivation, p: &Params, x: &[f64], z: &mu
     (0..f.layers.len()).rev().map(|k| layer_inverse(d, f, p, k, z)).sum()
 }
 
+/// Data → layer `from`'s output: the layers after `from` (data side) inverted, in place.
+pub fn inverse_to(d: &Derivation, f: &FlowDerivation, p: &Params, from: usize, x: &mut [f64]) {
+    for k in (from + 1..f.layers.len()).rev() {
+        layer_inverse(d, f, p, k, x);
+    }
+}
+
 /// log p(x) under the flow.
 pub fn log_prob(d: &Derivation, f: &FlowDerivation, p: &Params, x: &[f64]) -> f64 {
     let mut z = vec![0.0; x.len()];

@@ -21,6 +21,7 @@ const SRC: &str = "
 bijector affine(x; shift: real, log_scale: real) = x * exp(log_scale) + shift;
 bijector realnvp_affine(x; s: real, t: real) = x * exp(tanh(s)) + t;
 flow gauss(x: R^2) { base normal; elementwise(affine); }
+flow glowish(x: R^2) { base normal; actnorm; coupling(mask = [1, 0], bijector = realnvp_affine, net = mlp([8], tanh)); actnorm; }
 flow nvp(x: R^2) {
     base normal;
     coupling(mask = [1, 0], bijector = realnvp_affine, net = mlp([16], tanh));
@@ -247,5 +248,37 @@ fn bad_training_input_exits_1_and_writes_nothing() {
         assert!(err.starts_with("error: ") && err.contains(phrase), "{extra:?}: {err}");
         assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
         assert!(!out.exists() && !d.join("out.state.safetensors").exists(), "{extra:?} wrote output");
+    }
+}
+
+#[test]
+fn actnorm_layers_start_from_the_data() {
+    let t = setup(3000);
+    let rows = gaussian_rows(3000, 5);
+    let out = t.dir.path().join("a.safetensors");
+    // a step too small to move anything: the written parameters are the initialization
+    let o = flowc(&[
+        "train", s(&t.flow), "--name", "glowish", "--data", s(&t.data), "--out", s(&out), "--steps", "1", "--batch", "100", "--lr", "1e-15", "--quiet",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("actnorm layers 0, 2 initialized from the data"), "{}", stdout(&o));
+    let p = read_params(&out);
+    // the last actnorm (data side) sees the data itself: its shift and scale are the sample's
+    for c in 0..2 {
+        let m = rows.iter().map(|r| r[c]).sum::<f64>() / rows.len() as f64;
+        let v = rows.iter().map(|r| (r[c] - m).powi(2)).sum::<f64>() / rows.len() as f64;
+        assert!((p["layers.2.shift"][c] - m).abs() < 1e-9, "{p:?}");
+        assert!((p["layers.2.log_scale"][c] - 0.5 * v.ln()).abs() < 1e-9, "{p:?}");
+    }
+    // the first one sees the coupling's output: standardized there, so the whole flow maps the
+    // data to points of mean 0 and variance 1 per coordinate (`flowc eval` inverse)
+    let z = t.dir.path().join("z.csv");
+    let o = flowc(&["eval", s(&t.flow), "--name", "glowish", "--params", s(&out), "--input", s(&t.data), "--direction", "inverse", "--output", s(&z)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let zs: Vec<Vec<f64>> = std::fs::read_to_string(&z).unwrap().lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    for c in 0..2 {
+        let m = zs.iter().map(|r| r[c]).sum::<f64>() / zs.len() as f64;
+        let v = zs.iter().map(|r| (r[c] - m).powi(2)).sum::<f64>() / zs.len() as f64;
+        assert!(m.abs() < 1e-9 && (v - 1.0).abs() < 1e-9, "coordinate {c}: mean {m}, variance {v}");
     }
 }

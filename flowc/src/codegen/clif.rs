@@ -1064,7 +1064,14 @@ fn tiled<M: Module>(
     // where an instruction is emitted: its segment, or its ifpos's segment when deferred
     let emit_seg: Vec<usize> = (0..count).map(|i| deferred[i].map(|(p, _)| seg[p]).unwrap_or(seg[i])).collect();
     // dense layers whose bias and activation the host applies to the product (512-bit path)
-    let fused: Vec<Option<Epilogue>> = denses.iter().map(|&d| if tile::wide() { epilogue(k, d) } else { None }).collect();
+    let mut fused: Vec<Option<Epilogue>> = denses.iter().map(|&d| if tile::wide() { epilogue(k, d) } else { None }).collect();
+    // backward products whose activation derivative the host applies, at the fused layer's
+    // activations
+    for di in 0..denses.len() {
+        if fused[di].is_none() && tile::wide() {
+            fused[di] = backward_epilogue(k, denses[di], &fused);
+        }
+    }
     let mut host_defined = vec![false; count];
     let mut not_emitted = vec![false; count];
     for e in fused.iter().flatten() {
@@ -1200,6 +1207,10 @@ fn tiled<M: Module>(
         .declare_function(if f64p { host::BIAS_ACT_F64 } else { host::BIAS_ACT_F32 }, Linkage::Import, &s)
         .map_err(|e| Unsupported(e.to_string()))?;
     let epilogue_fn = module.declare_func_in_func(fid, b.func);
+    let fid = module
+        .declare_function(if f64p { host::ACT_GRAD_F64 } else { host::ACT_GRAD_F32 }, Linkage::Import, &s)
+        .map_err(|e| Unsupported(e.to_string()))?;
+    let act_grad_fn = module.declare_func_in_func(fid, b.func);
     // MADE weights read by products: one masked copy per weight and call, after the columns
     let mut masked_at: Vec<Option<usize>> = vec![None; denses.len()];
     let mut masked_of: Vec<(usize, usize, usize, usize, MadeMask)> = Vec::new(); // (weight, at, rows, cols, mask)
@@ -1371,7 +1382,16 @@ fn tiled<M: Module>(
             args.extend(bias);
             b.ins().call(f, &args);
             // a fused layer's bias and activation, over its result block
-            if let Some(e) = &fused[sg] {
+            if let Some(Epilogue { values, from: Some(h), .. }) = &fused[sg] {
+                let args = [
+                    b.ins().iconst(types::I64, TILE as i64),
+                    col(b, ob),
+                    b.ins().iconst(types::I64, values.len() as i64),
+                    col(b, blocks[*h].1),
+                    b.ins().iconst(types::I64, tile::Act::Tanh as i64),
+                ];
+                b.ins().call(act_grad_fn, &args);
+            } else if let Some(e) = &fused[sg] {
                 let n = e.values.len();
                 let bias = match e.bias {
                     Some(o) => b.ins().iadd_imm_s(io.params, o as i64 * prec.bytes()),
@@ -1398,6 +1418,55 @@ struct Epilogue {
     act: tile::Act,
     values: Vec<usize>,
     skipped: Vec<usize>,
+    /// A backward product's: the product whose result block holds the tanh activations
+    /// (each column is multiplied by 1 − h²).
+    from: Option<usize>,
+}
+
+/// The epilogue of backward product `d` (Wᵀ·grads): every output j read once, by
+/// `part · (1 − h_j²)` with h_j output j of a fused tanh layer (so the product times the
+/// derivative is the adjoint before that activation).
+fn backward_epilogue(k: &Kernel, d: usize, fused: &[Option<Epilogue>]) -> Option<Epilogue> {
+    let Inst::DenseT { inputs, .. } = &k.body.insts[d] else { return None };
+    let n = k.body.insts.len();
+    let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, inst) in k.body.insts.iter().enumerate() {
+        for a in inst.args() {
+            users[a].push(i);
+        }
+    }
+    let mut parts = vec![None; *inputs];
+    for (i, inst) in k.body.insts.iter().enumerate() {
+        if let Inst::Part(x, j) = inst {
+            if *x == d {
+                parts[*j] = Some(i);
+            }
+        }
+    }
+    let op = |v: usize| match &k.body.insts[v] {
+        Inst::Op(m, a) => Some((m.clone(), a.clone())),
+        _ => None,
+    };
+    let mut values = Vec::with_capacity(*inputs);
+    let mut hs = Vec::with_capacity(*inputs);
+    for p in parts {
+        let p = p?;
+        let [u] = users[p][..] else { return None };
+        let (Math::Mul(_), a) = op(u)? else { return None };
+        let s = if a[0] == p { a[1] } else { a[0] };
+        let (Math::Sub(_), b) = op(s)? else { return None };
+        if !matches!(k.body.insts[b[0]], Inst::Const(c) if c == 1.0) {
+            return None;
+        }
+        let (Math::Mul(_), c) = op(b[1])? else { return None };
+        if c[0] != c[1] || k.outputs.contains(&u) {
+            return None;
+        }
+        values.push(u);
+        hs.push(c[0]);
+    }
+    let from = fused.iter().position(|e| e.as_ref().map(|e| e.act == tile::Act::Tanh && e.from.is_none() && e.values == hs).unwrap_or(false))?;
+    Some(Epilogue { bias: None, act: tile::Act::Identity, skipped: values.clone(), values, from: Some(from) })
 }
 
 /// The epilogue of dense layer `d`: every output read once, by `part + param(b + o)`, and
@@ -1450,9 +1519,9 @@ fn epilogue(k: &Kernel, d: usize) -> Option<Epilogue> {
     }
     if acts.len() == adds.len() {
         let skipped = adds.iter().chain(&acts).copied().collect();
-        Some(Epilogue { bias, act: kind.unwrap_or(tile::Act::Identity), values: acts, skipped })
+        Some(Epilogue { bias, act: kind.unwrap_or(tile::Act::Identity), values: acts, skipped, from: None })
     } else {
-        Some(Epilogue { bias, act: tile::Act::Identity, values: adds.clone(), skipped: adds })
+        Some(Epilogue { bias, act: tile::Act::Identity, values: adds.clone(), skipped: adds, from: None })
     }
 }
 

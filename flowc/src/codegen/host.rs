@@ -301,6 +301,32 @@ extern "C" fn bias_act_f32(t: u64, c: *mut f32, n: u64, bias: *const f32, act: i
     unsafe { bias_act(t, c, n, bias, act) }
 }
 
+/// Symbols of [`act_grad_f64`] and [`act_grad_f32`].
+pub const ACT_GRAD_F64: &str = "flowc_act_grad_f64";
+pub const ACT_GRAD_F32: &str = "flowc_act_grad_f32";
+
+/// A backward product's epilogue ([`super::tile::tanh_grad`]): C[t × n] ⊙= 1 − H², H a fused
+/// tanh layer's result block.
+///
+/// # Safety
+/// `c` and `h` must hold t·n values and not overlap.
+unsafe fn act_grad<T: super::tile::Activate>(t: u64, c: *mut T, n: u64, h: *const T, _act: i64) {
+    let len = t as usize * n as usize;
+    // SAFETY: the caller's contract
+    let (c, h) = unsafe { (std::slice::from_raw_parts_mut(c, len), std::slice::from_raw_parts(h, len)) };
+    super::tile::tanh_grad(c, h)
+}
+
+extern "C" fn act_grad_f64(t: u64, c: *mut f64, n: u64, h: *const f64, act: i64) {
+    // SAFETY: called by tiled gradient kernels with two result blocks of the tile
+    unsafe { act_grad(t, c, n, h, act) }
+}
+
+extern "C" fn act_grad_f32(t: u64, c: *mut f32, n: u64, h: *const f32, act: i64) {
+    // SAFETY: as act_grad_f64
+    unsafe { act_grad(t, c, n, h, act) }
+}
+
 /// Symbols of [`mask_f64`] and [`mask_f32`].
 pub const MASK_F64: &str = "flowc_mask_f64";
 pub const MASK_F32: &str = "flowc_mask_f32";
@@ -389,8 +415,10 @@ fn spline_value<T: runtime::Real>(x: T, raw: &[T], bins: usize, bound: f64, mode
 }
 
 /// The runtime support functions kernels import: (symbol, address).
-pub fn support() -> [(&'static str, *const u8); 15] {
+pub fn support() -> [(&'static str, *const u8); 17] {
     [
+        (ACT_GRAD_F64, act_grad_f64 as *const u8),
+        (ACT_GRAD_F32, act_grad_f32 as *const u8),
         (BIAS_ACT_F64, bias_act_f64 as *const u8),
         (BIAS_ACT_F32, bias_act_f32 as *const u8),
         (DENSE_T_F64, dense_t_f64 as *const u8),

@@ -43,7 +43,7 @@ struct View {
 }
 
 /// Element types of the products.
-pub trait Elem: Copy + Default + Send + 'static + std::ops::AddAssign {
+pub trait Elem: Copy + Default + Send + 'static + std::ops::AddAssign + std::ops::Sub<Output = Self> + std::ops::Mul<Output = Self> {
     fn one() -> Self;
     /// C[m × n] (+)= A[m × k] · B[k × n] on 512-bit vectors; A's rows contiguous (rs = 1).
     ///
@@ -569,6 +569,36 @@ pub fn bias_act<T: Activate>(t: usize, c: &mut [T], bias: &[T], act: Act) {
         return;
     }
     bias_act_body(t, c, bias, act)
+}
+
+#[inline(always)]
+fn tanh_grad_body<T: Activate>(c: &mut [T], h: &[T]) {
+    for (v, hv) in c.iter_mut().zip(h) {
+        // the kernels' product a·(1 − h·h), in that order
+        let mut one = T::one();
+        let hh = *hv * *hv;
+        one = one - hh;
+        *v = *v * one;
+    }
+}
+
+/// # Safety
+/// AVX-512F must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tanh_grad_wide<T: Activate>(c: &mut [T], h: &[T]) {
+    tanh_grad_body(c, h)
+}
+
+/// c ⊙= 1 − h² (the adjoint before a tanh layer from the one after it and its outputs).
+pub fn tanh_grad<T: Activate>(c: &mut [T], h: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    if wide() {
+        // SAFETY: AVX-512F detected
+        unsafe { tanh_grad_wide(c, h) };
+        return;
+    }
+    tanh_grad_body(c, h)
 }
 
 #[cfg(test)]

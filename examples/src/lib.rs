@@ -6,8 +6,11 @@
 //!   log-derivative as Rust types, and a flow of them.
 //! - [`aot_vs_jit`]: the same flow compiled by `flow_file!` and by the JIT: equal values,
 //!   and the speed of each.
+//! - [`train_moons`]: a RealNVP flow trained on 2-D data with the runtime's trainer and with
+//!   `flowc train`, its weights scored by the `flow_file!` type.
 //! - `quickstart` (`examples/quickstart.rs`): the README's example, checked to be identical
 //!   to it.
 
 pub mod aot_vs_jit;
+pub mod train_moons;
 pub mod user_bijector;

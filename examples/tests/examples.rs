@@ -68,3 +68,14 @@ fn failure<T, E>(r: Result<T, E>) -> E {
         Err(e) => e,
     }
 }
+
+#[test]
+fn train_moons_example_runs() {
+    let r = examples::train_moons::run(400);
+    // training helped, and the backends agree on the trained flow
+    assert!(r.trained_jit < r.base_nll - 0.5, "{r:?}");
+    assert!((r.trained_jit - r.trained_aot).abs() < 1e-10 * r.trained_jit.abs(), "{r:?}");
+    assert!(r.cli_printed < r.base_nll - 0.5, "{r:?}");
+    // `flowc train` prints 6 decimals
+    assert!((r.cli_printed - r.cli_aot).abs() < 1e-5, "{r:?}");
+}

@@ -1428,13 +1428,7 @@ struct Epilogue {
 /// derivative is the adjoint before that activation).
 fn backward_epilogue(k: &Kernel, d: usize, fused: &[Option<Epilogue>]) -> Option<Epilogue> {
     let Inst::DenseT { inputs, .. } = &k.body.insts[d] else { return None };
-    let n = k.body.insts.len();
-    let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (i, inst) in k.body.insts.iter().enumerate() {
-        for a in inst.args() {
-            users[a].push(i);
-        }
-    }
+    let users = users_of(k);
     let mut parts = vec![None; *inputs];
     for (i, inst) in k.body.insts.iter().enumerate() {
         if let Inst::Part(x, j) = inst {
@@ -1473,13 +1467,7 @@ fn backward_epilogue(k: &Kernel, d: usize, fused: &[Option<Epilogue>]) -> Option
 /// then (all of them) by the same activation (tanh or relu) alone.
 fn epilogue(k: &Kernel, d: usize) -> Option<Epilogue> {
     let Inst::Dense { outputs, .. } = &k.body.insts[d] else { return None };
-    let n = k.body.insts.len();
-    let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (i, inst) in k.body.insts.iter().enumerate() {
-        for a in inst.args() {
-            users[a].push(i);
-        }
-    }
+    let users = users_of(k);
     let output = |v: usize| k.outputs.contains(&v);
     let mut parts = vec![None; *outputs];
     for (i, inst) in k.body.insts.iter().enumerate() {
@@ -1523,6 +1511,19 @@ fn epilogue(k: &Kernel, d: usize) -> Option<Epilogue> {
     } else {
         Some(Epilogue { bias, act: tile::Act::Identity, values: adds.clone(), skipped: adds, from: None })
     }
+}
+
+/// The instructions reading each value (each once, however many of its operands it is).
+fn users_of(k: &Kernel) -> Vec<Vec<usize>> {
+    let mut users: Vec<Vec<usize>> = vec![Vec::new(); k.body.insts.len()];
+    for (i, inst) in k.body.insts.iter().enumerate() {
+        for a in inst.args() {
+            if users[a].last() != Some(&i) {
+                users[a].push(i);
+            }
+        }
+    }
+    users
 }
 
 /// A matrix instruction's operands, by the block each is read from.

@@ -57,13 +57,13 @@ pub fn gradient(k: &Kernel) -> Result<Kernel, String> {
     let mut accum_denses: Vec<Value> = Vec::new();
     for i in (0..n).rev() {
         let inst = k.body.insts[i].clone();
-        if let Inst::Dense { inputs, weight, outputs, mask } = &inst {
+        if let Inst::Dense { inputs, weight, outputs, mask, rows } = &inst {
             let Some(parts) = dense_adj.remove(&i) else { continue };
             let grads: Vec<Value> = (0..*outputs).map(|o| sum_or_zero(&mut em, &parts[o])).collect();
-            let at = em.push(Inst::AccumDense { grads: grads.clone(), inputs: inputs.clone(), weight: *weight, mask: *mask, bias: None });
+            let at = em.push(Inst::AccumDense { grads: grads.clone(), inputs: inputs.clone(), weight: *weight, mask: *mask, rows: *rows, bias: None });
             accum_denses.push(at);
             if inputs.iter().any(|x| active[*x]) {
-                let t = em.push(Inst::DenseT { grads, weight: *weight, inputs: inputs.len(), mask: *mask });
+                let t = em.push(Inst::DenseT { grads, weight: *weight, inputs: inputs.len(), mask: *mask, rows: *rows });
                 for (j, x) in inputs.iter().enumerate() {
                     if active[*x] {
                         let p = em.push(Inst::Part(t, j));
@@ -133,13 +133,14 @@ pub fn gradient(k: &Kernel) -> Result<Kernel, String> {
         }
     }
     for at in accum_denses {
-        let Inst::AccumDense { grads, .. } = &em.body.insts[at] else { unreachable!("a weight gradient") };
-        let grads = grads.clone();
-        // Accum(b + o, grads[o]) for every output o: one bias
-        let first = accums.iter().position(|(_, v)| *v == grads[0]);
+        let Inst::AccumDense { grads, rows, .. } = &em.body.insts[at] else { unreachable!("a weight gradient") };
+        let (grads, rows) = (grads.clone(), *rows);
+        // Accum(b + row(o), grads[o]) for every output o: one bias, at b
+        let first = accums.iter().position(|(p, v)| *v == grads[0] && *p >= rows.row(0));
         let Some(first) = first else { continue };
-        let b = accums[first].0;
-        let pos: Option<Vec<usize>> = grads.iter().enumerate().map(|(o, g)| accums.iter().position(|(p, v)| *p == b + o && v == g)).collect();
+        let b = accums[first].0 - rows.row(0);
+        let pos: Option<Vec<usize>> =
+            grads.iter().enumerate().map(|(o, g)| accums.iter().position(|(p, v)| *p == b + rows.row(o) && v == g)).collect();
         if let Some(mut pos) = pos {
             pos.sort_unstable();
             for p in pos.into_iter().rev() {

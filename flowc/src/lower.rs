@@ -65,11 +65,13 @@ pub enum Inst {
     /// W·inputs for the weight matrix W ([outputs, inputs] row-major) at `weight` in the
     /// parameter buffer; with `mask`, the MADE-masked entries are zero. A tuple of `outputs`
     /// values, read with [`Inst::Part`]. Backends may compute it for many rows at once (GEMM).
+    /// With `rows` other than [`Rows::ALL`], output o is row `rows.row(o)` of a larger W.
     Dense {
         inputs: Vec<Value>,
         weight: usize,
         outputs: usize,
         mask: Option<MadeMask>,
+        rows: Rows,
     },
     /// Entry `1` of the [`Inst::Dense`] value `0`.
     Part(Value, usize),
@@ -104,19 +106,37 @@ pub enum Inst {
         weight: usize,
         inputs: usize,
         mask: Option<MadeMask>,
+        rows: Rows,
     },
     /// Adds Σ_rows grads ⊗ inputs to the gradient of the weight W [grads.len() ×
     /// inputs.len()] at `weight` (masked entries get nothing), and with `bias` Σ_rows grads
-    /// to the gradient at `bias..`. Defines no value.
+    /// to the gradient at `bias + rows.row(o)`. Defines no value.
     AccumDense {
         grads: Vec<Value>,
         inputs: Vec<Value>,
         weight: usize,
         mask: Option<MadeMask>,
+        rows: Rows,
         bias: Option<usize>,
     },
     /// Adds Σ_rows `value` to the gradient of parameter `param`. Defines no value.
     Accum { param: usize, value: Value },
+}
+
+/// Which rows of a weight matrix a product uses: rows `first`, `first + step`, ...
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rows {
+    pub first: usize,
+    pub step: usize,
+}
+
+impl Rows {
+    /// Every row, in order.
+    pub const ALL: Rows = Rows { first: 0, step: 1 };
+    /// The weight row of output `o`.
+    pub fn row(&self, o: usize) -> usize {
+        self.first + o * self.step
+    }
 }
 
 /// The MADE mask of linear layer `layer` of `layers` in a network on `dim` inputs.
@@ -754,6 +774,12 @@ struct NetEmitter<'a> {
     /// each step, unknown inputs as 0 (the mask makes them irrelevant), as other libraries do.
     dense: bool,
     dense_of: Vec<Option<Value>>,
+    /// A MADE evaluated in a sequential direction: each layer's units in groups of equal
+    /// connectivity (rows `first + k·step` of the weight), each group one product computed
+    /// once, when its inputs are known: one network evaluation in all.
+    grouped: bool,
+    /// Per layer: unit → (its group's product, its index in the group).
+    group_of: Vec<HashMap<usize, (Value, usize)>>,
 }
 
 impl<'a> NetEmitter<'a> {
@@ -766,16 +792,19 @@ impl<'a> NetEmitter<'a> {
         }
         let units = layers.iter().map(|(_, _, o, _)| vec![None; *o]).collect();
         let macs: usize = layers.iter().map(|(_, _, o, i)| o * i).sum();
-        let dense = inputs.iter().all(|v| v.is_some()) || macs > MAX_UNIT_BY_UNIT;
+        let known = inputs.iter().all(|v| v.is_some());
+        let dense = known || macs > MAX_UNIT_BY_UNIT;
+        let grouped = dense && !known && net.made;
         let dense_of = vec![None; layers.len()];
-        Ok(NetEmitter { net, dim, layers, inputs, units, dense, dense_of })
+        let group_of = vec![HashMap::new(); layers.len()];
+        Ok(NetEmitter { net, dim, layers, inputs, units, dense, dense_of, grouped, group_of })
     }
 
     /// A network input became known (sequential directions): whole-layer products computed
     /// before it are stale.
     fn set_input(&mut self, i: usize, v: Value) {
         self.inputs[i] = Some(v);
-        if self.dense {
+        if self.dense && !self.grouped {
             self.dense_of.iter_mut().for_each(|d| *d = None);
             self.units.iter_mut().for_each(|u| u.iter_mut().for_each(|x| *x = None));
         }
@@ -788,6 +817,12 @@ impl<'a> NetEmitter<'a> {
         }
         let (w, b, outs, ins) = self.layers[j];
         let mut acc = em.push(Inst::Param(b + u));
+        if self.grouped {
+            if let Some(part) = self.group_unit(em, j, u)? {
+                acc = em.op(Math::Add([Id::from(0usize), Id::from(0usize)]), vec![part, acc]);
+                return self.activate(em, j, u, acc);
+            }
+        }
         if self.dense {
             let d = match self.dense_of[j] {
                 Some(d) => d,
@@ -796,7 +831,7 @@ impl<'a> NetEmitter<'a> {
                         .map(|v| if j == 0 { Ok(self.inputs[v].unwrap_or_else(|| em.num(0.0))) } else { self.unit(em, j - 1, v) })
                         .collect::<Result<_, String>>()?;
                     let mask = self.net.made.then_some(MadeMask { layer: j, layers: self.layers.len(), dim: self.dim });
-                    let d = em.push(Inst::Dense { inputs, weight: w, outputs: outs, mask });
+                    let d = em.push(Inst::Dense { inputs, weight: w, outputs: outs, mask, rows: Rows::ALL });
                     self.dense_of[j] = Some(d);
                     d
                 }
@@ -817,6 +852,11 @@ impl<'a> NetEmitter<'a> {
             let m = em.op(Math::Mul([Id::from(0usize), Id::from(0usize)]), vec![wv, h]);
             acc = em.op(Math::Add([Id::from(0usize), Id::from(0usize)]), vec![acc, m]);
         }
+        self.activate(em, j, u, acc)
+    }
+
+    /// Unit `u` of layer `j` from its pre-activation value (the last layer has none).
+    fn activate(&mut self, em: &mut Emitter, j: usize, u: usize, acc: Value) -> Result<Value, String> {
         let out = if j + 1 == self.layers.len() {
             acc
         } else {
@@ -833,6 +873,41 @@ impl<'a> NetEmitter<'a> {
         };
         self.units[j][u] = Some(out);
         Ok(out)
+    }
+
+    /// W·x of unit `u` of layer `j` from its group's product (emitted with the first unit of
+    /// the group asked for); `None` when the layer's groups are not evenly spaced rows.
+    fn group_unit(&mut self, em: &mut Emitter, j: usize, u: usize) -> Result<Option<Value>, String> {
+        if let Some(&(d, idx)) = self.group_of[j].get(&u) {
+            return Ok(Some(em.push(Inst::Part(d, idx))));
+        }
+        let (w, _, outs, ins) = self.layers[j];
+        let layers = self.layers.len();
+        let conn = |o: usize| -> Vec<bool> { (0..ins).map(|v| made_connected(j, layers, o, v, self.dim)).collect() };
+        let mine = conn(u);
+        let group: Vec<usize> = (0..outs).filter(|o| conn(*o) == mine).collect();
+        let step = if group.len() > 1 { group[1] - group[0] } else { 1 };
+        if group.iter().enumerate().any(|(i, o)| *o != group[0] + i * step) {
+            return Ok(None);
+        }
+        let zero = em.num(0.0);
+        let mut inputs = Vec::with_capacity(ins);
+        for (v, on) in mine.iter().enumerate() {
+            inputs.push(if !on {
+                zero
+            } else if j == 0 {
+                self.inputs[v].ok_or_else(|| format!("network input {v} read before it is known"))?
+            } else {
+                self.unit(em, j - 1, v)?
+            });
+        }
+        let mask = Some(MadeMask { layer: j, layers, dim: self.dim });
+        let d = em.push(Inst::Dense { inputs, weight: w, outputs: group.len(), mask, rows: Rows { first: group[0], step } });
+        for (idx, o) in group.iter().enumerate() {
+            self.group_of[j].insert(*o, (d, idx));
+        }
+        let idx = (u - group[0]) / step;
+        Ok(Some(em.push(Inst::Part(d, idx))))
     }
 }
 
@@ -1051,8 +1126,8 @@ pub(crate) fn remap_inst(inst: &Inst, remap: &dyn Fn(Value) -> Value) -> Inst {
             Inst::RootFind { y, f, df, domain, increasing } => {
                 Inst::RootFind { y: remap(*y), f: f.clone(), df: df.clone(), domain: *domain, increasing: *increasing }
             }
-            Inst::Dense { inputs, weight, outputs, mask } => {
-                Inst::Dense { inputs: inputs.iter().map(|v| remap(*v)).collect(), weight: *weight, outputs: *outputs, mask: *mask }
+            Inst::Dense { inputs, weight, outputs, mask, rows } => {
+                Inst::Dense { inputs: inputs.iter().map(|v| remap(*v)).collect(), weight: *weight, outputs: *outputs, mask: *mask, rows: *rows }
             }
             Inst::Part(d, j) => Inst::Part(remap(*d), *j),
             Inst::Spline { x, raw, bins, bound, inverse, log_det } => Inst::Spline {
@@ -1063,14 +1138,15 @@ pub(crate) fn remap_inst(inst: &Inst, remap: &dyn Fn(Value) -> Value) -> Inst {
                 inverse: *inverse,
                 log_det: *log_det,
             },
-            Inst::DenseT { grads, weight, inputs, mask } => {
-                Inst::DenseT { grads: grads.iter().map(|v| remap(*v)).collect(), weight: *weight, inputs: *inputs, mask: *mask }
+            Inst::DenseT { grads, weight, inputs, mask, rows } => {
+                Inst::DenseT { grads: grads.iter().map(|v| remap(*v)).collect(), weight: *weight, inputs: *inputs, mask: *mask, rows: *rows }
             }
-            Inst::AccumDense { grads, inputs, weight, mask, bias } => Inst::AccumDense {
+            Inst::AccumDense { grads, inputs, weight, mask, rows, bias } => Inst::AccumDense {
                 grads: grads.iter().map(|v| remap(*v)).collect(),
                 inputs: inputs.iter().map(|v| remap(*v)).collect(),
                 weight: *weight,
                 mask: *mask,
+                rows: *rows,
                 bias: *bias,
             },
             Inst::Accum { param, value } => Inst::Accum { param: *param, value: remap(*value) },
@@ -1184,15 +1260,17 @@ pub fn lower(d: &Derivation) -> Result<Program, Diagnostics> {
     diags.into_result(Program { kernels })
 }
 
-/// W·x for a [`Inst::Dense`] (masked entries skipped), summed in input order.
-fn dense_f64(inputs: &[f64], w: &[f64], outputs: usize, mask: &Option<MadeMask>) -> Vec<f64> {
+/// W·x for a [`Inst::Dense`] (masked entries skipped), summed in input order; `w` from the
+/// weight's start.
+fn dense_f64<T: runtime::Real>(inputs: &[T], w: &[T], outputs: usize, mask: &Option<MadeMask>, rows: Rows) -> Vec<T> {
     let n = inputs.len();
     (0..outputs)
         .map(|o| {
-            let mut acc = 0.0;
+            let r = rows.row(o);
+            let mut acc = T::from_f64(0.0);
             for (i, x) in inputs.iter().enumerate() {
-                if mask.map(|m| m.connected(o, i)).unwrap_or(true) {
-                    acc += w[o * n + i] * x;
+                if mask.map(|m| m.connected(r, i)).unwrap_or(true) {
+                    acc = acc + w[r * n + i] * *x;
                 }
             }
             acc
@@ -1205,9 +1283,9 @@ fn run_insts(insts: &[Inst], inputs: &[f64], params: &[f64], grad: &mut [f64]) -
     let mut tuples: HashMap<usize, Vec<f64>> = HashMap::new();
     for (n, inst) in insts.iter().enumerate() {
         let v = match inst {
-            Inst::Dense { inputs: xs, weight, outputs, mask } => {
+            Inst::Dense { inputs: xs, weight, outputs, mask, rows } => {
                 let x: Vec<f64> = xs.iter().map(|v| vals[*v]).collect();
-                tuples.insert(n, dense_f64(&x, &params[*weight..*weight + outputs * x.len()], *outputs, mask));
+                tuples.insert(n, dense_f64(&x, &params[*weight..], *outputs, mask, *rows));
                 f64::NAN
             }
             Inst::Part(d, j) => tuples[d][*j],
@@ -1228,16 +1306,16 @@ fn run_insts(insts: &[Inst], inputs: &[f64], params: &[f64], grad: &mut [f64]) -
                 spline_value(vals[*x], &r, *bins, *bound, *inverse, *log_det)
             }
             Inst::Seed => 1.0,
-            Inst::DenseT { grads, weight, inputs: k, mask } => {
+            Inst::DenseT { grads, weight, inputs: k, mask, rows } => {
                 let g: Vec<f64> = grads.iter().map(|v| vals[*v]).collect();
-                tuples.insert(n, dense_t(&g, &params[*weight..*weight + g.len() * k], *k, mask));
+                tuples.insert(n, dense_t(&g, &params[*weight..], *k, mask, *rows));
                 f64::NAN
             }
-            Inst::AccumDense { grads, inputs: xs, weight, mask, bias } => {
-                accum_dense(grads.iter().map(|v| vals[*v]), xs.iter().map(|v| vals[*v]), &mut grad[*weight..], mask);
+            Inst::AccumDense { grads, inputs: xs, weight, mask, rows, bias } => {
+                accum_dense(grads.iter().map(|v| vals[*v]), xs.iter().map(|v| vals[*v]), &mut grad[*weight..], mask, *rows);
                 if let Some(b) = bias {
                     for (o, g) in grads.iter().enumerate() {
-                        grad[b + o] += vals[*g];
+                        grad[b + rows.row(o)] += vals[*g];
                     }
                 }
                 f64::NAN
@@ -1263,13 +1341,14 @@ fn spline_value<T: runtime::Real>(x: T, raw: &[T], bins: usize, bound: f64, inve
 }
 
 /// Wᵀ·g for W [g.len() × k] (masked entries skipped), summed in output order.
-fn dense_t<T: runtime::Real>(g: &[T], w: &[T], k: usize, mask: &Option<MadeMask>) -> Vec<T> {
+fn dense_t<T: runtime::Real>(g: &[T], w: &[T], k: usize, mask: &Option<MadeMask>, rows: Rows) -> Vec<T> {
     (0..k)
         .map(|i| {
             let mut acc = T::from_f64(0.0);
             for (o, go) in g.iter().enumerate() {
-                if mask.map(|m| m.connected(o, i)).unwrap_or(true) {
-                    acc = acc + w[o * k + i] * *go;
+                let r = rows.row(o);
+                if mask.map(|m| m.connected(r, i)).unwrap_or(true) {
+                    acc = acc + w[r * k + i] * *go;
                 }
             }
             acc
@@ -1278,13 +1357,14 @@ fn dense_t<T: runtime::Real>(g: &[T], w: &[T], k: usize, mask: &Option<MadeMask>
 }
 
 /// gw[o·k + i] += g[o]·x[i] for the connected entries.
-fn accum_dense<T: runtime::Real>(g: impl Iterator<Item = T>, x: impl Iterator<Item = T> + Clone, gw: &mut [T], mask: &Option<MadeMask>) {
+fn accum_dense<T: runtime::Real>(g: impl Iterator<Item = T>, x: impl Iterator<Item = T> + Clone, gw: &mut [T], mask: &Option<MadeMask>, rows: Rows) {
     let xs: Vec<T> = x.collect();
     let k = xs.len();
     for (o, go) in g.enumerate() {
+        let r = rows.row(o);
         for (i, xi) in xs.iter().enumerate() {
-            if mask.map(|m| m.connected(o, i)).unwrap_or(true) {
-                gw[o * k + i] = gw[o * k + i] + go * *xi;
+            if mask.map(|m| m.connected(r, i)).unwrap_or(true) {
+                gw[r * k + i] = gw[r * k + i] + go * *xi;
             }
         }
     }
@@ -1295,21 +1375,9 @@ fn run_insts_f32(insts: &[Inst], inputs: &[f32], params: &[f32], grad: &mut [f32
     let mut tuples: HashMap<usize, Vec<f32>> = HashMap::new();
     for (n, inst) in insts.iter().enumerate() {
         let v = match inst {
-            Inst::Dense { inputs: xs, weight, outputs, mask } => {
-                let k = xs.len();
-                let w = &params[*weight..*weight + outputs * k];
-                let t: Vec<f32> = (0..*outputs)
-                    .map(|o| {
-                        let mut acc = 0.0f32;
-                        for (i, x) in xs.iter().enumerate() {
-                            if mask.map(|m| m.connected(o, i)).unwrap_or(true) {
-                                acc += w[o * k + i] * vals[*x];
-                            }
-                        }
-                        acc
-                    })
-                    .collect();
-                tuples.insert(n, t);
+            Inst::Dense { inputs: xs, weight, outputs, mask, rows } => {
+                let x: Vec<f32> = xs.iter().map(|v| vals[*v]).collect();
+                tuples.insert(n, dense_f64(&x, &params[*weight..], *outputs, mask, *rows));
                 f32::NAN
             }
             Inst::Part(d, j) => tuples[d][*j],
@@ -1337,16 +1405,16 @@ fn run_insts_f32(insts: &[Inst], inputs: &[f32], params: &[f32], grad: &mut [f32
                 spline_value(vals[*x], &r, *bins, *bound, *inverse, *log_det)
             }
             Inst::Seed => 1.0,
-            Inst::DenseT { grads, weight, inputs: k, mask } => {
+            Inst::DenseT { grads, weight, inputs: k, mask, rows } => {
                 let g: Vec<f32> = grads.iter().map(|v| vals[*v]).collect();
-                tuples.insert(n, dense_t(&g, &params[*weight..*weight + g.len() * k], *k, mask));
+                tuples.insert(n, dense_t(&g, &params[*weight..], *k, mask, *rows));
                 f32::NAN
             }
-            Inst::AccumDense { grads, inputs: xs, weight, mask, bias } => {
-                accum_dense(grads.iter().map(|v| vals[*v]), xs.iter().map(|v| vals[*v]), &mut grad[*weight..], mask);
+            Inst::AccumDense { grads, inputs: xs, weight, mask, rows, bias } => {
+                accum_dense(grads.iter().map(|v| vals[*v]), xs.iter().map(|v| vals[*v]), &mut grad[*weight..], mask, *rows);
                 if let Some(b) = bias {
                     for (o, g) in grads.iter().enumerate() {
-                        grad[b + o] += vals[*g];
+                        grad[b + rows.row(o)] += vals[*g];
                     }
                 }
                 f32::NAN
@@ -1397,6 +1465,15 @@ pub fn run_grad_f32(k: &Kernel, row: &[f32], params: &[f32], grad: &mut [f32]) -
     k.outputs.iter().map(|v| vals[*v]).collect()
 }
 
+/// ` rows a, a+s, ..` unless every row.
+fn rows_text(rows: &Rows) -> String {
+    if *rows == Rows::ALL {
+        String::new()
+    } else {
+        format!(" rows {}+{}k", rows.first, rows.step)
+    }
+}
+
 fn write_insts(f: &mut fmt::Formatter<'_>, insts: &[Inst], indent: &str) -> fmt::Result {
     for (n, inst) in insts.iter().enumerate() {
         match inst {
@@ -1411,23 +1488,23 @@ fn write_insts(f: &mut fmt::Formatter<'_>, insts: &[Inst], indent: &str) -> fmt:
                 let a: Vec<String> = args.iter().map(|v| format!("v{v}")).collect();
                 writeln!(f, "{indent}v{n} = {} {}", m, a.join(" "))?
             }
-            Inst::Dense { inputs, weight, outputs, mask } => {
+            Inst::Dense { inputs, weight, outputs, mask, rows } => {
                 let a: Vec<String> = inputs.iter().map(|v| format!("v{v}")).collect();
                 let m = mask.map(|m| format!(" made({}/{}, {})", m.layer, m.layers, m.dim)).unwrap_or_default();
-                writeln!(f, "{indent}v{n} = dense [{outputs}x{}] params[{weight}..]{m} ({})", inputs.len(), a.join(" "))?
+                writeln!(f, "{indent}v{n} = dense [{outputs}x{}] params[{weight}..]{}{m} ({})", inputs.len(), rows_text(rows), a.join(" "))?
             }
             Inst::Part(d, j) => writeln!(f, "{indent}v{n} = part v{d} {j}")?,
             Inst::Seed => writeln!(f, "{indent}v{n} = seed")?,
-            Inst::DenseT { grads, weight, inputs, mask } => {
+            Inst::DenseT { grads, weight, inputs, mask, rows } => {
                 let a: Vec<String> = grads.iter().map(|v| format!("v{v}")).collect();
                 let m = mask.map(|m| format!(" made({}/{}, {})", m.layer, m.layers, m.dim)).unwrap_or_default();
-                writeln!(f, "{indent}v{n} = dense_t [{}x{inputs}]ᵀ params[{weight}..]{m} ({})", grads.len(), a.join(" "))?
+                writeln!(f, "{indent}v{n} = dense_t [{}x{inputs}]ᵀ params[{weight}..]{}{m} ({})", grads.len(), rows_text(rows), a.join(" "))?
             }
-            Inst::AccumDense { grads, inputs, weight, mask, bias } => {
+            Inst::AccumDense { grads, inputs, weight, mask, rows, bias } => {
                 let g: Vec<String> = grads.iter().map(|v| format!("v{v}")).collect();
                 let x: Vec<String> = inputs.iter().map(|v| format!("v{v}")).collect();
                 let m = mask.map(|m| format!(" made({}/{}, {})", m.layer, m.layers, m.dim)).unwrap_or_default();
-                writeln!(f, "{indent}grad[{weight}..] += ({}) ⊗ ({}){m}", g.join(" "), x.join(" "))?;
+                writeln!(f, "{indent}grad[{weight}..]{} += ({}) ⊗ ({}){m}", rows_text(rows), g.join(" "), x.join(" "))?;
                 if let Some(b) = bias {
                     writeln!(f, "{indent}grad[{b}..] += ({})", g.join(" "))?
                 }

@@ -56,6 +56,7 @@ flow nsf(x: R^4) {
     autoregressive(bijector = spline(bins = 4, bound = 2.5), net = made([12], tanh));
 }
 flow iaf_spline(x: R^3) { base normal; inverse_autoregressive(bijector = spline(bins = 3, bound = 2), net = made([9], tanh)); }
+flow iaf_wide(x: R^3) { base normal; inverse_autoregressive(bijector = maf_affine, net = made([70, 70], tanh)); }
 flow wide(x: R^4) { base normal; coupling(mask = [1, 1, 0, 0], bijector = realnvp_affine, net = mlp([80, 80], tanh)); reverse; autoregressive(bijector = maf_affine, net = made([70, 70], tanh)); }
 ";
 
@@ -127,8 +128,23 @@ fn interpreted_gradient(g: &lower::Kernel, flat: &[f64], xs: &[Vec<f64>]) -> (f6
     (total, grad)
 }
 
-const ALL: [&str; 14] =
-    ["elementwise_sas", "numeric", "realnvp", "relu_softplus", "nice", "glow", "maf", "iaf", "planar", "radial", "composed", "nsf", "iaf_spline", "wide"];
+const ALL: [&str; 15] = [
+    "elementwise_sas",
+    "numeric",
+    "realnvp",
+    "relu_softplus",
+    "nice",
+    "glow",
+    "maf",
+    "iaf",
+    "planar",
+    "radial",
+    "composed",
+    "nsf",
+    "iaf_spline",
+    "iaf_wide",
+    "wide",
+];
 
 #[test]
 fn gradients_match_finite_differences_of_the_independent_interpreter() {

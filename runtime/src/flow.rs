@@ -114,6 +114,31 @@ pub fn run_blocks<T: Real, const D: usize, const O: usize>(
     }
 }
 
+/// [`dense`] on rows `first`, `first + step`, ... of a larger weight matrix W [? × K] (from
+/// its start): output o is row `first + o·step`.
+#[inline]
+pub fn dense_rows<T: Real, V: Block<T>, const K: usize, const O: usize>(
+    w: &[T],
+    first: usize,
+    step: usize,
+    x: [V; K],
+    made: Option<(usize, usize, usize)>,
+) -> [V; O] {
+    let mut out = [V::splat(T::ZERO); O];
+    for (o, y) in out.iter_mut().enumerate() {
+        let r = first + o * step;
+        let row = &w[r * K..(r + 1) * K];
+        let mut acc = V::splat(T::ZERO);
+        for (c, (wi, xi)) in row.iter().zip(&x).enumerate() {
+            if made.map(|(layer, layers, dim)| crate::made::connected(layer, layers, r, c, dim)).unwrap_or(true) {
+                acc = acc + V::splat(*wi) * *xi;
+            }
+        }
+        *y = acc;
+    }
+    out
+}
+
 /// y = W·x for a block of rows (`V`) or one row (`V = T`): `w` row-major [O, K] (PyTorch's
 /// [out, in]); with `made = Some((layer, layers, dim))` the entries a MADE mask cuts are
 /// skipped (never read). Sums run in input order, as the compiler's interpreter does.

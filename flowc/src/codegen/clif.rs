@@ -9,7 +9,7 @@
 
 use super::host;
 use crate::ir::Math;
-use crate::lower::{args_of, branch_sets, Inst, Kernel, Kind, MadeMask, SubBody};
+use crate::lower::{args_of, branch_sets, Inst, Kernel, Kind, MadeMask, Rows, SubBody};
 use super::tile;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
@@ -1192,7 +1192,7 @@ fn tiled<M: Module>(
     let dense_fn = product(if f64p { host::DENSE_F64 } else { host::DENSE_F32 })?;
     let dense_t_fn = product(if f64p { host::DENSE_T_F64 } else { host::DENSE_T_F32 })?;
     let mut s = module.make_signature();
-    for t in [types::I64, ptr, types::I64, ptr, types::I64, ptr, types::I64, types::I64, types::I64, ptr] {
+    for t in [types::I64, ptr, types::I64, ptr, types::I64, ptr, types::I64, types::I64, types::I64, ptr, types::I64, types::I64] {
         s.params.push(AbiParam::new(t));
     }
     let fid = module
@@ -1212,44 +1212,52 @@ fn tiled<M: Module>(
         .map_err(|e| Unsupported(e.to_string()))?;
     let act_grad_fn = module.declare_func_in_func(fid, b.func);
     // MADE weights read by products: one masked copy per weight and call, after the columns
+    // masked or row-selected weights read by products: one packed copy per weight (and rows)
+    // and call, after the columns
     let mut masked_at: Vec<Option<usize>> = vec![None; denses.len()];
-    let mut masked_of: Vec<(usize, usize, usize, usize, MadeMask)> = Vec::new(); // (weight, at, rows, cols, mask)
+    let mut masked_of: Vec<(usize, usize, usize, usize, Option<MadeMask>, Rows)> = Vec::new(); // (weight, at, rows, cols, mask, rows)
     let mut words = cols * TILE;
     for (di, &d) in denses.iter().enumerate() {
-        let (weight, rows, wcols, mask) = match &k.body.insts[d] {
-            Inst::Dense { inputs, weight, outputs, mask: Some(m) } => (*weight, *outputs, inputs.len(), *m),
-            Inst::DenseT { grads, weight, inputs, mask: Some(m) } => (*weight, grads.len(), *inputs, *m),
+        let (weight, n_rows, wcols, mask, sel) = match &k.body.insts[d] {
+            Inst::Dense { inputs, weight, outputs, mask, rows } => (*weight, *outputs, inputs.len(), *mask, *rows),
+            Inst::DenseT { grads, weight, inputs, mask, rows } => (*weight, grads.len(), *inputs, *mask, *rows),
             _ => continue,
         };
-        if let Some(c) = masked_of.iter().find(|c| c.0 == weight) {
+        if mask.is_none() && sel == Rows::ALL {
+            continue;
+        }
+        if let Some(c) = masked_of.iter().find(|c| c.0 == weight && c.5 == sel && c.2 == n_rows) {
             masked_at[di] = Some(c.1);
             continue;
         }
         masked_at[di] = Some(words);
-        masked_of.push((weight, words, rows, wcols, mask));
-        words += rows * wcols;
+        masked_of.push((weight, words, n_rows, wcols, mask, sel));
+        words += n_rows * wcols;
     }
     let bytes = b.ins().iconst(types::I64, words.max(1) as i64 * prec.bytes());
     let call = b.ins().call(scratch_fn, &[bytes]);
     let scratch = b.inst_results(call)[0];
     let mut s = module.make_signature();
-    for t in [ptr, types::I64, types::I64, ptr, types::I64, types::I64, types::I64] {
+    for t in [ptr, types::I64, types::I64, ptr, types::I64, types::I64, types::I64, types::I64, types::I64] {
         s.params.push(AbiParam::new(t));
     }
     let mask_name = if prec == Float::F64 { host::MASK_F64 } else { host::MASK_F32 };
     let fid = module.declare_function(mask_name, Linkage::Import, &s).map_err(|e| Unsupported(e.to_string()))?;
     let mask_fn = module.declare_func_in_func(fid, b.func);
-    for (weight, at, rows, wcols, m) in &masked_of {
+    for (weight, at, n_rows, wcols, m, sel) in &masked_of {
         let w = b.ins().iadd_imm_s(io.params, *weight as i64 * prec.bytes());
         let dst = b.ins().iadd_imm_s(scratch, *at as i64 * prec.bytes());
+        let (layer, layers, dim) = m.map(|m| (m.layer as i64, m.layers as i64, m.dim as i64)).unwrap_or((-1, 0, 0));
         let args = [
             w,
-            b.ins().iconst(types::I64, *rows as i64),
+            b.ins().iconst(types::I64, *n_rows as i64),
             b.ins().iconst(types::I64, *wcols as i64),
             dst,
-            b.ins().iconst(types::I64, m.layer as i64),
-            b.ins().iconst(types::I64, m.layers as i64),
-            b.ins().iconst(types::I64, m.dim as i64),
+            b.ins().iconst(types::I64, layer),
+            b.ins().iconst(types::I64, layers),
+            b.ins().iconst(types::I64, dim),
+            b.ins().iconst(types::I64, sel.first as i64),
+            b.ins().iconst(types::I64, sel.step as i64),
         ];
         b.ins().call(mask_fn, &args);
     }
@@ -1355,7 +1363,7 @@ fn tiled<M: Module>(
                 Inst::DenseT { grads, weight, inputs, .. } => {
                     (dense_t_fn, col(b, bases[0]), grads.len(), weight_at(b, *weight), *inputs, col(b, ob), no_mask, None)
                 }
-                Inst::AccumDense { grads, inputs, weight, mask, bias } => {
+                Inst::AccumDense { grads, inputs, weight, mask, rows, bias } => {
                     let g = io.grad.expect("a gradient kernel");
                     let gw = b.ins().iadd_imm_s(g, *weight as i64 * prec.bytes());
                     // the bias gradient's address, or null
@@ -1364,7 +1372,9 @@ fn tiled<M: Module>(
                         None => b.ins().iconst(ptr, 0),
                     };
                     let m = mask.map(|m| (m.layer as i64, m.layers as i64, m.dim as i64)).unwrap_or(no_mask);
-                    (dense_acc_fn, col(b, bases[0]), grads.len(), col(b, bases[1]), inputs.len(), gw, m, Some(gb))
+                    let first = b.ins().iconst(types::I64, rows.first as i64);
+                    let step = b.ins().iconst(types::I64, rows.step as i64);
+                    (dense_acc_fn, col(b, bases[0]), grads.len(), col(b, bases[1]), inputs.len(), gw, m, Some([gb, first, step]))
                 }
                 _ => unreachable!("a matrix instruction"),
             };
@@ -1379,7 +1389,7 @@ fn tiled<M: Module>(
                 b.ins().iconst(types::I64, mls),
                 b.ins().iconst(types::I64, md),
             ];
-            args.extend(bias);
+            args.extend(bias.into_iter().flatten());
             b.ins().call(f, &args);
             // a fused layer's bias and activation, over its result block
             if let Some(Epilogue { values, from: Some(h), .. }) = &fused[sg] {

@@ -217,26 +217,46 @@ unsafe fn dense_acc<T: super::tile::Elem + Acc>(
     gw: *mut T,
     mask: Option<(usize, usize, usize)>,
     gb: *mut T,
+    first: u64,
+    step: u64,
 ) {
-    let (t, n, k) = (t as usize, n as usize, k as usize);
+    let (t, n, k, first, step) = (t as usize, n as usize, k as usize, first as usize, step as usize);
+    let rows = if n == 0 { 0 } else { first + (n - 1) * step + 1 };
     if !gb.is_null() {
-        // the bias gradient: each column of G summed
-        // SAFETY: g holds t·n values and gb n (the caller's contract)
-        let (cols, bias) = unsafe { (std::slice::from_raw_parts(g, t * n), std::slice::from_raw_parts_mut(gb, n)) };
-        super::tile::column_sums(t, cols, bias);
+        // the bias gradient: each column of G summed (into entries first, first + step, ...)
+        // SAFETY: g holds t·n values and gb the rows' entries (the caller's contract)
+        let (cols, bias) = unsafe { (std::slice::from_raw_parts(g, t * n), std::slice::from_raw_parts_mut(gb, rows)) };
+        if step == 1 && first == 0 {
+            super::tile::column_sums(t, cols, bias);
+        } else {
+            let mut sums = vec![T::default(); n];
+            super::tile::column_sums(t, cols, &mut sums);
+            for (o, v) in sums.into_iter().enumerate() {
+                bias[first + o * step] += v;
+            }
+        }
     }
-    {
-        // SAFETY: shapes as documented
-        let (g, x, gw) = unsafe { (std::slice::from_raw_parts(g, t * n), std::slice::from_raw_parts(x, t * k), std::slice::from_raw_parts_mut(gw, n * k)) };
-        T::acc(t, g, n, x, k, gw);
+    // SAFETY: shapes as documented
+    let (g, x, full) = unsafe { (std::slice::from_raw_parts(g, t * n), std::slice::from_raw_parts(x, t * k), std::slice::from_raw_parts_mut(gw, rows * k)) };
+    if step == 1 && first == 0 {
+        T::acc(t, g, n, x, k, full);
+    } else {
+        // the selected rows: accumulated packed, then added to theirs
+        let mut packed = vec![T::default(); n * k];
+        T::acc(t, g, n, x, k, &mut packed);
+        for o in 0..n {
+            let r = first + o * step;
+            for i in 0..k {
+                full[r * k + i] += packed[o * k + i];
+            }
+        }
     }
     if let Some((layer, layers, dim)) = mask {
-        // SAFETY: gw holds n·k values (the caller's contract)
-        let out = unsafe { std::slice::from_raw_parts_mut(gw, n * k) };
         for o in 0..n {
+            let r = first + o * step;
             for i in 0..k {
-                if !crate::ir::layer::made_connected(layer, layers, o, i, dim) {
-                    out[o * k + i] = T::default();
+                if !crate::ir::layer::made_connected(layer, layers, r, i, dim) {
+                    full[r * k + i] = T::default();
                 }
             }
         }
@@ -256,15 +276,41 @@ extern "C" fn dense_t_f32(t: u64, g: *const f32, n: u64, w: *const f32, k: u64, 
 }
 
 #[allow(clippy::too_many_arguments)]
-extern "C" fn dense_acc_f64(t: u64, g: *const f64, n: u64, x: *const f64, k: u64, gw: *mut f64, layer: i64, layers: u64, dim: u64, gb: *mut f64) {
+extern "C" fn dense_acc_f64(
+    t: u64,
+    g: *const f64,
+    n: u64,
+    x: *const f64,
+    k: u64,
+    gw: *mut f64,
+    layer: i64,
+    layers: u64,
+    dim: u64,
+    gb: *mut f64,
+    first: u64,
+    step: u64,
+) {
     // SAFETY: called by tiled gradient kernels with their scratch blocks and gradient buffer
-    unsafe { dense_acc(t, g, n, x, k, gw, mask_of(layer, layers, dim), gb) }
+    unsafe { dense_acc(t, g, n, x, k, gw, mask_of(layer, layers, dim), gb, first, step) }
 }
 
 #[allow(clippy::too_many_arguments)]
-extern "C" fn dense_acc_f32(t: u64, g: *const f32, n: u64, x: *const f32, k: u64, gw: *mut f32, layer: i64, layers: u64, dim: u64, gb: *mut f32) {
+extern "C" fn dense_acc_f32(
+    t: u64,
+    g: *const f32,
+    n: u64,
+    x: *const f32,
+    k: u64,
+    gw: *mut f32,
+    layer: i64,
+    layers: u64,
+    dim: u64,
+    gb: *mut f32,
+    first: u64,
+    step: u64,
+) {
     // SAFETY: as dense_acc_f64
-    unsafe { dense_acc(t, g, n, x, k, gw, mask_of(layer, layers, dim), gb) }
+    unsafe { dense_acc(t, g, n, x, k, gw, mask_of(layer, layers, dim), gb, first, step) }
 }
 
 /// Symbols of [`bias_act_f64`] and [`bias_act_f32`].
@@ -331,30 +377,36 @@ extern "C" fn act_grad_f32(t: u64, c: *mut f32, n: u64, h: *const f32, act: i64)
 pub const MASK_F64: &str = "flowc_mask_f64";
 pub const MASK_F32: &str = "flowc_mask_f32";
 
-/// Copies W [n × k] to `dst` with the MADE-masked entries zeroed.
+/// Copies rows `first`, `first + step`, ... (n of them) of W [? × k] to `dst` [n × k], with
+/// the MADE-masked entries zeroed when `layer` ≥ 0.
 ///
 /// # Safety
-/// `w` and `dst` must hold n·k values and not overlap.
-unsafe fn mask_into<T: Copy + Default>(w: *const T, n: u64, k: u64, dst: *mut T, layer: u64, layers: u64, dim: u64) {
-    let (n, k) = (n as usize, k as usize);
+/// `w` must hold the rows read, `dst` n·k values; they must not overlap.
+#[allow(clippy::too_many_arguments)]
+unsafe fn mask_into<T: Copy + Default>(w: *const T, n: u64, k: u64, dst: *mut T, layer: i64, layers: u64, dim: u64, first: u64, step: u64) {
+    let (n, k, first, step) = (n as usize, k as usize, first as usize, step as usize);
+    let rows = if n == 0 { 0 } else { first + (n - 1) * step + 1 };
     // SAFETY: the caller's contract
-    let (src, out) = unsafe { (std::slice::from_raw_parts(w, n * k), std::slice::from_raw_parts_mut(dst, n * k)) };
+    let (src, out) = unsafe { (std::slice::from_raw_parts(w, rows * k), std::slice::from_raw_parts_mut(dst, n * k)) };
     for o in 0..n {
+        let r = first + o * step;
         for i in 0..k {
-            let on = crate::ir::layer::made_connected(layer as usize, layers as usize, o, i, dim as usize);
-            out[o * k + i] = if on { src[o * k + i] } else { T::default() };
+            let on = layer < 0 || crate::ir::layer::made_connected(layer as usize, layers as usize, r, i, dim as usize);
+            out[o * k + i] = if on { src[r * k + i] } else { T::default() };
         }
     }
 }
 
-extern "C" fn mask_f64(w: *const f64, n: u64, k: u64, dst: *mut f64, layer: u64, layers: u64, dim: u64) {
+#[allow(clippy::too_many_arguments)]
+extern "C" fn mask_f64(w: *const f64, n: u64, k: u64, dst: *mut f64, layer: i64, layers: u64, dim: u64, first: u64, step: u64) {
     // SAFETY: called by tiled kernels with a weight in their parameter buffer and room in scratch
-    unsafe { mask_into(w, n, k, dst, layer, layers, dim) }
+    unsafe { mask_into(w, n, k, dst, layer, layers, dim, first, step) }
 }
 
-extern "C" fn mask_f32(w: *const f32, n: u64, k: u64, dst: *mut f32, layer: u64, layers: u64, dim: u64) {
+#[allow(clippy::too_many_arguments)]
+extern "C" fn mask_f32(w: *const f32, n: u64, k: u64, dst: *mut f32, layer: i64, layers: u64, dim: u64, first: u64, step: u64) {
     // SAFETY: as mask_f64
-    unsafe { mask_into(w, n, k, dst, layer, layers, dim) }
+    unsafe { mask_into(w, n, k, dst, layer, layers, dim, first, step) }
 }
 
 /// Symbols of [`rootfind_f64`] and [`rootfind_f32`].

@@ -384,11 +384,10 @@ fn stmt(insts: &[Inst], i: usize, needed: &[bool], deferred: &[Option<(usize, bo
             let a: Vec<TokenStream> = args.iter().map(|j| val(*j)).collect();
             op_expr(m, &a, ty)?
         }
-        Inst::Dense { inputs, weight, outputs, mask } if inputs.len() * outputs > DENSE_WRITTEN_OUT => {
+        Inst::Dense { inputs, weight, outputs, mask, rows } if inputs.len() * outputs > DENSE_WRITTEN_OUT => {
             // a loop over the weight rows (`runtime::flow::dense`)
             let xs: Vec<TokenStream> = inputs.iter().map(|j| val(*j)).collect();
             let (k, o) = (n(inputs.len()), n(*outputs));
-            let (w0, w1) = (n(*weight), n(weight + inputs.len() * outputs));
             let made = match mask {
                 Some(m) => {
                     let (a, b, c) = (n(m.layer), n(m.layers), n(m.dim));
@@ -396,17 +395,24 @@ fn stmt(insts: &[Inst], i: usize, needed: &[bool], deferred: &[Option<(usize, bo
                 }
                 None => quote!(None),
             };
-            quote!(::runtime::flow::dense::<T, #ty, #k, #o>(&self.params[#w0..#w1], [#(#xs),*], #made))
+            if *rows == lower::Rows::ALL {
+                let (w0, w1) = (n(*weight), n(weight + inputs.len() * outputs));
+                quote!(::runtime::flow::dense::<T, #ty, #k, #o>(&self.params[#w0..#w1], [#(#xs),*], #made))
+            } else {
+                let (w0, first, step) = (n(*weight), n(rows.first), n(rows.step));
+                quote!(::runtime::flow::dense_rows::<T, #ty, #k, #o>(&self.params[#w0..], #first, #step, [#(#xs),*], #made))
+            }
         }
-        Inst::Dense { inputs, weight, outputs, mask } => {
+        Inst::Dense { inputs, weight, outputs, mask, rows: sel } => {
             // W·x written out (masked entries skipped): one sum per output
             let k = inputs.len();
             let mut rows = Vec::with_capacity(*outputs);
             for o in 0..*outputs {
+                let r = sel.row(o);
                 let mut terms: Vec<TokenStream> = Vec::new();
                 for (c, x) in inputs.iter().enumerate() {
-                    if mask.map(|m| m.connected(o, c)).unwrap_or(true) {
-                        let w = (acc.param)(weight + o * k + c);
+                    if mask.map(|m| m.connected(r, c)).unwrap_or(true) {
+                        let w = (acc.param)(weight + r * k + c);
                         let xv = val(*x);
                         terms.push(quote!(#w * #xv));
                     }

@@ -510,8 +510,19 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
             check_flow(&m, &d, &name, &file)?;
             let program = lower::lower(&d).map_err(internal)?;
             let mut out = String::new();
-            for kind in [Kind::Forward, Kind::Inverse, Kind::LogProb] {
-                let k = program.kernel(&name, kind).expect("lowered");
+            // the three kernels, then the gradient kernel derived from log_prob
+            let gradient = crate::grad::gradient(program.kernel(&name, Kind::LogProb).expect("lowered"));
+            for kind in [Kind::Forward, Kind::Inverse, Kind::LogProb, Kind::Gradient] {
+                let k = match kind {
+                    Kind::Gradient => match &gradient {
+                        Ok(g) => g,
+                        Err(e) => {
+                            out.push_str(&format!("; {name}.gradient: not derived: {e}\n"));
+                            continue;
+                        }
+                    },
+                    _ => program.kernel(&name, kind).expect("lowered"),
+                };
                 match target {
                     Target::Kernel => out.push_str(&k.to_string()),
                     Target::Rust => unreachable!("handled above"),

@@ -251,21 +251,27 @@ impl Emitter {
         }
         em
     }
-    /// Appends `inst` even when an equal one exists (keeps the first for sharing).
-    fn push_new(&mut self, inst: Inst) -> Value {
-        let key = format!("{inst:?}");
-        self.body.insts.push(inst);
-        let v = self.body.insts.len() - 1;
-        self.memo.entry(key).or_insert(v);
-        v
-    }
-    pub(crate) fn push(&mut self, inst: Inst) -> Value {
-        let key = match &inst {
+    /// The sharing key of an instruction (`None`: never shared).
+    fn key(inst: &Inst) -> Option<String> {
+        match inst {
             // effects, and root-finds (never shared)
             Inst::RootFind { .. } | Inst::Accum { .. } | Inst::AccumDense { .. } => None,
             Inst::Const(c) => Some(format!("c{:x}", c.to_bits())),
             other => Some(format!("{other:?}")),
-        };
+        }
+    }
+    /// Appends `inst` even when an equal one exists (keeps the first for sharing).
+    fn push_new(&mut self, inst: Inst) -> Value {
+        let key = Self::key(&inst);
+        self.body.insts.push(inst);
+        let v = self.body.insts.len() - 1;
+        if let Some(key) = key {
+            self.memo.entry(key).or_insert(v);
+        }
+        v
+    }
+    pub(crate) fn push(&mut self, inst: Inst) -> Value {
+        let key = Self::key(&inst);
         if let Some(k) = &key {
             if let Some(&v) = self.memo.get(k) {
                 return v;

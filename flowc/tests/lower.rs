@@ -18,6 +18,15 @@ flow f(x: R^3) {
 flow small(x: R^1) { base normal; elementwise(sas(eps = 0.5, delta = 0.7)); elementwise(affine(shift = 1, log_scale = 0.25)); }
 ";
 
+/// Flows whose gradient kernels are snapshot-tested: free per-coordinate parameters, and a
+/// network (dense products, their transposes and weight gradients).
+const GRADIENT_SRC: &str = "
+bijector sas(x; eps: real, delta: positive) = sinh(delta * asinh(x) - eps);
+bijector affine(x; shift: real, log_scale: real) = x * exp(log_scale) + shift;
+flow scalar(x: R^1) { base normal; elementwise(sas); elementwise(affine); }
+flow net(x: R^2) { base normal; coupling(mask = [1, 0], bijector = affine, net = mlp([3], tanh)); }
+";
+
 mod common;
 
 /// A deterministic spread of rows.
@@ -118,6 +127,15 @@ fn kernel_text() {
     settings.bind(|| {
         for kind in [Kind::Forward, Kind::Inverse, Kind::LogProb] {
             insta::assert_snapshot!(format!("small_{}", kind.name()), p.kernel("small", kind).unwrap().to_string());
+        }
+    });
+    // reverse mode over log_prob kernels: the adjoints, then the parameter gradients
+    let (_, _, d) = flowc::cli::load_str("g.flow", GRADIENT_SRC).unwrap();
+    let p = lower::lower(&d).unwrap();
+    settings.bind(|| {
+        for name in ["scalar", "net"] {
+            let g = flowc::grad::gradient(p.kernel(name, Kind::LogProb).unwrap()).unwrap();
+            insta::assert_snapshot!(format!("{name}_gradient"), g.to_string());
         }
     });
 }

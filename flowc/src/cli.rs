@@ -801,7 +801,10 @@ fn bench(
     let what = if which == BenchKernel::LogProb { "log_prob" } else { "sampling (forward kernel on base points)" };
     let mut out = format!("flow {name}: {what} on {rows} rows of {} values (median of 5 runs)\n", f.dim);
     let outs = lk.outputs.len();
-    out.push_str(&format!("{:<6} {:>8} {:>14} {:>16} {:>10}\n", "prec", "threads", "compile ms", "points/s", "GB/s in"));
+    // the dense layers' work per row, counted as dense products (2·out·in per layer)
+    let flops: usize = lk.body.insts.iter().map(|i| if let lower::Inst::Dense { inputs, outputs, .. } = i { 2 * inputs.len() * outputs } else { 0 }).sum();
+    out.push_str(&format!("{:<6} {:>8} {:>14} {:>16} {:>10}", "prec", "threads", "compile ms", "points/s", "GB/s in"));
+    out.push_str(&if flops > 0 { format!(" {:>12}\n", "GFLOP/s") } else { "\n".into() });
     for prec in [Float::F64, Float::F32] {
         let c = match jit::compile_with(lk, prec, opts) {
             Ok(c) => c,
@@ -843,14 +846,23 @@ fn bench(
             let med = times[times.len() / 2];
             let bytes = (rows * f.dim) as f64 * if prec == Float::F64 { 8.0 } else { 4.0 };
             out.push_str(&format!(
-                "{:<6} {:>8} {:>14.2} {:>16.3e} {:>10.2}\n",
+                "{:<6} {:>8} {:>14.2} {:>16.3e} {:>10.2}",
                 format!("{prec:?}").to_lowercase(),
                 t,
                 c.compile_ms,
                 rows as f64 / med,
                 bytes / med / 1e9
             ));
+            out.push_str(&if flops > 0 { format!(" {:>12.1}\n", flops as f64 * rows as f64 / med / 1e9) } else { "\n".into() });
         }
+    }
+    if flops > 0 {
+        out.push_str(&format!(
+            "dense layers: {:.1} kFLOP per row (as dense products); this CPU's tile product (128 x 128 x 128, one thread): {:.1} GFLOP/s f64, {:.1} f32\n",
+            flops as f64 / 1e3,
+            crate::codegen::tile::peak_gflops::<f64>(),
+            crate::codegen::tile::peak_gflops::<f32>()
+        ));
     }
     Ok(out)
 }

@@ -420,6 +420,25 @@ pub fn dense_acc_f32(t: usize, g: &[f32], n: usize, x: &[f32], k: usize, gw: &mu
     XT_F32.with(|b| dense_acc(t, g, n, x, k, gw, &mut b.borrow_mut()))
 }
 
+/// GFLOP/s of [`dense`] on one thread at 128 × 128 × 128 (the tile size; a measurement of
+/// about 0.1 s).
+pub fn peak_gflops<T: Elem + From<f32>>() -> f64 {
+    let n = 128;
+    let a: Vec<T> = (0..n * n).map(|i| T::from((i % 7) as f32 * 0.125)).collect();
+    let w: Vec<T> = (0..n * n).map(|i| T::from((i % 5) as f32 * 0.25)).collect();
+    let mut c = vec![T::default(); n * n];
+    let start = std::time::Instant::now();
+    let mut runs = 0usize;
+    while start.elapsed().as_secs_f64() < 0.1 {
+        for _ in 0..16 {
+            dense(n, &a, n, &w, n, &mut c);
+        }
+        runs += 16;
+        std::hint::black_box(&c);
+    }
+    2.0 * (n * n * n) as f64 * runs as f64 / start.elapsed().as_secs_f64() / 1e9
+}
+
 /// The activation applied by [`bias_act`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Act {

@@ -1088,10 +1088,21 @@ fn tiled<M: Module>(
     // operands that must be copied into their group at the end of the segment before
     let mut copies: Vec<Vec<(usize, usize)>> = vec![Vec::new(); denses.len()];
     let mut groups_seen: Vec<(Vec<usize>, usize)> = Vec::new();
+    // a sequential MADE layer: its groups' products write one block of all its units (column
+    // = weight row), which the next layer's products read whole
+    let shared = shared_layers(k, &denses, &fused);
+    let mut shared_base: Vec<Option<usize>> = vec![None; shared.len()];
+    let mut col_step = vec![1usize; denses.len()];
     for (di, &d) in denses.iter().enumerate() {
         let (_, results) = matrix_operands(&k.body.insts[d]).expect("a matrix instruction");
         let mut bases = Vec::new();
         for group in operand_groups(&k.body.insts[d]) {
+            if let Some(si) = shared.iter().position(|sh| sh.reads_whole(k, d, &group)) {
+                if let Some(base) = shared_base[si] {
+                    bases.push(base);
+                    continue;
+                }
+            }
             let alias = fused.iter().enumerate().take(di).find(|(_, e)| e.as_ref().map(|e| e.values == group).unwrap_or(false));
             if let Some((src, _)) = alias {
                 bases.push(blocks[src].1);
@@ -1116,20 +1127,33 @@ fn tiled<M: Module>(
             }
             bases.push(ib);
         }
-        let ob = cols;
-        cols += results;
+        let ob = match shared.iter().position(|sh| sh.members.contains(&di)) {
+            Some(si) => {
+                let base = *shared_base[si].get_or_insert_with(|| {
+                    cols += shared[si].width;
+                    cols - shared[si].width
+                });
+                let Inst::Dense { rows, .. } = &k.body.insts[d] else { unreachable!("a layer's group") };
+                col_step[di] = rows.step;
+                base + rows.first
+            }
+            None => {
+                cols += results;
+                cols - results
+            }
+        };
         blocks.push((bases, ob));
     }
     for (i, inst) in k.body.insts.iter().enumerate() {
         if let Inst::Part(d, j) = inst {
             let di = denses.iter().position(|x| x == d).expect("a dense layer");
-            home[i] = Some(blocks[di].1 + j);
+            home[i] = Some(blocks[di].1 + j * col_step[di]);
         }
     }
     for (di, e) in fused.iter().enumerate() {
         if let Some(e) = e {
             for (o, v) in e.values.iter().enumerate() {
-                home[*v] = Some(blocks[di].1 + o);
+                home[*v] = Some(blocks[di].1 + o * col_step[di]);
             }
         }
     }
@@ -1200,13 +1224,17 @@ fn tiled<M: Module>(
         .map_err(|e| Unsupported(e.to_string()))?;
     let dense_acc_fn = module.declare_func_in_func(fid, b.func);
     let mut s = module.make_signature();
-    for t in [types::I64, ptr, types::I64, ptr, types::I64] {
+    for t in [types::I64, ptr, types::I64, ptr, types::I64, types::I64, types::I64] {
         s.params.push(AbiParam::new(t));
     }
     let fid = module
         .declare_function(if f64p { host::BIAS_ACT_F64 } else { host::BIAS_ACT_F32 }, Linkage::Import, &s)
         .map_err(|e| Unsupported(e.to_string()))?;
     let epilogue_fn = module.declare_func_in_func(fid, b.func);
+    let mut s = module.make_signature();
+    for t in [types::I64, ptr, types::I64, ptr, types::I64] {
+        s.params.push(AbiParam::new(t));
+    }
     let fid = module
         .declare_function(if f64p { host::ACT_GRAD_F64 } else { host::ACT_GRAD_F32 }, Linkage::Import, &s)
         .map_err(|e| Unsupported(e.to_string()))?;
@@ -1273,6 +1301,22 @@ fn tiled<M: Module>(
     let more = b.ins().icmp(IntCC::UnsignedLessThan, t0, io.n);
     b.ins().brif(more, t_body, &[], t_exit, &[]);
     b.switch_to_block(t_body);
+    // shared layer blocks start at zero in every tile (their columns not yet computed are read
+    // against masked, zero weights: they must be finite)
+    if shared_base.iter().any(|x| x.is_some()) {
+        let mut zs = module.make_signature();
+        zs.params.push(AbiParam::new(ptr));
+        zs.params.push(AbiParam::new(types::I64));
+        let fid = module.declare_function(host::ZERO, Linkage::Import, &zs).map_err(|e| Unsupported(e.to_string()))?;
+        let zero_fn = module.declare_func_in_func(fid, b.func);
+        for (si, base) in shared_base.iter().enumerate() {
+            if let Some(base) = base {
+                let p = b.ins().iadd_imm_s(scratch, (base * TILE) as i64 * prec.bytes());
+                let n = b.ins().iconst(types::I64, (shared[si].width * TILE) as i64 * prec.bytes());
+                b.ins().call(zero_fn, &[p, n]);
+            }
+        }
+    }
     for sg in 0..segments {
         // the rows of the tile, `lanes` at a time
         let (r_head, r_body, r_exit) = (b.create_block(), b.create_block(), b.create_block());
@@ -1358,7 +1402,9 @@ fn tiled<M: Module>(
             // (function, A, k, W, n, C, mask, bias) in each product's argument order
             let (f, a, kk, w, nn, c, (ml, mls, md), bias) = match &k.body.insts[denses[sg]] {
                 Inst::Dense { inputs, weight, outputs, .. } => {
-                    (dense_fn, col(b, bases[0]), inputs.len(), weight_at(b, *weight), *outputs, col(b, ob), no_mask, None)
+                    // the 7th argument: the result's column stride, in values
+                    let c_cs = (col_step[sg] * TILE) as i64;
+                    (dense_fn, col(b, bases[0]), inputs.len(), weight_at(b, *weight), *outputs, col(b, ob), (c_cs, 0, 0), None)
                 }
                 Inst::DenseT { grads, weight, inputs, .. } => {
                     (dense_t_fn, col(b, bases[0]), grads.len(), weight_at(b, *weight), *inputs, col(b, ob), no_mask, None)
@@ -1408,7 +1454,15 @@ fn tiled<M: Module>(
                     None => b.ins().iconst(ptr, 0),
                 };
                 let act = e.act as i64;
-                let args = [b.ins().iconst(types::I64, TILE as i64), col(b, ob), b.ins().iconst(types::I64, n as i64), bias, b.ins().iconst(types::I64, act)];
+                let args = [
+                    b.ins().iconst(types::I64, TILE as i64),
+                    col(b, ob),
+                    b.ins().iconst(types::I64, n as i64),
+                    bias,
+                    b.ins().iconst(types::I64, act),
+                    b.ins().iconst(types::I64, (col_step[sg] * TILE) as i64),
+                    b.ins().iconst(types::I64, e.step as i64),
+                ];
                 b.ins().call(epilogue_fn, &args);
             }
         }
@@ -1425,6 +1479,8 @@ fn tiled<M: Module>(
 /// instructions `skipped` are not compiled.
 struct Epilogue {
     bias: Option<usize>,
+    /// Entries between consecutive outputs' biases (a product on evenly spaced rows).
+    step: usize,
     act: tile::Act,
     values: Vec<usize>,
     skipped: Vec<usize>,
@@ -1470,13 +1526,14 @@ fn backward_epilogue(k: &Kernel, d: usize, fused: &[Option<Epilogue>]) -> Option
         hs.push(c[0]);
     }
     let from = fused.iter().position(|e| e.as_ref().map(|e| e.act == tile::Act::Tanh && e.from.is_none() && e.values == hs).unwrap_or(false))?;
-    Some(Epilogue { bias: None, act: tile::Act::Identity, skipped: values.clone(), values, from: Some(from) })
+    Some(Epilogue { bias: None, step: 1, act: tile::Act::Identity, skipped: values.clone(), values, from: Some(from) })
 }
 
 /// The epilogue of dense layer `d`: every output read once, by `part + param(b + o)`, and
 /// then (all of them) by the same activation (tanh or relu) alone.
 fn epilogue(k: &Kernel, d: usize) -> Option<Epilogue> {
-    let Inst::Dense { outputs, .. } = &k.body.insts[d] else { return None };
+    let Inst::Dense { outputs, rows, .. } = &k.body.insts[d] else { return None };
+    let step = rows.step;
     let users = users_of(k);
     let output = |v: usize| k.outputs.contains(&v);
     let mut parts = vec![None; *outputs];
@@ -1495,8 +1552,8 @@ fn epilogue(k: &Kernel, d: usize) -> Option<Epilogue> {
         let Inst::Op(Math::Add(_), args) = &k.body.insts[add] else { return None };
         let q = if args[0] == p { args[1] } else { args[0] };
         let Inst::Param(j) = k.body.insts[q] else { return None };
-        let b0 = *bias.get_or_insert(j - o.min(j));
-        if j != b0 + o || output(p) || output(add) {
+        let b0 = *bias.get_or_insert(j - (o * step).min(j));
+        if j != b0 + o * step || output(p) || output(add) {
             return None;
         }
         adds.push(add);
@@ -1517,9 +1574,9 @@ fn epilogue(k: &Kernel, d: usize) -> Option<Epilogue> {
     }
     if acts.len() == adds.len() {
         let skipped = adds.iter().chain(&acts).copied().collect();
-        Some(Epilogue { bias, act: kind.unwrap_or(tile::Act::Identity), values: acts, skipped, from: None })
+        Some(Epilogue { bias, step, act: kind.unwrap_or(tile::Act::Identity), values: acts, skipped, from: None })
     } else {
-        Some(Epilogue { bias, act: tile::Act::Identity, values: adds.clone(), skipped: adds, from: None })
+        Some(Epilogue { bias, step, act: tile::Act::Identity, values: adds.clone(), skipped: adds, from: None })
     }
 }
 
@@ -1534,6 +1591,66 @@ fn users_of(k: &Kernel) -> Vec<Vec<usize>> {
         }
     }
     users
+}
+
+/// The products of one sequential MADE layer, its units in groups of evenly spaced rows:
+/// together they fill a block of `width` columns (one per weight row).
+struct SharedLayer {
+    members: Vec<usize>,
+    width: usize,
+    /// The value of each column (the fused activation of that unit).
+    values: Vec<usize>,
+}
+
+impl SharedLayer {
+    /// Whether product `d` can read operand `group` as this whole block: each operand is the
+    /// column's value, or a zero where `d`'s weight is masked for all its rows.
+    fn reads_whole(&self, k: &Kernel, d: usize, group: &[usize]) -> bool {
+        if group.len() != self.width {
+            return false;
+        }
+        let (mask, rows, n) = match &k.body.insts[d] {
+            Inst::Dense { mask, rows, outputs, .. } => (*mask, *rows, *outputs),
+            Inst::AccumDense { mask, rows, grads, .. } => (*mask, *rows, grads.len()),
+            _ => return false,
+        };
+        group.iter().enumerate().all(|(i, v)| {
+            *v == self.values[i]
+                || (matches!(k.body.insts[*v], Inst::Const(c) if c == 0.0) && mask.map(|m| (0..n).all(|o| !m.connected(rows.row(o), i))).unwrap_or(false))
+        })
+    }
+}
+
+/// The sequential MADE layers whose row groups cover their weight's rows exactly, every group
+/// with a fused epilogue.
+fn shared_layers(k: &Kernel, denses: &[usize], fused: &[Option<Epilogue>]) -> Vec<SharedLayer> {
+    let mut out: Vec<(usize, SharedLayer)> = Vec::new(); // (weight, layer)
+    for (di, &d) in denses.iter().enumerate() {
+        let Inst::Dense { weight, outputs, mask: Some(_), rows, .. } = &k.body.insts[d] else { continue };
+        if *rows == Rows::ALL {
+            continue;
+        }
+        let Some(e) = fused[di].as_ref().filter(|e| e.from.is_none()) else { continue };
+        let idx = match out.iter().position(|(w, _)| w == weight) {
+            Some(i) => i,
+            None => {
+                out.push((*weight, SharedLayer { members: Vec::new(), width: 0, values: Vec::new() }));
+                out.len() - 1
+            }
+        };
+        let sh = &mut out[idx].1;
+        sh.members.push(di);
+        for o in 0..*outputs {
+            let r = rows.row(o);
+            if sh.values.len() <= r {
+                sh.values.resize(r + 1, usize::MAX);
+            }
+            sh.values[r] = e.values[o];
+        }
+        sh.width = sh.values.len();
+    }
+    // every row covered exactly once
+    out.into_iter().map(|(_, sh)| sh).filter(|sh| sh.values.iter().all(|v| *v != usize::MAX)).collect()
 }
 
 /// A matrix instruction's operands, by the block each is read from.

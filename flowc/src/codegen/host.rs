@@ -110,42 +110,17 @@ extern "C" fn scratch(bytes: u64) -> *mut u8 {
     })
 }
 
-/// C[t × n] = A[t × k] · Wᵀ for W [n × k] row-major; A and C are column-major with column
-/// stride `t` (a tile's scratch columns). With `mask_layer` ≥ 0 the MADE-masked entries of
-/// W count as zero.
+/// C = A[t × k] · Wᵀ for W [n × k] row-major (masked weights come packed): A is tile
+/// columns (stride t), C's columns `c_cs` values apart.
 ///
 /// # Safety
-/// The pointers must hold t·k, n·k and t·n values.
-#[allow(clippy::too_many_arguments)]
-unsafe fn dense<T: super::tile::Elem>(
-    t: u64,
-    a: *const T,
-    k: u64,
-    w: *const T,
-    n: u64,
-    c: *mut T,
-    mask: Option<(usize, usize, usize)>,
-    masked: &mut Vec<T>,
-) {
+/// The pointers must hold t·k, n·k and (n − 1)·c_cs + t values.
+unsafe fn dense<T: super::tile::Elem>(t: u64, a: *const T, k: u64, w: *const T, n: u64, c: *mut T, c_cs: usize) {
     let (t, k, n) = (t as usize, k as usize, n as usize);
-    let w = match mask {
-        None => w,
-        Some((layer, layers, dim)) => {
-            masked.clear();
-            // SAFETY: w holds n·k values (the caller's contract)
-            let src = unsafe { std::slice::from_raw_parts(w, n * k) };
-            for o in 0..n {
-                for i in 0..k {
-                    let on = crate::ir::layer::made_connected(layer, layers, o, i, dim);
-                    masked.push(if on { src[o * k + i] } else { T::default() });
-                }
-            }
-            masked.as_ptr()
-        }
-    };
+    let c_len = if n == 0 { 0 } else { (n - 1) * c_cs + t };
     // SAFETY: shapes as documented; no aliasing between A, W and C
-    let (a, w, c) = unsafe { (std::slice::from_raw_parts(a, t * k), std::slice::from_raw_parts(w, n * k), std::slice::from_raw_parts_mut(c, t * n)) };
-    super::tile::dense(t, a, k, w, n, c)
+    let (a, w, c) = unsafe { (std::slice::from_raw_parts(a, t * k), std::slice::from_raw_parts(w, n * k), std::slice::from_raw_parts_mut(c, c_len)) };
+    super::tile::dense_strided(t, a, k, w, n, c, c_cs)
 }
 
 /// The weight-gradient product with this thread's buffer, by element type.
@@ -171,15 +146,15 @@ fn mask_of(layer: i64, layers: u64, dim: u64) -> Option<(usize, usize, usize)> {
 }
 
 #[allow(clippy::too_many_arguments)]
-extern "C" fn dense_f64(t: u64, a: *const f64, k: u64, w: *const f64, n: u64, c: *mut f64, layer: i64, layers: u64, dim: u64) {
-    // SAFETY: called by tiled kernels with their scratch blocks and parameter buffer
-    MASKED_F64.with(|m| unsafe { dense(t, a, k, w, n, c, mask_of(layer, layers, dim), &mut m.borrow_mut()) })
+extern "C" fn dense_f64(t: u64, a: *const f64, k: u64, w: *const f64, n: u64, c: *mut f64, c_cs: i64, _: u64, _: u64) {
+    // SAFETY: called by tiled kernels with their scratch blocks and (packed) weights
+    unsafe { dense(t, a, k, w, n, c, c_cs as usize) }
 }
 
 #[allow(clippy::too_many_arguments)]
-extern "C" fn dense_f32(t: u64, a: *const f32, k: u64, w: *const f32, n: u64, c: *mut f32, layer: i64, layers: u64, dim: u64) {
+extern "C" fn dense_f32(t: u64, a: *const f32, k: u64, w: *const f32, n: u64, c: *mut f32, c_cs: i64, _: u64, _: u64) {
     // SAFETY: as dense_f64
-    MASKED_F32.with(|m| unsafe { dense(t, a, k, w, n, c, mask_of(layer, layers, dim), &mut m.borrow_mut()) })
+    unsafe { dense(t, a, k, w, n, c, c_cs as usize) }
 }
 
 /// Symbols of [`dense_t_f64`] and [`dense_t_f32`].
@@ -330,21 +305,41 @@ fn act_of(code: i64) -> super::tile::Act {
 ///
 /// # Safety
 /// `c` must hold t·n values and `bias` n values (or be null).
-unsafe fn bias_act<T: super::tile::Activate>(t: u64, c: *mut T, n: u64, bias: *const T, act: i64) {
-    let (t, n) = (t as usize, n as usize);
+unsafe fn bias_act<T: super::tile::Activate>(t: u64, c: *mut T, n: u64, bias: *const T, act: i64, c_cs: u64, b_step: u64) {
+    let (t, n, c_cs, b_step) = (t as usize, n as usize, c_cs as usize, b_step as usize);
+    if n == 0 {
+        return;
+    }
     // SAFETY: the caller's contract
-    let (c, b) = unsafe { (std::slice::from_raw_parts_mut(c, t * n), if bias.is_null() { &[][..] } else { std::slice::from_raw_parts(bias, n) }) };
-    super::tile::bias_act(t, c, b, act_of(act))
+    let c = unsafe { std::slice::from_raw_parts_mut(c, (n - 1) * c_cs + t) };
+    // SAFETY: as above
+    let b = if bias.is_null() { &[][..] } else { unsafe { std::slice::from_raw_parts(bias, (n - 1) * b_step + 1) } };
+    for o in 0..n {
+        let col = &mut c[o * c_cs..o * c_cs + t];
+        let bo = if b.is_empty() { &[][..] } else { &b[o * b_step..o * b_step + 1] };
+        super::tile::bias_act(t, col, bo, act_of(act))
+    }
 }
 
-extern "C" fn bias_act_f64(t: u64, c: *mut f64, n: u64, bias: *const f64, act: i64) {
+#[allow(clippy::too_many_arguments)]
+extern "C" fn bias_act_f64(t: u64, c: *mut f64, n: u64, bias: *const f64, act: i64, c_cs: u64, b_step: u64) {
     // SAFETY: called by tiled kernels with a result block and a bias in their parameters
-    unsafe { bias_act(t, c, n, bias, act) }
+    unsafe { bias_act(t, c, n, bias, act, c_cs, b_step) }
 }
 
-extern "C" fn bias_act_f32(t: u64, c: *mut f32, n: u64, bias: *const f32, act: i64) {
+#[allow(clippy::too_many_arguments)]
+extern "C" fn bias_act_f32(t: u64, c: *mut f32, n: u64, bias: *const f32, act: i64, c_cs: u64, b_step: u64) {
     // SAFETY: as bias_act_f64
-    unsafe { bias_act(t, c, n, bias, act) }
+    unsafe { bias_act(t, c, n, bias, act, c_cs, b_step) }
+}
+
+/// Symbol of [`zero`].
+pub const ZERO: &str = "flowc_zero";
+
+/// Zeroes `bytes` bytes at `p`.
+extern "C" fn zero(p: *mut u8, bytes: u64) {
+    // SAFETY: called by tiled kernels on their own scratch blocks
+    unsafe { std::ptr::write_bytes(p, 0, bytes as usize) }
 }
 
 /// Symbols of [`act_grad_f64`] and [`act_grad_f32`].
@@ -467,8 +462,9 @@ fn spline_value<T: runtime::Real>(x: T, raw: &[T], bins: usize, bound: f64, mode
 }
 
 /// The runtime support functions kernels import: (symbol, address).
-pub fn support() -> [(&'static str, *const u8); 17] {
+pub fn support() -> [(&'static str, *const u8); 18] {
     [
+        (ZERO, zero as *const u8),
         (ACT_GRAD_F64, act_grad_f64 as *const u8),
         (ACT_GRAD_F32, act_grad_f32 as *const u8),
         (BIAS_ACT_F64, bias_act_f64 as *const u8),

@@ -345,6 +345,12 @@ pub fn dense<T: Elem>(t: usize, a: &[T], k: usize, w: &[T], n: usize, c: &mut [T
     product(t, n, k, a, t, w, (1, k), c, t, false)
 }
 
+/// [`dense`] with C's columns `c_cs` values apart (a product writing every `step`-th column
+/// of a wider block).
+pub fn dense_strided<T: Elem>(t: usize, a: &[T], k: usize, w: &[T], n: usize, c: &mut [T], c_cs: usize) {
+    product(t, n, k, a, t, w, (1, k), c, c_cs, false)
+}
+
 /// C[t × k] = G[t × n] · W for W [n × k] row-major (the backward product of a dense layer).
 pub fn dense_t<T: Elem>(t: usize, g: &[T], n: usize, w: &[T], k: usize, c: &mut [T]) {
     product(t, k, n, g, t, w, (k, 1), c, t, false)

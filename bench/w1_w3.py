@@ -172,7 +172,7 @@ def flowc_bench(flow_file, name, params_file, kernel):
     res = {}
     for line in out.stdout.splitlines()[2:]:
         q = line.split()
-        if len(q) == 5 and int(q[1]) == args.threads:
+        if len(q) >= 5 and q[1].isdigit() and int(q[1]) == args.threads:
             res[q[0]] = (float(q[3]), float(q[2]))
     return res
 

@@ -104,7 +104,7 @@ with tempfile.TemporaryDirectory() as tmp:
     res = {}
     for line in out.splitlines()[2:]:
         q = line.split()
-        if len(q) == 5 and int(q[1]) == args.threads:
+        if len(q) >= 5 and q[1].isdigit() and int(q[1]) == args.threads:
             res[q[0]] = (float(q[3]), float(q[2]))
     for prec, dt in [("f64", jnp.float64), ("f32", jnp.float32)]:
         pj = {k: jnp.asarray(v, dt) for k, v in p.items()}

@@ -81,13 +81,30 @@ pub fn run(steps: usize) -> Report {
     let csv: String = data.chunks(2).map(|r| format!("{:e},{:e}\n", r[0], r[1])).collect();
     std::fs::write(&data_file, csv).expect("writable");
     let args = [
-        "flowc", "train", flow_file.to_str().unwrap(), "--name", "moons", "--data", data_file.to_str().unwrap(), "--out", out.to_str().unwrap(),
-        "--steps", &steps.to_string(), "--batch", "256", "--lr", "3e-3", "--schedule", "cosine", "--quiet",
+        "flowc",
+        "train",
+        flow_file.to_str().unwrap(),
+        "--name",
+        "moons",
+        "--data",
+        data_file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--steps",
+        &steps.to_string(),
+        "--batch",
+        "256",
+        "--lr",
+        "3e-3",
+        "--schedule",
+        "cosine",
+        "--quiet",
     ];
     let cli = <flowc::cli::Cli as clap::Parser>::try_parse_from(args).expect("valid arguments");
     let printed = flowc::cli::run(cli).unwrap_or_else(|f| panic!("{}", f.message));
     print!("flowc train: {printed}");
-    let cli_printed: f64 = printed.split("training NLL ").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|v| v.parse().ok()).expect("the NLL line");
+    let cli_printed: f64 =
+        printed.split("training NLL ").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|v| v.parse().ok()).expect("the NLL line");
     let loaded = Moons::<f64>::from_file(&out).expect("the weights flowc train wrote");
     let cli_aot = mean_nll(&loaded, &data);
     println!("its weights loaded by Moons::from_file: training NLL {cli_aot:.6}");

@@ -802,7 +802,8 @@ fn bench(
     let mut out = format!("flow {name}: {what} on {rows} rows of {} values (median of 5 runs)\n", f.dim);
     let outs = lk.outputs.len();
     // the dense layers' work per row, counted as dense products (2·out·in per layer)
-    let flops: usize = lk.body.insts.iter().map(|i| if let lower::Inst::Dense { inputs, outputs, .. } = i { 2 * inputs.len() * outputs } else { 0 }).sum();
+    let flops: usize =
+        lk.body.insts.iter().map(|i| if let lower::Inst::Dense { inputs, outputs, .. } = i { 2 * inputs.len() * outputs } else { 0 }).sum();
     out.push_str(&format!("{:<6} {:>8} {:>14} {:>16} {:>10}", "prec", "threads", "compile ms", "points/s", "GB/s in"));
     out.push_str(&if flops > 0 { format!(" {:>12}\n", "GFLOP/s") } else { "\n".into() });
     for prec in [Float::F64, Float::F32] {

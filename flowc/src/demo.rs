@@ -89,7 +89,15 @@ fn fit_one(d: &Derivation, flow: &str, name: &str, data: &[f64], test: &[f64], o
     let f = d.flow(flow).ok_or("the demo flow is missing")?;
     let objective = FlowObjective::new(d, flow, Float::F64, opts.threads)?;
     let init = crate::params::flat(f, &crate::params::init(d, f, seed));
-    let options = TrainOptions { steps: opts.steps, batch: 512, lr: 2e-3, schedule: Schedule::Cosine, seed, val_every: 100, ..TrainOptions::default() };
+    let options = TrainOptions {
+        steps: opts.steps,
+        batch: 512,
+        lr: 2e-3,
+        schedule: Schedule::Cosine,
+        seed,
+        val_every: 100,
+        ..TrainOptions::default()
+    };
     let mut trainer = Trainer::new(&objective, objective.kinds(), init, data, Some(test), options).map_err(|e| e.to_string())?;
     let mut train_curve: Vec<(usize, f64)> = Vec::new();
     let mut val_curve: Vec<(usize, f64)> = Vec::new();
@@ -99,7 +107,7 @@ fn fit_one(d: &Derivation, flow: &str, name: &str, data: &[f64], test: &[f64], o
             // the minibatch loss, averaged over the last 50 steps
             let s: f64 = smoothed.map(|s: f64| s + (p.loss - s) / 50.0).unwrap_or(p.loss);
             smoothed = Some(s);
-            if p.step % 10 == 0 {
+            if p.step.is_multiple_of(10) {
                 train_curve.push((p.step, s));
             }
             if let Some(v) = p.val {
@@ -134,7 +142,11 @@ fn fit_one(d: &Derivation, flow: &str, name: &str, data: &[f64], test: &[f64], o
     let file = |what: &str| opts.out.join(format!("{name}_{what}.png"));
     plot::heatmap(&file("density"), &format!("{name}: learned density"), extent, res, &dens, &[])?;
     plot::scatter_pair(&file("samples"), extent, ("data (test set)", &points(test)), ("samples from the flow", &samples))?;
-    plot::curves(&file("training"), &format!("{name}: negative log-likelihood"), &[("training (minibatch, smoothed)", &train_curve), ("test", &val_curve)])?;
+    plot::curves(
+        &file("training"),
+        &format!("{name}: negative log-likelihood"),
+        &[("training (minibatch, smoothed)", &train_curve), ("test", &val_curve)],
+    )?;
     Ok(format!(
         "{name:<9} ({flow}) {:>6} steps in {:>5.1} s ({:>6.1} steps/s)   test NLL {test_nll:.4}   figures: {}, {}, {}\n",
         outcome.steps,
@@ -161,10 +173,9 @@ pub fn run(opts: &DemoOptions) -> Result<String, String> {
         out.push_str(&text[start..]);
         out.push('\n');
     }
-    out.push_str(&format!(
-        "\n== fitting it (Adam, batch 512, lr 2e-3 with a cosine schedule; 20000 training and 5000 test points each) ==\n\n"
-    ));
-    let datasets: [(&str, &str, fn(usize, &mut Rng) -> Vec<f64>); 2] = [("moons", "realnvp", two_moons), ("pinwheel", "nsf", pinwheel)];
+    out.push_str("\n== fitting them (Adam, batch 512, lr 2e-3 with a cosine schedule; 20000 training and 5000 test points each) ==\n\n");
+    type Make = fn(usize, &mut Rng) -> Vec<f64>;
+    let datasets: [(&str, &str, Make); 2] = [("moons", "realnvp", two_moons), ("pinwheel", "nsf", pinwheel)];
     for (k, (name, flow, make)) in datasets.iter().enumerate() {
         let mut rng = Rng::new(100 + k as u64);
         let data = make(20000, &mut rng);

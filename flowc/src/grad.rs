@@ -60,7 +60,14 @@ pub fn gradient(k: &Kernel) -> Result<Kernel, String> {
         if let Inst::Dense { inputs, weight, outputs, mask, rows } = &inst {
             let Some(parts) = dense_adj.remove(&i) else { continue };
             let grads: Vec<Value> = (0..*outputs).map(|o| sum_or_zero(&mut em, &parts[o])).collect();
-            let at = em.push(Inst::AccumDense { grads: grads.clone(), inputs: inputs.clone(), weight: *weight, mask: *mask, rows: *rows, bias: None });
+            let at = em.push(Inst::AccumDense {
+                grads: grads.clone(),
+                inputs: inputs.clone(),
+                weight: *weight,
+                mask: *mask,
+                rows: *rows,
+                bias: None,
+            });
             accum_denses.push(at);
             if inputs.iter().any(|x| active[*x]) {
                 let t = em.push(Inst::DenseT { grads, weight: *weight, inputs: inputs.len(), mask: *mask, rows: *rows });
@@ -154,7 +161,14 @@ pub fn gradient(k: &Kernel) -> Result<Kernel, String> {
     for (param, value) in accums {
         em.push(Inst::Accum { param, value });
     }
-    Ok(Kernel { flow: k.flow.clone(), kind: Kind::Gradient, dim: k.dim, params: k.params.clone(), body: em.body, outputs: k.outputs.clone() })
+    Ok(Kernel {
+        flow: k.flow.clone(),
+        kind: Kind::Gradient,
+        dim: k.dim,
+        params: k.params.clone(),
+        body: em.body,
+        outputs: k.outputs.clone(),
+    })
 }
 
 /// `k` with each built-in spline written out in scalar ops (so that it is differentiated
@@ -443,7 +457,15 @@ impl Rules {
 
     /// The contributions `a · ∂op/∂operand_j` of adjoint `a` of `op(args)` (value `f`) to
     /// the operands that `want` one.
-    fn adjoint(&mut self, em: &mut Emitter, m: &Math, args: &[Value], f: Value, a: Value, want: &[bool]) -> Result<Vec<Option<Value>>, String> {
+    fn adjoint(
+        &mut self,
+        em: &mut Emitter,
+        m: &Math,
+        args: &[Value],
+        f: Value,
+        a: Value,
+        want: &[bool],
+    ) -> Result<Vec<Option<Value>>, String> {
         let z = Id::from(0usize);
         // the linear ops directly
         match m {

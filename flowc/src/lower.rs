@@ -120,7 +120,10 @@ pub enum Inst {
         bias: Option<usize>,
     },
     /// Adds Σ_rows `value` to the gradient of parameter `param`. Defines no value.
-    Accum { param: usize, value: Value },
+    Accum {
+        param: usize,
+        value: Value,
+    },
 }
 
 /// Which rows of a weight matrix a product uses: rows `first`, `first + step`, ...
@@ -1132,9 +1135,13 @@ pub(crate) fn remap_inst(inst: &Inst, remap: &dyn Fn(Value) -> Value) -> Inst {
             Inst::RootFind { y, f, df, domain, increasing } => {
                 Inst::RootFind { y: remap(*y), f: f.clone(), df: df.clone(), domain: *domain, increasing: *increasing }
             }
-            Inst::Dense { inputs, weight, outputs, mask, rows } => {
-                Inst::Dense { inputs: inputs.iter().map(|v| remap(*v)).collect(), weight: *weight, outputs: *outputs, mask: *mask, rows: *rows }
-            }
+            Inst::Dense { inputs, weight, outputs, mask, rows } => Inst::Dense {
+                inputs: inputs.iter().map(|v| remap(*v)).collect(),
+                weight: *weight,
+                outputs: *outputs,
+                mask: *mask,
+                rows: *rows,
+            },
             Inst::Part(d, j) => Inst::Part(remap(*d), *j),
             Inst::Spline { x, raw, bins, bound, inverse, log_det } => Inst::Spline {
                 x: remap(*x),
@@ -1144,9 +1151,13 @@ pub(crate) fn remap_inst(inst: &Inst, remap: &dyn Fn(Value) -> Value) -> Inst {
                 inverse: *inverse,
                 log_det: *log_det,
             },
-            Inst::DenseT { grads, weight, inputs, mask, rows } => {
-                Inst::DenseT { grads: grads.iter().map(|v| remap(*v)).collect(), weight: *weight, inputs: *inputs, mask: *mask, rows: *rows }
-            }
+            Inst::DenseT { grads, weight, inputs, mask, rows } => Inst::DenseT {
+                grads: grads.iter().map(|v| remap(*v)).collect(),
+                weight: *weight,
+                inputs: *inputs,
+                mask: *mask,
+                rows: *rows,
+            },
             Inst::AccumDense { grads, inputs, weight, mask, rows, bias } => Inst::AccumDense {
                 grads: grads.iter().map(|v| remap(*v)).collect(),
                 inputs: inputs.iter().map(|v| remap(*v)).collect(),
@@ -1363,7 +1374,13 @@ fn dense_t<T: runtime::Real>(g: &[T], w: &[T], k: usize, mask: &Option<MadeMask>
 }
 
 /// gw[o·k + i] += g[o]·x[i] for the connected entries.
-fn accum_dense<T: runtime::Real>(g: impl Iterator<Item = T>, x: impl Iterator<Item = T> + Clone, gw: &mut [T], mask: &Option<MadeMask>, rows: Rows) {
+fn accum_dense<T: runtime::Real>(
+    g: impl Iterator<Item = T>,
+    x: impl Iterator<Item = T> + Clone,
+    gw: &mut [T],
+    mask: &Option<MadeMask>,
+    rows: Rows,
+) {
     let xs: Vec<T> = x.collect();
     let k = xs.len();
     for (o, go) in g.enumerate() {
@@ -1504,7 +1521,13 @@ fn write_insts(f: &mut fmt::Formatter<'_>, insts: &[Inst], indent: &str) -> fmt:
             Inst::DenseT { grads, weight, inputs, mask, rows } => {
                 let a: Vec<String> = grads.iter().map(|v| format!("v{v}")).collect();
                 let m = mask.map(|m| format!(" made({}/{}, {})", m.layer, m.layers, m.dim)).unwrap_or_default();
-                writeln!(f, "{indent}v{n} = dense_t [{}x{inputs}]ᵀ params[{weight}..]{}{m} ({})", grads.len(), rows_text(rows), a.join(" "))?
+                writeln!(
+                    f,
+                    "{indent}v{n} = dense_t [{}x{inputs}]ᵀ params[{weight}..]{}{m} ({})",
+                    grads.len(),
+                    rows_text(rows),
+                    a.join(" ")
+                )?
             }
             Inst::AccumDense { grads, inputs, weight, mask, rows, bias } => {
                 let g: Vec<String> = grads.iter().map(|v| format!("v{v}")).collect();

@@ -12,11 +12,11 @@
 use std::fs;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
-use plotters::coord::Shift;
 use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -34,11 +34,8 @@ pub struct Extent {
 }
 
 /// Where the font for all text is looked for, first existing one wins.
-const FONT_PATHS: [&str; 3] = [
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-];
+const FONT_PATHS: [&str; 3] =
+    ["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/TTF/DejaVuSans.ttf", "/usr/share/fonts/dejavu/DejaVuSans.ttf"];
 
 /// The font family every text element is drawn with; the system font is registered under this name.
 const FONT: &str = "sans-serif";
@@ -161,14 +158,9 @@ fn heatmap_with(
     if res == 0 {
         return Err("heatmap: grid resolution res must be at least 1".to_string());
     }
-    let cells = res
-        .checked_mul(res)
-        .ok_or_else(|| format!("heatmap: grid resolution {res} is too large"))?;
+    let cells = res.checked_mul(res).ok_or_else(|| format!("heatmap: grid resolution {res} is too large"))?;
     if log_density.len() != cells {
-        return Err(format!(
-            "heatmap: log_density has {} values, but a {res} × {res} grid needs {cells}",
-            log_density.len()
-        ));
+        return Err(format!("heatmap: log_density has {} values, but a {res} × {res} grid needs {cells}", log_density.len()));
     }
     let shade: Vec<RGBColor> = normalized_density(log_density)
         .into_iter()
@@ -191,9 +183,7 @@ fn heatmap_with(
             let j = cell_index(f64::from(h - 1 - py), h, res);
             for px in 0..w {
                 let i = cell_index(f64::from(px), w, res);
-                cells_area
-                    .draw_pixel((px as i32, py as i32), &shade[j * res + i])
-                    .map_err(|e| e.to_string())?;
+                cells_area.draw_pixel((px as i32, py as i32), &shade[j * res + i]).map_err(|e| e.to_string())?;
             }
         }
 
@@ -209,10 +199,7 @@ fn scatter_pair_with(path: &Path, extent: Extent, left: (&str, &[[f64; 2]]), rig
 
     write_png(path, SCATTER_SIZE, |root| {
         let (left_area, right_area) = root.split_horizontally(SCATTER_SIZE.0 / 2);
-        let panels = [
-            (&left_area, left.0, &left_points, LEFT_POINT_COLOUR),
-            (&right_area, right.0, &right_points, RIGHT_POINT_COLOUR),
-        ];
+        let panels = [(&left_area, left.0, &left_points, LEFT_POINT_COLOUR), (&right_area, right.0, &right_points, RIGHT_POINT_COLOUR)];
         for (area, title, pts, col) in panels {
             let plot_area = titled(area, title, text)?;
             let mut chart = square_chart(&plot_area, &extent, text)?;
@@ -242,12 +229,7 @@ fn curves_with(path: &Path, title: &str, series: &[(&str, &[(usize, f64)])], tex
         (x0, x1) = (x0 - 1.0, x1 + 1.0);
     }
     let pad = if y1 > y0 { 0.05 * (y1 - y0) } else { 0.5 * y0.abs().max(1.0) };
-    let extent = Extent {
-        x0,
-        x1,
-        y0: y0 - pad,
-        y1: y1 + pad,
-    };
+    let extent = Extent { x0, x1, y0: y0 - pad, y1: y1 + pad };
     check_extent("curves: the values' range", &extent)?;
 
     write_png(path, CURVES_SIZE, |root| {
@@ -270,25 +252,17 @@ fn curves_with(path: &Path, title: &str, series: &[(&str, &[(usize, f64)])], tex
             // The first run carries the legend entry (an all-non-finite series gets an empty one).
             let first = runs.next().unwrap_or_default();
             let single = first.len() == 1;
-            let legend = chart
-                .draw_series(LineSeries::new(first.clone(), style))
-                .map_err(|e| e.to_string())?;
+            let legend = chart.draw_series(LineSeries::new(first.clone(), style)).map_err(|e| e.to_string())?;
             if text {
-                legend
-                    .label(*name)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2)));
+                legend.label(*name).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2)));
                 labelled = true;
             }
             if single {
-                chart
-                    .draw_series(first.into_iter().map(|p| Circle::new(p, 3, col.filled())))
-                    .map_err(|e| e.to_string())?;
+                chart.draw_series(first.into_iter().map(|p| Circle::new(p, 3, col.filled()))).map_err(|e| e.to_string())?;
             }
             for run in runs {
                 if run.len() == 1 {
-                    chart
-                        .draw_series(run.iter().map(|&p| Circle::new(p, 3, col.filled())))
-                        .map_err(|e| e.to_string())?;
+                    chart.draw_series(run.iter().map(|&p| Circle::new(p, 3, col.filled()))).map_err(|e| e.to_string())?;
                 }
                 chart.draw_series(LineSeries::new(run, style)).map_err(|e| e.to_string())?;
             }
@@ -324,15 +298,8 @@ fn colour(t: f64) -> (u8, u8, u8) {
 
 /// exp(log_density) divided by its largest finite value, so the peak is 1; non-finite entries give 0.
 fn normalized_density(log_density: &[f64]) -> Vec<f64> {
-    let max = log_density
-        .iter()
-        .copied()
-        .filter(|v| v.is_finite())
-        .fold(f64::NEG_INFINITY, f64::max);
-    log_density
-        .iter()
-        .map(|&v| if v.is_finite() && max.is_finite() { (v - max).exp() } else { 0.0 })
-        .collect()
+    let max = log_density.iter().copied().filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max);
+    log_density.iter().map(|&v| if v.is_finite() && max.is_finite() { (v - max).exp() } else { 0.0 }).collect()
 }
 
 /// Which of `res` equal cells the centre of pixel `p` (of `n` pixels) falls in.
@@ -408,19 +375,13 @@ fn write_png<F>(path: &Path, size: (u32, u32), draw: F) -> Result<(), String>
 where
     F: FnOnce(&Area) -> Result<(), String>,
 {
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| format!("cannot write {}: the path has no file name", path.display()))?;
+    let file_name = path.file_name().ok_or_else(|| format!("cannot write {}: the path has no file name", path.display()))?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
     if !dir.is_dir() {
-        return Err(format!(
-            "cannot write {}: directory {} does not exist",
-            path.display(),
-            dir.display()
-        ));
+        return Err(format!("cannot write {}: directory {} does not exist", path.display(), dir.display()));
     }
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let tmp = dir.join(format!(
@@ -438,14 +399,8 @@ where
         // On an error the backend, when dropped, still writes what it has to `tmp`; removed below.
     }))
     .unwrap_or_else(|payload| {
-        let msg = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned());
-        Err(format!(
-            "plotting library panicked: {}",
-            msg.unwrap_or_else(|| "unknown cause".to_string())
-        ))
+        let msg = payload.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| payload.downcast_ref::<String>().cloned());
+        Err(format!("plotting library panicked: {}", msg.unwrap_or_else(|| "unknown cause".to_string())))
     });
 
     let result = rendered.and_then(|()| fs::rename(&tmp, path).map_err(|e| format!("renaming {} to it failed: {e}", tmp.display())));
@@ -465,8 +420,7 @@ fn titled<'b>(area: &Area<'b>, title: &str, text: bool) -> Result<Area<'b>, Stri
     let (top, rest) = area.split_vertically(TITLE_HEIGHT);
     let (w, _) = top.dim_in_pixel();
     let style = TextStyle::from((FONT, 20).into_font()).pos(Pos::new(HPos::Center, VPos::Center));
-    top.draw_text(title, &style, ((w / 2) as i32, (TITLE_HEIGHT / 2) as i32))
-        .map_err(|e| e.to_string())?;
+    top.draw_text(title, &style, ((w / 2) as i32, (TITLE_HEIGHT / 2) as i32)).map_err(|e| e.to_string())?;
     Ok(rest)
 }
 
@@ -503,10 +457,7 @@ fn draw_axes(
 ) -> Result<(), String> {
     if !text {
         let axes = vec![(extent.x0, extent.y1), (extent.x0, extent.y0), (extent.x1, extent.y0)];
-        return chart
-            .draw_series(std::iter::once(PathElement::new(axes, BLACK)))
-            .map(|_| ())
-            .map_err(|e| e.to_string());
+        return chart.draw_series(std::iter::once(PathElement::new(axes, BLACK))).map(|_| ()).map_err(|e| e.to_string());
     }
     let mut mesh = chart.configure_mesh();
     mesh.label_style((FONT, 13)).axis_desc_style((FONT, 15)).x_labels(7).y_labels(7);
@@ -526,10 +477,7 @@ fn draw_axes(
 
 /// Draws `points` (already filtered to the extent) as filled circles of `radius` pixels.
 fn draw_points(chart: &mut Chart, points: &[(f64, f64)], style: ShapeStyle, radius: f64) -> Result<(), String> {
-    chart
-        .draw_series(points.iter().map(|&p| Circle::new(p, radius, style)))
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    chart.draw_series(points.iter().map(|&p| Circle::new(p, radius, style))).map(|_| ()).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -539,11 +487,7 @@ mod tests {
     /// A fresh directory under the system temp dir, unique to this test.
     fn temp_dir(name: &str) -> PathBuf {
         static N: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "plot-rs-test-{}-{}-{name}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
+        let dir = std::env::temp_dir().join(format!("plot-rs-test-{}-{}-{name}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
         fs::create_dir_all(&dir).unwrap();
         dir
     }
@@ -560,20 +504,12 @@ mod tests {
 
     /// No file other than the final ones (no leftover temporaries) in `dir`.
     fn files_in(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
+        let mut names: Vec<String> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         names.sort();
         names
     }
 
-    const EXTENT: Extent = Extent {
-        x0: -4.0,
-        x1: 4.0,
-        y0: -4.0,
-        y1: 4.0,
-    };
+    const EXTENT: Extent = Extent { x0: -4.0, x1: 4.0, y0: -4.0, y1: 4.0 };
 
     /// Log-density of a standard Gaussian bump shifted to (0.5, 0.5), on a res × res grid over EXTENT.
     fn gaussian_grid(res: usize) -> Vec<f64> {
@@ -607,14 +543,9 @@ mod tests {
     type Series = Vec<(usize, f64)>;
 
     fn nll_curves() -> (Series, Series) {
-        let train: Series = (0..=2000)
-            .step_by(10)
-            .map(|s| (s, 1.4 + 2.0 * (-(s as f64) / 300.0).exp() + 0.03 * ((s as f64) * 0.7).sin()))
-            .collect();
-        let val: Series = (0..=2000)
-            .step_by(100)
-            .map(|s| (s, 1.5 + 2.0 * (-(s as f64) / 300.0).exp()))
-            .collect();
+        let train: Series =
+            (0..=2000).step_by(10).map(|s| (s, 1.4 + 2.0 * (-(s as f64) / 300.0).exp() + 0.03 * ((s as f64) * 0.7).sin())).collect();
+        let val: Series = (0..=2000).step_by(100).map(|s| (s, 1.5 + 2.0 * (-(s as f64) / 300.0).exp())).collect();
         (train, val)
     }
 
@@ -647,10 +578,7 @@ mod tests {
 
     #[test]
     fn figures_with_font_are_valid_pngs() {
-        assert!(
-            font_disabled_for_tests() || font_available(),
-            "DejaVu Sans is expected on the test machine"
-        );
+        assert!(font_disabled_for_tests() || font_available(), "DejaVu Sans is expected on the test machine");
         let dir = temp_dir("font");
         let paths = draw_all(&dir, font_available());
         // Keep copies for looking at, when asked to.
@@ -666,11 +594,7 @@ mod tests {
         let paths = draw_all(&temp_dir("notext"), false);
         if let Some(keep) = std::env::var_os("PLOT_RS_KEEP") {
             for p in &paths {
-                fs::copy(
-                    p,
-                    Path::new(&keep).join(format!("notext-{}", p.file_name().unwrap().to_string_lossy())),
-                )
-                .unwrap();
+                fs::copy(p, Path::new(&keep).join(format!("notext-{}", p.file_name().unwrap().to_string_lossy()))).unwrap();
             }
         }
     }
@@ -686,11 +610,7 @@ mod tests {
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "child failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "child failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
         assert!(stdout.contains("1 passed"), "child ran no test:\n{stdout}");
     }
 
@@ -722,12 +642,7 @@ mod tests {
         let steps = 20;
         for k in 0..steps {
             let (a, b) = (k as f64 / steps as f64, (k + 1) as f64 / steps as f64);
-            assert!(
-                brightness(a) < brightness(b),
-                "colour({a}) = {:?} is not darker than colour({b}) = {:?}",
-                colour(a),
-                colour(b)
-            );
+            assert!(brightness(a) < brightness(b), "colour({a}) = {:?} is not darker than colour({b}) = {:?}", colour(a), colour(b));
         }
         for k in 0..1000 {
             let (a, b) = (k as f64 / 1000.0, (k + 1) as f64 / 1000.0);
@@ -750,10 +665,7 @@ mod tests {
         assert!(t.iter().all(|v| (0.0..=1.0).contains(v)));
         assert!(t.iter().any(|&v| v > 0.95));
         // Non-finite values map to the lowest colour.
-        assert_eq!(
-            normalized_density(&[0.0, f64::NAN, f64::NEG_INFINITY, f64::INFINITY]),
-            [1.0, 0.0, 0.0, 0.0]
-        );
+        assert_eq!(normalized_density(&[0.0, f64::NAN, f64::NEG_INFINITY, f64::INFINITY]), [1.0, 0.0, 0.0, 0.0]);
         assert_eq!(normalized_density(&[f64::NAN, f64::NAN]), [0.0, 0.0]);
     }
 
@@ -788,17 +700,9 @@ mod tests {
         assert!(e.contains("res"), "{e}");
         let flat = Extent { x1: EXTENT.x0, ..EXTENT };
         assert!(heatmap(&p, "t", flat, 10, &grid, &[]).unwrap_err().contains("extent"));
-        let reversed = Extent {
-            x0: 1.0,
-            x1: -1.0,
-            ..EXTENT
-        };
+        let reversed = Extent { x0: 1.0, x1: -1.0, ..EXTENT };
         assert!(scatter_pair(&p, reversed, ("a", &[]), ("b", &[])).unwrap_err().contains("extent"));
-        let upside_down = Extent {
-            y0: 1.0,
-            y1: 1.0,
-            ..EXTENT
-        };
+        let upside_down = Extent { y0: 1.0, y1: 1.0, ..EXTENT };
         assert!(heatmap(&p, "t", upside_down, 10, &grid, &[]).is_err());
         let nan = Extent { x0: f64::NAN, ..EXTENT };
         assert!(scatter_pair(&p, nan, ("a", &[]), ("b", &[])).is_err());

@@ -108,7 +108,14 @@ fn load_state(path: &Path, len: usize) -> Result<TrainState, String> {
         }
         _ => None,
     };
-    Ok(TrainState { params: get("params", len)?, m: get("adam.m", len)?, v: get("adam.v", len)?, step: step[0] as usize, stale: step[1] as usize, best })
+    Ok(TrainState {
+        params: get("params", len)?,
+        m: get("adam.m", len)?,
+        v: get("adam.v", len)?,
+        step: step[0] as usize,
+        stale: step[1] as usize,
+        best,
+    })
 }
 
 /// Splits off a seeded `fraction` of the rows for validation.
@@ -122,7 +129,7 @@ fn hold_out(data: Vec<f64>, dim: usize, fraction: f64, seed: u64) -> Result<(Vec
         return Err(user(format!("error: holding out {held} of {rows} rows leaves none to train on")));
     }
     let mut order: Vec<usize> = (0..rows).collect();
-    let mut rng = runtime::rng::Rng::new(seed ^ 0x5eed_0f_0a1d);
+    let mut rng = runtime::rng::Rng::new(seed ^ 0x005e_ed0f_0a1d);
     for i in (1..rows).rev() {
         let j = (rng.next_u64() % (i as u64 + 1)) as usize;
         order.swap(i, j);
@@ -232,11 +239,17 @@ pub fn run(d: &Derivation, args: TrainArgs) -> Result<String, Failure> {
         eprintln!("note: {n}");
     }
     let kinds = objective.kinds();
-    let mut trainer = Trainer::new(&objective, kinds, init, &data, val.as_deref(), options.clone()).map_err(|e| user(format!("error: {e}")))?;
+    let mut trainer =
+        Trainer::new(&objective, kinds, init, &data, val.as_deref(), options.clone()).map_err(|e| user(format!("error: {e}")))?;
     if args.resume {
         let s = load_state(&state_file, objective.param_len()).map_err(|e| user(format!("error: cannot resume: {e}")))?;
         if s.step >= options.steps {
-            return Err(user(format!("error: the run in `{}` has already taken {} of {} steps", state_file.display(), s.step, options.steps)));
+            return Err(user(format!(
+                "error: the run in `{}` has already taken {} of {} steps",
+                state_file.display(),
+                s.step,
+                options.steps
+            )));
         }
         trainer.resume(s).map_err(|e| user(format!("error: cannot resume: {e}")))?;
     }
@@ -274,7 +287,11 @@ pub fn run(d: &Derivation, args: TrainArgs) -> Result<String, Failure> {
         let mut ks = initialized.clone();
         ks.sort_unstable();
         let list: Vec<String> = ks.iter().map(|k| k.to_string()).collect();
-        s.push_str(&format!("actnorm layers {} initialized from the data (mean 0, variance 1 on {} rows)\n", list.join(", "), (data.len() / dim).min(INIT_ROWS)));
+        s.push_str(&format!(
+            "actnorm layers {} initialized from the data (mean 0, variance 1 on {} rows)\n",
+            list.join(", "),
+            (data.len() / dim).min(INIT_ROWS)
+        ));
     }
     s += &format!(
         "trained `{}` for {} steps in {:.2} s ({:.1} steps/s, batch {}, {} threads, {:?}; kernels compiled in {:.1} ms)\n",
@@ -308,7 +325,8 @@ impl Reporter {
         let bar = (show && terminal).then(|| {
             let b = indicatif::ProgressBar::new(steps as u64);
             b.set_style(
-                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps · {msg} · {elapsed_precise} (eta {eta})").expect("a valid template"),
+                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps · {msg} · {elapsed_precise} (eta {eta})")
+                    .expect("a valid template"),
             );
             b.set_position(at as u64);
             b

@@ -171,7 +171,11 @@ fn gradients_match_finite_differences_of_the_independent_interpreter() {
         for j in entries {
             let fd = finite_difference(&d, f, &flat, &xs, j);
             let err = (grad[j] - fd).abs() / scale;
-            assert!(err < 1e-7, "{name}: ∂/∂θ[{j}] derived {} vs differences {fd} (relative to the largest entry {scale}: {err:.1e})", grad[j]);
+            assert!(
+                err < 1e-7,
+                "{name}: ∂/∂θ[{j}] derived {} vs differences {fd} (relative to the largest entry {scale}: {err:.1e})",
+                grad[j]
+            );
         }
     }
 }
@@ -247,4 +251,3 @@ fn gradient_kernels_refuse_the_wrong_call() {
     assert!(err.0.contains("gradient takes"), "{}", err.0);
     assert!(flowc::grad::gradient(p.kernel("nice", Kind::Forward).unwrap()).is_err());
 }
-

@@ -354,7 +354,10 @@ fn numeric_inverses_on_bounded_domains() {
     ];
     let k = Kernel { flow: "bounded".into(), kind: Kind::Inverse, dim: 3, params: vec![], body: Body { insts }, outputs: vec![3, 4, 5, 7] };
     let params = [0.7];
-    let k = Kernel { params: vec![lower::ParamSlot { name: "layers.0.p".into(), offset: 0, len: 1, shape: vec![1], kind: flowc::ir::ParamKind::Real }], ..k };
+    let k = Kernel {
+        params: vec![lower::ParamSlot { name: "layers.0.p".into(), offset: 0, len: 1, shape: vec![1], kind: flowc::ir::ParamKind::Real }],
+        ..k
+    };
     let mut x = rows(3, 203);
     // inside and outside the bounded range of the cubic, at its ends
     x[3 * 20..3 * 26]

@@ -89,8 +89,23 @@ fn a_gaussian_target_reaches_its_entropy() {
     }
     let out = t.dir.path().join("g.safetensors");
     let o = flowc(&[
-        "train", s(&t.flow), "--name", "gauss", "--data", s(&t.data), "--out", s(&out), "--steps", "3000", "--batch", "500", "--lr", "0.01",
-        "--schedule", "cosine", "--quiet",
+        "train",
+        s(&t.flow),
+        "--name",
+        "gauss",
+        "--data",
+        s(&t.data),
+        "--out",
+        s(&out),
+        "--steps",
+        "3000",
+        "--batch",
+        "500",
+        "--lr",
+        "0.01",
+        "--schedule",
+        "cosine",
+        "--quiet",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let text = stdout(&o);
@@ -167,8 +182,26 @@ fn validation_keeps_the_best_parameters_and_progress_goes_to_stderr() {
     let t = setup(2000);
     let out = t.dir.path().join("v.safetensors");
     let o = flowc(&[
-        "train", s(&t.flow), "--name", "gauss", "--data", s(&t.data), "--out", s(&out), "--steps", "400", "--batch", "200", "--lr", "0.05",
-        "--val-fraction", "0.25", "--val-every", "20", "--patience", "3",
+        "train",
+        s(&t.flow),
+        "--name",
+        "gauss",
+        "--data",
+        s(&t.data),
+        "--out",
+        s(&out),
+        "--steps",
+        "400",
+        "--batch",
+        "200",
+        "--lr",
+        "0.05",
+        "--val-fraction",
+        "0.25",
+        "--val-every",
+        "20",
+        "--patience",
+        "3",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let err = stderr(&o);
@@ -194,8 +227,23 @@ fn the_nan_guard_names_the_step_and_keeps_the_last_good_checkpoint() {
     write_csv(&poisoned, &rows);
     let out = t.dir.path().join("p.safetensors");
     let o = flowc(&[
-        "train", s(&t.flow), "--name", "gauss", "--data", s(&poisoned), "--out", s(&out), "--steps", "50", "--batch", "100", "--lr", "0.01",
-        "--checkpoint-every", "1", "--quiet",
+        "train",
+        s(&t.flow),
+        "--name",
+        "gauss",
+        "--data",
+        s(&poisoned),
+        "--out",
+        s(&out),
+        "--steps",
+        "50",
+        "--batch",
+        "100",
+        "--lr",
+        "0.01",
+        "--checkpoint-every",
+        "1",
+        "--quiet",
     ]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
@@ -258,7 +306,21 @@ fn actnorm_layers_start_from_the_data() {
     let out = t.dir.path().join("a.safetensors");
     // a step too small to move anything: the written parameters are the initialization
     let o = flowc(&[
-        "train", s(&t.flow), "--name", "glowish", "--data", s(&t.data), "--out", s(&out), "--steps", "1", "--batch", "100", "--lr", "1e-15", "--quiet",
+        "train",
+        s(&t.flow),
+        "--name",
+        "glowish",
+        "--data",
+        s(&t.data),
+        "--out",
+        s(&out),
+        "--steps",
+        "1",
+        "--batch",
+        "100",
+        "--lr",
+        "1e-15",
+        "--quiet",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).contains("actnorm layers 0, 2 initialized from the data"), "{}", stdout(&o));
@@ -273,9 +335,23 @@ fn actnorm_layers_start_from_the_data() {
     // the first one sees the coupling's output: standardized there, so the whole flow maps the
     // data to points of mean 0 and variance 1 per coordinate (`flowc eval` inverse)
     let z = t.dir.path().join("z.csv");
-    let o = flowc(&["eval", s(&t.flow), "--name", "glowish", "--params", s(&out), "--input", s(&t.data), "--direction", "inverse", "--output", s(&z)]);
+    let o = flowc(&[
+        "eval",
+        s(&t.flow),
+        "--name",
+        "glowish",
+        "--params",
+        s(&out),
+        "--input",
+        s(&t.data),
+        "--direction",
+        "inverse",
+        "--output",
+        s(&z),
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let zs: Vec<Vec<f64>> = std::fs::read_to_string(&z).unwrap().lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    let zs: Vec<Vec<f64>> =
+        std::fs::read_to_string(&z).unwrap().lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
     for c in 0..2 {
         let m = zs.iter().map(|r| r[c]).sum::<f64>() / zs.len() as f64;
         let v = zs.iter().map(|r| (r[c] - m).powi(2)).sum::<f64>() / zs.len() as f64;

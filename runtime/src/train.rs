@@ -120,7 +120,11 @@ impl fmt::Display for TrainError {
         match self {
             TrainError::Invalid(m) => write!(f, "{m}"),
             TrainError::NonFinite { step, what } => {
-                write!(f, "the {what} of step {step} is not finite (NaN or infinite): training stopped with the parameters of step {}", step - 1)
+                write!(
+                    f,
+                    "the {what} of step {step} is not finite (NaN or infinite): training stopped with the parameters of step {}",
+                    step - 1
+                )
             }
             TrainError::Checkpoint(m) => write!(f, "cannot write a checkpoint: {m}"),
         }
@@ -216,7 +220,14 @@ fn sigmoid(x: f64) -> f64 {
 impl<'a, O: Objective> Trainer<'a, O> {
     /// A trainer from initial parameters `init` (one [`Kind`] per entry), training rows
     /// `data` and optional validation rows (both row-major, `objective.dim()` per row).
-    pub fn new(objective: &'a O, kinds: Vec<Kind>, init: Vec<f64>, data: &'a [f64], val: Option<&'a [f64]>, opts: TrainOptions) -> Result<Self, TrainError> {
+    pub fn new(
+        objective: &'a O,
+        kinds: Vec<Kind>,
+        init: Vec<f64>,
+        data: &'a [f64],
+        val: Option<&'a [f64]>,
+        opts: TrainOptions,
+    ) -> Result<Self, TrainError> {
         let (p, dim) = (objective.param_len(), objective.dim());
         let bad = |m: String| Err(TrainError::Invalid(m));
         if kinds.len() != p || init.len() != p {
@@ -359,8 +370,8 @@ impl<'a, O: Objective> Trainer<'a, O> {
             let lr = self.lr_at(s);
             let t = (s + 1) as i32;
             let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
-            for i in 0..p {
-                let dtheta = -grad[i] / n;
+            for (i, gi) in grad.iter().enumerate() {
+                let dtheta = -gi / n;
                 let g = match self.kinds[i] {
                     Kind::Real => dtheta,
                     Kind::Positive => dtheta * sigmoid(self.u[i]),
@@ -388,7 +399,10 @@ impl<'a, O: Objective> Trainer<'a, O> {
             self.state.step = s + 1;
             last_loss = loss;
             let mut val_nll = None;
-            if let (Some(v), true) = (self.val, self.opts.val_every > 0 && (self.state.step % self.opts.val_every == 0 || self.state.step == self.opts.steps)) {
+            if let (Some(v), true) = (
+                self.val,
+                self.opts.val_every > 0 && (self.state.step.is_multiple_of(self.opts.val_every) || self.state.step == self.opts.steps),
+            ) {
                 let nll = self.mean_nll(v);
                 val_nll = Some(nll);
                 let better = self.state.best.as_ref().map(|b| nll < b.0).unwrap_or(true) && nll.is_finite();
@@ -512,13 +526,14 @@ mod tests {
         let opts = TrainOptions { steps: 500, batch: 100, lr: 0.05, val_every: 5, patience: Some(3), ..Default::default() };
         let mut t = Trainer::new(&Gauss, vec![Kind::Real, Kind::Positive], vec![0.0, 1.0], &xs, Some(&val), opts).unwrap();
         let mut seen = Vec::new();
-        let out = t.run(|p| {
-            if let Some(v) = p.val {
-                seen.push((p.step, v));
-            }
-            true
-        })
-        .unwrap();
+        let out = t
+            .run(|p| {
+                if let Some(v) = p.val {
+                    seen.push((p.step, v));
+                }
+                true
+            })
+            .unwrap();
         assert!(out.stopped_early && out.steps < 500);
         let (best, at) = out.best_val.unwrap();
         let min = seen.iter().cloned().fold((0, f64::INFINITY), |a, b| if b.1 < a.1 { b } else { a });
@@ -529,7 +544,9 @@ mod tests {
     #[test]
     fn bad_options_are_refused() {
         let xs = data(10);
-        let new = |o: TrainOptions, init: Vec<f64>| Trainer::new(&Gauss, vec![Kind::Real, Kind::Positive], init, &xs, None, o).err().map(|e| e.to_string());
+        let new = |o: TrainOptions, init: Vec<f64>| {
+            Trainer::new(&Gauss, vec![Kind::Real, Kind::Positive], init, &xs, None, o).err().map(|e| e.to_string())
+        };
         assert!(new(TrainOptions { batch: 11, ..Default::default() }, vec![0.0, 1.0]).unwrap().contains("batch size"));
         assert!(new(TrainOptions { batch: 5, lr: 0.0, ..Default::default() }, vec![0.0, 1.0]).unwrap().contains("learning rate"));
         assert!(new(TrainOptions { batch: 5, ..Default::default() }, vec![0.0, -1.0]).unwrap().contains("`positive`"));

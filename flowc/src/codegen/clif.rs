@@ -8,9 +8,9 @@
 //! functions of their own in the same module ([`Helper::Sub`]).
 
 use super::host;
+use super::tile;
 use crate::ir::Math;
 use crate::lower::{args_of, branch_sets, Inst, Kernel, Kind, MadeMask, Rows, SubBody};
-use super::tile;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
     types, AbiParam, BlockArg, Endianness, FuncRef, Function, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, Type, UserFuncName,
@@ -967,7 +967,10 @@ fn emit_inst<M: Module>(
             b.ins().bitselect(mask, tv, ev)
         }
         Inst::Op(op, args) => {
-            let a: Vec<Value> = args.iter().map(|v| vals[*v].unwrap_or_else(|| panic!("v{i} = {op} reads v{v} ({:?}) before it is defined", k.body.insts[*v]))).collect();
+            let a: Vec<Value> = args
+                .iter()
+                .map(|v| vals[*v].unwrap_or_else(|| panic!("v{i} = {op} reads v{v} ({:?}) before it is defined", k.body.insts[*v])))
+                .collect();
             vector_op(module, b, imports, ctx, op, &a)?
         }
     };
@@ -1525,7 +1528,8 @@ fn backward_epilogue(k: &Kernel, d: usize, fused: &[Option<Epilogue>]) -> Option
         values.push(u);
         hs.push(c[0]);
     }
-    let from = fused.iter().position(|e| e.as_ref().map(|e| e.act == tile::Act::Tanh && e.from.is_none() && e.values == hs).unwrap_or(false))?;
+    let from =
+        fused.iter().position(|e| e.as_ref().map(|e| e.act == tile::Act::Tanh && e.from.is_none() && e.values == hs).unwrap_or(false))?;
     Some(Epilogue { bias: None, step: 1, act: tile::Act::Identity, skipped: values.clone(), values, from: Some(from) })
 }
 
@@ -1564,7 +1568,9 @@ fn epilogue(k: &Kernel, d: usize) -> Option<Epilogue> {
         let [u] = users[a][..] else { break };
         let this = match &k.body.insts[u] {
             Inst::Op(Math::Tanh(_), _) => tile::Act::Tanh,
-            Inst::Op(Math::IfPos(_), x) if x[0] == a && x[1] == a && matches!(k.body.insts[x[2]], Inst::Const(c) if c == 0.0) => tile::Act::Relu,
+            Inst::Op(Math::IfPos(_), x) if x[0] == a && x[1] == a && matches!(k.body.insts[x[2]], Inst::Const(c) if c == 0.0) => {
+                tile::Act::Relu
+            }
             _ => break,
         };
         if *kind.get_or_insert(this) != this || output(u) {
@@ -1616,7 +1622,8 @@ impl SharedLayer {
         };
         group.iter().enumerate().all(|(i, v)| {
             *v == self.values[i]
-                || (matches!(k.body.insts[*v], Inst::Const(c) if c == 0.0) && mask.map(|m| (0..n).all(|o| !m.connected(rows.row(o), i))).unwrap_or(false))
+                || (matches!(k.body.insts[*v], Inst::Const(c) if c == 0.0)
+                    && mask.map(|m| (0..n).all(|o| !m.connected(rows.row(o), i))).unwrap_or(false))
         })
     }
 }

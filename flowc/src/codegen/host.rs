@@ -119,7 +119,8 @@ unsafe fn dense<T: super::tile::Elem>(t: u64, a: *const T, k: u64, w: *const T, 
     let (t, k, n) = (t as usize, k as usize, n as usize);
     let c_len = if n == 0 { 0 } else { (n - 1) * c_cs + t };
     // SAFETY: shapes as documented; no aliasing between A, W and C
-    let (a, w, c) = unsafe { (std::slice::from_raw_parts(a, t * k), std::slice::from_raw_parts(w, n * k), std::slice::from_raw_parts_mut(c, c_len)) };
+    let (a, w, c) =
+        unsafe { (std::slice::from_raw_parts(a, t * k), std::slice::from_raw_parts(w, n * k), std::slice::from_raw_parts_mut(c, c_len)) };
     super::tile::dense_strided(t, a, k, w, n, c, c_cs)
 }
 
@@ -139,7 +140,6 @@ impl Acc for f32 {
         super::tile::dense_acc_f32(t, g, n, x, k, gw)
     }
 }
-
 
 fn mask_of(layer: i64, layers: u64, dim: u64) -> Option<(usize, usize, usize)> {
     (layer >= 0).then_some((layer as usize, layers as usize, dim as usize))
@@ -172,7 +172,8 @@ pub const DENSE_ACC_F32: &str = "flowc_dense_acc_f32";
 unsafe fn dense_t<T: super::tile::Elem>(t: u64, g: *const T, n: u64, w: *const T, k: u64, c: *mut T) {
     let (t, n, k) = (t as usize, n as usize, k as usize);
     // SAFETY: shapes as documented
-    let (g, w, c) = unsafe { (std::slice::from_raw_parts(g, t * n), std::slice::from_raw_parts(w, n * k), std::slice::from_raw_parts_mut(c, t * k)) };
+    let (g, w, c) =
+        unsafe { (std::slice::from_raw_parts(g, t * n), std::slice::from_raw_parts(w, n * k), std::slice::from_raw_parts_mut(c, t * k)) };
     super::tile::dense_t(t, g, n, w, k, c)
 }
 
@@ -183,6 +184,7 @@ unsafe fn dense_t<T: super::tile::Elem>(t: u64, g: *const T, n: u64, w: *const T
 /// # Safety
 /// The pointers must hold t·n, t·k and n·k values (`gb`: n or null); GW and GB must not
 /// overlap G or X.
+#[allow(clippy::too_many_arguments)]
 unsafe fn dense_acc<T: super::tile::Elem + Acc>(
     t: u64,
     g: *const T,
@@ -212,7 +214,9 @@ unsafe fn dense_acc<T: super::tile::Elem + Acc>(
         }
     }
     // SAFETY: shapes as documented
-    let (g, x, full) = unsafe { (std::slice::from_raw_parts(g, t * n), std::slice::from_raw_parts(x, t * k), std::slice::from_raw_parts_mut(gw, rows * k)) };
+    let (g, x, full) = unsafe {
+        (std::slice::from_raw_parts(g, t * n), std::slice::from_raw_parts(x, t * k), std::slice::from_raw_parts_mut(gw, rows * k))
+    };
     if step == 1 && first == 0 {
         T::acc(t, g, n, x, k, full);
     } else {

@@ -43,14 +43,27 @@ struct View {
 }
 
 /// Element types of the products.
-pub trait Elem: Copy + Default + Send + 'static + std::ops::AddAssign + std::ops::Sub<Output = Self> + std::ops::Mul<Output = Self> {
+pub trait Elem:
+    Copy + Default + Send + 'static + std::ops::AddAssign + std::ops::Sub<Output = Self> + std::ops::Mul<Output = Self>
+{
     fn one() -> Self;
     /// C[m × n] (+)= A[m × k] · B[k × n] on 512-bit vectors; A's rows contiguous (rs = 1).
     ///
     /// # Safety
     /// AVX-512F must be available; the views must stay inside the slices.
     #[allow(clippy::too_many_arguments)]
-    unsafe fn wide_product(m: usize, n: usize, k: usize, a: &[Self], a_cs: usize, b: &[Self], bv: (usize, usize), c: &mut [Self], c_cs: usize, acc: bool);
+    unsafe fn wide_product(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[Self],
+        a_cs: usize,
+        b: &[Self],
+        bv: (usize, usize),
+        c: &mut [Self],
+        c_cs: usize,
+        acc: bool,
+    );
     /// xt[r·k + i] = x[r + i·t] by gathers.
     ///
     /// # Safety
@@ -187,7 +200,13 @@ macro_rules! wide_impl {
                 acc: bool,
             ) {
                 let rows = 2 * $lanes;
-                let mask = |r: usize| -> $mask { if r >= $lanes { <$mask>::MAX } else { ((1 as $mask) << r) - 1 } };
+                let mask = |r: usize| -> $mask {
+                    if r >= $lanes {
+                        <$mask>::MAX
+                    } else {
+                        ((1 as $mask) << r) - 1
+                    }
+                };
                 let (ap, bp, cp) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
                 let mut j0 = 0;
                 while j0 < n {
@@ -224,16 +243,45 @@ macro_rules! wide_impl {
     };
 }
 
-
 #[cfg(target_arch = "x86_64")]
 wide_impl!(
-    f64, 8, u8, __m512d, _mm512_setzero_pd, _mm512_maskz_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd, _mm512_mask_storeu_pd, _mm512_add_pd,
-    block_f64, transpose_f64, sums_f64, gather_f64, i64, index_f64, _mm512_reduce_add_pd
+    f64,
+    8,
+    u8,
+    __m512d,
+    _mm512_setzero_pd,
+    _mm512_maskz_loadu_pd,
+    _mm512_set1_pd,
+    _mm512_fmadd_pd,
+    _mm512_mask_storeu_pd,
+    _mm512_add_pd,
+    block_f64,
+    transpose_f64,
+    sums_f64,
+    gather_f64,
+    i64,
+    index_f64,
+    _mm512_reduce_add_pd
 );
 #[cfg(target_arch = "x86_64")]
 wide_impl!(
-    f32, 16, u16, __m512, _mm512_setzero_ps, _mm512_maskz_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_mask_storeu_ps, _mm512_add_ps,
-    block_f32, transpose_f32, sums_f32, gather_f32, i32, index_f32, _mm512_reduce_add_ps
+    f32,
+    16,
+    u16,
+    __m512,
+    _mm512_setzero_ps,
+    _mm512_maskz_loadu_ps,
+    _mm512_set1_ps,
+    _mm512_fmadd_ps,
+    _mm512_mask_storeu_ps,
+    _mm512_add_ps,
+    block_f32,
+    transpose_f32,
+    sums_f32,
+    gather_f32,
+    i32,
+    index_f32,
+    _mm512_reduce_add_ps
 );
 
 /// Masked 8-lane gather of f64 at `base + offs` (elements).
@@ -281,7 +329,18 @@ macro_rules! narrow_impl {
             fn one() -> Self {
                 1.0
             }
-            unsafe fn wide_product(_: usize, _: usize, _: usize, _: &[Self], _: usize, _: &[Self], _: (usize, usize), _: &mut [Self], _: usize, _: bool) {
+            unsafe fn wide_product(
+                _: usize,
+                _: usize,
+                _: usize,
+                _: &[Self],
+                _: usize,
+                _: &[Self],
+                _: (usize, usize),
+                _: &mut [Self],
+                _: usize,
+                _: bool,
+            ) {
                 unreachable!("no 512-bit path on this architecture")
             }
             unsafe fn wide_transpose(_: usize, _: usize, _: &[Self], _: &mut [Self]) {
@@ -474,7 +533,8 @@ const EXPM1_Q_F64: [f64; 11] = [
     2.5087593292820708e-08,
     2.1876714647610324e-09,
 ];
-const EXPM1_Q_F32: [f64; 6] = [0.5, 0.1666666716337204, 0.04166603460907936, 0.008333281613886356, 0.00139683170709759, 0.00019768692436628044];
+const EXPM1_Q_F32: [f64; 6] =
+    [0.5, 0.1666666716337204, 0.04166603460907936, 0.008333281613886356, 0.00139683170709759, 0.00019768692436628044];
 
 #[inline(always)]
 fn tanh_f64(x: f64) -> f64 {

@@ -15,17 +15,9 @@ use runtime::Flow;
 
 flow_macros::flow_file!("flows/moons.flow");
 
-/// `n` points of two moons (σ = 0.1 noise, scaled by 2).
+/// `n` points of two moons (σ = 0.1 noise, scaled by 2): the demo's data.
 pub fn two_moons(n: usize, seed: u64) -> Vec<f64> {
-    let mut rng = runtime::Rng::new(seed);
-    let mut out = Vec::with_capacity(2 * n);
-    for _ in 0..n {
-        let t = std::f64::consts::PI * rng.uniform();
-        let (x, y) = if rng.uniform() < 0.5 { (t.cos(), t.sin()) } else { (1.0 - t.cos(), 0.5 - t.sin()) };
-        out.push(2.0 * (x + 0.1 * rng.normal()) - 1.0);
-        out.push(2.0 * (y + 0.1 * rng.normal()) - 0.2);
-    }
-    out
+    flowc::demo::two_moons(n, &mut runtime::Rng::new(seed))
 }
 
 /// Mean negative log-likelihood of `rows` under the ahead-of-time flow.

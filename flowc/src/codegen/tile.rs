@@ -516,25 +516,7 @@ pub enum Act {
 // tanh as `vmath` computes it (the same operations in the same order, so the values are the
 // compiled kernels' to the bit): tanh|x| = e/(e + 2) with e = expm1(2|x|), 2|x| capped where
 // tanh rounds to 1, the sign put back.
-const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
-const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
-const LN2_HI_F32: f32 = f32::from_bits(0x3f31_7218);
-const LN2_LO_F32: f32 = f32::from_bits(0xb102_e308);
-const EXPM1_Q_F64: [f64; 11] = [
-    0.5,
-    0.16666666666666666,
-    0.04166666666666878,
-    0.008333333333332974,
-    0.001388888888773051,
-    0.00019841269848208155,
-    2.4801589929491923e-05,
-    2.755729311707176e-06,
-    2.755466598615076e-07,
-    2.5087593292820708e-08,
-    2.1876714647610324e-09,
-];
-const EXPM1_Q_F32: [f64; 6] =
-    [0.5, 0.1666666716337204, 0.04166603460907936, 0.008333281613886356, 0.00139683170709759, 0.00019768692436628044];
+use super::vmath::{EXPM1_Q_F32, EXPM1_Q_F64, LN2_HI, LN2_HI_F32, LN2_LO, LN2_LO_F32};
 
 #[inline(always)]
 fn tanh_f64(x: f64) -> f64 {
@@ -618,19 +600,22 @@ impl Activate for f32 {
 #[inline(always)]
 fn bias_act_body<T: Activate>(t: usize, c: &mut [T], bias: &[T], act: Act) {
     for (o, col) in c.chunks_mut(t).enumerate() {
-        let b = bias.get(o).copied().unwrap_or_default();
-        match act {
-            Act::Identity => col.iter_mut().for_each(|v| *v += b),
-            Act::Tanh => col.iter_mut().for_each(|v| {
+        // without a bias nothing is added (−0 stays −0)
+        match (act, bias.get(o).copied()) {
+            (Act::Identity, Some(b)) => col.iter_mut().for_each(|v| *v += b),
+            (Act::Identity, None) => {}
+            (Act::Tanh, Some(b)) => col.iter_mut().for_each(|v| {
                 let mut x = *v;
                 x += b;
                 *v = x.tanh()
             }),
-            Act::Relu => col.iter_mut().for_each(|v| {
+            (Act::Tanh, None) => col.iter_mut().for_each(|v| *v = v.tanh()),
+            (Act::Relu, Some(b)) => col.iter_mut().for_each(|v| {
                 let mut x = *v;
                 x += b;
                 *v = x.relu()
             }),
+            (Act::Relu, None) => col.iter_mut().for_each(|v| *v = v.relu()),
         }
     }
 }
@@ -700,6 +685,34 @@ mod tests {
                 (s >> 11) as f64 / (1u64 << 53) as f64 - 0.5
             })
             .collect()
+    }
+
+    /// The epilogue's tanh is the compiled kernels' (`vmath::tanh`), bit for bit, in f64 and
+    /// f32, from tiny to huge arguments and through the 512-bit path.
+    #[test]
+    fn epilogue_tanh_is_the_compiled_tanh() {
+        use cranelift_codegen::ir::types;
+        let mut xs: Vec<f64> = values(20000, 9).iter().map(|v| v * 50.0).collect();
+        for e in -300..=300 {
+            xs.push(1.37f64.powi(e));
+            xs.push(-(1.37f64.powi(e)));
+        }
+        xs.extend([0.0, -0.0, 0.5, 19.999, 20.0, 20.001, 40.0, 1e308]);
+        let h = crate::jit::Harness::new(crate::codegen::vmath::tanh, types::F64X2).unwrap();
+        let want = h.run_f64(&xs);
+        let mut got = xs.clone();
+        bias_act(got.len(), &mut got, &[], Act::Tanh);
+        for ((x, a), b) in xs.iter().zip(&got).zip(&want) {
+            assert_eq!(a.to_bits(), b.to_bits(), "tanh({x:e}): {a:e} vs {b:e}");
+        }
+        let xs32: Vec<f32> = xs.iter().map(|v| *v as f32).filter(|v| v.is_finite()).collect();
+        let h = crate::jit::Harness::new(crate::codegen::vmath::tanh, types::F32X4).unwrap();
+        let want = h.run_f32(&xs32);
+        let mut got = xs32.clone();
+        bias_act(got.len(), &mut got, &[], Act::Tanh);
+        for ((x, a), b) in xs32.iter().zip(&got).zip(&want) {
+            assert_eq!(a.to_bits(), b.to_bits(), "tanh({x:e}) f32: {a:e} vs {b:e}");
+        }
     }
 
     /// Every product against its definition, at shapes with partial row and column blocks.

@@ -69,11 +69,11 @@ use cranelift_codegen::ir::{types, ConstantData, InstBuilder, MemFlagsData, Type
 use cranelift_frontend::FunctionBuilder;
 
 /// ln 2 in two parts: the high part has 32 trailing zero bits, so e·LN2_HI is exact.
-const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
-const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
+pub(crate) const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
+pub(crate) const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
 /// ln 2 in f32: the nearest f32 and the nearest f32 to the rest.
-const LN2_HI_F32: f32 = f32::from_bits(0x3f31_7218);
-const LN2_LO_F32: f32 = f32::from_bits(0xb102_e308);
+pub(crate) const LN2_HI_F32: f32 = f32::from_bits(0x3f31_7218);
+pub(crate) const LN2_LO_F32: f32 = f32::from_bits(0xb102_e308);
 
 /// Largest |x| for sin, cos and tan in f64 (NaN beyond): up to here the three-part π/2
 /// leaves the reduced argument accurate to a few ulps.
@@ -108,7 +108,7 @@ const EXP_Q_F64: [f64; 10] = [
 ];
 const EXP_Q_F32: [f64; 5] = [0.4999999403953552, 0.1666652113199234, 0.04166838899254799, 0.008368716575205326, 0.001381459878757596];
 /// e^r − 1 = r + r²·Q(r), r in [ln ¾, ln 1.5] (relative to e^r − 1): 2^-61.4, 2^-30.5.
-const EXPM1_Q_F64: [f64; 11] = [
+pub(crate) const EXPM1_Q_F64: [f64; 11] = [
     0.5,
     0.16666666666666666,
     0.04166666666666878,
@@ -121,7 +121,7 @@ const EXPM1_Q_F64: [f64; 11] = [
     2.5087593292820708e-08,
     2.1876714647610324e-09,
 ];
-const EXPM1_Q_F32: [f64; 6] =
+pub(crate) const EXPM1_Q_F32: [f64; 6] =
     [0.5, 0.1666666716337204, 0.04166603460907936, 0.008333281613886356, 0.00139683170709759, 0.00019768692436628044];
 /// 2·atanh s = 2s + s·z·R(z), z = s² ≤ ((√2−1)/(√2+1))² (absolute in R·z): 2^-58.5, 2^-29.2.
 const LOG_R_F64: [f64; 7] = [

@@ -294,14 +294,14 @@ pub fn run(d: &Derivation, args: TrainArgs) -> Result<String, Failure> {
         ));
     }
     s += &format!(
-        "trained `{}` for {} steps in {:.2} s ({:.1} steps/s, batch {}, {} threads, {:?}; kernels compiled in {:.1} ms)\n",
+        "trained `{}` for {} steps in {:.2} s ({:.1} steps/s, batch {}, {} threads, {}; kernels compiled in {:.1} ms)\n",
         args.name,
         outcome.steps,
         outcome.seconds,
         (outcome.steps - losses.first().map(|l| l.0 - 1).unwrap_or(0)) as f64 / outcome.seconds.max(1e-9),
         options.batch,
         if args.threads == 0 { rayon::current_num_threads() } else { args.threads },
-        args.precision,
+        if args.precision == Float::F64 { "f64" } else { "f32" },
         objective.compile_ms
     );
     s.push_str(&format!("training NLL {train_nll:.6} (last minibatch {:.6})\n", outcome.last_loss));
@@ -329,6 +329,7 @@ impl Reporter {
                     .expect("a valid template"),
             );
             b.set_position(at as u64);
+            b.set_message("starting");
             b
         });
         Reporter { bar, lines: show && !terminal, every: (steps / 20).max(1) }

@@ -296,6 +296,19 @@ impl Emitter {
                 return self.push(Inst::Op(Math::Div([Id::from(0usize), Id::from(0usize)]), vec![one, p]));
             }
         }
+        if let Math::IfPos(_) = m {
+            // ifpos(c, f(x), f(y)) = f(ifpos(c, x, y)) for a unary f: one f, whichever branch
+            // each row takes (a two-regime formula pays for its regimes' arguments only)
+            if let (Inst::Op(fa, xa), Inst::Op(fb, xb)) = (&self.body.insts[args[1]], &self.body.insts[args[2]]) {
+                let unary = xa.len() == 1 && xb.len() == 1 && fa.children().len() == 1;
+                if unary && fa == fb && xa[0] != xb[0] {
+                    let (f, x, y) = (fa.clone(), xa[0], xb[0]);
+                    let z = Id::from(0usize);
+                    let sel = self.op(Math::IfPos([z, z, z]), vec![args[0], x, y]);
+                    return self.op(f, vec![sel]);
+                }
+            }
+        }
         self.push(Inst::Op(m, args))
     }
     fn lookup(&self, inst: &Inst) -> Option<Value> {
@@ -1050,14 +1063,46 @@ fn lower_kernel(d: &Derivation, f: &FlowDerivation, kind: Kind) -> Result<Kernel
     };
     // elementwise flows: coordinate by coordinate (few live values); with structural layers
     // the emission order is kept (layer by layer: one layer's units live at a time)
-    let (body, outputs) =
-        if f.layers.iter().all(|l| l.kind == LayerKind::Elementwise) { schedule(em.body, &roots, &outputs) } else { (em.body, outputs) };
+    let (body, outputs) = if f.layers.iter().all(|l| l.kind == LayerKind::Elementwise) {
+        schedule(em.body, &roots, &outputs)
+    } else {
+        prune(em.body, &outputs)
+    };
     Ok(Kernel { flow: f.name.clone(), kind, dim: f.dim, params: slots, body, outputs })
 }
 
 /// Scheduling roots for forward/inverse: each coordinate's output, then its log-det sum.
 fn interleave(cur: &[Value], per: &[Value], total: Value) -> Vec<Value> {
     cur.iter().zip(per).flat_map(|(a, b)| [*a, *b]).chain([total]).collect()
+}
+
+/// `body` without the instructions no output reads (in order); returns it and `outputs`
+/// renumbered.
+fn prune(body: Body, outputs: &[Value]) -> (Body, Vec<Value>) {
+    let n = body.insts.len();
+    let mut live = vec![false; n];
+    for o in outputs {
+        live[*o] = true;
+    }
+    for i in (0..n).rev() {
+        if live[i] || matches!(body.insts[i], Inst::Accum { .. } | Inst::AccumDense { .. }) {
+            live[i] = true;
+            for a in body.insts[i].args() {
+                live[a] = true;
+            }
+        }
+    }
+    let mut new_index = vec![usize::MAX; n];
+    let mut kept = 0;
+    for (i, l) in live.iter().enumerate() {
+        if *l {
+            new_index[i] = kept;
+            kept += 1;
+        }
+    }
+    let remap = |v: Value| new_index[v];
+    let insts = body.insts.iter().enumerate().filter(|(i, _)| live[*i]).map(|(_, inst)| remap_inst(inst, &remap)).collect();
+    (Body { insts }, outputs.iter().map(|v| remap(*v)).collect())
 }
 
 /// Roots whose depth-first schedules are interleaved.

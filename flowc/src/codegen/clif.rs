@@ -436,8 +436,23 @@ pub fn emit<M: Module>(
         let rows = Some((first, last));
         copies.push((RowCtx { ty, vty, prec, opts, flags, in_rows, params, tile: None, rows, grad }, out_rows, vals.clone()));
     }
+    // what the loop must compute: the outputs, effects, and what they read
+    let mut live = vec![false; count];
+    for o in &k.outputs {
+        live[*o] = true;
+    }
+    for i in (0..count).rev() {
+        if matches!(k.body.insts[i], Inst::Accum { .. }) {
+            live[i] = true;
+        }
+        if live[i] {
+            for a in args_of(&k.body.insts[i]) {
+                live[a] = true;
+            }
+        }
+    }
     for n_inst in 0..count {
-        if in_loop[n_inst] && deferred[n_inst].is_none() {
+        if in_loop[n_inst] && live[n_inst] && deferred[n_inst].is_none() {
             for (ctx, _, vals) in copies.iter_mut() {
                 emit_inst(module, &mut b, &mut imports, ctx, k, n_inst, &deferred, vals)?;
             }

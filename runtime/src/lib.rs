@@ -48,6 +48,7 @@ pub mod batch;
 pub mod flow;
 pub mod io;
 pub mod made;
+pub mod manifold;
 pub mod math;
 pub mod param_file;
 pub mod params;

@@ -1,0 +1,315 @@
+//! Densities on embedded manifolds: the differential volume ratio of a map between points of
+//! an m-dimensional manifold in R^n, R_f(x) = |det(T_yᵀ F_x T_x)| (F_x the ambient Jacobian,
+//! T_x and T_y orthonormal tangent bases at x and y = f(x)), computed generically, and the
+//! sphere's normalized affine flow with its closed-form inverse and ratio.
+//!
+//! On the unit sphere S^(n−1) ⊂ R^n a tangent basis at x is the Householder reflection of x
+//! onto ±e_k without its k-th column. For y = (Mx + b)/‖Mx + b‖ with x on the sphere,
+//! Mx + b = (M + b xᵀ) x, and the ratio is |det(M + b xᵀ)| / ‖Mx + b‖^n
+//! = |det M| · |1 + xᵀM⁻¹b| / ‖Mx + b‖^n (the matrix determinant lemma), which
+//! [`volume_ratio`] confirms numerically (tests).
+//!
+//! ```
+//! use runtime::manifold::{sphere_tangent, volume_ratio, NormalizedAffine};
+//! let f = NormalizedAffine::new(3, vec![1.2, 0.1, 0.0, -0.2, 0.9, 0.3, 0.0, 0.1, 1.1], vec![0.1, -0.2, 0.3]).unwrap();
+//! let x = [0.6, 0.0, 0.8];
+//! let y = f.forward(&x);
+//! assert!(((y[0] * y[0] + y[1] * y[1] + y[2] * y[2]).sqrt() - 1.0).abs() < 1e-15);
+//! let back = f.inverse(&y);
+//! assert!((back[0] - x[0]).abs() < 1e-14 && (back[2] - x[2]).abs() < 1e-14);
+//! // the closed form against the generic ratio with the exact Jacobian of u ↦ u/‖u‖ ∘ (Mx + b)
+//! let ratio = f.log_ratio(&x).exp();
+//! let generic = volume_ratio(&f.jacobian(&x), &sphere_tangent(&x), &sphere_tangent(&y), 3);
+//! assert!((ratio - generic).abs() < 1e-13 * ratio);
+//! ```
+
+/// An orthonormal basis of the tangent space of the unit sphere at `x` (‖x‖ = 1): n vectors
+/// of n values each, n − 1 of them, as columns of an n × (n − 1) row-major matrix.
+pub fn sphere_tangent(x: &[f64]) -> Vec<f64> {
+    let n = x.len();
+    // the Householder reflection H = I − 2vvᵀ/vᵀv with v = x + sign(x_k)e_k, k the largest
+    // entry: H x = −sign(x_k)e_k, so H's other columns are orthonormal and orthogonal to x
+    let k = (0..n).max_by(|a, b| x[*a].abs().total_cmp(&x[*b].abs())).unwrap_or(0);
+    let mut v = x.to_vec();
+    v[k] += if x[k] >= 0.0 { 1.0 } else { -1.0 };
+    let vv: f64 = v.iter().map(|a| a * a).sum();
+    let mut t = Vec::with_capacity(n * (n - 1));
+    for i in 0..n {
+        for j in (0..n).filter(|j| *j != k) {
+            let h = f64::from(u8::from(i == j)) - 2.0 * v[i] * v[j] / vv;
+            t.push(h);
+        }
+    }
+    t
+}
+
+/// |det(T_yᵀ F T_x)| for an ambient Jacobian `f` (n × n, row-major) and tangent bases `tx`,
+/// `ty` (n × m, row-major, orthonormal columns): the density factor of the map between the
+/// manifolds at x. The m × m determinant by Gaussian elimination with partial pivoting.
+pub fn volume_ratio(f: &[f64], tx: &[f64], ty: &[f64], n: usize) -> f64 {
+    let m = tx.len() / n;
+    // F T_x: n × m
+    let mut ft = vec![0.0; n * m];
+    for i in 0..n {
+        for j in 0..m {
+            ft[i * m + j] = (0..n).map(|l| f[i * n + l] * tx[l * m + j]).sum();
+        }
+    }
+    // T_yᵀ (F T_x): m × m
+    let mut a = vec![0.0; m * m];
+    for i in 0..m {
+        for j in 0..m {
+            a[i * m + j] = (0..n).map(|l| ty[l * m + i] * ft[l * m + j]).sum();
+        }
+    }
+    determinant(&mut a, m).abs()
+}
+
+/// The determinant of an m × m row-major matrix (overwritten), by elimination with partial
+/// pivoting.
+pub fn determinant(a: &mut [f64], m: usize) -> f64 {
+    let mut det = 1.0;
+    for c in 0..m {
+        let p = (c..m).max_by(|x, y| a[x * m + c].abs().total_cmp(&a[y * m + c].abs())).unwrap_or(c);
+        if a[p * m + c] == 0.0 {
+            return 0.0;
+        }
+        if p != c {
+            for j in 0..m {
+                a.swap(p * m + j, c * m + j);
+            }
+            det = -det;
+        }
+        let d = a[c * m + c];
+        det *= d;
+        for r in c + 1..m {
+            let q = a[r * m + c] / d;
+            for j in c..m {
+                a[r * m + j] -= q * a[c * m + j];
+            }
+        }
+    }
+    det
+}
+
+/// The sphere flow y = (Mx + b)/‖Mx + b‖ on S^(n−1), a bijection when ‖M⁻¹b‖ < 1.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NormalizedAffine {
+    n: usize,
+    m: Vec<f64>,
+    b: Vec<f64>,
+    /// M⁻¹ (row-major), c = M⁻¹b, log|det M|.
+    m_inv: Vec<f64>,
+    c: Vec<f64>,
+    log_det: f64,
+}
+
+fn mat_vec(m: &[f64], x: &[f64]) -> Vec<f64> {
+    let n = x.len();
+    (0..n).map(|i| (0..n).map(|j| m[i * n + j] * x[j]).sum()).collect()
+}
+
+fn norm(v: &[f64]) -> f64 {
+    // scaled, so that huge and tiny entries neither overflow nor underflow
+    let s = v.iter().fold(0.0f64, |a, x| a.max(x.abs()));
+    if s == 0.0 || !s.is_finite() {
+        return s;
+    }
+    s * v.iter().map(|x| (x / s) * (x / s)).sum::<f64>().sqrt()
+}
+
+impl NormalizedAffine {
+    /// The flow on S^(n−1) for M (n × n, row-major) and b. `Err` when M is singular or
+    /// ‖M⁻¹b‖ ≥ 1 (then the map is not a bijection of the sphere).
+    pub fn new(n: usize, m: Vec<f64>, b: Vec<f64>) -> Result<NormalizedAffine, String> {
+        if m.len() != n * n || b.len() != n || n < 2 {
+            return Err(format!(
+                "a normalized affine map on S^{} needs M with {} values and b with {n} (got {} and {})",
+                n.max(1) - 1,
+                n * n,
+                m.len(),
+                b.len()
+            ));
+        }
+        // M⁻¹ by Gauss–Jordan with partial pivoting, and log|det M|
+        let mut a = m.clone();
+        let mut inv: Vec<f64> = (0..n * n).map(|i| f64::from(u8::from(i / n == i % n))).collect();
+        let mut log_det = 0.0;
+        for c in 0..n {
+            let p = (c..n).max_by(|x, y| a[x * n + c].abs().total_cmp(&a[y * n + c].abs())).unwrap_or(c);
+            let d = a[p * n + c];
+            if d == 0.0 || !d.is_finite() {
+                return Err("M is singular".into());
+            }
+            for j in 0..n {
+                a.swap(p * n + j, c * n + j);
+                inv.swap(p * n + j, c * n + j);
+            }
+            log_det += d.abs().ln();
+            for j in 0..n {
+                a[c * n + j] /= d;
+                inv[c * n + j] /= d;
+            }
+            for r in (0..n).filter(|r| *r != c) {
+                let q = a[r * n + c];
+                for j in 0..n {
+                    a[r * n + j] -= q * a[c * n + j];
+                    inv[r * n + j] -= q * inv[c * n + j];
+                }
+            }
+        }
+        let c = mat_vec(&inv, &b);
+        if norm(&c) >= 1.0 {
+            return Err(format!("‖M⁻¹b‖ = {} is not below 1: the map is not a bijection of the sphere", norm(&c)));
+        }
+        Ok(NormalizedAffine { n, m, b, m_inv: inv, c, log_det })
+    }
+
+    /// y = (Mx + b)/‖Mx + b‖.
+    pub fn forward(&self, x: &[f64]) -> Vec<f64> {
+        let u: Vec<f64> = mat_vec(&self.m, x).iter().zip(&self.b).map(|(a, b)| a + b).collect();
+        let r = norm(&u);
+        u.iter().map(|v| v / r).collect()
+    }
+
+    /// log R(x) = log|det M| + log|1 + cᵀx| − n·log‖Mx + b‖, c = M⁻¹b.
+    pub fn log_ratio(&self, x: &[f64]) -> f64 {
+        let u: Vec<f64> = mat_vec(&self.m, x).iter().zip(&self.b).map(|(a, b)| a + b).collect();
+        let cx: f64 = self.c.iter().zip(x).map(|(a, b)| a * b).sum();
+        self.log_det + cx.ln_1p() - self.n as f64 * norm(&u).ln()
+    }
+
+    /// The x on the sphere with f(x) = y: x = r·M⁻¹y − c for the positive root r of
+    /// ‖r·a − c‖ = 1 (a = M⁻¹y), taken in the form without cancellation.
+    pub fn inverse(&self, y: &[f64]) -> Vec<f64> {
+        let a = mat_vec(&self.m_inv, y);
+        let aa: f64 = a.iter().map(|v| v * v).sum();
+        let ac: f64 = a.iter().zip(&self.c).map(|(p, q)| p * q).sum();
+        let cc: f64 = self.c.iter().map(|v| v * v).sum();
+        let disc = (ac * ac + aa * (1.0 - cc)).sqrt();
+        let r = if ac >= 0.0 { (ac + disc) / aa } else { (1.0 - cc) / (disc - ac) };
+        a.iter().zip(&self.c).map(|(p, q)| r * p - q).collect()
+    }
+
+    /// The ambient Jacobian at x of x ↦ (Mx + b)/‖Mx + b‖: (I − yyᵀ)M/‖Mx + b‖.
+    pub fn jacobian(&self, x: &[f64]) -> Vec<f64> {
+        let n = self.n;
+        let u: Vec<f64> = mat_vec(&self.m, x).iter().zip(&self.b).map(|(a, b)| a + b).collect();
+        let r = norm(&u);
+        let y: Vec<f64> = u.iter().map(|v| v / r).collect();
+        let mut j = vec![0.0; n * n];
+        for i in 0..n {
+            for k in 0..n {
+                let p: f64 = (0..n).map(|l| (f64::from(u8::from(i == l)) - y[i] * y[l]) * self.m[l * n + k]).sum();
+                j[i * n + k] = p / r;
+            }
+        }
+        j
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    fn unit(rng: &mut Rng, n: usize) -> Vec<f64> {
+        let v: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
+        let r = norm(&v);
+        v.iter().map(|a| a / r).collect()
+    }
+
+    fn flow(rng: &mut Rng, n: usize) -> NormalizedAffine {
+        loop {
+            let m: Vec<f64> = (0..n * n).map(|i| f64::from(u8::from(i / n == i % n)) + 0.3 * rng.normal()).collect();
+            let b: Vec<f64> = (0..n).map(|_| 0.3 * rng.normal()).collect();
+            if let Ok(f) = NormalizedAffine::new(n, m, b) {
+                return f;
+            }
+        }
+    }
+
+    /// The ambient Jacobian by forward-mode dual numbers on the map as written (an
+    /// implementation independent of [`NormalizedAffine::jacobian`]).
+    fn dual_jacobian(f: &NormalizedAffine, x: &[f64]) -> Vec<f64> {
+        let n = x.len();
+        let mut j = vec![0.0; n * n];
+        for k in 0..n {
+            // (value, derivative along e_k)
+            let u: Vec<(f64, f64)> = (0..n)
+                .map(|i| {
+                    let v: f64 = (0..n).map(|l| f.m[i * n + l] * x[l]).sum::<f64>() + f.b[i];
+                    (v, f.m[i * n + k])
+                })
+                .collect();
+            let s: (f64, f64) = u.iter().fold((0.0, 0.0), |(a, da), (v, dv)| (a + v * v, da + 2.0 * v * dv));
+            let r = (s.0.sqrt(), s.1 / (2.0 * s.0.sqrt()));
+            for i in 0..n {
+                j[i * n + k] = (u[i].1 * r.0 - u[i].0 * r.1) / (r.0 * r.0);
+            }
+        }
+        j
+    }
+
+    #[test]
+    fn closed_form_ratios_match_the_generic_ratio() {
+        let mut rng = Rng::new(7);
+        let mut worst: f64 = 0.0;
+        for n in [2, 3, 5, 8] {
+            for _ in 0..20 {
+                let f = flow(&mut rng, n);
+                for _ in 0..250 {
+                    let x = unit(&mut rng, n);
+                    let y = f.forward(&x);
+                    let generic = volume_ratio(&dual_jacobian(&f, &x), &sphere_tangent(&x), &sphere_tangent(&y), n);
+                    let closed = f.log_ratio(&x).exp();
+                    worst = worst.max((closed - generic).abs() / closed);
+                }
+            }
+        }
+        assert!(worst < 1e-12, "largest relative difference {worst:e}");
+    }
+
+    #[test]
+    fn round_trips_stay_on_the_sphere() {
+        let mut rng = Rng::new(11);
+        for n in [2, 3, 4, 16] {
+            let f = flow(&mut rng, n);
+            for _ in 0..1000 {
+                let x = unit(&mut rng, n);
+                let y = f.forward(&x);
+                let back = f.inverse(&y);
+                let ny = norm(&y);
+                assert!((ny - 1.0).abs() <= 4.0 * f64::EPSILON, "‖y‖ − 1 = {:e}", ny - 1.0);
+                let err = x.iter().zip(&back).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+                assert!(err < 1e-12, "round trip error {err:e} (n = {n})");
+                assert!((norm(&back) - 1.0).abs() < 1e-13);
+            }
+        }
+    }
+
+    #[test]
+    fn tangent_bases_are_orthonormal_and_orthogonal_to_the_point() {
+        let mut rng = Rng::new(3);
+        for n in [2, 3, 7] {
+            let x = unit(&mut rng, n);
+            let t = sphere_tangent(&x);
+            let m = n - 1;
+            for a in 0..m {
+                let dot_x: f64 = (0..n).map(|i| t[i * m + a] * x[i]).sum();
+                assert!(dot_x.abs() < 1e-15);
+                for b in 0..m {
+                    let d: f64 = (0..n).map(|i| t[i * m + a] * t[i * m + b]).sum();
+                    assert!((d - f64::from(u8::from(a == b))).abs() < 1e-15);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn non_bijective_parameters_are_refused() {
+        assert!(NormalizedAffine::new(2, vec![1.0, 0.0, 0.0, 1.0], vec![1.5, 0.0]).unwrap_err().contains("not a bijection"));
+        assert!(NormalizedAffine::new(2, vec![1.0, 1.0, 1.0, 1.0], vec![0.0, 0.0]).unwrap_err().contains("singular"));
+        assert!(NormalizedAffine::new(2, vec![1.0], vec![0.0, 0.0]).is_err());
+    }
+}

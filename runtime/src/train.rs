@@ -541,6 +541,84 @@ mod tests {
         assert!((t.mean_nll(&val) - best).abs() < 1e-12, "the kept parameters are the best ones");
     }
 
+    /// log p = −(θ_1 − 3)²/2: a gradient on θ_1 only, none on θ_0.
+    struct OneSided;
+    impl Objective for OneSided {
+        fn dim(&self) -> usize {
+            1
+        }
+        fn param_len(&self) -> usize {
+            2
+        }
+        fn log_prob_grad(&self, p: &[f64], rows: &[f64], grad: &mut [f64]) -> f64 {
+            grad[1] += -(p[1] - 3.0) * rows.len() as f64;
+            -0.5 * (p[1] - 3.0).powi(2) * rows.len() as f64
+        }
+    }
+
+    #[test]
+    fn weight_decay_shrinks_and_the_cosine_schedule_anneals() {
+        let xs = data(100);
+        // decoupled decay: θ_0 (no gradient) shrinks by (1 − lr·λ) per step; θ_1 still fits
+        let opts = TrainOptions { steps: 200, batch: 10, lr: 0.05, weight_decay: 0.1, ..Default::default() };
+        let mut t = Trainer::new(&OneSided, vec![Kind::Real, Kind::Real], vec![2.0, 0.0], &xs, None, opts).unwrap();
+        let mut lrs = Vec::new();
+        t.run(|p| {
+            lrs.push(p.lr);
+            true
+        })
+        .unwrap();
+        let expect = 2.0 * (1.0 - 0.05 * 0.1f64).powi(200);
+        assert!((t.params()[0] - expect).abs() < 1e-12, "{} vs {expect}", t.params()[0]);
+        // θ_1 moves to its optimum, held a little short of it by the decay
+        assert!(t.params()[1] > 2.5 && t.params()[1] < 3.0, "{:?}", t.params());
+        assert!(lrs.iter().all(|l| *l == 0.05));
+        // cosine: lr·(1 + cos(π s/S))/2 at step s (0-based)
+        let opts = TrainOptions { steps: 100, batch: 10, lr: 0.02, schedule: Schedule::Cosine, ..Default::default() };
+        let mut t = Trainer::new(&OneSided, vec![Kind::Real, Kind::Real], vec![0.0, 0.0], &xs, None, opts).unwrap();
+        let mut lrs = Vec::new();
+        t.run(|p| {
+            lrs.push(p.lr);
+            true
+        })
+        .unwrap();
+        for (s, l) in lrs.iter().enumerate() {
+            let e = 0.02 * 0.5 * (1.0 + (std::f64::consts::PI * s as f64 / 100.0).cos());
+            assert!((l - e).abs() < 1e-15);
+        }
+    }
+
+    #[test]
+    fn every_row_is_seen_once_per_epoch() {
+        // a recording objective: which rows each step's batch held
+        struct Record(std::sync::Mutex<Vec<f64>>);
+        impl Objective for Record {
+            fn dim(&self) -> usize {
+                1
+            }
+            fn param_len(&self) -> usize {
+                1
+            }
+            fn log_prob_grad(&self, _: &[f64], rows: &[f64], _: &mut [f64]) -> f64 {
+                self.0.lock().unwrap().extend_from_slice(rows);
+                0.0
+            }
+        }
+        let xs: Vec<f64> = (0..60).map(|i| i as f64).collect();
+        let r = Record(std::sync::Mutex::new(Vec::new()));
+        let opts = TrainOptions { steps: 12, batch: 10, seed: 4, ..Default::default() };
+        let mut t = Trainer::new(&r, vec![Kind::Real], vec![0.0], &xs, None, opts).unwrap();
+        t.run(|_| true).unwrap();
+        let seen = r.0.lock().unwrap().clone();
+        for epoch in seen.chunks(60) {
+            let mut e = epoch.to_vec();
+            e.sort_by(f64::total_cmp);
+            assert_eq!(e, xs, "an epoch is a permutation of the rows");
+        }
+        assert_ne!(&seen[..60], &xs[..], "shuffled");
+        assert_ne!(&seen[..60], &seen[60..], "a new order each epoch");
+    }
+
     #[test]
     fn bad_options_are_refused() {
         let xs = data(10);

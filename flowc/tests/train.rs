@@ -283,6 +283,7 @@ fn bad_training_input_exits_1_and_writes_nothing() {
         (vec!["--data", s(&t.data), "--resume"], "cannot resume"),
         (vec!["--data", s(&t.data), "--val", s(&t.data), "--val-fraction", "0.1"], "not both"),
         (vec!["--data", s(&t.data), "--val-fraction", "1.5"], "between 0 and 1"),
+        (vec!["--data", s(&t.data), "--epochs", "2"], "`--steps` or `--epochs`, not both"),
         (vec!["--data", s(&t.data), "--batch", "0"], "batch size"),
         (vec!["--data", s(&t.data), "--lr=-1"], "learning rate"),
         (vec!["--data", s(&missing)], "missing.csv"),

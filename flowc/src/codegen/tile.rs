@@ -747,6 +747,13 @@ mod tests {
                     assert!((gw[o * k + i] - e).abs() < 1e-12, "dense_acc {t}x{k}x{n} ({o}, {i})");
                 }
             }
+            // the `gemm` crate path (CPUs without AVX-512F) computes the same products
+            let mut c2 = vec![0.0; t * n];
+            gemm_product(t, n, k, &a, View { rs: 1, cs: t }, &w, View { rs: 1, cs: k }, &mut c2, View { rs: 1, cs: t }, false);
+            assert!(c.iter().zip(&c2).all(|(x, y)| (x - y).abs() < 1e-13), "gemm path {t}x{k}x{n}");
+            let mut gw2 = before.clone();
+            gemm_product(n, k, t, &g, View { rs: t, cs: 1 }, &a, View { rs: 1, cs: t }, &mut gw2, View { rs: k, cs: 1 }, true);
+            assert!(gw.iter().zip(&gw2).all(|(x, y)| (x - y).abs() < 1e-12), "gemm path dense_acc {t}x{k}x{n}");
             let mut sums = vec![1.0; n];
             column_sums(t, &g, &mut sums);
             for (o, v) in sums.iter().enumerate() {

@@ -176,75 +176,7 @@ pub enum Command {
     /// Fit a flow to data by maximum likelihood: Adam on the mean negative log-likelihood of
     /// seeded minibatches, with the gradient kernels JIT-compiled. Writes the parameters to
     /// `--out` and the optimizer state next to it (`P.state.safetensors`, for `--resume`).
-    Train {
-        file: PathBuf,
-        #[arg(long)]
-        name: String,
-        /// Training rows (`.csv` or `.npy`), one point per row.
-        #[arg(long)]
-        data: PathBuf,
-        /// Validation rows; the best validated parameters are the ones written.
-        #[arg(long)]
-        val: Option<PathBuf>,
-        /// Hold out this fraction of the data (seeded) for validation instead of `--val`.
-        #[arg(long)]
-        val_fraction: Option<f64>,
-        /// Where the trained parameters go (safetensors).
-        #[arg(long)]
-        out: PathBuf,
-        /// Optimizer steps (default 1000).
-        #[arg(long)]
-        steps: Option<usize>,
-        /// Passes over the data instead of `--steps`.
-        #[arg(long)]
-        epochs: Option<usize>,
-        /// Rows per minibatch.
-        #[arg(long, default_value_t = 256)]
-        batch: usize,
-        /// Adam's learning rate.
-        #[arg(long, default_value_t = 1e-3)]
-        lr: f64,
-        #[arg(long, default_value_t = 0.9)]
-        beta1: f64,
-        #[arg(long, default_value_t = 0.999)]
-        beta2: f64,
-        #[arg(long, default_value_t = 1e-8)]
-        eps: f64,
-        /// Decoupled weight decay (AdamW).
-        #[arg(long, default_value_t = 0.0)]
-        weight_decay: f64,
-        #[arg(long, value_enum, default_value = "constant")]
-        schedule: ScheduleArg,
-        /// Seeds the minibatch order, the validation split and (without `--init`) the
-        /// initialization.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Start from the seeded standard initialization (`flowc params --init`).
-        #[arg(long)]
-        init: Option<u64>,
-        /// Start from these parameters (safetensors).
-        #[arg(long = "params", value_name = "FILE")]
-        params_file: Option<PathBuf>,
-        /// Continue the run checkpointed at `--out` (same data and options).
-        #[arg(long)]
-        resume: bool,
-        /// Validation NLL every this many steps.
-        #[arg(long, default_value_t = 100)]
-        val_every: usize,
-        /// Stop after this many validations without improvement.
-        #[arg(long)]
-        patience: Option<usize>,
-        /// Checkpoint every this many steps (always at the end).
-        #[arg(long, default_value_t = 0)]
-        checkpoint_every: usize,
-        #[arg(long, default_value_t = 0)]
-        threads: usize,
-        #[arg(long, value_enum, default_value = "f64")]
-        precision: Precision,
-        /// No progress output.
-        #[arg(long)]
-        quiet: bool,
-    },
+    Train(crate::train::TrainCommand),
     /// The ULP table of the compiled vector math: every function in f64 and f32 against the
     /// high-precision reference; exit code 1 if any exceeds its bound.
     Ulp {
@@ -275,7 +207,7 @@ pub enum Precision {
 }
 
 impl Precision {
-    fn float(self) -> Float {
+    pub fn float(self) -> Float {
         match self {
             Precision::F32 => Float::F32,
             Precision::F64 => Float::F64,
@@ -602,66 +534,10 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
                 Err(user(format!("{table}error: some functions exceed their bound")))
             }
         }
-        Command::Train {
-            file,
-            name,
-            data,
-            val,
-            val_fraction,
-            out,
-            steps,
-            epochs,
-            batch,
-            lr,
-            beta1,
-            beta2,
-            eps,
-            weight_decay,
-            schedule,
-            seed,
-            init,
-            params_file,
-            resume,
-            val_every,
-            patience,
-            checkpoint_every,
-            threads,
-            precision,
-            quiet,
-        } => {
-            let (_, m, d) = load(&file, fuse)?;
-            check_flow(&m, &d, &name, &file)?;
-            let options = runtime::train::TrainOptions {
-                steps: 0,
-                batch,
-                lr,
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-                schedule: crate::train::schedule(schedule == ScheduleArg::Cosine),
-                seed,
-                val_every,
-                patience,
-                checkpoint_every,
-            };
-            let args = crate::train::TrainArgs {
-                name,
-                data,
-                val,
-                val_fraction,
-                out,
-                steps,
-                epochs,
-                options,
-                init,
-                params: params_file,
-                resume,
-                threads,
-                precision: precision.float(),
-                progress: !quiet,
-            };
-            crate::train::run(&d, args)
+        Command::Train(t) => {
+            let (_, m, d) = load(&t.file, fuse)?;
+            check_flow(&m, &d, &t.name, &t.file)?;
+            crate::train::run(&d, &t)
         }
         Command::Demo { out, steps, threads } => {
             let mut text = demo()?;

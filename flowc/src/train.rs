@@ -8,7 +8,7 @@
 //! or mismatched files, wrong column counts, NaN or infinite values, empty data) is reported
 //! before anything is written.
 
-use crate::cli::Failure;
+use crate::cli::{Failure, Precision, ScheduleArg};
 use crate::codegen::clif::Float;
 use crate::derive::{Derivation, FlowDerivation};
 use crate::objective::FlowObjective;
@@ -18,24 +18,76 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-/// What `flowc train` was asked (the command line, parsed).
-#[derive(Debug, Clone)]
-pub struct TrainArgs {
+/// `flowc train`'s command line.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TrainCommand {
+    pub file: PathBuf,
+    #[arg(long)]
     pub name: String,
+    /// Training rows (`.csv` or `.npy`), one point per row.
+    #[arg(long)]
     pub data: PathBuf,
+    /// Validation rows; the best validated parameters are the ones written.
+    #[arg(long)]
     pub val: Option<PathBuf>,
+    /// Hold out this fraction of the data (seeded) for validation instead of `--val`.
+    #[arg(long)]
     pub val_fraction: Option<f64>,
+    /// Where the trained parameters go (safetensors).
+    #[arg(long)]
     pub out: PathBuf,
+    /// Optimizer steps (default 1000).
+    #[arg(long)]
     pub steps: Option<usize>,
+    /// Passes over the data instead of `--steps`.
+    #[arg(long)]
     pub epochs: Option<usize>,
-    pub options: TrainOptions,
+    /// Rows per minibatch.
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    /// Adam's learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0.9)]
+    pub beta1: f64,
+    #[arg(long, default_value_t = 0.999)]
+    pub beta2: f64,
+    #[arg(long, default_value_t = 1e-8)]
+    pub eps: f64,
+    /// Decoupled weight decay (AdamW).
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    #[arg(long, value_enum, default_value = "constant")]
+    pub schedule: ScheduleArg,
+    /// Seeds the minibatch order, the validation split and (without `--init`) the
+    /// initialization.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Start from the seeded standard initialization (`flowc params --init`).
+    #[arg(long)]
     pub init: Option<u64>,
-    pub params: Option<PathBuf>,
+    /// Start from these parameters (safetensors).
+    #[arg(long = "params", value_name = "FILE")]
+    pub params_file: Option<PathBuf>,
+    /// Continue the run checkpointed at `--out` (same data and options).
+    #[arg(long)]
     pub resume: bool,
+    /// Validation NLL every this many steps.
+    #[arg(long, default_value_t = 100)]
+    pub val_every: usize,
+    /// Stop after this many validations without improvement.
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Checkpoint every this many steps (always at the end).
+    #[arg(long, default_value_t = 0)]
+    pub checkpoint_every: usize,
+    #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    pub precision: Float,
-    /// Show progress (a bar on a terminal, lines otherwise).
-    pub progress: bool,
+    #[arg(long, value_enum, default_value = "f64")]
+    pub precision: Precision,
+    /// No progress output.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 fn user(m: impl Into<String>) -> Failure {
@@ -195,8 +247,23 @@ fn params_of(d: &Derivation, f: &FlowDerivation, flat: &[f64]) -> crate::interp:
 }
 
 /// Runs `flowc train`; returns the summary printed on stdout.
-pub fn run(d: &Derivation, args: TrainArgs) -> Result<String, Failure> {
+pub fn run(d: &Derivation, args: &TrainCommand) -> Result<String, Failure> {
     let f = d.flow(&args.name).expect("checked by the caller");
+    let precision = args.precision.float();
+    let options = TrainOptions {
+        steps: 0,
+        batch: args.batch,
+        lr: args.lr,
+        beta1: args.beta1,
+        beta2: args.beta2,
+        eps: args.eps,
+        weight_decay: args.weight_decay,
+        schedule: if args.schedule == ScheduleArg::Cosine { Schedule::Cosine } else { Schedule::Constant },
+        seed: args.seed,
+        val_every: args.val_every,
+        patience: args.patience,
+        checkpoint_every: args.checkpoint_every,
+    };
     let dim = f.dim;
     // every input is read and checked before anything is written
     let data = read_rows(&args.data, dim, "training")?;
@@ -204,13 +271,13 @@ pub fn run(d: &Derivation, args: TrainArgs) -> Result<String, Failure> {
         (Some(_), Some(_)) => return Err(user("error: give `--val` or `--val-fraction`, not both")),
         (Some(v), None) => (data, Some(read_rows(v, dim, "validation")?)),
         (None, Some(frac)) => {
-            let (t, v) = hold_out(data, dim, frac, args.options.seed)?;
+            let (t, v) = hold_out(data, dim, frac, options.seed)?;
             (t, Some(v))
         }
         (None, None) => (data, None),
     };
     let rows = data.len() / dim;
-    let mut options = args.options.clone();
+    let mut options = options;
     options.batch = options.batch.min(rows);
     options.steps = match (args.steps, args.epochs) {
         (Some(_), Some(_)) => return Err(user("error: give `--steps` or `--epochs`, not both")),
@@ -222,7 +289,7 @@ pub fn run(d: &Derivation, args: TrainArgs) -> Result<String, Failure> {
         return Err(user("error: training needs at least one step"));
     }
     let mut initialized = Vec::new();
-    let init = match (&args.params, args.init) {
+    let init = match (&args.params_file, args.init) {
         (Some(_), Some(_)) => return Err(user("error: give `--init SEED` or `--params FILE`, not both")),
         (Some(p), None) => crate::params::flat(f, &crate::params::load(d, f, p).map_err(|e| user(format!("error: {e}")))?),
         (None, seed) => {
@@ -234,7 +301,7 @@ pub fn run(d: &Derivation, args: TrainArgs) -> Result<String, Failure> {
         }
     };
     let state_file = state_path(&args.out);
-    let objective = FlowObjective::new(d, &args.name, args.precision, args.threads).map_err(|e| user(format!("error: {e}")))?;
+    let objective = FlowObjective::new(d, &args.name, precision, args.threads).map_err(|e| user(format!("error: {e}")))?;
     if let Some(n) = &objective.note {
         eprintln!("note: {n}");
     }
@@ -262,7 +329,7 @@ pub fn run(d: &Derivation, args: TrainArgs) -> Result<String, Failure> {
         written.set(Some(s.step));
         Ok(())
     });
-    let bar = Reporter::new(args.progress, options.steps, trainer.state().step);
+    let bar = Reporter::new(!args.quiet, options.steps, trainer.state().step);
     let mut losses: Vec<(usize, f64, Option<f64>)> = Vec::new();
     let result = trainer.run(|p: &Progress| {
         bar.step(p);
@@ -301,7 +368,7 @@ pub fn run(d: &Derivation, args: TrainArgs) -> Result<String, Failure> {
         (outcome.steps - losses.first().map(|l| l.0 - 1).unwrap_or(0)) as f64 / outcome.seconds.max(1e-9),
         options.batch,
         if args.threads == 0 { rayon::current_num_threads() } else { args.threads },
-        if args.precision == Float::F64 { "f64" } else { "f32" },
+        if precision == Float::F64 { "f64" } else { "f32" },
         objective.compile_ms
     );
     s.push_str(&format!("training NLL {train_nll:.6} (last minibatch {:.6})\n", outcome.last_loss));
@@ -351,14 +418,5 @@ impl Reporter {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
-    }
-}
-
-/// `--schedule` values.
-pub fn schedule(cosine: bool) -> Schedule {
-    if cosine {
-        Schedule::Cosine
-    } else {
-        Schedule::Constant
     }
 }

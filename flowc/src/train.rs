@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 /// `flowc train`'s command line.
 #[derive(clap::Args, Debug, Clone)]
 pub struct TrainCommand {
+    /// A `.flow` file.
     pub file: PathBuf,
+    /// The flow to fit.
     #[arg(long)]
     pub name: String,
     /// Training rows (`.csv` or `.npy`), one point per row.

@@ -1082,12 +1082,13 @@ fn tiled<M: Module>(
     // where an instruction is emitted: its segment, or its ifpos's segment when deferred
     let emit_seg: Vec<usize> = (0..count).map(|i| deferred[i].map(|(p, _)| seg[p]).unwrap_or(seg[i])).collect();
     // dense layers whose bias and activation the host applies to the product (512-bit path)
-    let mut fused: Vec<Option<Epilogue>> = denses.iter().map(|&d| if tile::wide() { epilogue(k, d) } else { None }).collect();
+    let users = users_of(k);
+    let mut fused: Vec<Option<Epilogue>> = denses.iter().map(|&d| if tile::wide() { epilogue(k, &users, d) } else { None }).collect();
     // backward products whose activation derivative the host applies, at the fused layer's
     // activations
     for di in 0..denses.len() {
         if fused[di].is_none() && tile::wide() {
-            fused[di] = backward_epilogue(k, denses[di], &fused);
+            fused[di] = backward_epilogue(k, &users, denses[di], &fused);
         }
     }
     let mut host_defined = vec![false; count];
@@ -1510,17 +1511,9 @@ struct Epilogue {
 /// The epilogue of backward product `d` (Wᵀ·grads): every output j read once, by
 /// `part · (1 − h_j²)` with h_j output j of a fused tanh layer (so the product times the
 /// derivative is the adjoint before that activation).
-fn backward_epilogue(k: &Kernel, d: usize, fused: &[Option<Epilogue>]) -> Option<Epilogue> {
+fn backward_epilogue(k: &Kernel, users: &[Vec<usize>], d: usize, fused: &[Option<Epilogue>]) -> Option<Epilogue> {
     let Inst::DenseT { inputs, .. } = &k.body.insts[d] else { return None };
-    let users = users_of(k);
-    let mut parts = vec![None; *inputs];
-    for (i, inst) in k.body.insts.iter().enumerate() {
-        if let Inst::Part(x, j) = inst {
-            if *x == d {
-                parts[*j] = Some(i);
-            }
-        }
-    }
+    let parts = parts_of(k, users, d, *inputs);
     let op = |v: usize| match &k.body.insts[v] {
         Inst::Op(m, a) => Some((m.clone(), a.clone())),
         _ => None,
@@ -1550,19 +1543,11 @@ fn backward_epilogue(k: &Kernel, d: usize, fused: &[Option<Epilogue>]) -> Option
 
 /// The epilogue of dense layer `d`: every output read once, by `part + param(b + o)`, and
 /// then (all of them) by the same activation (tanh or relu) alone.
-fn epilogue(k: &Kernel, d: usize) -> Option<Epilogue> {
+fn epilogue(k: &Kernel, users: &[Vec<usize>], d: usize) -> Option<Epilogue> {
     let Inst::Dense { outputs, rows, .. } = &k.body.insts[d] else { return None };
     let step = rows.step;
-    let users = users_of(k);
     let output = |v: usize| k.outputs.contains(&v);
-    let mut parts = vec![None; *outputs];
-    for (i, inst) in k.body.insts.iter().enumerate() {
-        if let Inst::Part(x, j) = inst {
-            if *x == d {
-                parts[*j] = Some(i);
-            }
-        }
-    }
+    let parts = parts_of(k, users, d, *outputs);
     let mut adds = Vec::with_capacity(*outputs);
     let mut bias = None;
     for (o, p) in parts.iter().enumerate() {
@@ -1673,6 +1658,17 @@ fn shared_layers(k: &Kernel, denses: &[usize], fused: &[Option<Epilogue>]) -> Ve
     }
     // every row covered exactly once
     out.into_iter().map(|(_, sh)| sh).filter(|sh| sh.values.iter().all(|v| *v != usize::MAX)).collect()
+}
+
+/// The `Part` instruction reading each of the `n` results of product `d` (its readers).
+fn parts_of(k: &Kernel, users: &[Vec<usize>], d: usize, n: usize) -> Vec<Option<usize>> {
+    let mut parts = vec![None; n];
+    for &i in &users[d] {
+        if let Inst::Part(_, j) = k.body.insts[i] {
+            parts[j] = Some(i);
+        }
+    }
+    parts
 }
 
 /// A matrix instruction's operands, by the block each is read from.

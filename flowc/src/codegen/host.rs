@@ -91,8 +91,6 @@ pub const DENSE_F32: &str = "flowc_dense_f32";
 
 thread_local! {
     static SCRATCH_BUF: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
-    static MASKED_F64: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
-    static MASKED_F32: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// This thread's scratch block of at least `bytes` bytes (16-byte aligned, zeroed when it

@@ -124,11 +124,13 @@ fn check_flow<F: Flow<f64>, G: Flow<f32>>(p: &Program, name: &str) {
 #[test]
 fn flows_agree_with_the_interpreter() {
     let (d, p) = program();
-    assert_eq!(d.flows.len(), 4, "every corpus flow is checked here");
+    assert_eq!(d.flows.len(), 5, "every corpus flow is checked here");
     check_flow::<Sas2<f64>, Sas2<f32>>(&p, "sas2");
     check_flow::<SasChain<f64>, SasChain<f32>>(&p, "sas_chain");
     check_flow::<Coupled<f64>, Coupled<f32>>(&p, "coupled");
     check_flow::<Shapes<f64>, Shapes<f32>>(&p, "shapes");
+    // on the sphere (the kernels project the raw rows onto it)
+    check_flow::<Directions<f64>, Directions<f32>>(&p, "directions");
 }
 
 #[test]

@@ -14,7 +14,9 @@
 //! then the whole flow at seeded parameters (the standard initialization, seeds 1–3) on
 //! seeded base points: the round trip z → x → z (within 1e-10 relative), and log|det J|
 //! against the log-determinant of an independent Jacobian (Richardson-extrapolated central
-//! differences of the forward map, then Gaussian elimination; within 1e-7 relative).
+//! differences of the forward map, then Gaussian elimination; within 1e-7 relative). On the
+//! sphere the log volume ratio against the generic |det(T_xᵀ F T_z)| of that Jacobian F, with
+//! orthonormal tangent bases T at z and at x.
 //!
 //! ```
 //! let src = "bijector softplus_b(x) = softplus(x);";
@@ -320,7 +322,7 @@ fn check_flow(d: &Derivation, f: &crate::derive::FlowDerivation) -> Vec<Row> {
     let (mut trip, mut det) = (Vec::new(), Vec::new());
     for seed in 1..=3u64 {
         let p = crate::params::init(d, f, seed);
-        let zs = runtime::sample::normal_rows(seed, 0, 16, f.dim);
+        let zs = interp::base_rows(f, seed, 0, 16);
         for z in zs.chunks(f.dim) {
             let mut x = vec![0.0; f.dim];
             let ld = interp::forward(d, f, &p, z, &mut x);
@@ -333,7 +335,16 @@ fn check_flow(d: &Derivation, f: &crate::derive::FlowDerivation) -> Vec<Row> {
                 interp::forward(d, f, &p, zz, &mut xx);
                 xx
             };
-            let want = log_abs_det(jacobian(&fwd, z));
+            let want = match f.space {
+                crate::ir::Space::Real => log_abs_det(jacobian(&fwd, z)),
+                // on the sphere: the generic volume ratio |det(T_xᵀ F T_z)| of the ambient
+                // Jacobian F (the maps are defined off the sphere too)
+                crate::ir::Space::Sphere => {
+                    let jac: Vec<f64> = jacobian(&fwd, z).concat();
+                    let (tz, tx) = (runtime::manifold::sphere_tangent(z), runtime::manifold::sphere_tangent(&x));
+                    runtime::manifold::volume_ratio(&jac, &tz, &tx, f.dim).ln()
+                }
+            };
             det.push(((ld - want).abs() / (1.0 + want.abs()), z[0]));
         }
     }

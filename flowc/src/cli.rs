@@ -364,10 +364,10 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
             let mut reader = RowReader::open(&input, &ReadOptions::default()).map_err(|e| user(format!("error: {e}")))?;
             if reader.cols() != f.dim {
                 return Err(user(format!(
-                    "error: {}: rows have {} columns, but flow `{name}` is on R^{} and needs {}",
+                    "error: {}: rows have {} columns, but flow `{name}` is on {} and needs {}",
                     input.display(),
                     reader.cols(),
-                    f.dim,
+                    f.space.spelled(f.dim),
                     f.dim
                 )));
             }
@@ -398,6 +398,8 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
                 for chunk in rx {
                     let rows = chunk.map_err(|e| user(format!("error: {e}")))?;
                     let n = rows.len() / f.dim;
+                    crate::interp::check_rows(f, &rows, done)
+                        .map_err(|e| user(format!("error: {}: {e}; nothing was written", input.display())))?;
                     out.resize(n, 0.0);
                     engine.run(f.dim, 1, &rows, &flat, &mut out, threads)?;
                     if let Some(r) = out.iter().position(|v| v.is_nan()) {
@@ -508,12 +510,12 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
             let mut out = Vec::new();
             while done < count {
                 let n = STREAM_ROWS.min(count - done);
-                let z = runtime::sample::normal_rows(seed, done, n, f.dim);
+                let z = crate::interp::base_rows(f, seed, done, n);
                 out.resize(n * (f.dim + 1), 0.0);
                 engine.run(f.dim, f.dim + 1, &z, &flat, &mut out, threads)?;
                 // log p(x) = log p0(z) - log|det J|
                 for (r, row) in out.chunks_mut(f.dim + 1).enumerate() {
-                    let base: f64 = z[r * f.dim..(r + 1) * f.dim].iter().map(|&v| runtime::base::std_normal_log_pdf(v)).sum();
+                    let base = crate::interp::base_log_pdf(f, &z[r * f.dim..(r + 1) * f.dim]);
                     row[f.dim] = base - row[f.dim];
                 }
                 writer.write_chunk(&out).map_err(|e| user(format!("error: {e}")))?;
@@ -668,7 +670,7 @@ fn bench(
     let fk = program.kernel(name, Kind::Forward).expect("lowered");
     let lk = program.kernel(name, if which == BenchKernel::LogProb { Kind::LogProb } else { Kind::Forward }).expect("lowered");
     // data: base samples pushed through the flow
-    let z = runtime::sample::normal_rows(0x5eed, 0, rows, f.dim);
+    let z = crate::interp::base_rows(f, 0x5eed, 0, rows);
     let mut fx = vec![0.0; rows * (f.dim + 1)];
     run_kernel(fk, Float::F64, &z, &flat, &mut fx, 0)?;
     // log_prob reads data points; sampling pushes base points forward
@@ -794,14 +796,15 @@ pub fn eval_table(
     if let Some(f) = d.flow(name) {
         if t.cols != f.dim {
             return Err(user(format!(
-                "error: {}: rows have {} column{}, but flow `{name}` is on R^{} and needs {}",
+                "error: {}: rows have {} column{}, but flow `{name}` is on {} and needs {}",
                 input.display(),
                 t.cols,
                 if t.cols == 1 { "" } else { "s" },
-                f.dim,
+                f.space.spelled(f.dim),
                 f.dim
             )));
         }
+        crate::interp::check_rows(f, &t.data, 0).map_err(|e| user(format!("error: {}: {e}; nothing was written", input.display())))?;
         // the fused forward or inverse kernel, JIT-compiled
         let flat = flat_params(d, f, params_file, params)?;
         let program = lower::lower(d).map_err(internal)?;

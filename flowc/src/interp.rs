@@ -303,8 +303,61 @@ fn layer_forward(d: &Derivation, f: &FlowDerivation, p: &Params, k: usize, x: &m
             }
             ld = radial_log_det(x.len(), a, be, r);
         }
+        LayerKind::Normalized(kind) => {
+            // the general (Mx + b)/‖Mx + b‖ of `runtime::manifold` (M⁻¹ by Gauss–Jordan, the
+            // ratio by the matrix determinant lemma) with M = L·U and b = M·m
+            let Some(map) = normalized(p, k, *kind, x.len()) else {
+                x.iter_mut().for_each(|v| *v = f64::NAN);
+                return f64::NAN;
+            };
+            ld = map.log_ratio(x);
+            let y = map.forward(x);
+            x.copy_from_slice(&y);
+        }
     }
     ld
+}
+
+/// Normalized layer `k` as the general sphere map: M = L·U (I without `lower`/`upper`),
+/// b = M·m with m = v/√(1 + ‖v‖²) (0 without `shift`). `None` when M is singular.
+fn normalized(p: &Params, k: usize, kind: crate::ir::Normalized, n: usize) -> Option<runtime::manifold::NormalizedAffine> {
+    let mut m: Vec<f64> = (0..n * n).map(|i| f64::from(u8::from(i / n == i % n))).collect();
+    if kind.multiplies() {
+        let (lo, up, dg) = (p.tensor(k, "lower"), p.tensor(k, "upper"), p.tensor(k, "log_diag"));
+        let l = |i: usize, j: usize| {
+            if i == j {
+                1.0
+            } else if j < i {
+                lo[i * n + j]
+            } else {
+                0.0
+            }
+        };
+        let u = |i: usize, j: usize| {
+            if i == j {
+                dg[i].exp()
+            } else if j > i {
+                up[i * n + j]
+            } else {
+                0.0
+            }
+        };
+        for i in 0..n {
+            for j in 0..n {
+                m[i * n + j] = (0..n).map(|t| l(i, t) * u(t, j)).sum();
+            }
+        }
+    }
+    let mut b = vec![0.0; n];
+    if kind.translates() {
+        let v = p.tensor(k, "shift");
+        let scale = 1.0 / (1.0 + dot(v, v)).sqrt();
+        let shift: Vec<f64> = v.iter().map(|x| x * scale).collect();
+        for i in 0..n {
+            b[i] = (0..n).map(|j| m[i * n + j] * shift[j]).sum();
+        }
+    }
+    runtime::manifold::NormalizedAffine::new(n, m, b).ok()
 }
 
 /// Radial layer `k`: z0, α = softplus(alpha), β = −α + softplus(beta).
@@ -430,6 +483,15 @@ fn layer_inverse(d: &Derivation, f: &FlowDerivation, p: &Params, k: usize, y: &m
             }
             ld = radial_log_det(y.len(), a, be, r);
         }
+        LayerKind::Normalized(kind) => {
+            let Some(map) = normalized(p, k, *kind, y.len()) else {
+                y.iter_mut().for_each(|v| *v = f64::NAN);
+                return f64::NAN;
+            };
+            let x = map.inverse(y);
+            ld = map.log_ratio(&x);
+            y.copy_from_slice(&x);
+        }
         LayerKind::Permute { perm } => {
             let mut x = vec![0.0; y.len()];
             for (i, &j) in perm.iter().enumerate() {
@@ -461,9 +523,50 @@ pub fn inverse_to(d: &Derivation, f: &FlowDerivation, p: &Params, from: usize, x
     }
 }
 
-/// log p(x) under the flow.
+/// log p(x) under the flow (on the sphere: with respect to its surface measure).
 pub fn log_prob(d: &Derivation, f: &FlowDerivation, p: &Params, x: &[f64]) -> f64 {
     let mut z = vec![0.0; x.len()];
     let ld = inverse(d, f, p, x, &mut z);
-    z.iter().map(|&zi| runtime::base::std_normal_log_pdf(zi)).sum::<f64>() - ld
+    base_log_pdf(f, &z) - ld
+}
+
+/// Rows `first .. first + rows` of the base distribution's seeded stream `seed`
+/// (`runtime::sample`: reproducible whatever the thread count).
+pub fn base_rows(f: &FlowDerivation, seed: u64, first: usize, rows: usize) -> Vec<f64> {
+    match f.base {
+        crate::ir::Base::Normal => runtime::sample::normal_rows(seed, first, rows, f.dim),
+        crate::ir::Base::Uniform => runtime::sample::sphere_rows(seed, first, rows, f.dim),
+    }
+}
+
+/// How far (|‖x‖ − 1|) a row of a sphere flow may be from the unit sphere: rows this close are
+/// projected onto it (x/‖x‖, by the kernels); rows farther away are rejected.
+pub const SPHERE_TOL: f64 = 1e-6;
+
+/// Checks that every row of `data` lies in the flow's space; the message names the first that
+/// does not (numbered from 1, `first` rows having come before `data`).
+pub fn check_rows(f: &FlowDerivation, data: &[f64], first: usize) -> Result<(), String> {
+    if f.space != crate::ir::Space::Sphere {
+        return Ok(());
+    }
+    for (r, row) in data.chunks(f.dim).enumerate() {
+        let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt();
+        if (norm - 1.0).abs() > SPHERE_TOL || norm.is_nan() {
+            return Err(format!(
+                "row {} is not on the unit sphere: ‖x‖ = {norm} (flow `{}` is on {}; rows within {SPHERE_TOL:e} of norm 1 are projected onto it, others are errors)",
+                first + r + 1,
+                f.name,
+                f.space.spelled(f.dim)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The base distribution's log density at `z`.
+pub fn base_log_pdf(f: &FlowDerivation, z: &[f64]) -> f64 {
+    match f.base {
+        crate::ir::Base::Normal => z.iter().map(|&zi| runtime::base::std_normal_log_pdf(zi)).sum::<f64>(),
+        crate::ir::Base::Uniform => runtime::base::sphere_uniform_log_pdf(f.dim),
+    }
 }

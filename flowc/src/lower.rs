@@ -538,62 +538,112 @@ fn structural(
             }
         }
         LayerKind::LinearLu => {
-            let (lo, up, dg) = (
-                slot_offset(slots, &format!("layers.{k}.lower"))?,
-                slot_offset(slots, &format!("layers.{k}.upper"))?,
-                slot_offset(slots, &format!("layers.{k}.log_diag"))?,
-            );
-            let p = |em: &mut Emitter, off: usize| em.push(Inst::Param(off));
-            let diag: Vec<Value> = (0..n)
-                .map(|i| {
-                    let v = p(em, dg + i);
-                    em.op(Math::Exp(Id::from(0usize)), vec![v])
-                })
-                .collect();
+            let (v, log_diag) = lu_map(em, slots, k, n, cur, forward)?;
+            cur.copy_from_slice(&v);
+            for (ld, l) in lds.iter_mut().zip(log_diag) {
+                ld.push(l);
+            }
+        }
+        LayerKind::Normalized(kind) => {
+            let id0 = Id::from(0usize);
+            let div = |em: &mut Emitter, a: Value, b: Value| em.op(Math::Div([id0, id0]), vec![a, b]);
+            let un = |em: &mut Emitter, m: Math, v: Value| em.op(m, vec![v]);
+            let dot = |em: &mut Emitter, a: &[Value], b: &[Value]| {
+                let t: Vec<Value> = a.iter().zip(b).map(|(x, y)| mul(em, *x, *y)).collect();
+                sum(em, &t)
+            };
+            let half_n = em.num(n as f64 / 2.0);
+            // parameter-only (computed once per call): m = v/√(1 + ‖v‖²) and
+            // κ = 1 − ‖m‖² = 1/(1 + ‖v‖²), without the cancellation of 1 − ‖m‖²
+            let shift = if kind.translates() {
+                let so = slot_offset(slots, &format!("layers.{k}.shift"))?;
+                let v: Vec<Value> = (0..n).map(|i| em.push(Inst::Param(so + i))).collect();
+                let vv = dot(em, &v, &v);
+                let one = em.num(1.0);
+                let q = add(em, one, vv);
+                let kappa = div(em, one, q);
+                let r = un(em, Math::Sqrt(id0), kappa);
+                let m: Vec<Value> = v.iter().map(|x| mul(em, *x, r)).collect();
+                Some((m, kappa))
+            } else {
+                None
+            };
             if forward {
-                // t = U x, y = L t
-                let mut t = Vec::with_capacity(n);
-                for i in 0..n {
-                    let mut acc = mul(em, diag[i], cur[i]);
-                    for j in i + 1..n {
-                        let w = p(em, up + i * n + j);
-                        let m = mul(em, w, cur[j]);
-                        acc = add(em, acc, m);
+                if let Some((m, _)) = &shift {
+                    // u = x + m, y = u/‖u‖; log R = log(1 + xᵀm) − n·log‖u‖
+                    let xm = dot(em, cur, m);
+                    let l1 = un(em, Math::Log1p(id0), xm);
+                    let u: Vec<Value> = cur.iter().zip(m).map(|(a, b)| add(em, *a, *b)).collect();
+                    let t2 = dot(em, &u, &u);
+                    let t = un(em, Math::Sqrt(id0), t2);
+                    let lt = un(em, Math::Log(id0), t2);
+                    let hl = mul(em, half_n, lt);
+                    lds[0].push(sub(em, l1, hl));
+                    for (c, ui) in cur.iter_mut().zip(&u) {
+                        *c = div(em, *ui, t);
                     }
-                    t.push(acc);
                 }
-                for i in 0..n {
-                    let mut acc = t[i];
-                    for (j, tj) in t.iter().enumerate().take(i) {
-                        let w = p(em, lo + i * n + j);
-                        let m = mul(em, w, *tj);
-                        acc = add(em, acc, m);
+                if kind.multiplies() {
+                    // u = L U x, y = u/‖u‖; log R = log|det M| − n·log‖u‖
+                    let (u, log_diag) = lu_map(em, slots, k, n, cur, true)?;
+                    let q = dot(em, &u, &u);
+                    let t = un(em, Math::Sqrt(id0), q);
+                    let lq = un(em, Math::Log(id0), q);
+                    let hl = mul(em, half_n, lq);
+                    let det = sum(em, &log_diag);
+                    lds[0].push(sub(em, det, hl));
+                    for (c, ui) in cur.iter_mut().zip(&u) {
+                        *c = div(em, *ui, t);
                     }
-                    cur[i] = acc;
                 }
             } else {
-                let mut t: Vec<Value> = Vec::with_capacity(n);
-                for i in 0..n {
-                    let mut acc = cur[i];
-                    for (j, tj) in t.iter().enumerate().take(i) {
-                        let w = p(em, lo + i * n + j);
-                        let m = mul(em, w, *tj);
-                        acc = sub(em, acc, m);
+                if kind.multiplies() {
+                    // w = M⁻¹y, x = w/‖w‖; ‖Mx‖ = ‖y‖/‖w‖, so log R = log|det M| + n·log(‖w‖/‖y‖)
+                    // (a point off the sphere by rounding is projected radially)
+                    let yy = dot(em, cur, cur);
+                    let (w, log_diag) = lu_map(em, slots, k, n, cur, false)?;
+                    let q = dot(em, &w, &w);
+                    let t = un(em, Math::Sqrt(id0), q);
+                    let ratio = div(em, q, yy);
+                    let lq = un(em, Math::Log(id0), ratio);
+                    let hl = mul(em, half_n, lq);
+                    let det = sum(em, &log_diag);
+                    lds[0].push(add(em, det, hl));
+                    for (c, wi) in cur.iter_mut().zip(&w) {
+                        *c = div(em, *wi, t);
                     }
-                    t.push(acc);
                 }
-                for i in (0..n).rev() {
-                    let mut acc = t[i];
-                    for j in i + 1..n {
-                        let w = p(em, up + i * n + j);
-                        let m = mul(em, w, cur[j]);
-                        acc = sub(em, acc, m);
+                if let Some((m, kappa)) = &shift {
+                    if !kind.multiplies() {
+                        // y/‖y‖ (the linear part's inverse above is on the sphere already)
+                        let yy = dot(em, cur, cur);
+                        let rho = un(em, Math::Sqrt(id0), yy);
+                        for c in cur.iter_mut() {
+                            *c = div(em, *c, rho);
+                        }
                     }
-                    cur[i] = em.op(Math::Div([Id::from(0usize), Id::from(0usize)]), vec![acc, diag[i]]);
+                    // x = t·y − m with t > 0 the root of ‖t·y − m‖ = 1: t² − 2βt − κ = 0,
+                    // β = yᵀm; with s = √(β² + κ), t = β + s, or κ/(s − β) when β ≤ 0 (no
+                    // cancellation). Then 1 + xᵀm = κ + tβ = t·s and ‖x + m‖ = t, so
+                    // log R = log s − (n − 1)·log t.
+                    let beta = dot(em, cur, m);
+                    let b2 = mul(em, beta, beta);
+                    let disc = add(em, b2, *kappa);
+                    let s_ = un(em, Math::Sqrt(id0), disc);
+                    let pos = add(em, beta, s_);
+                    let den = sub(em, s_, beta);
+                    let neg = div(em, *kappa, den);
+                    let t = em.op(Math::IfPos([id0, id0, id0]), vec![beta, pos, neg]);
+                    let ls = un(em, Math::Log(id0), s_);
+                    let lt = un(em, Math::Log(id0), t);
+                    let nm1 = em.num((n - 1) as f64);
+                    let tl = mul(em, nm1, lt);
+                    lds[0].push(sub(em, ls, tl));
+                    for (c, mi) in cur.iter_mut().zip(m) {
+                        let ty = mul(em, t, *c);
+                        *c = sub(em, ty, *mi);
+                    }
                 }
-            }
-            for (i, ld) in lds.iter_mut().enumerate() {
-                ld.push(p(em, dg + i));
             }
         }
         LayerKind::Planar => {
@@ -1002,6 +1052,76 @@ fn apply_conditioned(
     }
 }
 
+/// M·v (`forward`) or M⁻¹·v for M = L·U of layer `k` (L unit lower triangular from
+/// `lower`, U upper from `upper` with diagonal exp(log_diag)), and the log_diag values
+/// (Σ = log|det M|). The inverse by forward then back substitution.
+#[allow(clippy::needless_range_loop)] // triangular index ranges read clearer as indices
+fn lu_map(
+    em: &mut Emitter,
+    slots: &[ParamSlot],
+    k: usize,
+    n: usize,
+    v: &[Value],
+    forward: bool,
+) -> Result<(Vec<Value>, Vec<Value>), String> {
+    let id0 = Id::from(0usize);
+    let add = |em: &mut Emitter, a: Value, b: Value| em.op(Math::Add([id0, id0]), vec![a, b]);
+    let sub = |em: &mut Emitter, a: Value, b: Value| em.op(Math::Sub([id0, id0]), vec![a, b]);
+    let mul = |em: &mut Emitter, a: Value, b: Value| em.op(Math::Mul([id0, id0]), vec![a, b]);
+    let (lo, up, dg) = (
+        slot_offset(slots, &format!("layers.{k}.lower"))?,
+        slot_offset(slots, &format!("layers.{k}.upper"))?,
+        slot_offset(slots, &format!("layers.{k}.log_diag"))?,
+    );
+    let p = |em: &mut Emitter, off: usize| em.push(Inst::Param(off));
+    let log_diag: Vec<Value> = (0..n).map(|i| p(em, dg + i)).collect();
+    let diag: Vec<Value> = log_diag.iter().map(|l| em.op(Math::Exp(id0), vec![*l])).collect();
+    let mut out = v.to_vec();
+    if forward {
+        // t = U v, out = L t
+        let mut t = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut acc = mul(em, diag[i], v[i]);
+            for j in i + 1..n {
+                let w = p(em, up + i * n + j);
+                let m = mul(em, w, v[j]);
+                acc = add(em, acc, m);
+            }
+            t.push(acc);
+        }
+        for i in 0..n {
+            let mut acc = t[i];
+            for (j, tj) in t.iter().enumerate().take(i) {
+                let w = p(em, lo + i * n + j);
+                let m = mul(em, w, *tj);
+                acc = add(em, acc, m);
+            }
+            out[i] = acc;
+        }
+    } else {
+        let mut t: Vec<Value> = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut acc = v[i];
+            for (j, tj) in t.iter().enumerate().take(i) {
+                let w = p(em, lo + i * n + j);
+                let m = mul(em, w, *tj);
+                acc = sub(em, acc, m);
+            }
+            t.push(acc);
+        }
+        for i in (0..n).rev() {
+            let mut acc = t[i];
+            for j in i + 1..n {
+                let w = p(em, up + i * n + j);
+                let m = mul(em, w, out[j]);
+                acc = sub(em, acc, m);
+            }
+            out[i] = em.op(Math::Div([id0, id0]), vec![acc, diag[i]]);
+        }
+    }
+    Ok((out, log_diag))
+}
+
 fn sum(em: &mut Emitter, terms: &[Value]) -> Value {
     let mut acc = terms[0];
     for t in &terms[1..] {
@@ -1014,6 +1134,17 @@ fn lower_kernel(d: &Derivation, f: &FlowDerivation, kind: Kind) -> Result<Kernel
     let slots = param_slots(f);
     let mut em = Emitter::new();
     let mut cur: Vec<Value> = (0..f.dim).map(|i| em.push(Inst::Input(i))).collect();
+    if f.space == crate::ir::Space::Sphere {
+        // rows on the sphere to rounding (or within `interp::SPHERE_TOL`, which callers check)
+        // are projected onto it: x/‖x‖
+        let id0 = Id::from(0usize);
+        let sq: Vec<Value> = cur.iter().map(|v| em.op(Math::Mul([id0, id0]), vec![*v, *v])).collect();
+        let ss = sum(&mut em, &sq);
+        let norm = em.op(Math::Sqrt(id0), vec![ss]);
+        for c in cur.iter_mut() {
+            *c = em.op(Math::Div([id0, id0]), vec![*c, norm]);
+        }
+    }
     // log|det J| terms per coordinate, so that each coordinate's work is contiguous
     let mut lds: Vec<Vec<Value>> = vec![Vec::new(); f.dim];
     let two = Id::from(0usize);
@@ -1045,6 +1176,13 @@ fn lower_kernel(d: &Derivation, f: &FlowDerivation, kind: Kind) -> Result<Kernel
         Kind::Forward | Kind::Inverse => {
             let total = sum(&mut em, &per);
             (cur.iter().copied().chain([total]).collect::<Vec<_>>(), interleave(&cur, &per, total))
+        }
+        Kind::LogProb | Kind::Gradient if f.base == crate::ir::Base::Uniform => {
+            // on the sphere: −log|S^(n−1)| − Σ_k log R_k
+            let c = em.num(runtime::base::sphere_uniform_log_pdf(f.dim));
+            let ld = sum(&mut em, &per);
+            let total = em.op(Math::Sub([two, two]), vec![c, ld]);
+            (vec![total], vec![total])
         }
         Kind::LogProb | Kind::Gradient => {
             // Σ_i (-z_i²/2 - log(2π)/2 - Σ_k log|det J_k|_i)
@@ -1229,6 +1367,7 @@ pub fn lower_bijector(d: &Derivation, name: &str) -> Result<[Kernel; 2], Diagnos
         name: b.name.clone(),
         doc: b.doc.clone(),
         dim: 1,
+        space: crate::ir::Space::Real,
         base: crate::ir::Base::Normal,
         layers: vec![crate::derive::LayerDerivation {
             kind: LayerKind::Elementwise,

@@ -39,6 +39,12 @@ pub fn listing(f: &FlowDerivation) -> String {
                     "alpha" => "α = softplus(alpha) > 0".to_string(),
                     _ => "β = −α + softplus(beta)".to_string(),
                 },
+                LayerKind::Normalized(_) => match name.rsplit('.').next().unwrap_or_default() {
+                    "lower" => "M = L U: L below the diagonal (unit diagonal)".to_string(),
+                    "upper" => "M = L U: U above the diagonal".to_string(),
+                    "log_diag" => "U's diagonal = exp(log_diag)".to_string(),
+                    _ => "v: translation m = v/√(1 + ‖v‖²), ‖m‖ < 1".to_string(),
+                },
                 LayerKind::Planar => match name.rsplit('.').next().unwrap_or_default() {
                     "u" => "direction u (û = u + (m(wᵀu) − wᵀu)·w/‖w‖²)".to_string(),
                     "w" => "normal w".to_string(),
@@ -55,7 +61,7 @@ pub fn listing(f: &FlowDerivation) -> String {
 
 /// Seeded standard initialization: network layers as PyTorch's `nn.Linear` (weight and bias
 /// uniform in ±1/√fan_in), LU factors uniform in ±0.1 with log_diag 0, planar and radial
-/// tensors uniform in ±1/√dim, per-coordinate
+/// tensors uniform in ±1/√dim, sphere translations (`shift`) uniform in ±0.5/√dim, per-coordinate
 /// parameters at their kind's identity-like default.
 pub fn init(d: &Derivation, f: &FlowDerivation, seed: u64) -> Params {
     let mut p = Params::defaults(d, f);
@@ -74,6 +80,8 @@ pub fn init(d: &Derivation, f: &FlowDerivation, seed: u64) -> Params {
             1.0 / (fan_in.max(1) as f64).sqrt()
         } else if name.ends_with(".lower") || name.ends_with(".upper") {
             0.1
+        } else if name.ends_with(".shift") && is_normalized(f, name) {
+            0.5 / (f.dim as f64).sqrt()
         } else if is_planar(f, name) {
             1.0 / (f.dim as f64).sqrt()
         } else {
@@ -83,6 +91,11 @@ pub fn init(d: &Derivation, f: &FlowDerivation, seed: u64) -> Params {
         v.copy_from_slice(&runtime::sample::uniform(s, n, bound));
     }
     p
+}
+
+/// Whether `name` is a tensor of a normalized (sphere) layer of `f`.
+fn is_normalized(f: &FlowDerivation, name: &str) -> bool {
+    f.layers.iter().enumerate().any(|(k, l)| matches!(l.kind, LayerKind::Normalized(_)) && name.starts_with(&format!("layers.{k}.")))
 }
 
 /// Whether `name` is a tensor of a planar or radial layer of `f`.

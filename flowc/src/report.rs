@@ -160,6 +160,7 @@ fn layer_name(d: &Derivation, l: &LayerDerivation) -> String {
         }
         LayerKind::Planar => "planar".into(),
         LayerKind::Radial => "radial".into(),
+        LayerKind::Normalized(n) => n.name().into(),
     }
 }
 
@@ -260,6 +261,11 @@ fn structure_text(d: &Derivation, f: &FlowDerivation, k: usize, l: &LayerDerivat
             ));
             s.push_str("    inverse    ρ = ‖y - z0‖ = r (1 + β/(α + r)): r is the positive root of r^2 + (α + β - ρ) r - α ρ = 0 (the cancellation-free form);  z = z0 + (y - z0)/(1 + β/(α + r))\n");
         }
+        LayerKind::Normalized(n) => {
+            if let Some(sd) = d.sphere.iter().find(|sd| sd.kind == *n) {
+                s.push_str(&crate::derive::sphere::text(sd, f.dim));
+            }
+        }
         LayerKind::Planar => {
             let sub = |e: &crate::ir::expr::Expr, a: &str| {
                 let mut bld = crate::ir::expr::Builder::new();
@@ -287,13 +293,21 @@ fn structure_text(d: &Derivation, f: &FlowDerivation, k: usize, l: &LayerDerivat
 
 /// The text form of a flow's derivation.
 pub fn flow_text(d: &Derivation, f: &FlowDerivation) -> String {
-    let mut s = format!("flow {}(x: R^{})\n", f.name, f.dim);
+    let mut s = format!("flow {}(x: {})\n", f.name, f.space.spelled(f.dim));
     if !f.doc.is_empty() {
         for line in f.doc.lines() {
             s.push_str(&format!("  /// {line}\n"));
         }
     }
-    s.push_str("  base         normal: log p0(z) = sum_i (-z_i^2/2 - log(2 pi)/2)\n");
+    match f.base {
+        crate::ir::Base::Normal => s.push_str("  base         normal: log p0(z) = sum_i (-z_i^2/2 - log(2 pi)/2)\n"),
+        crate::ir::Base::Uniform => s.push_str(&format!(
+            "  base         uniform on S^{}: log p0(z) = -log|S^{}| = {}   [surface measure; log p(x) = log p0(z) - sum_k log R_k, R the volume ratio]\n",
+            f.dim - 1,
+            f.dim - 1,
+            runtime::base::sphere_uniform_log_pdf(f.dim)
+        )),
+    }
     for (k, l) in f.layers.iter().enumerate() {
         s.push_str(&format!("  layer {k}      {}\n", layer_name(d, l)));
         if l.kind != LayerKind::Elementwise {
@@ -351,8 +365,9 @@ pub fn flow_text(d: &Derivation, f: &FlowDerivation) -> String {
         s.push_str(&format!("  not fused    {n}\n"));
     }
     s.push_str(&format!(
-        "  log p(x)     log p0(z) - sum over {} layers of log|det J_k|, z = layers inverted in reverse order\n",
-        f.layers.len()
+        "  log p(x)     log p0(z) - sum over {} layers of {}, z = layers inverted in reverse order\n",
+        f.layers.len(),
+        if f.space == crate::ir::Space::Sphere { "log R_k (x projected onto the sphere first: x/‖x‖)" } else { "log|det J_k|" }
     ));
     s
 }
@@ -482,6 +497,7 @@ pub fn flow_json(d: &Derivation, f: &FlowDerivation) -> Value {
                 LayerKind::Permute { .. } => "permute",
                 LayerKind::Planar => "planar",
                 LayerKind::Radial => "radial",
+                LayerKind::Normalized(n) => n.name(),
             };
             let Some(bi) = l.bijector else {
                 return json!({ "kind": kind, "layer": layer_name(d, l), "parameters": l.tensors(k, f.dim) });

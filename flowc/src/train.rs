@@ -103,13 +103,19 @@ pub fn state_path(out: &Path) -> PathBuf {
 }
 
 /// Reads rows for training: every value finite, `dim` columns, at least one row.
-pub fn read_rows(path: &Path, dim: usize, what: &str) -> Result<Vec<f64>, Failure> {
+pub fn read_rows(path: &Path, f: &FlowDerivation, what: &str) -> Result<Vec<f64>, Failure> {
+    let dim = f.dim;
     let t = runtime::io::read_table(path, &Default::default()).map_err(|e| user(format!("error: {e}")))?;
     if t.rows == 0 {
         return Err(user(format!("error: {}: the {what} file has no rows", path.display())));
     }
     if t.cols != dim {
-        return Err(user(format!("error: {}: rows have {} columns, but the flow is on R^{dim} and needs {dim}", path.display(), t.cols)));
+        return Err(user(format!(
+            "error: {}: rows have {} columns, but the flow is on {} and needs {dim}",
+            path.display(),
+            t.cols,
+            f.space.spelled(dim)
+        )));
     }
     if let Some(i) = t.data.iter().position(|v| !v.is_finite()) {
         return Err(user(format!(
@@ -120,6 +126,7 @@ pub fn read_rows(path: &Path, dim: usize, what: &str) -> Result<Vec<f64>, Failur
             t.data[i]
         )));
     }
+    crate::interp::check_rows(f, &t.data, 0).map_err(|e| user(format!("error: {}: {e}", path.display())))?;
     Ok(t.data)
 }
 
@@ -268,10 +275,10 @@ pub fn run(d: &Derivation, args: &TrainCommand) -> Result<String, Failure> {
     };
     let dim = f.dim;
     // every input is read and checked before anything is written
-    let data = read_rows(&args.data, dim, "training")?;
+    let data = read_rows(&args.data, f, "training")?;
     let (data, val) = match (&args.val, args.val_fraction) {
         (Some(_), Some(_)) => return Err(user("error: give `--val` or `--val-fraction`, not both")),
-        (Some(v), None) => (data, Some(read_rows(v, dim, "validation")?)),
+        (Some(v), None) => (data, Some(read_rows(v, f, "validation")?)),
         (None, Some(frac)) => {
             let (t, v) = hold_out(data, dim, frac, options.seed)?;
             (t, Some(v))

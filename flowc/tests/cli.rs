@@ -41,7 +41,12 @@ const MALFORMED: &[(&str, &str, &str)] = &[
     ("bijector f(x) = exp(x);\nflow g(x: R^0) { elementwise(f); }", "at least one dimension", "2:11"),
     ("bijector f(x) = sin(x) where inverse = numeric;", "is not monotone", "1:17"),
     ("bijector f(x) = exp(x);\nflow g(x: R^2) { base cauchy; elementwise(f); }", "unknown base distribution `cauchy`", "2:23"),
-    ("bijector f(x) = exp(x);\nflow g(x: sphere(3)) { elementwise(f); }", "not supported yet", "2:11"),
+    ("bijector f(x) = exp(x);\nflow g(x: sphere(3)) { elementwise(f); }", "`elementwise` maps R^n, but flow `g` is on sphere(3)", "2:24"),
+    ("flow g(x: simplex(3)) { calibration; }", "not supported yet", "1:11"),
+    ("flow g(x: sphere(1)) { normalized_affine; }", "`sphere` takes the dimension n ≥ 2", "1:11"),
+    ("flow g(x: sphere(3)) { base normal; normalized_affine; }", "base `normal` is not a distribution on sphere(3)", "1:29"),
+    ("flow g(x: R^3) { base normal; normalized_linear; }", "`normalized_linear` maps the sphere, but flow `g` is on R^3", "1:31"),
+    ("flow g(x: sphere(3)) { normalized_affine(seed = 1); }", "`normalized_affine` takes no arguments", "1:24"),
     ("bijector f(x: (1, 0)) = x;", "lower bound must be below", "1:15"),
     ("bijector f(x) = 1e999 * x;", "does not fit in an f64", "1:17"),
     ("bijector f(y) = exp(y);", "cannot name the input", "1:12"),
@@ -540,4 +545,81 @@ fn sample_then_score(dir: &Path, s: &str, name: &str, p: &Path, n: usize, extra:
     assert!(stderr(&o).is_empty(), "compiled, no fallback note: {}", stderr(&o));
     let scored = std::fs::read_to_string(&lp).unwrap().lines().skip(1).map(|l| l.parse().unwrap()).collect();
     (rows, scored, out)
+}
+
+#[test]
+fn sphere_rows_must_be_on_the_sphere_and_samples_score_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = write(dir.path(), "s.flow", "flow s(x: sphere(3)) { base uniform; normalized_affine; reverse; normalized_translation; }");
+    let m = m.to_str().unwrap();
+    let params = dir.path().join("p.safetensors");
+    let o = flowc(&["params", m, "--name", "s", "--init", "3", "--out", params.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let params = params.to_str().unwrap();
+    // row 2 is off by 1e-10 (projected), row 3 by 0.5 (an error)
+    let input = write(dir.path(), "x.csv", "x0,x1,x2\n1,0,0\n0,0.6,0.8000000001\n0,1.5,0\n");
+    let out = dir.path().join("out.csv");
+    for args in [
+        vec!["score", m, "--name", "s", "--params", params, "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap()],
+        vec![
+            "eval",
+            m,
+            "--name",
+            "s",
+            "--params",
+            params,
+            "--input",
+            input.to_str().unwrap(),
+            "--direction",
+            "inverse",
+            "--output",
+            out.to_str().unwrap(),
+        ],
+        vec![
+            "eval",
+            m,
+            "--name",
+            "s",
+            "--params",
+            params,
+            "--input",
+            input.to_str().unwrap(),
+            "--direction",
+            "forward",
+            "--output",
+            out.to_str().unwrap(),
+        ],
+    ] {
+        let o = flowc(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("row 3 is not on the unit sphere: ‖x‖ = 1.5"), "{err}");
+        assert!(!out.exists(), "{args:?} wrote a partial output");
+    }
+    // within the tolerance: the density of the projected point x/‖x‖
+    let r = (0.36f64 + 0.8000000001 * 0.8000000001).sqrt();
+    let near = write(dir.path(), "near.csv", &format!("x0,x1,x2\n0,0.6,0.8000000001\n0,{:e},{:e}\n", 0.6 / r, 0.8000000001 / r));
+    let o = flowc(&["score", m, "--name", "s", "--params", params, "--input", near.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let t = std::fs::read_to_string(&out).unwrap();
+    let v: Vec<f64> = t.lines().skip(1).map(|l| l.parse().unwrap()).collect();
+    assert!((v[0] - v[1]).abs() < 1e-14 * v[1].abs().max(1.0), "{v:?}");
+    std::fs::remove_file(&out).unwrap();
+    // samples lie on the sphere, and scoring them gives back their log p
+    let samples = dir.path().join("s.csv");
+    let o = flowc(&["sample", m, "--name", "s", "--params", params, "-n", "300", "--seed", "5", "--output", samples.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let rows: Vec<Vec<f64>> =
+        std::fs::read_to_string(&samples).unwrap().lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    let xs: String = rows.iter().map(|r| format!("{},{},{}\n", r[0], r[1], r[2])).collect();
+    for r in &rows {
+        assert!(((r[0] * r[0] + r[1] * r[1] + r[2] * r[2]).sqrt() - 1.0).abs() < 1e-15, "{r:?}");
+    }
+    let xfile = write(dir.path(), "xs.csv", &format!("x0,x1,x2\n{xs}"));
+    let o = flowc(&["score", m, "--name", "s", "--params", params, "--input", xfile.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let scored: Vec<f64> = std::fs::read_to_string(&out).unwrap().lines().skip(1).map(|l| l.parse().unwrap()).collect();
+    for (r, s) in rows.iter().zip(&scored) {
+        assert!((r[3] - s).abs() < 1e-12 * s.abs().max(1.0), "sampled {} vs scored {s}", r[3]);
+    }
 }

@@ -1,7 +1,7 @@
 //! Gradients of log p with respect to every parameter (`flowc::grad`): the derived gradient
 //! kernel, interpreted, against Richardson-extrapolated central differences of the
 //! independent interpreter's log p (`flowc::interp`), for every layer kind and composed
-//! flows; the JIT's gradient kernels (f64 and f32, tiled and not, with padding rows) against
+//! flows (sphere flows included); the JIT's gradient kernels (f64 and f32, tiled and not, with padding rows) against
 //! the interpreted one.
 
 mod common;
@@ -57,6 +57,8 @@ flow nsf(x: R^4) {
 }
 flow iaf_spline(x: R^3) { base normal; inverse_autoregressive(bijector = spline(bins = 3, bound = 2), net = made([9], tanh)); }
 flow iaf_wide(x: R^3) { base normal; inverse_autoregressive(bijector = maf_affine, net = made([70, 70], tanh)); }
+flow sphere(x: sphere(3)) { base uniform; normalized_affine; normalized_translation; reverse; normalized_linear; }
+flow sphere5(x: sphere(5)) { base uniform; normalized_affine; permute(seed = 2); normalized_affine; }
 flow wide(x: R^4) { base normal; coupling(mask = [1, 1, 0, 0], bijector = realnvp_affine, net = mlp([80, 80], tanh)); reverse; autoregressive(bijector = maf_affine, net = made([70, 70], tanh)); }
 ";
 
@@ -99,6 +101,18 @@ fn rows(dim: usize, n: usize, seed: u64) -> Vec<Vec<f64>> {
     common::spread(dim * n, seed, 3.0).chunks(dim).map(|r| r.to_vec()).collect()
 }
 
+/// Rows in the flow's space: on the unit sphere for sphere flows.
+fn rows_of(f: &FlowDerivation, n: usize, seed: u64) -> Vec<Vec<f64>> {
+    let mut xs = rows(f.dim, n, seed);
+    if f.space == flowc::ir::Space::Sphere {
+        for x in &mut xs {
+            let r = x.iter().map(|v| v * v).sum::<f64>().sqrt();
+            x.iter_mut().for_each(|v| *v /= r);
+        }
+    }
+    xs
+}
+
 /// Σ_rows log p by the independent interpreter.
 fn total_log_prob(d: &Derivation, f: &FlowDerivation, flat: &[f64], xs: &[Vec<f64>]) -> f64 {
     let p = params_of(d, f, flat);
@@ -128,7 +142,7 @@ fn interpreted_gradient(g: &lower::Kernel, flat: &[f64], xs: &[Vec<f64>]) -> (f6
     (total, grad)
 }
 
-const ALL: [&str; 15] = [
+const ALL: [&str; 17] = [
     "elementwise_sas",
     "numeric",
     "realnvp",
@@ -144,6 +158,8 @@ const ALL: [&str; 15] = [
     "iaf_spline",
     "iaf_wide",
     "wide",
+    "sphere",
+    "sphere5",
 ];
 
 #[test]
@@ -154,7 +170,7 @@ fn gradients_match_finite_differences_of_the_independent_interpreter() {
         let f = flow(&d, name);
         let g = flowc::grad::gradient(p.kernel(name, Kind::LogProb).unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"));
         let flat = random_flat(f, 11, 0.4);
-        let xs = rows(f.dim, 5, 3);
+        let xs = rows_of(f, 5, 3);
         let (total, grad) = interpreted_gradient(&g, &flat, &xs);
         let reference = total_log_prob(&d, f, &flat, &xs);
         assert!((total - reference).abs() <= 1e-10 * (1.0 + reference.abs()), "{name}: log p {total} vs {reference}");
@@ -214,7 +230,7 @@ fn jit_gradient_kernels_match_the_interpreted_ones() {
         let g = flowc::grad::gradient(p.kernel(name, Kind::LogProb).unwrap()).unwrap();
         let flat = random_flat(f, 17, 0.4);
         // 300 rows: two whole tiles of 128 and a partial one (padding lanes must not count)
-        let xs = rows(f.dim, 300, 21);
+        let xs = rows_of(f, 300, 21);
         let (total, grad) = interpreted_gradient(&g, &flat, &xs);
         let scale = grad.iter().fold(1.0f64, |m, v| m.max(v.abs()));
         let flat_rows: Vec<f64> = xs.concat();

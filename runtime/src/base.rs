@@ -1,4 +1,4 @@
-//! The base distribution of a flow: the standard normal.
+//! The base distributions of flows: the standard normal on R^n, the uniform distribution on the sphere.
 
 /// ln(2π), the nearest `f64` to 1.83787706640934548356065947281123527972…
 /// (the literal is the shortest one that reads back to exactly that `f64`).
@@ -26,4 +26,38 @@ const HALF_LN_2PI: f64 = 0.5 * LN_2PI;
 /// ```
 pub fn std_normal_log_pdf(z: f64) -> f64 {
     -((0.5 * z) * z) - HALF_LN_2PI
+}
+
+/// Log density of the uniform distribution on the unit sphere S^(n−1) ⊂ R^n, in the sphere's
+/// own (n − 1)-dimensional surface measure: −log|S^(n−1)|, |S^(n−1)| = 2π^(n/2)/Γ(n/2)
+/// (|S⁰| = 2, |S¹| = 2π, |S^(k+1)| = 2π/k·|S^(k−1)|). `n` ≥ 1.
+///
+/// ```
+/// use runtime::base::sphere_uniform_log_pdf;
+/// assert!((sphere_uniform_log_pdf(3) + (4.0 * std::f64::consts::PI).ln()).abs() < 1e-15);
+/// assert!((sphere_uniform_log_pdf(2) + (2.0 * std::f64::consts::PI).ln()).abs() < 1e-15);
+/// ```
+pub fn sphere_uniform_log_pdf(n: usize) -> f64 {
+    use std::f64::consts::PI;
+    // log area by the recurrence in logs (no overflow for any n)
+    let (mut log_area, mut k) = if n % 2 == 1 { (2f64.ln(), 1usize) } else { ((2.0 * PI).ln(), 2usize) };
+    while k < n {
+        // |S^(k+1)| = 2π/k · |S^(k−1)|: from R^k to R^(k+2)
+        log_area += (2.0 * PI / k as f64).ln();
+        k += 2;
+    }
+    -log_area
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sphere_areas() {
+        use std::f64::consts::PI;
+        // |S^(n−1)| = 2π^(n/2)/Γ(n/2): n = 4: 2π², n = 5: 8π²/3, n = 6: π³
+        for (n, area) in [(1, 2.0), (4, 2.0 * PI * PI), (5, 8.0 * PI * PI / 3.0), (6, PI.powi(3))] {
+            let got = super::sphere_uniform_log_pdf(n);
+            assert!((got + f64::ln(area)).abs() < 4e-16 * f64::ln(area).abs().max(1.0), "n = {n}: {got}");
+        }
+    }
 }

@@ -34,6 +34,17 @@ pub fn normal_rows(seed: u64, first: usize, rows: usize, dim: usize) -> Vec<f64>
     out
 }
 
+/// Points uniform on the unit sphere S^(dim−1): rows `first .. first + rows` of stream `seed`,
+/// each the normalized row of [`normal_rows`] (reproducible the same way).
+pub fn sphere_rows(seed: u64, first: usize, rows: usize, dim: usize) -> Vec<f64> {
+    let mut out = normal_rows(seed, first, rows, dim);
+    for row in out.chunks_mut(dim.max(1)) {
+        let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt();
+        row.iter_mut().for_each(|v| *v /= norm);
+    }
+    out
+}
+
 /// `n` values uniform in [-bound, bound), stream `seed` (for initialization).
 pub fn uniform(seed: u64, n: usize, bound: f64) -> Vec<f64> {
     let mut rng = block_rng(seed, u64::MAX);

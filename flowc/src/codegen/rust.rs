@@ -721,14 +721,25 @@ fn flow_item(d: &Derivation, p: &Program, f: &FlowDerivation, spans: &Spans) -> 
         doc.push_str("\n\n");
     }
     doc.push_str(&format!(
-        "Compiled from `flow {name}(x: R^{dim})`: {} layer{} in {nstages} stage{}, standard normal base, {np} parameter value{}.\n\
+        "Compiled from `flow {name}(x: {})`: {} layer{} in {nstages} stage{}, {}, {np} parameter value{}.\n\
          Generic over the scalar (`f32` or `f64`); see [`Self::STAGES`] for the derived formulas.",
+        f.space.spelled(dim),
         f.layers.len(),
         if f.layers.len() == 1 { "" } else { "s" },
         if nstages == 1 { "" } else { "s" },
+        match f.base {
+            crate::ir::Base::Normal => "standard normal base",
+            crate::ir::Base::Uniform => "uniform base on the sphere (kernels project their input rows onto it: x/‖x‖)",
+        },
         if np == 1 { "" } else { "s" },
     ));
     let docs = doc_attrs(&doc);
+    let sample_doc = match f.base {
+        crate::ir::Base::Normal => " A point drawn from the flow: a standard normal z pushed forward.",
+        crate::ir::Base::Uniform => {
+            " A point drawn from the flow: a standard normal z pushed forward (the forward kernel projects it onto the sphere, z/‖z‖, which is uniform there)."
+        }
+    };
     let outs_fwd: Vec<TokenStream> = (0..dim)
         .map(|i| {
             let i = n(i);
@@ -854,7 +865,7 @@ fn flow_item(d: &Derivation, p: &Program, f: &FlowDerivation, spans: &Spans) -> 
                 ::runtime::flow::run_blocks::<T, #dim, #d1>(xs, out, |x| self.inverse_kernel(x), |x| self.inverse_kernel(x))
             }
 
-            /// A point drawn from the flow: a standard normal z pushed forward.
+            #[doc = #sample_doc]
             pub fn sample(&self, rng: &mut ::runtime::Rng) -> [T; #dim] {
                 let mut z = [T::ZERO; #dim];
                 rng.fill_normal(&mut z);

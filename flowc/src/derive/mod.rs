@@ -16,11 +16,12 @@ pub mod planar;
 pub mod rootfind;
 pub mod rules;
 pub mod run;
+pub mod sphere;
 pub mod stability;
 
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::ir::expr::{self, Builder, Expr};
-use crate::ir::{eval, hp, Base, Bijector, Interval, InverseHint, Layer, Math, Module, Net, Param, X, Y};
+use crate::ir::{eval, hp, Base, Bijector, Interval, InverseHint, Layer, Math, Module, Net, Normalized, Param, Space, X, Y};
 use analysis::Domains;
 use egg::Symbol;
 use run::{candidates, saturate, Limits, RunReport};
@@ -161,6 +162,8 @@ pub enum LayerKind {
     Planar,
     /// y = z + β(z − z0)/(α + ‖z − z0‖).
     Radial,
+    /// A normalized map of the sphere (see [`Normalized`]).
+    Normalized(Normalized),
 }
 
 /// One layer of a flow, with its bound constants.
@@ -202,6 +205,18 @@ impl LayerDerivation {
             LayerKind::Radial => {
                 vec![(format!("layers.{k}.z0"), vec![dim]), (format!("layers.{k}.alpha"), vec![1]), (format!("layers.{k}.beta"), vec![1])]
             }
+            LayerKind::Normalized(n) => {
+                let mut t = Vec::new();
+                if n.multiplies() {
+                    t.push((format!("layers.{k}.lower"), vec![dim, dim]));
+                    t.push((format!("layers.{k}.upper"), vec![dim, dim]));
+                    t.push((format!("layers.{k}.log_diag"), vec![dim]));
+                }
+                if n.translates() {
+                    t.push((format!("layers.{k}.shift"), vec![dim]));
+                }
+                t
+            }
         }
     }
 }
@@ -212,6 +227,7 @@ pub struct FlowDerivation {
     pub name: String,
     pub doc: String,
     pub dim: usize,
+    pub space: Space,
     pub base: Base,
     pub layers: Vec<LayerDerivation>,
     /// Runs of layers derived as one bijector (cross-layer fusion), in layer order.
@@ -234,6 +250,8 @@ pub struct Derivation {
     pub flows: Vec<FlowDerivation>,
     /// The planar layer's scalar parts, when a flow has planar layers.
     pub planar: Option<planar::PlanarDerivation>,
+    /// The normalized sphere maps the flows use, per kind and dimension.
+    pub sphere: Vec<sphere::SphereDerivation>,
     pub millis: f64,
 }
 
@@ -646,6 +664,7 @@ pub fn derive_configured(m: &Module, limits: Limits, fuse: bool) -> Result<Deriv
             name: f.name.clone(),
             doc: f.doc.clone(),
             dim: f.dim,
+            space: f.space,
             base: f.base,
             layers: f
                 .layers
@@ -659,6 +678,7 @@ pub fn derive_configured(m: &Module, limits: Limits, fuse: bool) -> Result<Deriv
                         Layer::Permute { perm, .. } => LayerKind::Permute { perm: perm.clone() },
                         Layer::Planar { .. } => LayerKind::Planar,
                         Layer::Radial { .. } => LayerKind::Radial,
+                        Layer::Normalized { kind, .. } => LayerKind::Normalized(*kind),
                     };
                     let bound = match l {
                         Layer::Elementwise { bound, .. } | Layer::Coupling { bound, .. } | Layer::Autoregressive { bound, .. } => {
@@ -751,7 +771,21 @@ pub fn derive_configured(m: &Module, limits: Limits, fuse: bool) -> Result<Deriv
         }
         None => None,
     };
-    diags.into_result(Derivation { bijectors, flows, planar, millis: start.elapsed().as_secs_f64() * 1e3 })
+    // the sphere maps' lemmas, checked against the generic ratio
+    let mut sphere = Vec::new();
+    for f in &flows {
+        for l in &f.layers {
+            if let LayerKind::Normalized(kind) = l.kind {
+                if !sphere.iter().any(|s: &sphere::SphereDerivation| s.kind == kind && s.dim == f.dim) {
+                    match sphere::derive_sphere(kind, f.dim) {
+                        Ok(sd) => sphere.push(sd),
+                        Err(e) => diags.push(Diagnostic::unlocated(e)),
+                    }
+                }
+            }
+        }
+    }
+    diags.into_result(Derivation { bijectors, flows, planar, sphere, millis: start.elapsed().as_secs_f64() * 1e3 })
 }
 
 /// A bijector's derivation, or its diagnostic as parts (span, message, help).

@@ -87,6 +87,60 @@ pub enum Layer {
     /// Radial flow y = z + β·h(r)·(z − z0), r = ‖z − z0‖, h = 1/(α + r),
     /// α = softplus(alpha) > 0, β = −α + softplus(beta) > −α (invertible).
     Radial { span: Span },
+    /// A map of the unit sphere S^(n−1) (see [`Normalized`]).
+    Normalized { kind: Normalized, span: Span },
+}
+
+/// The normalized maps of the sphere: x ↦ (x + m)/‖x + m‖ (translation, ‖m‖ < 1 with
+/// m = v/√(1 + ‖v‖²) from the stored `shift` v), x ↦ Mx/‖Mx‖ (linear, M = L·U stored as
+/// `linear(lu)` stores it) and their composition (Mx + b)/‖Mx + b‖ with b = M·m (affine: a
+/// bijection because ‖M⁻¹b‖ = ‖m‖ < 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Normalized {
+    Translation,
+    Linear,
+    Affine,
+}
+
+impl Normalized {
+    pub fn name(self) -> &'static str {
+        match self {
+            Normalized::Translation => "normalized_translation",
+            Normalized::Linear => "normalized_linear",
+            Normalized::Affine => "normalized_affine",
+        }
+    }
+    pub fn translates(self) -> bool {
+        self != Normalized::Linear
+    }
+    pub fn multiplies(self) -> bool {
+        self != Normalized::Translation
+    }
+}
+
+/// The layers of flows on the sphere.
+pub const SPHERE_LAYERS: &[&str] = &["normalized_translation", "normalized_linear", "normalized_affine"];
+
+/// Builds a layer of a sphere flow.
+pub fn build_sphere(name: &dsl::Ident, args: &[Arg], span: Span, diags: &mut Diagnostics) -> Option<Layer> {
+    let kind = match name.name.as_str() {
+        "normalized_translation" => Normalized::Translation,
+        "normalized_linear" => Normalized::Linear,
+        _ => Normalized::Affine,
+    };
+    if !args.is_empty() {
+        let what = match kind {
+            Normalized::Translation => "y = (x + m)/‖x + m‖, with parameter `shift`",
+            Normalized::Linear => "y = Mx/‖Mx‖, M = L U with parameters `lower`, `upper`, `log_diag`",
+            Normalized::Affine => "y = (Mx + b)/‖Mx + b‖, with parameters `lower`, `upper`, `log_diag`, `shift`",
+        };
+        diags.push(
+            Diagnostic::at(name.span, format!("`{}` takes no arguments", kind.name())).help(format!("write `{};`: {what}", kind.name())),
+        );
+        return None;
+    }
+    Some(Layer::Normalized { kind, span })
 }
 
 impl Layer {
@@ -105,7 +159,7 @@ pub const LAYER_NAMES: &[&str] =
     &["elementwise", "coupling", "autoregressive", "inverse_autoregressive", "actnorm", "linear", "reverse", "permute", "planar", "radial"];
 
 /// Layer names that are planned but not available.
-pub const LAYERS_LATER: &[&str] = &["normalized_affine", "normalized_linear", "normalized_translation", "calibration"];
+pub const LAYERS_LATER: &[&str] = &["calibration", "generalized_calibration"];
 
 /// The built-in monotone rational-quadratic spline of coupling and autoregressive layers:
 /// `bins` bins on [−bound, bound], identity outside (`runtime::spline`); its 3·bins − 1

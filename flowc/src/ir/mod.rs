@@ -18,7 +18,7 @@ use crate::dsl::{self, Ast, BinOp, Domain, InverseSpec, Item, Term};
 use egg::{Id, Symbol};
 pub use expr::{Builder, Expr};
 pub use interval::Interval;
-pub use layer::{Activation, Layer, Net};
+pub use layer::{Activation, Layer, Net, Normalized};
 pub use op::{Const, Math};
 
 /// The bijector's input symbol (whatever the user called it) and its output symbol.
@@ -119,8 +119,32 @@ impl Bijector {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Base {
-    /// standard normal in every coordinate
+    /// standard normal in every coordinate (on R^n)
     Normal,
+    /// uniform on the sphere, in its surface measure: log density −log|S^(n−1)|
+    Uniform,
+}
+
+/// Where a flow's points live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Space {
+    /// R^n
+    #[default]
+    Real,
+    /// the unit sphere S^(n−1) ⊂ R^n (`sphere(n)`): rows with ‖x‖ = 1; densities are with
+    /// respect to the sphere's surface measure
+    Sphere,
+}
+
+impl Space {
+    /// The space of dimension `n` as written in the language.
+    pub fn spelled(self, n: usize) -> String {
+        match self {
+            Space::Real => format!("R^{n}"),
+            Space::Sphere => format!("sphere({n})"),
+        }
+    }
 }
 
 /// `flow NAME(x: R^n) { base ...; layers }`, layers in the generative direction (base first).
@@ -129,7 +153,9 @@ pub struct Flow {
     pub name: String,
     pub doc: String,
     pub span: Span,
+    /// The ambient dimension n (the sphere S^(n−1) has n coordinates).
     pub dim: usize,
+    pub space: Space,
     pub base: Base,
     pub layers: Vec<Layer>,
 }
@@ -499,28 +525,65 @@ fn bijector_ref(t: &Term, bijectors: &[Bijector], diags: &mut Diagnostics) -> Op
 /// Builds a flow. Splines used by its layers are added to `splines` (they become built-in
 /// bijectors after the module's own, at index `bijectors.len() + position`).
 fn build_flow(f: &dsl::FlowDef, bijectors: &[Bijector], splines: &mut Vec<(layer::Spline, Span)>, diags: &mut Diagnostics) -> Flow {
-    let dim = match &f.space {
+    let (dim, space) = match &f.space {
         dsl::Space::Real(n, span) => {
             if *n == 0 {
                 diags.push(Diagnostic::at(*span, "a flow needs at least one dimension").help("write `R^1` or more"));
             }
-            *n
+            (*n, Space::Real)
         }
-        dsl::Space::Other(t) => {
-            let msg = match term_name(t).as_str() {
-                "sphere" | "simplex" => format!("flows on `{}` are not supported yet", term_name(t)),
-                other => format!("unknown space `{other}`"),
-            };
-            diags.push(Diagnostic::at(t.span(), msg).help("write `R^n`, e.g. `flow f(x: R^2) { ... }`"));
-            1
-        }
+        dsl::Space::Other(t) => match t {
+            Term::Call { name, args, span } if name.is("sphere") => {
+                let n = match args.as_slice() {
+                    [dsl::Arg { name: None, value: Term::Expr(dsl::Expr::Num(v, _)) }] if v.fract() == 0.0 && *v >= 2.0 && *v < 1e6 => {
+                        Some(*v as usize)
+                    }
+                    _ => None,
+                };
+                match n {
+                    Some(n) => (n, Space::Sphere),
+                    None => {
+                        diags.push(
+                            Diagnostic::at(*span, "`sphere` takes the dimension n ≥ 2 of the space it lies in")
+                                .help("write `sphere(3)` for the unit sphere S² in R³"),
+                        );
+                        (2, Space::Sphere)
+                    }
+                }
+            }
+            _ => {
+                let msg = match term_name(t).as_str() {
+                    "simplex" => "flows on `simplex` are not supported yet".to_string(),
+                    other => format!("unknown space `{other}`"),
+                };
+                diags.push(Diagnostic::at(t.span(), msg).help("write `R^n` or `sphere(n)`, e.g. `flow f(x: R^2) { ... }`"));
+                (1, Space::Real)
+            }
+        },
     };
-    let base = match &f.base {
-        None => Base::Normal,
-        Some(Term::Call { name, args, .. }) if name.is("normal") && args.is_empty() => Base::Normal,
-        Some(t) => {
-            diags.push(Diagnostic::at(t.span(), format!("unknown base distribution `{}`", term_name(t))).help("write `base normal;`"));
-            Base::Normal
+    let base = match (&f.base, space) {
+        (None, Space::Real) => Base::Normal,
+        (None, Space::Sphere) => Base::Uniform,
+        (Some(Term::Call { name, args, .. }), Space::Real) if name.is("normal") && args.is_empty() => Base::Normal,
+        (Some(Term::Call { name, args, .. }), Space::Sphere) if name.is("uniform") && args.is_empty() => Base::Uniform,
+        (Some(t), _) => {
+            let (help, known) = match space {
+                Space::Real => ("write `base normal;`", matches!(t, Term::Call { name, .. } if name.is("uniform"))),
+                Space::Sphere => {
+                    ("write `base uniform;` (uniform on the sphere)", matches!(t, Term::Call { name, .. } if name.is("normal")))
+                }
+            };
+            let msg = if known {
+                format!("base `{}` is not a distribution on {}", term_name(t), space.spelled(dim))
+            } else {
+                format!("unknown base distribution `{}`", term_name(t))
+            };
+            diags.push(Diagnostic::at(t.span(), msg).help(help));
+            if space == Space::Real {
+                Base::Normal
+            } else {
+                Base::Uniform
+            }
         }
     };
     let mut layers = Vec::new();
@@ -530,6 +593,33 @@ fn build_flow(f: &dsl::FlowDef, bijectors: &[Bijector], splines: &mut Vec<(layer
             continue;
         };
         let span_ = Span::of(*span);
+        let sphere_layer = layer::SPHERE_LAYERS.contains(&name.name.as_str());
+        // permutations map the sphere to itself (volume ratio 1)
+        let permutes = name.is("reverse") || name.is("permute");
+        if space == Space::Sphere && !sphere_layer && !permutes && (layer::LAYER_NAMES.contains(&name.name.as_str()) || name.is("actnorm"))
+        {
+            diags.push(
+                Diagnostic::at(name.span, format!("`{}` maps R^n, but flow `{}` is on {}", name.name, f.name.name, space.spelled(dim)))
+                    .help(format!("the layers of sphere flows are: {}, reverse, permute", layer::SPHERE_LAYERS.join(", "))),
+            );
+            continue;
+        }
+        if sphere_layer {
+            if space != Space::Sphere {
+                diags.push(
+                    Diagnostic::at(
+                        name.span,
+                        format!("`{}` maps the sphere, but flow `{}` is on {}", name.name, f.name.name, space.spelled(dim)),
+                    )
+                    .help(format!("declare the flow on the sphere: `flow {}(x: sphere({dim})) {{ ... }}`", f.name.name)),
+                );
+                continue;
+            }
+            if let Some(l) = layer::build_sphere(name, args, span_, diags) {
+                layers.push(l);
+            }
+            continue;
+        }
         if name.is("elementwise") {
             if args.len() != 1 || args[0].name.is_some() {
                 diags.push(
@@ -578,7 +668,7 @@ fn build_flow(f: &dsl::FlowDef, bijectors: &[Bijector], splines: &mut Vec<(layer
             );
         } else {
             let mut d = Diagnostic::at(name.span, format!("unknown layer `{}`", name.name));
-            let cands: Vec<&str> = layer::LAYER_NAMES.iter().chain(layer::LAYERS_LATER).copied().collect();
+            let cands: Vec<&str> = layer::LAYER_NAMES.iter().chain(layer::SPHERE_LAYERS).chain(layer::LAYERS_LATER).copied().collect();
             d = match suggest(&name.name, cands) {
                 Some(s) => d.help(format!("did you mean `{s}`?")),
                 None if bijectors.iter().any(|b| b.name == name.name) => {
@@ -594,7 +684,7 @@ fn build_flow(f: &dsl::FlowDef, bijectors: &[Bijector], splines: &mut Vec<(layer
             Diagnostic::at(f.name.span, format!("flow `{}` has no layers", f.name.name)).help("add a layer such as `elementwise(NAME);`"),
         );
     }
-    Flow { name: f.name.name.clone(), doc: f.doc.clone(), span: Span::of(f.name.span), dim, base, layers }
+    Flow { name: f.name.name.clone(), doc: f.doc.clone(), span: Span::of(f.name.span), dim, space, base, layers }
 }
 
 /// Builds the module, collecting every error of every item.

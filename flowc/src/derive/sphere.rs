@@ -1,0 +1,249 @@
+//! The normalized maps of the sphere S^(n−1) ⊂ R^n: their volume ratios, from the generic
+//! ratio R(x) = |det(T_yᵀ F_x T_x)| by stated lemmas, and their inverses.
+//!
+//! The rule set of [`super::rules`] works on scalar formulas and does not reach these closed
+//! forms, so each is a stated lemma, listed step by step in `flowc derive` and checked here,
+//! when a flow that uses the layer is derived, against the generic ratio: the ambient
+//! Jacobian F_x by forward-mode differentiation (dual numbers) of the map as written, tangent
+//! bases by Householder reflections ([`runtime::manifold::sphere_tangent`]), the determinant
+//! by elimination ([`runtime::manifold::volume_ratio`]), at random parameters and points.
+//! A lemma that disagrees beyond [`TOL`] is an error of the derivation.
+
+use crate::ir::Normalized;
+use runtime::manifold::{sphere_tangent, volume_ratio};
+use std::ops::{Add, Div, Mul, Sub};
+
+/// The largest relative difference allowed between a closed form and the generic ratio.
+pub const TOL: f64 = 1e-12;
+
+/// Points the lemma is checked at.
+pub const POINTS: usize = 256;
+
+/// One normalized map's closed forms, with the check of its lemma.
+#[derive(Debug, Clone)]
+pub struct SphereDerivation {
+    pub kind: Normalized,
+    pub dim: usize,
+    /// The ratio's derivation: (formula, why), from the generic form to the closed form.
+    pub steps: Vec<(String, String)>,
+    /// The inverse, line by line.
+    pub inverse: Vec<String>,
+    /// The check: points compared and the largest relative difference seen.
+    pub points: usize,
+    pub max_rel: f64,
+}
+
+/// A dual number a + b·ε (ε² = 0): forward-mode differentiation.
+#[derive(Debug, Clone, Copy)]
+struct Dual {
+    v: f64,
+    d: f64,
+}
+
+impl Add for Dual {
+    type Output = Dual;
+    fn add(self, o: Dual) -> Dual {
+        Dual { v: self.v + o.v, d: self.d + o.d }
+    }
+}
+impl Sub for Dual {
+    type Output = Dual;
+    fn sub(self, o: Dual) -> Dual {
+        Dual { v: self.v - o.v, d: self.d - o.d }
+    }
+}
+impl Mul for Dual {
+    type Output = Dual;
+    fn mul(self, o: Dual) -> Dual {
+        Dual { v: self.v * o.v, d: self.d * o.v + self.v * o.d }
+    }
+}
+impl Div for Dual {
+    type Output = Dual;
+    fn div(self, o: Dual) -> Dual {
+        Dual { v: self.v / o.v, d: (self.d * o.v - self.v * o.d) / (o.v * o.v) }
+    }
+}
+impl Dual {
+    fn sqrt(self) -> Dual {
+        let s = self.v.sqrt();
+        Dual { v: s, d: self.d / (2.0 * s) }
+    }
+    fn c(v: f64) -> Dual {
+        Dual { v, d: 0.0 }
+    }
+}
+
+/// The ambient map as written: x ↦ (Mx + b)/‖Mx + b‖ on dual numbers.
+fn ambient(m: &[f64], b: &[f64], x: &[Dual]) -> Vec<Dual> {
+    let n = x.len();
+    let u: Vec<Dual> = (0..n).map(|i| (0..n).fold(Dual::c(b[i]), |acc, j| acc + Dual::c(m[i * n + j]) * x[j])).collect();
+    let r = u.iter().fold(Dual::c(0.0), |acc, v| acc + *v * *v).sqrt();
+    u.iter().map(|v| *v / r).collect()
+}
+
+/// F_x (n × n, row-major) by n forward-mode passes.
+fn jacobian(m: &[f64], b: &[f64], x: &[f64]) -> Vec<f64> {
+    let n = x.len();
+    let mut jac = vec![0.0; n * n];
+    for c in 0..n {
+        let xd: Vec<Dual> = x.iter().enumerate().map(|(i, v)| Dual { v: *v, d: f64::from(u8::from(i == c)) }).collect();
+        for (r, y) in ambient(m, b, &xd).iter().enumerate() {
+            jac[r * n + c] = y.d;
+        }
+    }
+    jac
+}
+
+/// The lemma's closed form: log R = log|det M| + log(1 + xᵀc) − n·log‖M(x + c)‖ for c = M⁻¹b
+/// (= m) and log|det M| from M's factors.
+fn closed_log_ratio(m: &[f64], c: &[f64], log_det: f64, x: &[f64]) -> f64 {
+    let n = x.len();
+    let u: Vec<f64> = (0..n).map(|i| (0..n).map(|j| m[i * n + j] * (x[j] + c[j])).sum()).collect();
+    let uu: f64 = u.iter().map(|v| v * v).sum();
+    let xc: f64 = x.iter().zip(c).map(|(a, b)| a * b).sum();
+    log_det + xc.ln_1p() - 0.5 * n as f64 * uu.ln()
+}
+
+/// A small deterministic generator for the check (splitmix64 → uniform (−1, 1)).
+struct Gen(u64);
+impl Gen {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+    }
+}
+
+/// Derives the normalized map `kind` on S^(n−1) and checks its lemma (`Err` when it fails).
+pub fn derive_sphere(kind: Normalized, n: usize) -> Result<SphereDerivation, String> {
+    let mut g = Gen(0x5eed ^ n as u64);
+    let mut max_rel: f64 = 0.0;
+    let mut worst = String::new();
+    for _ in 0..POINTS {
+        // M = L U (unit L, U with positive diagonal), m with ‖m‖ < 1, x on the sphere
+        let mut l = vec![0.0; n * n];
+        let mut u = vec![0.0; n * n];
+        let mut log_det = 0.0;
+        for i in 0..n {
+            for j in 0..n {
+                if kind.multiplies() {
+                    if j < i {
+                        l[i * n + j] = 0.4 * g.next();
+                    } else if j > i {
+                        u[i * n + j] = 0.4 * g.next();
+                    }
+                }
+            }
+            l[i * n + i] = 1.0;
+            let ld = if kind.multiplies() { 0.5 * g.next() } else { 0.0 };
+            u[i * n + i] = f64::exp(ld);
+            log_det += ld;
+        }
+        let m: Vec<f64> = (0..n * n).map(|e| (0..n).map(|t| l[(e / n) * n + t] * u[t * n + e % n]).sum()).collect();
+        let v: Vec<f64> = (0..n).map(|_| if kind.translates() { 1.5 * g.next() } else { 0.0 }).collect();
+        let scale = 1.0 / (1.0 + v.iter().map(|a| a * a).sum::<f64>()).sqrt();
+        let c: Vec<f64> = v.iter().map(|a| a * scale).collect();
+        let b: Vec<f64> = (0..n).map(|i| (0..n).map(|j| m[i * n + j] * c[j]).sum()).collect();
+        let x0: Vec<f64> = (0..n).map(|_| g.next()).collect();
+        let r = x0.iter().map(|a| a * a).sum::<f64>().sqrt();
+        let x: Vec<f64> = x0.iter().map(|a| a / r).collect();
+        let xd: Vec<Dual> = x.iter().map(|v| Dual::c(*v)).collect();
+        let y: Vec<f64> = ambient(&m, &b, &xd).iter().map(|d| d.v).collect();
+        let generic = volume_ratio(&jacobian(&m, &b, &x), &sphere_tangent(&x), &sphere_tangent(&y), n);
+        let closed = closed_log_ratio(&m, &c, log_det, &x).exp();
+        let rel = (closed - generic).abs() / generic;
+        if rel > max_rel || rel.is_nan() {
+            max_rel = rel;
+            worst = format!("x = {x:?}: closed form {closed:e}, generic {generic:e}");
+        }
+    }
+    if max_rel > TOL || max_rel.is_nan() {
+        return Err(format!(
+            "the volume ratio of `{}` on S^{}: the closed form disagrees with the generic ratio by {max_rel:.1e} (relative) at {worst}",
+            kind.name(),
+            n - 1
+        ));
+    }
+    Ok(SphereDerivation { kind, dim: n, steps: steps(kind), inverse: inverse(kind), points: POINTS, max_rel })
+}
+
+fn steps(kind: Normalized) -> Vec<(String, String)> {
+    let s = |a: &str, b: &str| (a.to_string(), b.to_string());
+    let mut out = vec![s("R = |det(T_yᵀ F_x T_x)|", "generic: F_x ambient Jacobian, T_x, T_y orthonormal tangent bases")];
+    match kind {
+        Normalized::Linear => {
+            out.push(s("F_x = (I − y yᵀ) M / ‖Mx‖", "derivative of u ↦ u/‖u‖ at u = Mx"));
+            out.push(s("R = |det(T_yᵀ M T_x)| / ‖Mx‖^(n−1)", "T_yᵀ(I − y yᵀ) = T_yᵀ: the projection annihilates the normal y"));
+            out.push(s("det M = det(T_yᵀ M T_x) · yᵀMx", "Mx ∥ y: [T_y y]ᵀ M [T_x x] is block triangular"));
+            out.push(s("R = |det M| / ‖Mx‖^n", "yᵀMx = ‖Mx‖"));
+            out.push(s("log R = Σ log_diag − (n/2)·log‖Mx‖²", "det M = det L · det U = Π exp(log_diag)"));
+        }
+        Normalized::Translation => {
+            out.push(s("F_x = (I − y yᵀ) / ‖u‖,  u = x + m", "derivative of u ↦ u/‖u‖"));
+            out.push(s("R = |det(T_yᵀ T_x)| / ‖u‖^(n−1)", "T_yᵀ(I − y yᵀ) = T_yᵀ: the projection annihilates the normal y"));
+            out.push(s("T_yᵀ T_x = T_yᵀ (I + m xᵀ) T_x", "xᵀT_x = 0"));
+            out.push(s("det(I + m xᵀ) = det(T_yᵀ (I + m xᵀ) T_x) · ‖u‖", "(I + m xᵀ)x = u ∥ y: block triangular in [T_x x], [T_y y]"));
+            out.push(s("R = (1 + xᵀm) / ‖x + m‖^n", "matrix determinant lemma: det(I + m xᵀ) = 1 + xᵀm"));
+            out.push(s("log R = log1p(xᵀm) − (n/2)·log‖x + m‖²", "‖m‖ < 1 so 1 + xᵀm > 0"));
+        }
+        Normalized::Affine => {
+            out.push(s("F_x = (I − y yᵀ) M / ‖u‖,  u = Mx + b", "derivative of u ↦ u/‖u‖"));
+            out.push(s("R = |det(T_yᵀ M T_x)| / ‖u‖^(n−1)", "T_yᵀ(I − y yᵀ) = T_yᵀ: the projection annihilates the normal y"));
+            out.push(s("T_yᵀ M T_x = T_yᵀ (M + b xᵀ) T_x", "xᵀT_x = 0"));
+            out.push(s("det(M + b xᵀ) = det(T_yᵀ (M + b xᵀ) T_x) · ‖u‖", "(M + b xᵀ)x = u ∥ y: block triangular in [T_x x], [T_y y]"));
+            out.push(s("R = |det M| · |1 + xᵀM⁻¹b| / ‖u‖^n", "matrix determinant lemma"));
+            out.push(s("log R = Σ log_diag + log(1 + xᵀm) − (n/2)·log‖u‖²,  u = M(x + m)", "b = M m, M⁻¹b = m; ‖m‖ < 1 so 1 + xᵀm > 0"));
+        }
+    }
+    out
+}
+
+fn inverse(kind: Normalized) -> Vec<String> {
+    let mut out = Vec::new();
+    if kind.multiplies() {
+        out.push("w = M⁻¹y = U⁻¹ L⁻¹ y (substitutions), x' = w/‖w‖;  ‖Mx'‖ = ‖y‖/‖w‖, so log R = Σ log_diag + (n/2)·log(‖w‖²/‖y‖²)".into());
+    }
+    if kind.translates() {
+        let y = if kind.multiplies() {
+            "x'"
+        } else {
+            out.push("ŷ = y/‖y‖".into());
+            "ŷ"
+        };
+        out.push(format!("x = t·{y} − m, t > 0 the root of ‖t·{y} − m‖ = 1: t² − 2βt − κ = 0, β = {y}ᵀm, κ = 1 − ‖m‖² = 1/(1 + ‖v‖²)"));
+        out.push("t = β + s if β > 0, else κ/(s − β), s = √(β² + κ)   [the cancellation-free root]".into());
+        out.push("1 + xᵀm = κ + tβ = t·s and ‖x + m‖ = t, so log R = log s − (n − 1)·log t".into());
+    }
+    out
+}
+
+/// The derivation as `flowc derive` prints it under the layer.
+pub fn text(sd: &SphereDerivation, n: usize) -> String {
+    let mut s = String::new();
+    let what = match sd.kind {
+        Normalized::Translation => "y = (x + m)/‖x + m‖,  m = v/√(1 + ‖v‖²) (‖m‖ < 1: a bijection of the sphere)",
+        Normalized::Linear => "y = Mx/‖Mx‖,  M = L U (L unit lower from `lower`, U upper from `upper` with diagonal exp(log_diag))",
+        Normalized::Affine => "y = (Mx + b)/‖Mx + b‖,  M = L U,  b = M m,  m = v/√(1 + ‖v‖²) (‖M⁻¹b‖ = ‖m‖ < 1: a bijection of the sphere)",
+    };
+    s.push_str(&format!("    forward    {what}\n"));
+    for (i, (f, why)) in sd.steps.iter().enumerate() {
+        let head = if i == 0 { "    ratio      " } else { "      step     " };
+        s.push_str(&format!("{head}{f}   [{why}]\n"));
+    }
+    s.push_str(&format!(
+        "    lemma      stated (the scalar rules do not reach it); checked against the generic ratio (forward-mode F_x, Householder tangent bases) at {} random points on S^{}: max relative difference {:.1e} (bar {:.0e})\n",
+        sd.points,
+        n - 1,
+        sd.max_rel,
+        TOL
+    ));
+    for (i, line) in sd.inverse.iter().enumerate() {
+        let head = if i == 0 { "    inverse    " } else { "               " };
+        s.push_str(&format!("{head}{line}\n"));
+    }
+    s
+}

@@ -1,0 +1,184 @@
+//! Flows on the sphere: the compiled closed forms (JIT, f64 and f32) of the normalized
+//! translation, linear and affine maps against the generic volume ratio |det(T_yᵀ F_x T_x)|
+//! (the ambient Jacobian of `runtime::manifold`'s independent general map, Householder tangent
+//! bases) over 10⁵ random points per kind; round trips that stay on the sphere.
+
+use flowc::codegen::clif::Float;
+use flowc::lower::{self, Kind};
+use runtime::manifold::{sphere_tangent, volume_ratio, NormalizedAffine};
+
+const KINDS: [&str; 3] = ["normalized_translation", "normalized_linear", "normalized_affine"];
+
+/// Parameter sets per kind and points per set: 10⁵ points per kind.
+const SETS: usize = 10;
+const POINTS: usize = 10_000;
+
+/// A small deterministic generator: uniform in (−1, 1).
+struct Gen(u64);
+impl Gen {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+    }
+}
+
+struct OneLayer {
+    forward: flowc::jit::Compiled,
+    inverse: flowc::jit::Compiled,
+    forward32: flowc::jit::Compiled,
+    inverse32: flowc::jit::Compiled,
+    slots: Vec<lower::ParamSlot>,
+}
+
+fn one_layer(kind: &str, n: usize) -> OneLayer {
+    let src = format!("flow one(x: sphere({n})) {{ base uniform; {kind}; }}");
+    let (_, _, d) = flowc::cli::load_str("one.flow", &src).unwrap_or_else(|f| panic!("{}", f.message));
+    let p = lower::lower(&d).unwrap();
+    let c = |k: Kind, prec: Float| flowc::jit::compile(p.kernel("one", k).unwrap(), prec).unwrap();
+    OneLayer {
+        forward: c(Kind::Forward, Float::F64),
+        inverse: c(Kind::Inverse, Float::F64),
+        forward32: c(Kind::Forward, Float::F32),
+        inverse32: c(Kind::Inverse, Float::F32),
+        slots: p.kernel("one", Kind::Forward).unwrap().params.clone(),
+    }
+}
+
+/// Random flat parameters (entries of `lower`/`upper` in ±`spread`, log_diag in ±`spread`,
+/// shift in ±3·`spread`) and the general map they stand for: M = L·U, b = M·m,
+/// m = v/√(1 + ‖v‖²).
+fn random_map(l: &OneLayer, n: usize, g: &mut Gen, spread: f64) -> (Vec<f64>, NormalizedAffine) {
+    let len: usize = l.slots.iter().map(|s| s.len).sum();
+    let mut flat = vec![0.0; len];
+    let mut m: Vec<f64> = (0..n * n).map(|i| f64::from(u8::from(i / n == i % n))).collect();
+    let mut shift = vec![0.0; n];
+    let (mut lo, mut up, mut dg) = (vec![0.0; n * n], vec![0.0; n * n], vec![0.0; n]);
+    for s in &l.slots {
+        let vals: Vec<f64> = (0..s.len).map(|_| spread * g.next()).collect();
+        flat[s.offset..s.offset + s.len].copy_from_slice(&vals);
+        match s.name.rsplit('.').next().unwrap() {
+            "lower" => lo = vals,
+            "upper" => up = vals,
+            "log_diag" => dg = vals,
+            _ => {
+                let v: Vec<f64> = vals.iter().map(|x| 3.0 * x).collect();
+                flat[s.offset..s.offset + s.len].copy_from_slice(&v);
+                let r = 1.0 / (1.0 + v.iter().map(|x| x * x).sum::<f64>()).sqrt();
+                shift = v.iter().map(|x| x * r).collect();
+            }
+        }
+    }
+    if l.slots.iter().any(|s| s.name.ends_with(".lower")) {
+        for i in 0..n {
+            for j in 0..n {
+                m[i * n + j] = (0..n)
+                    .map(|t| {
+                        let lv = if i == t {
+                            1.0
+                        } else if t < i {
+                            lo[i * n + t]
+                        } else {
+                            0.0
+                        };
+                        let uv = if t == j {
+                            dg[t].exp()
+                        } else if j > t {
+                            up[t * n + j]
+                        } else {
+                            0.0
+                        };
+                        lv * uv
+                    })
+                    .sum();
+            }
+        }
+    }
+    let b: Vec<f64> = (0..n).map(|i| (0..n).map(|j| m[i * n + j] * shift[j]).sum()).collect();
+    (flat, NormalizedAffine::new(n, m, b).unwrap())
+}
+
+fn norm(v: &[f64]) -> f64 {
+    v.iter().map(|x| x * x).sum::<f64>().sqrt()
+}
+
+/// Closed form vs generic ratio, round trips, f32, on S^(n−1) with parameters of `spread`:
+/// returns the largest relative ratio difference, round-trip error and |‖y‖ − 1| (f64), and
+/// |‖y‖ − 1| and the largest log-ratio difference to f64 (f32).
+fn sweep(kind: &str, n: usize, spread: f64, sets: usize, points: usize) -> [f64; 5] {
+    let l = one_layer(kind, n);
+    let mut g = Gen(0x51e4e ^ (n as u64) << 8 ^ kind.len() as u64);
+    let mut worst = [0.0f64; 5];
+    for set in 0..sets {
+        let (flat, map) = random_map(&l, n, &mut g, spread);
+        let xs = runtime::sample::sphere_rows(set as u64 + 1, 0, points, n);
+        let mut fwd = vec![0.0; points * (n + 1)];
+        l.forward.run_f64(&xs, &flat, &mut fwd).unwrap();
+        let ys: Vec<f64> = fwd.chunks(n + 1).flat_map(|r| r[..n].to_vec()).collect();
+        let mut inv = vec![0.0; points * (n + 1)];
+        l.inverse.run_f64(&ys, &flat, &mut inv).unwrap();
+        for (r, x) in xs.chunks(n).enumerate() {
+            let out = &fwd[r * (n + 1)..(r + 1) * (n + 1)];
+            let (y, log_r) = (&out[..n], out[n]);
+            // the generic ratio of the independent general map at x
+            let y_ref = map.forward(x);
+            let generic = volume_ratio(&map.jacobian(x), &sphere_tangent(x), &sphere_tangent(&y_ref), n);
+            let rel = ((log_r - generic.ln()).exp() - 1.0).abs();
+            let back = &inv[r * (n + 1)..(r + 1) * (n + 1)];
+            let trip = x.iter().zip(&back[..n]).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            // the inverse kernel reports the forward layer's log R at the recovered point
+            let rel_inv = ((back[n] - generic.ln()).exp() - 1.0).abs();
+            worst[0] = worst[0].max(rel).max(rel_inv);
+            worst[1] = worst[1].max(trip);
+            worst[2] = worst[2].max((norm(y) - 1.0).abs());
+            assert!(rel.is_finite() && trip.is_finite(), "{kind} at {x:?}: {out:?}");
+        }
+        // f32: on the sphere to a few f32 ulps, and log R near the f64 value
+        let xs32: Vec<f32> = xs.iter().map(|v| *v as f32).collect();
+        let f32p: Vec<f32> = flat.iter().map(|v| *v as f32).collect();
+        let mut fwd32 = vec![0.0f32; points * (n + 1)];
+        l.forward32.run_f32(&xs32, &f32p, &mut fwd32).unwrap();
+        let mut inv32 = vec![0.0f32; points * (n + 1)];
+        let ys32: Vec<f32> = fwd32.chunks(n + 1).flat_map(|r| r[..n].to_vec()).collect();
+        l.inverse32.run_f32(&ys32, &f32p, &mut inv32).unwrap();
+        for r in 0..points {
+            let y: Vec<f64> = fwd32[r * (n + 1)..r * (n + 1) + n].iter().map(|v| *v as f64).collect();
+            worst[3] = worst[3].max((norm(&y) - 1.0).abs());
+            worst[4] = worst[4].max((fwd32[r * (n + 1) + n] as f64 - fwd[r * (n + 1) + n]).abs());
+            let back = &inv32[r * (n + 1)..(r + 1) * (n + 1)];
+            let x = &xs[r * n..(r + 1) * n];
+            let trip = x.iter().zip(&back[..n]).map(|(a, b)| (a - *b as f64).abs()).fold(0.0, f64::max);
+            worst[4] = worst[4].max(trip);
+        }
+    }
+    worst
+}
+
+#[test]
+fn closed_forms_match_the_generic_ratio_and_round_trip_on_the_sphere() {
+    for kind in KINDS {
+        let [rel, trip, on, on32, err32] = sweep(kind, 3, 0.5, SETS, POINTS);
+        println!("{kind} on S²: {} points, closed vs generic {rel:.1e}, round trip {trip:.1e}, |‖y‖ − 1| {on:.1e}; f32: |‖y‖ − 1| {on32:.1e}, vs f64 {err32:.1e}", SETS * POINTS);
+        assert!(rel <= 1e-12, "{kind}: closed form vs generic ratio {rel:e}");
+        assert!(trip <= 1e-12, "{kind}: round trip {trip:e}");
+        assert!(on <= 4.0 * f64::EPSILON, "{kind}: |‖y‖ − 1| = {on:e}");
+        assert!(on32 <= 4.0 * f32::EPSILON as f64, "{kind} f32: |‖y‖ − 1| = {on32:e}");
+        assert!(err32 <= 2e-5, "{kind} f32: {err32:e} from f64");
+    }
+}
+
+#[test]
+fn higher_dimensions_and_harder_parameters() {
+    // S⁴ in R⁵, and on S² matrices with singular values spread over e^±4 and translations
+    // with ‖m‖ up to 1 − 6e-3
+    for kind in KINDS {
+        let [rel, trip, on, _, _] = sweep(kind, 5, 0.5, 2, 5000);
+        assert!(rel <= 1e-12 && trip <= 1e-12 && on <= 4.0 * f64::EPSILON, "{kind} on S⁴: {rel:e} {trip:e} {on:e}");
+        let [rel, trip, on, _, _] = sweep(kind, 3, 4.0, 4, 5000);
+        println!("{kind} on S², spread 4: closed vs generic {rel:.1e}, round trip {trip:.1e}, |‖y‖ − 1| {on:.1e}");
+        assert!(rel <= 1e-10 && trip <= 1e-9 && on <= 4.0 * f64::EPSILON, "{kind} spread 4: {rel:e} {trip:e} {on:e}");
+    }
+}

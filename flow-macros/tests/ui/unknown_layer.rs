@@ -2,7 +2,7 @@ use flow_macros::flow;
 
 flow! {
     bijector f(x) = exp(x);
-    flow g(x: R^2) { base normal; elementwise(f); normalized_affine; elementwse(f); }
+    flow g(x: R^2) { base normal; elementwise(f); calibration; elementwse(f); }
 }
 
 fn main() {}

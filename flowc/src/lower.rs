@@ -579,8 +579,10 @@ fn structural(
                     let lt = un(em, Math::Log(id0), t2);
                     let hl = mul(em, half_n, lt);
                     lds[0].push(sub(em, l1, hl));
+                    let one = em.num(1.0);
+                    let rt = div(em, one, t);
                     for (c, ui) in cur.iter_mut().zip(&u) {
-                        *c = div(em, *ui, t);
+                        *c = mul(em, *ui, rt);
                     }
                 }
                 if kind.multiplies() {
@@ -592,8 +594,10 @@ fn structural(
                     let hl = mul(em, half_n, lq);
                     let det = sum(em, &log_diag);
                     lds[0].push(sub(em, det, hl));
+                    let one = em.num(1.0);
+                    let rt = div(em, one, t);
                     for (c, ui) in cur.iter_mut().zip(&u) {
-                        *c = div(em, *ui, t);
+                        *c = mul(em, *ui, rt);
                     }
                 }
             } else {
@@ -609,8 +613,10 @@ fn structural(
                     let hl = mul(em, half_n, lq);
                     let det = sum(em, &log_diag);
                     lds[0].push(add(em, det, hl));
+                    let one = em.num(1.0);
+                    let rt = div(em, one, t);
                     for (c, wi) in cur.iter_mut().zip(&w) {
-                        *c = div(em, *wi, t);
+                        *c = mul(em, *wi, rt);
                     }
                 }
                 if let Some((m, kappa)) = &shift {
@@ -618,8 +624,10 @@ fn structural(
                         // y/‖y‖ (the linear part's inverse above is on the sphere already)
                         let yy = dot(em, cur, cur);
                         let rho = un(em, Math::Sqrt(id0), yy);
+                        let one = em.num(1.0);
+                        let r = div(em, one, rho);
                         for c in cur.iter_mut() {
-                            *c = div(em, *c, rho);
+                            *c = mul(em, *c, r);
                         }
                     }
                     // x = t·y − m with t > 0 the root of ‖t·y − m‖ = 1: t² − 2βt − κ = 0,
@@ -1075,7 +1083,15 @@ fn lu_map(
     );
     let p = |em: &mut Emitter, off: usize| em.push(Inst::Param(off));
     let log_diag: Vec<Value> = (0..n).map(|i| p(em, dg + i)).collect();
-    let diag: Vec<Value> = log_diag.iter().map(|l| em.op(Math::Exp(id0), vec![*l])).collect();
+    // the diagonal, or its reciprocal exp(−log_diag) for the inverse (computed once per call,
+    // a product per row instead of a division)
+    let diag: Vec<Value> = log_diag
+        .iter()
+        .map(|l| {
+            let e = if forward { *l } else { em.op(Math::Neg(id0), vec![*l]) };
+            em.op(Math::Exp(id0), vec![e])
+        })
+        .collect();
     let mut out = v.to_vec();
     if forward {
         // t = U v, out = L t
@@ -1116,7 +1132,7 @@ fn lu_map(
                 let m = mul(em, w, out[j]);
                 acc = sub(em, acc, m);
             }
-            out[i] = em.op(Math::Div([id0, id0]), vec![acc, diag[i]]);
+            out[i] = mul(em, acc, diag[i]);
         }
     }
     Ok((out, log_diag))
@@ -1134,15 +1150,17 @@ fn lower_kernel(d: &Derivation, f: &FlowDerivation, kind: Kind) -> Result<Kernel
     let slots = param_slots(f);
     let mut em = Emitter::new();
     let mut cur: Vec<Value> = (0..f.dim).map(|i| em.push(Inst::Input(i))).collect();
-    if f.space == crate::ir::Space::Sphere {
+    if f.space == crate::ir::Space::Sphere && !(kind != Kind::Forward && scale_invariant_inverse(f)) {
         // rows on the sphere to rounding (or within `interp::SPHERE_TOL`, which callers check)
         // are projected onto it: x/‖x‖
         let id0 = Id::from(0usize);
         let sq: Vec<Value> = cur.iter().map(|v| em.op(Math::Mul([id0, id0]), vec![*v, *v])).collect();
         let ss = sum(&mut em, &sq);
         let norm = em.op(Math::Sqrt(id0), vec![ss]);
+        let one = em.num(1.0);
+        let r = em.op(Math::Div([id0, id0]), vec![one, norm]);
         for c in cur.iter_mut() {
-            *c = em.op(Math::Div([id0, id0]), vec![*c, norm]);
+            *c = em.op(Math::Mul([id0, id0]), vec![*c, r]);
         }
     }
     // log|det J| terms per coordinate, so that each coordinate's work is contiguous
@@ -1207,6 +1225,16 @@ fn lower_kernel(d: &Derivation, f: &FlowDerivation, kind: Kind) -> Result<Kernel
         prune(em.body, &outputs)
     };
     Ok(Kernel { flow: f.name.clone(), kind, dim: f.dim, params: slots, body, outputs })
+}
+
+/// Whether the density direction of sphere flow `f` reads its input row only up to scale
+/// (the data-side layer, past permutations, divides by a norm before anything else: the
+/// inverse of a normalized linear or affine map), so that projecting the row is redundant.
+fn scale_invariant_inverse(f: &FlowDerivation) -> bool {
+    match f.layers.iter().rev().find(|l| !matches!(l.kind, LayerKind::Permute { .. })) {
+        Some(l) => matches!(l.kind, LayerKind::Normalized(n) if n.multiplies()),
+        None => false,
+    }
 }
 
 /// Scheduling roots for forward/inverse: each coordinate's output, then its log-det sum.

@@ -344,6 +344,17 @@ fn check_flow(d: &Derivation, f: &crate::derive::FlowDerivation) -> Vec<Row> {
                     let (tz, tx) = (runtime::manifold::sphere_tangent(z), runtime::manifold::sphere_tangent(&x));
                     runtime::manifold::volume_ratio(&jac, &tz, &tx, f.dim).ln()
                 }
+                // on the simplex: the same with T = an orthonormal basis of 1^⊥, steps relative
+                // to each coordinate (which may be small)
+                crate::ir::Space::Simplex => {
+                    let logs: Vec<f64> = z.iter().map(|v| v.ln()).collect();
+                    let in_logs = |l: &[f64]| fwd(&l.iter().map(|v| v.exp()).collect::<Vec<f64>>());
+                    // F = J_log · diag(1/z)
+                    let jl = jacobian_with_step(&in_logs, &logs, 1e-3);
+                    let jac: Vec<f64> = (0..f.dim).flat_map(|r| (0..f.dim).map(|c| jl[r][c] / z[c]).collect::<Vec<_>>()).collect();
+                    let t = runtime::manifold::simplex_tangent(f.dim);
+                    runtime::manifold::volume_ratio(&jac, &t, &t, f.dim).ln()
+                }
             };
             det.push(((ld - want).abs() / (1.0 + want.abs()), z[0]));
         }

@@ -303,6 +303,16 @@ fn layer_forward(d: &Derivation, f: &FlowDerivation, p: &Params, k: usize, x: &m
             }
             ld = radial_log_det(x.len(), a, be, r);
         }
+        LayerKind::Calibration(kind) => {
+            // the general softmax(A·log x + b) of `runtime::manifold` (A⁻¹ by Gauss–Jordan)
+            let Some(map) = calibration(p, k, *kind, x.len()) else {
+                x.iter_mut().for_each(|v| *v = f64::NAN);
+                return f64::NAN;
+            };
+            ld = map.log_ratio(x);
+            let y = map.forward(x);
+            x.copy_from_slice(&y);
+        }
         LayerKind::Normalized(kind) => {
             // the general (Mx + b)/‖Mx + b‖ of `runtime::manifold` (M⁻¹ by Gauss–Jordan, the
             // ratio by the matrix determinant lemma) with M = L·U and b = M·m
@@ -316,6 +326,48 @@ fn layer_forward(d: &Derivation, f: &FlowDerivation, p: &Params, k: usize, x: &m
         }
     }
     ld
+}
+
+/// Calibration layer `k` as the general simplex map softmax(A·log x + b): A = a·I with
+/// a = exp(log_scale), or A = Q·L·U·Qᵀ + 11ᵀ/n (Q Helmert's basis of 1^⊥). `None` when A is
+/// singular.
+fn calibration(p: &Params, k: usize, kind: crate::ir::Calibration, n: usize) -> Option<runtime::manifold::Calibration> {
+    let b = p.tensor(k, "bias").to_vec();
+    match kind {
+        crate::ir::Calibration::Scalar => runtime::manifold::Calibration::scalar(n, p.get(k, "log_scale", 0).exp(), b).ok(),
+        crate::ir::Calibration::Generalized => {
+            let m = n - 1;
+            let (lo, up, dg) = (p.tensor(k, "lower"), p.tensor(k, "upper"), p.tensor(k, "log_diag"));
+            let l = |i: usize, j: usize| {
+                if i == j {
+                    1.0
+                } else if j < i {
+                    lo[i * m + j]
+                } else {
+                    0.0
+                }
+            };
+            let u = |i: usize, j: usize| {
+                if i == j {
+                    dg[i].exp()
+                } else if j > i {
+                    up[i * m + j]
+                } else {
+                    0.0
+                }
+            };
+            let bm: Vec<f64> = (0..m * m).map(|e| (0..m).map(|t| l(e / m, t) * u(t, e % m)).sum()).collect();
+            let q = runtime::manifold::helmert(n);
+            let a: Vec<f64> = (0..n * n)
+                .map(|e| {
+                    let (i, j) = (e / n, e % n);
+                    let qbq: f64 = (0..m).map(|r| (0..m).map(|c| q[i * m + r] * bm[r * m + c] * q[j * m + c]).sum::<f64>()).sum();
+                    qbq + 1.0 / n as f64
+                })
+                .collect();
+            runtime::manifold::Calibration::new(n, a, b).ok()
+        }
+    }
 }
 
 /// Normalized layer `k` as the general sphere map: M = L·U (I without `lower`/`upper`),
@@ -483,6 +535,15 @@ fn layer_inverse(d: &Derivation, f: &FlowDerivation, p: &Params, k: usize, y: &m
             }
             ld = radial_log_det(y.len(), a, be, r);
         }
+        LayerKind::Calibration(kind) => {
+            let Some(map) = calibration(p, k, *kind, y.len()) else {
+                y.iter_mut().for_each(|v| *v = f64::NAN);
+                return f64::NAN;
+            };
+            let x = map.inverse(y);
+            ld = map.log_ratio(&x);
+            y.copy_from_slice(&x);
+        }
         LayerKind::Normalized(kind) => {
             let Some(map) = normalized(p, k, *kind, y.len()) else {
                 y.iter_mut().for_each(|v| *v = f64::NAN);
@@ -533,31 +594,53 @@ pub fn log_prob(d: &Derivation, f: &FlowDerivation, p: &Params, x: &[f64]) -> f6
 /// Rows `first .. first + rows` of the base distribution's seeded stream `seed`
 /// (`runtime::sample`: reproducible whatever the thread count).
 pub fn base_rows(f: &FlowDerivation, seed: u64, first: usize, rows: usize) -> Vec<f64> {
-    match f.base {
+    match &f.base {
         crate::ir::Base::Normal => runtime::sample::normal_rows(seed, first, rows, f.dim),
         crate::ir::Base::Uniform => runtime::sample::sphere_rows(seed, first, rows, f.dim),
+        crate::ir::Base::Dirichlet(alpha) => runtime::sample::dirichlet_rows(seed, first, rows, alpha),
     }
 }
 
-/// How far (|‖x‖ − 1|) a row of a sphere flow may be from the unit sphere: rows this close are
-/// projected onto it (x/‖x‖, by the kernels); rows farther away are rejected.
-pub const SPHERE_TOL: f64 = 1e-6;
+/// How far a row of a sphere flow may be from the unit sphere (|‖x‖ − 1|), or a row of a
+/// simplex flow from the simplex (|Σx − 1|): rows this close are projected onto it (x/‖x‖,
+/// x/Σx, by the kernels); rows farther away are rejected.
+pub const MANIFOLD_TOL: f64 = 1e-6;
 
 /// Checks that every row of `data` lies in the flow's space; the message names the first that
 /// does not (numbered from 1, `first` rows having come before `data`).
 pub fn check_rows(f: &FlowDerivation, data: &[f64], first: usize) -> Result<(), String> {
-    if f.space != crate::ir::Space::Sphere {
-        return Ok(());
-    }
-    for (r, row) in data.chunks(f.dim).enumerate() {
-        let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt();
-        if (norm - 1.0).abs() > SPHERE_TOL || norm.is_nan() {
-            return Err(format!(
-                "row {} is not on the unit sphere: ‖x‖ = {norm} (flow `{}` is on {}; rows within {SPHERE_TOL:e} of norm 1 are projected onto it, others are errors)",
-                first + r + 1,
-                f.name,
-                f.space.spelled(f.dim)
-            ));
+    let row_of = |r: usize| first + r + 1;
+    let space = format!("flow `{}` is on {}", f.name, f.space.spelled(f.dim));
+    match f.space {
+        crate::ir::Space::Real => {}
+        crate::ir::Space::Sphere => {
+            for (r, row) in data.chunks(f.dim).enumerate() {
+                let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt();
+                if (norm - 1.0).abs() > MANIFOLD_TOL || norm.is_nan() {
+                    return Err(format!(
+                        "row {} is not on the unit sphere: ‖x‖ = {norm} ({space}; rows within {MANIFOLD_TOL:e} of norm 1 are projected onto it, others are errors)",
+                        row_of(r)
+                    ));
+                }
+            }
+        }
+        crate::ir::Space::Simplex => {
+            for (r, row) in data.chunks(f.dim).enumerate() {
+                if let Some(i) = row.iter().position(|v| v.is_nan() || *v <= 0.0) {
+                    return Err(format!(
+                        "row {} is not in the open simplex: x_{i} = {} ({space}: every coordinate must be positive)",
+                        row_of(r),
+                        row[i]
+                    ));
+                }
+                let total: f64 = row.iter().sum();
+                if (total - 1.0).abs() > MANIFOLD_TOL {
+                    return Err(format!(
+                        "row {} is not on the simplex: Σx = {total} ({space}; rows within {MANIFOLD_TOL:e} of sum 1 are projected onto it, others are errors)",
+                        row_of(r)
+                    ));
+                }
+            }
         }
     }
     Ok(())
@@ -565,8 +648,9 @@ pub fn check_rows(f: &FlowDerivation, data: &[f64], first: usize) -> Result<(), 
 
 /// The base distribution's log density at `z`.
 pub fn base_log_pdf(f: &FlowDerivation, z: &[f64]) -> f64 {
-    match f.base {
+    match &f.base {
         crate::ir::Base::Normal => z.iter().map(|&zi| runtime::base::std_normal_log_pdf(zi)).sum::<f64>(),
         crate::ir::Base::Uniform => runtime::base::sphere_uniform_log_pdf(f.dim),
+        crate::ir::Base::Dirichlet(alpha) => runtime::base::dirichlet_log_pdf(alpha, z),
     }
 }

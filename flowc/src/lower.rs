@@ -544,6 +544,121 @@ fn structural(
                 ld.push(l);
             }
         }
+        LayerKind::Calibration(kind) => {
+            let id0 = Id::from(0usize);
+            let un = |em: &mut Emitter, m: Math, v: Value| em.op(m, vec![v]);
+            let m = n - 1;
+            let q = runtime::manifold::helmert(n);
+            let bo = slot_offset(slots, &format!("layers.{k}.bias"))?;
+            let bias: Vec<Value> = (0..n).map(|i| em.push(Inst::Param(bo + i))).collect();
+            // Q·v (n values) and Qᵀ·u (n − 1 values) with Helmert's constants
+            let q_mul = |em: &mut Emitter, v: &[Value]| -> Vec<Value> {
+                (0..n)
+                    .map(|i| {
+                        let t: Vec<Value> = (0..m)
+                            .filter(|j| q[i * m + j] != 0.0)
+                            .map(|j| {
+                                let c = em.num(q[i * m + j]);
+                                mul(em, c, v[j])
+                            })
+                            .collect();
+                        sum(em, &t)
+                    })
+                    .collect()
+            };
+            let qt_mul = |em: &mut Emitter, u: &[Value]| -> Vec<Value> {
+                (0..m)
+                    .map(|j| {
+                        let t: Vec<Value> = (0..n)
+                            .filter(|i| q[i * m + j] != 0.0)
+                            .map(|i| {
+                                let c = em.num(q[i * m + j]);
+                                mul(em, c, u[i])
+                            })
+                            .collect();
+                        sum(em, &t)
+                    })
+                    .collect()
+            };
+            // log softmax(z): z_i − logsumexp(z), the largest z subtracted first
+            let log_softmax = |em: &mut Emitter, z: &[Value]| -> Vec<Value> {
+                let mut top = z[0];
+                for zi in &z[1..] {
+                    let d = sub(em, *zi, top);
+                    top = em.op(Math::IfPos([id0, id0, id0]), vec![d, *zi, top]);
+                }
+                let e: Vec<Value> = z
+                    .iter()
+                    .map(|zi| {
+                        let d = sub(em, *zi, top);
+                        un(em, Math::Exp(id0), d)
+                    })
+                    .collect();
+                let s_ = sum(em, &e);
+                let ls = un(em, Math::Log(id0), s_);
+                let lse = add(em, top, ls);
+                z.iter().map(|zi| sub(em, *zi, lse)).collect()
+            };
+            let logs: Vec<Value> = cur.iter().map(|c| un(em, Math::Log(id0), *c)).collect();
+            // (log_det of B, the other side's logs)
+            let (log_det, out_logs) = match (kind, forward) {
+                (crate::ir::Calibration::Scalar, _) => {
+                    let ls = em.push(Inst::Param(slot_offset(slots, &format!("layers.{k}.log_scale"))?));
+                    let mf = em.num(m as f64);
+                    let det = mul(em, mf, ls);
+                    let z: Vec<Value> = if forward {
+                        // z = a·log x + b
+                        let a = un(em, Math::Exp(id0), ls);
+                        logs.iter()
+                            .zip(&bias)
+                            .map(|(l, b)| {
+                                let t = mul(em, a, *l);
+                                add(em, t, *b)
+                            })
+                            .collect()
+                    } else {
+                        // (log y − b)/a
+                        let nls = un(em, Math::Neg(id0), ls);
+                        let ra = un(em, Math::Exp(id0), nls);
+                        logs.iter()
+                            .zip(&bias)
+                            .map(|(l, b)| {
+                                let t = sub(em, *l, *b);
+                                mul(em, t, ra)
+                            })
+                            .collect()
+                    };
+                    (det, log_softmax(em, &z))
+                }
+                (crate::ir::Calibration::Generalized, _) => {
+                    let z: Vec<Value> = if forward {
+                        // z = Q B Qᵀ log x + b
+                        let v = qt_mul(em, &logs);
+                        let (w, _) = lu_map(em, slots, k, m, &v, true)?;
+                        let u = q_mul(em, &w);
+                        u.iter().zip(&bias).map(|(ui, b)| add(em, *ui, *b)).collect()
+                    } else {
+                        // Q B⁻¹ Qᵀ (log y − b)
+                        let d: Vec<Value> = logs.iter().zip(&bias).map(|(l, b)| sub(em, *l, *b)).collect();
+                        let v = qt_mul(em, &d);
+                        let (w, _) = lu_map(em, slots, k, m, &v, false)?;
+                        q_mul(em, &w)
+                    };
+                    let dg = slot_offset(slots, &format!("layers.{k}.log_diag"))?;
+                    let ld: Vec<Value> = (0..m).map(|i| em.push(Inst::Param(dg + i))).collect();
+                    (sum(em, &ld), log_softmax(em, &z))
+                }
+            };
+            // log R = log|det B| + Σ log y − Σ log x (forward: `logs` are log x; inverse: log y)
+            let s_in = sum(em, &logs);
+            let s_out = sum(em, &out_logs);
+            let (sy, sx) = if forward { (s_out, s_in) } else { (s_in, s_out) };
+            let t = add(em, log_det, sy);
+            lds[0].push(sub(em, t, sx));
+            for (c, l) in cur.iter_mut().zip(&out_logs) {
+                *c = un(em, Math::Exp(id0), *l);
+            }
+        }
         LayerKind::Normalized(kind) => {
             let id0 = Id::from(0usize);
             let div = |em: &mut Emitter, a: Value, b: Value| em.op(Math::Div([id0, id0]), vec![a, b]);
@@ -1151,7 +1266,7 @@ fn lower_kernel(d: &Derivation, f: &FlowDerivation, kind: Kind) -> Result<Kernel
     let mut em = Emitter::new();
     let mut cur: Vec<Value> = (0..f.dim).map(|i| em.push(Inst::Input(i))).collect();
     if f.space == crate::ir::Space::Sphere && !(kind != Kind::Forward && scale_invariant_inverse(f)) {
-        // rows on the sphere to rounding (or within `interp::SPHERE_TOL`, which callers check)
+        // rows on the sphere to rounding (or within `interp::MANIFOLD_TOL`, which callers check)
         // are projected onto it: x/‖x‖
         let id0 = Id::from(0usize);
         let sq: Vec<Value> = cur.iter().map(|v| em.op(Math::Mul([id0, id0]), vec![*v, *v])).collect();
@@ -1159,6 +1274,17 @@ fn lower_kernel(d: &Derivation, f: &FlowDerivation, kind: Kind) -> Result<Kernel
         let norm = em.op(Math::Sqrt(id0), vec![ss]);
         let one = em.num(1.0);
         let r = em.op(Math::Div([id0, id0]), vec![one, norm]);
+        for c in cur.iter_mut() {
+            *c = em.op(Math::Mul([id0, id0]), vec![*c, r]);
+        }
+    }
+    if f.space == crate::ir::Space::Simplex {
+        // rows on the simplex to rounding (or within `interp::MANIFOLD_TOL`) are projected
+        // onto it: x/Σx
+        let id0 = Id::from(0usize);
+        let total = sum(&mut em, &cur);
+        let one = em.num(1.0);
+        let r = em.op(Math::Div([id0, id0]), vec![one, total]);
         for c in cur.iter_mut() {
             *c = em.op(Math::Mul([id0, id0]), vec![*c, r]);
         }
@@ -1194,6 +1320,22 @@ fn lower_kernel(d: &Derivation, f: &FlowDerivation, kind: Kind) -> Result<Kernel
         Kind::Forward | Kind::Inverse => {
             let total = sum(&mut em, &per);
             (cur.iter().copied().chain([total]).collect::<Vec<_>>(), interleave(&cur, &per, total))
+        }
+        Kind::LogProb | Kind::Gradient if matches!(f.base, crate::ir::Base::Dirichlet(_)) => {
+            // on the simplex: log Γ(Σα) − Σ log Γ(α_i) − ½ log n + Σ (α_i − 1) log z_i − Σ_k log R_k
+            let crate::ir::Base::Dirichlet(alpha) = &f.base else { unreachable!("matched") };
+            let mut terms = vec![em.num(runtime::base::dirichlet_log_norm(alpha))];
+            for (z, a) in cur.iter().zip(alpha) {
+                if *a != 1.0 {
+                    let l = em.op(Math::Log(two), vec![*z]);
+                    let c = em.num(a - 1.0);
+                    terms.push(em.op(Math::Mul([two, two]), vec![c, l]));
+                }
+            }
+            let base = sum(&mut em, &terms);
+            let ld = sum(&mut em, &per);
+            let total = em.op(Math::Sub([two, two]), vec![base, ld]);
+            (vec![total], vec![total])
         }
         Kind::LogProb | Kind::Gradient if f.base == crate::ir::Base::Uniform => {
             // on the sphere: −log|S^(n−1)| − Σ_k log R_k

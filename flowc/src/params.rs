@@ -39,6 +39,13 @@ pub fn listing(f: &FlowDerivation) -> String {
                     "alpha" => "α = softplus(alpha) > 0".to_string(),
                     _ => "β = −α + softplus(beta)".to_string(),
                 },
+                LayerKind::Calibration(_) => match name.rsplit('.').next().unwrap_or_default() {
+                    "log_scale" => "a = exp(log_scale) > 0".to_string(),
+                    "bias" => "b, added to the logits".to_string(),
+                    "lower" => "B = L U: L below the diagonal (unit diagonal)".to_string(),
+                    "upper" => "B = L U: U above the diagonal".to_string(),
+                    _ => "U's diagonal = exp(log_diag)".to_string(),
+                },
                 LayerKind::Normalized(_) => match name.rsplit('.').next().unwrap_or_default() {
                     "lower" => "M = L U: L below the diagonal (unit diagonal)".to_string(),
                     "upper" => "M = L U: U above the diagonal".to_string(),
@@ -61,7 +68,8 @@ pub fn listing(f: &FlowDerivation) -> String {
 
 /// Seeded standard initialization: network layers as PyTorch's `nn.Linear` (weight and bias
 /// uniform in ±1/√fan_in), LU factors uniform in ±0.1 with log_diag 0, planar and radial
-/// tensors uniform in ±1/√dim, sphere translations (`shift`) uniform in ±0.5/√dim, per-coordinate
+/// tensors uniform in ±1/√dim, sphere translations (`shift`) uniform in ±0.5/√dim,
+/// calibration biases uniform in ±0.5, per-coordinate
 /// parameters at their kind's identity-like default.
 pub fn init(d: &Derivation, f: &FlowDerivation, seed: u64) -> Params {
     let mut p = Params::defaults(d, f);
@@ -82,6 +90,8 @@ pub fn init(d: &Derivation, f: &FlowDerivation, seed: u64) -> Params {
             0.1
         } else if name.ends_with(".shift") && is_normalized(f, name) {
             0.5 / (f.dim as f64).sqrt()
+        } else if name.ends_with(".bias") && is_calibration(f, name) {
+            0.5
         } else if is_planar(f, name) {
             1.0 / (f.dim as f64).sqrt()
         } else {
@@ -96,6 +106,11 @@ pub fn init(d: &Derivation, f: &FlowDerivation, seed: u64) -> Params {
 /// Whether `name` is a tensor of a normalized (sphere) layer of `f`.
 fn is_normalized(f: &FlowDerivation, name: &str) -> bool {
     f.layers.iter().enumerate().any(|(k, l)| matches!(l.kind, LayerKind::Normalized(_)) && name.starts_with(&format!("layers.{k}.")))
+}
+
+/// Whether `name` is a tensor of a calibration (simplex) layer of `f`.
+fn is_calibration(f: &FlowDerivation, name: &str) -> bool {
+    f.layers.iter().enumerate().any(|(k, l)| matches!(l.kind, LayerKind::Calibration(_)) && name.starts_with(&format!("layers.{k}.")))
 }
 
 /// Whether `name` is a tensor of a planar or radial layer of `f`.

@@ -161,6 +161,7 @@ fn layer_name(d: &Derivation, l: &LayerDerivation) -> String {
         LayerKind::Planar => "planar".into(),
         LayerKind::Radial => "radial".into(),
         LayerKind::Normalized(n) => n.name().into(),
+        LayerKind::Calibration(c) => c.name().into(),
     }
 }
 
@@ -261,8 +262,13 @@ fn structure_text(d: &Derivation, f: &FlowDerivation, k: usize, l: &LayerDerivat
             ));
             s.push_str("    inverse    ρ = ‖y - z0‖ = r (1 + β/(α + r)): r is the positive root of r^2 + (α + β - ρ) r - α ρ = 0 (the cancellation-free form);  z = z0 + (y - z0)/(1 + β/(α + r))\n");
         }
+        LayerKind::Calibration(c) => {
+            if let Some(sd) = d.simplex.iter().find(|sd| sd.kind == *c && sd.dim == f.dim) {
+                s.push_str(&crate::derive::simplex::text(sd));
+            }
+        }
         LayerKind::Normalized(n) => {
-            if let Some(sd) = d.sphere.iter().find(|sd| sd.kind == *n) {
+            if let Some(sd) = d.sphere.iter().find(|sd| sd.kind == *n && sd.dim == f.dim) {
                 s.push_str(&crate::derive::sphere::text(sd, f.dim));
             }
         }
@@ -299,8 +305,16 @@ pub fn flow_text(d: &Derivation, f: &FlowDerivation) -> String {
             s.push_str(&format!("  /// {line}\n"));
         }
     }
-    match f.base {
+    match &f.base {
         crate::ir::Base::Normal => s.push_str("  base         normal: log p0(z) = sum_i (-z_i^2/2 - log(2 pi)/2)\n"),
+        crate::ir::Base::Dirichlet(alpha) => {
+            let a: Vec<String> = alpha.iter().map(|v| format!("{v}")).collect();
+            s.push_str(&format!(
+                "  base         dirichlet([{}]): log p0(z) = log Γ(Σα) - Σ log Γ(α_i) - log(n)/2 + Σ (α_i - 1) log z_i, constant {}   [surface measure of the simplex: the usual density over √n]\n",
+                a.join(", "),
+                runtime::base::dirichlet_log_norm(alpha)
+            ))
+        }
         crate::ir::Base::Uniform => s.push_str(&format!(
             "  base         uniform on S^{}: log p0(z) = -log|S^{}| = {}   [surface measure; log p(x) = log p0(z) - sum_k log R_k, R the volume ratio]\n",
             f.dim - 1,
@@ -367,7 +381,11 @@ pub fn flow_text(d: &Derivation, f: &FlowDerivation) -> String {
     s.push_str(&format!(
         "  log p(x)     log p0(z) - sum over {} layers of {}, z = layers inverted in reverse order\n",
         f.layers.len(),
-        if f.space == crate::ir::Space::Sphere { "log R_k (x projected onto the sphere first: x/‖x‖)" } else { "log|det J_k|" }
+        match f.space {
+            crate::ir::Space::Real => "log|det J_k|",
+            crate::ir::Space::Sphere => "log R_k (x projected onto the sphere first: x/‖x‖)",
+            crate::ir::Space::Simplex => "log R_k (x projected onto the simplex first: x/Σx)",
+        }
     ));
     s
 }
@@ -498,6 +516,7 @@ pub fn flow_json(d: &Derivation, f: &FlowDerivation) -> Value {
                 LayerKind::Planar => "planar",
                 LayerKind::Radial => "radial",
                 LayerKind::Normalized(n) => n.name(),
+                LayerKind::Calibration(c) => c.name(),
             };
             let Some(bi) = l.bijector else {
                 return json!({ "kind": kind, "layer": layer_name(d, l), "parameters": l.tensors(k, f.dim) });

@@ -42,7 +42,16 @@ const MALFORMED: &[(&str, &str, &str)] = &[
     ("bijector f(x) = sin(x) where inverse = numeric;", "is not monotone", "1:17"),
     ("bijector f(x) = exp(x);\nflow g(x: R^2) { base cauchy; elementwise(f); }", "unknown base distribution `cauchy`", "2:23"),
     ("bijector f(x) = exp(x);\nflow g(x: sphere(3)) { elementwise(f); }", "`elementwise` maps R^n, but flow `g` is on sphere(3)", "2:24"),
-    ("flow g(x: simplex(3)) { calibration; }", "not supported yet", "1:11"),
+    ("flow g(x: simplex(1)) { calibration; }", "`simplex` takes the dimension n ≥ 2", "1:11"),
+    (
+        "flow g(x: simplex(3)) { base dirichlet([1, 2]); calibration; }",
+        "`dirichlet` has 2 parameters but the flow is on simplex(3)",
+        "1:30",
+    ),
+    ("flow g(x: simplex(3)) { base dirichlet([1, 0, 2]); calibration; }", "`dirichlet` takes a list of positive numbers", "1:30"),
+    ("flow g(x: simplex(3)) { normalized_affine; }", "`normalized_affine` maps the sphere, but flow `g` is on simplex(3)", "1:25"),
+    ("flow g(x: sphere(3)) { calibration; }", "`calibration` maps the simplex, but flow `g` is on sphere(3)", "1:24"),
+    ("flow g(x: torus(3)) { calibration; }", "unknown space `torus`", "1:11"),
     ("flow g(x: sphere(1)) { normalized_affine; }", "`sphere` takes the dimension n ≥ 2", "1:11"),
     ("flow g(x: sphere(3)) { base normal; normalized_affine; }", "base `normal` is not a distribution on sphere(3)", "1:29"),
     ("flow g(x: R^3) { base normal; normalized_linear; }", "`normalized_linear` maps the sphere, but flow `g` is on R^3", "1:31"),
@@ -549,6 +558,43 @@ fn sample_then_score(dir: &Path, s: &str, name: &str, p: &Path, n: usize, extra:
     assert!(stderr(&o).is_empty(), "compiled, no fallback note: {}", stderr(&o));
     let scored = std::fs::read_to_string(&lp).unwrap().lines().skip(1).map(|l| l.parse().unwrap()).collect();
     (rows, scored, out)
+}
+
+#[test]
+fn simplex_rows_must_be_on_the_simplex() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = write(dir.path(), "c.flow", "flow c(x: simplex(3)) { base dirichlet([2, 1, 3]); calibration; generalized_calibration; }");
+    let m = m.to_str().unwrap();
+    let out = dir.path().join("out.csv");
+    for (rows, phrase) in [
+        ("0.2,0.3,0.5\n0.5,0.6,0.1\n", "row 2 is not on the simplex: Σx = 1.2"),
+        ("0.2,0.3,0.5\n0.5,0,0.5\n", "row 2 is not in the open simplex: x_1 = 0"),
+        ("0.2,0.3,0.5\n1.5,-0.25,-0.25\n", "row 2 is not in the open simplex: x_1 = -0.25"),
+    ] {
+        let input = write(dir.path(), "x.csv", &format!("x0,x1,x2\n{rows}"));
+        let o = flowc(&["score", m, "--name", "c", "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains(phrase), "expected `{phrase}` in {err}");
+        assert!(!out.exists());
+    }
+    // samples: on the simplex, and scored back to their log p
+    let samples = dir.path().join("s.csv");
+    let o = flowc(&["sample", m, "--name", "c", "-n", "200", "--seed", "2", "--output", samples.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let rows: Vec<Vec<f64>> =
+        std::fs::read_to_string(&samples).unwrap().lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    for r in &rows {
+        assert!((r[0] + r[1] + r[2] - 1.0).abs() < 4e-16 && r[..3].iter().all(|v| *v > 0.0), "{r:?}");
+    }
+    let xs: String = rows.iter().map(|r| format!("{:e},{:e},{:e}\n", r[0], r[1], r[2])).collect();
+    let xfile = write(dir.path(), "xs.csv", &format!("x0,x1,x2\n{xs}"));
+    let o = flowc(&["score", m, "--name", "c", "--input", xfile.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let scored: Vec<f64> = std::fs::read_to_string(&out).unwrap().lines().skip(1).map(|l| l.parse().unwrap()).collect();
+    for (r, s) in rows.iter().zip(&scored) {
+        assert!((r[3] - s).abs() < 1e-12 * s.abs().max(1.0), "sampled {} vs scored {s}", r[3]);
+    }
 }
 
 #[test]

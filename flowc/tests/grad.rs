@@ -59,6 +59,7 @@ flow iaf_spline(x: R^3) { base normal; inverse_autoregressive(bijector = spline(
 flow iaf_wide(x: R^3) { base normal; inverse_autoregressive(bijector = maf_affine, net = made([70, 70], tanh)); }
 flow sphere(x: sphere(3)) { base uniform; normalized_affine; normalized_translation; reverse; normalized_linear; }
 flow sphere5(x: sphere(5)) { base uniform; normalized_affine; permute(seed = 2); normalized_affine; }
+flow simplex(x: simplex(4)) { base dirichlet([1.5, 2, 1, 3]); calibration; generalized_calibration; reverse; calibration; }
 flow wide(x: R^4) { base normal; coupling(mask = [1, 1, 0, 0], bijector = realnvp_affine, net = mlp([80, 80], tanh)); reverse; autoregressive(bijector = maf_affine, net = made([70, 70], tanh)); }
 ";
 
@@ -101,13 +102,22 @@ fn rows(dim: usize, n: usize, seed: u64) -> Vec<Vec<f64>> {
     common::spread(dim * n, seed, 3.0).chunks(dim).map(|r| r.to_vec()).collect()
 }
 
-/// Rows in the flow's space: on the unit sphere for sphere flows.
+/// Rows in the flow's space: on the unit sphere for sphere flows, softmax of the rows on the
+/// simplex.
 fn rows_of(f: &FlowDerivation, n: usize, seed: u64) -> Vec<Vec<f64>> {
     let mut xs = rows(f.dim, n, seed);
-    if f.space == flowc::ir::Space::Sphere {
-        for x in &mut xs {
-            let r = x.iter().map(|v| v * v).sum::<f64>().sqrt();
-            x.iter_mut().for_each(|v| *v /= r);
+    match f.space {
+        flowc::ir::Space::Real => {}
+        flowc::ir::Space::Sphere => {
+            for x in &mut xs {
+                let r = x.iter().map(|v| v * v).sum::<f64>().sqrt();
+                x.iter_mut().for_each(|v| *v /= r);
+            }
+        }
+        flowc::ir::Space::Simplex => {
+            for x in &mut xs {
+                *x = runtime::manifold::softmax(x);
+            }
         }
     }
     xs
@@ -142,7 +152,7 @@ fn interpreted_gradient(g: &lower::Kernel, flat: &[f64], xs: &[Vec<f64>]) -> (f6
     (total, grad)
 }
 
-const ALL: [&str; 17] = [
+const ALL: [&str; 18] = [
     "elementwise_sas",
     "numeric",
     "realnvp",
@@ -160,6 +170,7 @@ const ALL: [&str; 17] = [
     "wide",
     "sphere",
     "sphere5",
+    "simplex",
 ];
 
 #[test]

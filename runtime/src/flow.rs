@@ -21,7 +21,7 @@ use crate::params::{ParamError, Slot};
 use crate::real::{Block, Real};
 use crate::rng::Rng;
 
-/// A normalizing flow on R^DIM with a standard normal base, compiled for `T`.
+/// A normalizing flow on R^DIM (or the sphere or the simplex in it), compiled for `T`.
 pub trait Flow<T: Real>: Sized {
     /// The flow's name in the flow language.
     const NAME: &'static str;
@@ -49,11 +49,17 @@ pub trait Flow<T: Real>: Sized {
     {
         crate::batch::run_rows(xs, Self::DIM, out, 1, threads, &|r: &[T], o: &mut [T]| self.log_prob_rows(r, o))
     }
+    /// Fills `z` with base points (rows of DIM values): standard normal draws unless the flow's
+    /// base is another distribution (a sphere flow's forward kernel projects them onto the
+    /// sphere, where they are uniform).
+    fn fill_base(rng: &mut Rng, z: &mut [T]) {
+        rng.fill_normal(z);
+    }
     /// `n` points drawn from the flow, row-major.
     fn sample_rows(&self, rng: &mut Rng, n: usize) -> Vec<T> {
         let d = Self::DIM;
         let mut z = vec![T::ZERO; n * d];
-        rng.fill_normal(&mut z);
+        Self::fill_base(rng, &mut z);
         let mut out = vec![T::ZERO; n * (d + 1)];
         self.forward_rows(&z, &mut out);
         out.chunks(d + 1).flat_map(|r| r[..d].iter().copied()).collect()

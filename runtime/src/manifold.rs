@@ -221,6 +221,31 @@ pub fn simplex_tangent(n: usize) -> Vec<f64> {
     sphere_tangent(&one)
 }
 
+/// Helmert's orthonormal basis of 1^⊥ in R^n: n × (n − 1), row-major; column j (from 0) is
+/// (1, …, 1, −(j + 1), 0, …, 0)/√((j + 1)(j + 2)) with j + 1 ones. The ilr coordinates of a
+/// point x of the simplex are Qᵀ log x.
+///
+/// ```
+/// let q = runtime::manifold::helmert(3);
+/// // orthonormal columns, orthogonal to (1, 1, 1)
+/// let col = |j: usize| [q[j], q[2 + j], q[4 + j]];
+/// let dot = |a: [f64; 3], b: [f64; 3]| a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
+/// assert!((dot(col(0), col(0)) - 1.0).abs() < 1e-15 && dot(col(0), col(1)).abs() < 1e-15);
+/// assert!(dot(col(1), [1.0, 1.0, 1.0]).abs() < 1e-15);
+/// ```
+pub fn helmert(n: usize) -> Vec<f64> {
+    let m = n.saturating_sub(1);
+    let mut q = vec![0.0; n * m];
+    for j in 0..m {
+        let s = 1.0 / (((j + 1) * (j + 2)) as f64).sqrt();
+        for i in 0..=j {
+            q[i * m + j] = s;
+        }
+        q[(j + 1) * m + j] = -((j + 1) as f64) * s;
+    }
+    q
+}
+
 /// softmax(v), the largest entry subtracted first.
 pub fn softmax(v: &[f64]) -> Vec<f64> {
     let m = v.iter().fold(f64::NEG_INFINITY, |a, b| a.max(*b));

@@ -65,6 +65,39 @@ impl Rng {
         r * c
     }
 
+    /// A Gamma(shape, 1) draw, shape > 0 (Marsaglia and Tsang's squeeze for shape ≥ 1; below
+    /// 1, Gamma(shape + 1)·U^(1/shape)).
+    pub fn gamma(&mut self, shape: f64) -> f64 {
+        if shape < 1.0 {
+            let u = self.uniform();
+            return self.gamma(shape + 1.0) * u.powf(1.0 / shape);
+        }
+        let d = shape - 1.0 / 3.0;
+        let c = 1.0 / (9.0 * d).sqrt();
+        loop {
+            let x = self.normal();
+            let v = 1.0 + c * x;
+            if v <= 0.0 {
+                continue;
+            }
+            let v = v * v * v;
+            let u = self.uniform();
+            if u.ln() < 0.5 * x * x + d - d * v + d * v.ln() {
+                return d * v;
+            }
+        }
+    }
+
+    /// Fills `out` with a Dirichlet(`alpha`) draw (Gamma(α_i, 1) variates over their sum),
+    /// rounded to `T`.
+    pub fn fill_dirichlet<T: Real>(&mut self, alpha: &[f64], out: &mut [T]) {
+        let g: Vec<f64> = alpha.iter().map(|a| self.gamma(*a)).collect();
+        let s: f64 = g.iter().sum();
+        for (v, x) in out.iter_mut().zip(&g) {
+            *v = T::from_f64(x / s);
+        }
+    }
+
     /// Fills `out` with standard normal draws, rounded to `T`.
     pub fn fill_normal<T: Real>(&mut self, out: &mut [T]) {
         for v in out {
@@ -76,6 +109,23 @@ impl Rng {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gamma_and_dirichlet_moments() {
+        let mut rng = Rng::new(9);
+        for shape in [0.3, 1.0, 4.5] {
+            let n = 200_000;
+            let xs: Vec<f64> = (0..n).map(|_| rng.gamma(shape)).collect();
+            let mean = xs.iter().sum::<f64>() / n as f64;
+            let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n as f64;
+            // Gamma(k, 1): mean k, variance k
+            assert!((mean - shape).abs() < 0.02 * shape.max(1.0), "shape {shape}: mean {mean}");
+            assert!((var - shape).abs() < 0.05 * shape.max(1.0), "shape {shape}: variance {var}");
+        }
+        let mut z = [0.0f64; 3];
+        rng.fill_dirichlet(&[1.0, 2.0, 3.0], &mut z);
+        assert!((z.iter().sum::<f64>() - 1.0).abs() < 1e-15 && z.iter().all(|v| *v > 0.0));
+    }
 
     #[test]
     fn normal_draws_have_unit_variance() {

@@ -4,7 +4,7 @@
 
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::SeedableRng;
-use rand_distr::{Distribution, StandardNormal, Uniform};
+use rand_distr::{Distribution, Gamma, StandardNormal, Uniform};
 
 /// Rows per independently seeded block.
 pub const BLOCK: usize = 1024;
@@ -45,6 +45,32 @@ pub fn sphere_rows(seed: u64, first: usize, rows: usize, dim: usize) -> Vec<f64>
     out
 }
 
+/// Points from the Dirichlet distribution with parameters `alpha` (> 0) on the simplex in
+/// R^alpha.len(): rows `first .. first + rows` of stream `seed`, each a row of Gamma(α_i, 1)
+/// variates over its sum (reproducible like [`normal_rows`]).
+pub fn dirichlet_rows(seed: u64, first: usize, rows: usize, alpha: &[f64]) -> Vec<f64> {
+    let dim = alpha.len();
+    let gammas: Vec<Gamma<f64>> = alpha.iter().map(|a| Gamma::new(*a, 1.0).expect("a positive shape")).collect();
+    let mut out = Vec::with_capacity(rows * dim);
+    let mut r = first;
+    while r < first + rows {
+        let b = r / BLOCK;
+        let mut rng = block_rng(seed ^ 0xd1e1, b as u64);
+        let end = ((b + 1) * BLOCK).min(first + rows);
+        // the block's rows before `r` are drawn and dropped (gamma variates take a variable
+        // number of draws each)
+        for row in b * BLOCK..end {
+            let g: Vec<f64> = gammas.iter().map(|d| d.sample(&mut rng)).collect();
+            if row >= r {
+                let s: f64 = g.iter().sum();
+                out.extend(g.iter().map(|v| v / s));
+            }
+        }
+        r = end;
+    }
+    out
+}
+
 /// `n` values uniform in [-bound, bound), stream `seed` (for initialization).
 pub fn uniform(seed: u64, n: usize, bound: f64) -> Vec<f64> {
     let mut rng = block_rng(seed, u64::MAX);
@@ -58,6 +84,18 @@ pub fn uniform(seed: u64, n: usize, bound: f64) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dirichlet_rows_are_reproducible_and_have_the_right_means() {
+        let alpha = [0.5, 2.0, 7.5];
+        let all = dirichlet_rows(3, 0, 3000, &alpha);
+        assert_eq!(&all[3 * 1000..3 * 2500], &dirichlet_rows(3, 1000, 1500, &alpha)[..]);
+        for (i, a) in alpha.iter().enumerate() {
+            let mean: f64 = all.chunks(3).map(|r| r[i]).sum::<f64>() / 3000.0;
+            assert!((mean - a / 10.0).abs() < 0.01, "coordinate {i}: mean {mean}");
+        }
+        assert!(all.chunks(3).all(|r| (r.iter().sum::<f64>() - 1.0).abs() < 1e-15 && r.iter().all(|v| *v > 0.0)));
+    }
 
     #[test]
     fn row_ranges_give_the_same_values() {

@@ -730,6 +730,7 @@ fn flow_item(d: &Derivation, p: &Program, f: &FlowDerivation, spans: &Spans) -> 
         match f.base {
             crate::ir::Base::Normal => "standard normal base",
             crate::ir::Base::Uniform => "uniform base on the sphere (kernels project their input rows onto it: x/‖x‖)",
+            crate::ir::Base::Dirichlet(_) => "Dirichlet base on the simplex (kernels project their input rows onto it: x/Σx)",
         },
         if np == 1 { "" } else { "s" },
     ));
@@ -739,6 +740,21 @@ fn flow_item(d: &Derivation, p: &Program, f: &FlowDerivation, spans: &Spans) -> 
         crate::ir::Base::Uniform => {
             " A point drawn from the flow: a standard normal z pushed forward (the forward kernel projects it onto the sphere, z/‖z‖, which is uniform there)."
         }
+        crate::ir::Base::Dirichlet(_) => " A point drawn from the flow: a Dirichlet z pushed forward.",
+    };
+    // the base points of `sample` (and of the trait's `sample_rows`)
+    let (fill_base, fill_base_fn) = match &f.base {
+        crate::ir::Base::Dirichlet(alpha) => (
+            quote!(rng.fill_dirichlet(&[#(#alpha),*], &mut z);),
+            quote! {
+                fn fill_base(rng: &mut ::runtime::Rng, z: &mut [T]) {
+                    for row in z.chunks_mut(#dim) {
+                        rng.fill_dirichlet(&[#(#alpha),*], row);
+                    }
+                }
+            },
+        ),
+        _ => (quote!(rng.fill_normal(&mut z);), quote!()),
     };
     let outs_fwd: Vec<TokenStream> = (0..dim)
         .map(|i| {
@@ -868,7 +884,7 @@ fn flow_item(d: &Derivation, p: &Program, f: &FlowDerivation, spans: &Spans) -> 
             #[doc = #sample_doc]
             pub fn sample(&self, rng: &mut ::runtime::Rng) -> [T; #dim] {
                 let mut z = [T::ZERO; #dim];
-                rng.fill_normal(&mut z);
+                #fill_base
                 self.forward(&z).0
             }
 
@@ -913,6 +929,7 @@ fn flow_item(d: &Derivation, p: &Program, f: &FlowDerivation, spans: &Spans) -> 
             fn inverse_rows(&self, xs: &[T], out: &mut [T]) {
                 self.inverse_batch(xs, out)
             }
+            #fill_base_fn
         }
     })
 }

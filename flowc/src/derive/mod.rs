@@ -11,17 +11,19 @@
 
 pub mod analysis;
 pub mod diff;
+pub mod dual;
 pub mod fuse;
 pub mod planar;
 pub mod rootfind;
 pub mod rules;
 pub mod run;
+pub mod simplex;
 pub mod sphere;
 pub mod stability;
 
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::ir::expr::{self, Builder, Expr};
-use crate::ir::{eval, hp, Base, Bijector, Interval, InverseHint, Layer, Math, Module, Net, Normalized, Param, Space, X, Y};
+use crate::ir::{eval, hp, Base, Bijector, Calibration, Interval, InverseHint, Layer, Math, Module, Net, Normalized, Param, Space, X, Y};
 use analysis::Domains;
 use egg::Symbol;
 use run::{candidates, saturate, Limits, RunReport};
@@ -164,6 +166,8 @@ pub enum LayerKind {
     Radial,
     /// A normalized map of the sphere (see [`Normalized`]).
     Normalized(Normalized),
+    /// A calibration map of the simplex (see [`Calibration`]).
+    Calibration(Calibration),
 }
 
 /// One layer of a flow, with its bound constants.
@@ -204,6 +208,18 @@ impl LayerDerivation {
             }
             LayerKind::Radial => {
                 vec![(format!("layers.{k}.z0"), vec![dim]), (format!("layers.{k}.alpha"), vec![1]), (format!("layers.{k}.beta"), vec![1])]
+            }
+            LayerKind::Calibration(Calibration::Scalar) => {
+                vec![(format!("layers.{k}.log_scale"), vec![1]), (format!("layers.{k}.bias"), vec![dim])]
+            }
+            LayerKind::Calibration(Calibration::Generalized) => {
+                let m = dim - 1;
+                vec![
+                    (format!("layers.{k}.lower"), vec![m, m]),
+                    (format!("layers.{k}.upper"), vec![m, m]),
+                    (format!("layers.{k}.log_diag"), vec![m]),
+                    (format!("layers.{k}.bias"), vec![dim]),
+                ]
             }
             LayerKind::Normalized(n) => {
                 let mut t = Vec::new();
@@ -252,6 +268,8 @@ pub struct Derivation {
     pub planar: Option<planar::PlanarDerivation>,
     /// The normalized sphere maps the flows use, per kind and dimension.
     pub sphere: Vec<sphere::SphereDerivation>,
+    /// The simplex's calibration maps the flows use, per kind and dimension.
+    pub simplex: Vec<simplex::SimplexDerivation>,
     pub millis: f64,
 }
 
@@ -665,7 +683,7 @@ pub fn derive_configured(m: &Module, limits: Limits, fuse: bool) -> Result<Deriv
             doc: f.doc.clone(),
             dim: f.dim,
             space: f.space,
-            base: f.base,
+            base: f.base.clone(),
             layers: f
                 .layers
                 .iter()
@@ -679,6 +697,7 @@ pub fn derive_configured(m: &Module, limits: Limits, fuse: bool) -> Result<Deriv
                         Layer::Planar { .. } => LayerKind::Planar,
                         Layer::Radial { .. } => LayerKind::Radial,
                         Layer::Normalized { kind, .. } => LayerKind::Normalized(*kind),
+                        Layer::Calibration { kind, .. } => LayerKind::Calibration(*kind),
                     };
                     let bound = match l {
                         Layer::Elementwise { bound, .. } | Layer::Coupling { bound, .. } | Layer::Autoregressive { bound, .. } => {
@@ -773,10 +792,12 @@ pub fn derive_configured(m: &Module, limits: Limits, fuse: bool) -> Result<Deriv
     };
     // the sphere maps' lemmas, checked against the generic ratio
     let mut sphere = Vec::new();
+    let mut tried: Vec<(Normalized, usize)> = Vec::new();
     for f in &flows {
         for l in &f.layers {
             if let LayerKind::Normalized(kind) = l.kind {
-                if !sphere.iter().any(|s: &sphere::SphereDerivation| s.kind == kind && s.dim == f.dim) {
+                if !tried.contains(&(kind, f.dim)) {
+                    tried.push((kind, f.dim));
                     match sphere::derive_sphere(kind, f.dim) {
                         Ok(sd) => sphere.push(sd),
                         Err(e) => diags.push(Diagnostic::unlocated(e)),
@@ -785,7 +806,22 @@ pub fn derive_configured(m: &Module, limits: Limits, fuse: bool) -> Result<Deriv
             }
         }
     }
-    diags.into_result(Derivation { bijectors, flows, planar, sphere, millis: start.elapsed().as_secs_f64() * 1e3 })
+    let mut simplex = Vec::new();
+    let mut tried: Vec<(Calibration, usize)> = Vec::new();
+    for f in &flows {
+        for l in &f.layers {
+            if let LayerKind::Calibration(kind) = l.kind {
+                if !tried.contains(&(kind, f.dim)) {
+                    tried.push((kind, f.dim));
+                    match simplex::derive_simplex(kind, f.dim) {
+                        Ok(sd) => simplex.push(sd),
+                        Err(e) => diags.push(Diagnostic::unlocated(e)),
+                    }
+                }
+            }
+        }
+    }
+    diags.into_result(Derivation { bijectors, flows, planar, sphere, simplex, millis: start.elapsed().as_secs_f64() * 1e3 })
 }
 
 /// A bijector's derivation, or its diagnostic as parts (span, message, help).

@@ -9,9 +9,9 @@
 //! by elimination ([`runtime::manifold::volume_ratio`]), at random parameters and points.
 //! A lemma that disagrees beyond [`TOL`] is an error of the derivation.
 
+use super::dual::{Dual, Gen};
 use crate::ir::Normalized;
 use runtime::manifold::{sphere_tangent, volume_ratio};
-use std::ops::{Add, Div, Mul, Sub};
 
 /// The largest relative difference allowed between a closed form and the generic ratio.
 pub const TOL: f64 = 1e-12;
@@ -31,47 +31,6 @@ pub struct SphereDerivation {
     /// The check: points compared and the largest relative difference seen.
     pub points: usize,
     pub max_rel: f64,
-}
-
-/// A dual number a + b·ε (ε² = 0): forward-mode differentiation.
-#[derive(Debug, Clone, Copy)]
-struct Dual {
-    v: f64,
-    d: f64,
-}
-
-impl Add for Dual {
-    type Output = Dual;
-    fn add(self, o: Dual) -> Dual {
-        Dual { v: self.v + o.v, d: self.d + o.d }
-    }
-}
-impl Sub for Dual {
-    type Output = Dual;
-    fn sub(self, o: Dual) -> Dual {
-        Dual { v: self.v - o.v, d: self.d - o.d }
-    }
-}
-impl Mul for Dual {
-    type Output = Dual;
-    fn mul(self, o: Dual) -> Dual {
-        Dual { v: self.v * o.v, d: self.d * o.v + self.v * o.d }
-    }
-}
-impl Div for Dual {
-    type Output = Dual;
-    fn div(self, o: Dual) -> Dual {
-        Dual { v: self.v / o.v, d: (self.d * o.v - self.v * o.d) / (o.v * o.v) }
-    }
-}
-impl Dual {
-    fn sqrt(self) -> Dual {
-        let s = self.v.sqrt();
-        Dual { v: s, d: self.d / (2.0 * s) }
-    }
-    fn c(v: f64) -> Dual {
-        Dual { v, d: 0.0 }
-    }
 }
 
 /// The ambient map as written: x ↦ (Mx + b)/‖Mx + b‖ on dual numbers.
@@ -105,19 +64,6 @@ fn closed_log_ratio(m: &[f64], c: &[f64], log_det: f64, x: &[f64]) -> f64 {
     log_det + xc.ln_1p() - 0.5 * n as f64 * uu.ln()
 }
 
-/// A small deterministic generator for the check (splitmix64 → uniform (−1, 1)).
-struct Gen(u64);
-impl Gen {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-    }
-}
-
 /// Derives the normalized map `kind` on S^(n−1) and checks its lemma (`Err` when it fails).
 pub fn derive_sphere(kind: Normalized, n: usize) -> Result<SphereDerivation, String> {
     let mut g = Gen(0x5eed ^ n as u64);
@@ -132,23 +78,23 @@ pub fn derive_sphere(kind: Normalized, n: usize) -> Result<SphereDerivation, Str
             for j in 0..n {
                 if kind.multiplies() {
                     if j < i {
-                        l[i * n + j] = 0.4 * g.next();
+                        l[i * n + j] = 0.4 * g.uniform();
                     } else if j > i {
-                        u[i * n + j] = 0.4 * g.next();
+                        u[i * n + j] = 0.4 * g.uniform();
                     }
                 }
             }
             l[i * n + i] = 1.0;
-            let ld = if kind.multiplies() { 0.5 * g.next() } else { 0.0 };
+            let ld = if kind.multiplies() { 0.5 * g.uniform() } else { 0.0 };
             u[i * n + i] = f64::exp(ld);
             log_det += ld;
         }
         let m: Vec<f64> = (0..n * n).map(|e| (0..n).map(|t| l[(e / n) * n + t] * u[t * n + e % n]).sum()).collect();
-        let v: Vec<f64> = (0..n).map(|_| if kind.translates() { 1.5 * g.next() } else { 0.0 }).collect();
+        let v: Vec<f64> = (0..n).map(|_| if kind.translates() { 1.5 * g.uniform() } else { 0.0 }).collect();
         let scale = 1.0 / (1.0 + v.iter().map(|a| a * a).sum::<f64>()).sqrt();
         let c: Vec<f64> = v.iter().map(|a| a * scale).collect();
         let b: Vec<f64> = (0..n).map(|i| (0..n).map(|j| m[i * n + j] * c[j]).sum()).collect();
-        let x0: Vec<f64> = (0..n).map(|_| g.next()).collect();
+        let x0: Vec<f64> = (0..n).map(|_| g.uniform()).collect();
         let r = x0.iter().map(|a| a * a).sum::<f64>().sqrt();
         let x: Vec<f64> = x0.iter().map(|a| a / r).collect();
         let xd: Vec<Dual> = x.iter().map(|v| Dual::c(*v)).collect();

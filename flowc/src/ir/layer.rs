@@ -89,7 +89,32 @@ pub enum Layer {
     Radial { span: Span },
     /// A map of the unit sphere S^(n−1) (see [`Normalized`]).
     Normalized { kind: Normalized, span: Span },
+    /// A map of the simplex (see [`Calibration`]).
+    Calibration { kind: Calibration, span: Span },
 }
+
+/// The calibration maps of the simplex: y = softmax(a·log x + b) (`calibration`, a > 0 from
+/// the stored `log_scale`) and y = softmax(A·log x + b) with A·1 = 1 (`generalized_calibration`:
+/// A = Q B Qᵀ + 11ᵀ/n, Q an orthonormal basis of 1^⊥ (Helmert's), B = L U stored as
+/// `linear(lu)` stores it, n − 1 square); both act on the log-ratio coordinates linearly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Calibration {
+    Scalar,
+    Generalized,
+}
+
+impl Calibration {
+    pub fn name(self) -> &'static str {
+        match self {
+            Calibration::Scalar => "calibration",
+            Calibration::Generalized => "generalized_calibration",
+        }
+    }
+}
+
+/// The layers of flows on the simplex.
+pub const SIMPLEX_LAYERS: &[&str] = &["calibration", "generalized_calibration"];
 
 /// The normalized maps of the sphere: x ↦ (x + m)/‖x + m‖ (translation, ‖m‖ < 1 with
 /// m = v/√(1 + ‖v‖²) from the stored `shift` v), x ↦ Mx/‖Mx‖ (linear, M = L·U stored as
@@ -122,8 +147,25 @@ impl Normalized {
 /// The layers of flows on the sphere.
 pub const SPHERE_LAYERS: &[&str] = &["normalized_translation", "normalized_linear", "normalized_affine"];
 
-/// Builds a layer of a sphere flow.
-pub fn build_sphere(name: &dsl::Ident, args: &[Arg], span: Span, diags: &mut Diagnostics) -> Option<Layer> {
+/// Builds a layer of a sphere or simplex flow.
+pub fn build_manifold(name: &dsl::Ident, args: &[Arg], span: Span, diags: &mut Diagnostics) -> Option<Layer> {
+    if SIMPLEX_LAYERS.contains(&name.name.as_str()) {
+        let kind = if name.is("calibration") { Calibration::Scalar } else { Calibration::Generalized };
+        if !args.is_empty() {
+            let what = match kind {
+                Calibration::Scalar => "y = softmax(a·log x + b), with parameters `log_scale` (a = exp(log_scale)) and `bias`",
+                Calibration::Generalized => {
+                    "y = softmax(A·log x + b), A = Q B Qᵀ + 11ᵀ/n, with parameters `lower`, `upper`, `log_diag` (B = L U) and `bias`"
+                }
+            };
+            diags.push(
+                Diagnostic::at(name.span, format!("`{}` takes no arguments", kind.name()))
+                    .help(format!("write `{};`: {what}", kind.name())),
+            );
+            return None;
+        }
+        return Some(Layer::Calibration { kind, span });
+    }
     let kind = match name.name.as_str() {
         "normalized_translation" => Normalized::Translation,
         "normalized_linear" => Normalized::Linear,
@@ -157,9 +199,6 @@ impl Layer {
 /// The layer names of the language, for messages.
 pub const LAYER_NAMES: &[&str] =
     &["elementwise", "coupling", "autoregressive", "inverse_autoregressive", "actnorm", "linear", "reverse", "permute", "planar", "radial"];
-
-/// Layer names that are planned but not available.
-pub const LAYERS_LATER: &[&str] = &["calibration", "generalized_calibration"];
 
 /// The built-in monotone rational-quadratic spline of coupling and autoregressive layers:
 /// `bins` bins on [−bound, bound], identity outside (`runtime::spline`); its 3·bins − 1

@@ -18,7 +18,7 @@ use crate::dsl::{self, Ast, BinOp, Domain, InverseSpec, Item, Term};
 use egg::{Id, Symbol};
 pub use expr::{Builder, Expr};
 pub use interval::Interval;
-pub use layer::{Activation, Layer, Net, Normalized};
+pub use layer::{Activation, Calibration, Layer, Net, Normalized};
 pub use op::{Const, Math};
 
 /// The bijector's input symbol (whatever the user called it) and its output symbol.
@@ -116,13 +116,16 @@ impl Bijector {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Base {
     /// standard normal in every coordinate (on R^n)
     Normal,
     /// uniform on the sphere, in its surface measure: log density −log|S^(n−1)|
     Uniform,
+    /// Dirichlet(α) on the simplex, in its surface measure (the usual density over √n);
+    /// `base uniform` on the simplex is α = 1
+    Dirichlet(Vec<f64>),
 }
 
 /// Where a flow's points live.
@@ -135,6 +138,9 @@ pub enum Space {
     /// the unit sphere S^(n−1) ⊂ R^n (`sphere(n)`): rows with ‖x‖ = 1; densities are with
     /// respect to the sphere's surface measure
     Sphere,
+    /// the open simplex {x ∈ R^n: x_i > 0, Σx = 1} (`simplex(n)`); densities are with respect
+    /// to its (n − 1)-dimensional surface measure
+    Simplex,
 }
 
 impl Space {
@@ -143,6 +149,7 @@ impl Space {
         match self {
             Space::Real => format!("R^{n}"),
             Space::Sphere => format!("sphere({n})"),
+            Space::Simplex => format!("simplex({n})"),
         }
     }
 }
@@ -522,6 +529,59 @@ fn bijector_ref(t: &Term, bijectors: &[Bijector], diags: &mut Diagnostics) -> Op
     ok.then_some((bi, bound))
 }
 
+/// The base distribution of a flow on `space` (of ambient dimension `dim`): `normal` on R^n,
+/// `uniform` on the sphere, `uniform` or `dirichlet([α...])` on the simplex.
+fn build_base(t: Option<&Term>, space: Space, dim: usize, diags: &mut Diagnostics) -> Base {
+    let default = match space {
+        Space::Real => Base::Normal,
+        Space::Sphere => Base::Uniform,
+        Space::Simplex => Base::Dirichlet(vec![1.0; dim]),
+    };
+    let Some(t) = t else { return default };
+    let (name, args) = match t {
+        Term::Call { name, args, .. } => (name.name.as_str(), args.as_slice()),
+        _ => ("", &[][..]),
+    };
+    let help = match space {
+        Space::Real => "write `base normal;`",
+        Space::Sphere => "write `base uniform;` (uniform on the sphere)",
+        Space::Simplex => "write `base uniform;` or `base dirichlet([1, 1, 1]);` (one α > 0 per coordinate)",
+    };
+    match (space, name) {
+        (Space::Real, "normal") | (Space::Sphere, "uniform") | (Space::Simplex, "uniform") if args.is_empty() => return default,
+        (Space::Simplex, "dirichlet") => {
+            let alpha: Option<Vec<f64>> = match args {
+                [dsl::Arg { name: None, value: Term::List(items, _) }] => items
+                    .iter()
+                    .map(|it| match it {
+                        Term::Expr(dsl::Expr::Num(v, _)) if *v > 0.0 && v.is_finite() => Some(*v),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => None,
+            };
+            match alpha {
+                Some(a) if a.len() == dim => return Base::Dirichlet(a),
+                Some(a) => diags.push(
+                    Diagnostic::at(t.span(), format!("`dirichlet` has {} parameters but the flow is on simplex({dim})", a.len()))
+                        .help(format!("give one α > 0 per coordinate: {dim} values")),
+                ),
+                None => diags.push(Diagnostic::at(t.span(), "`dirichlet` takes a list of positive numbers, one per coordinate").help(help)),
+            }
+            return default;
+        }
+        _ => {}
+    }
+    let known = matches!(name, "normal" | "uniform" | "dirichlet");
+    let msg = if known && !name.is_empty() {
+        format!("base `{name}` is not a distribution on {}", space.spelled(dim))
+    } else {
+        format!("unknown base distribution `{}`", term_name(t))
+    };
+    diags.push(Diagnostic::at(t.span(), msg).help(help));
+    default
+}
+
 /// Builds a flow. Splines used by its layers are added to `splines` (they become built-in
 /// bijectors after the module's own, at index `bijectors.len() + position`).
 fn build_flow(f: &dsl::FlowDef, bijectors: &[Bijector], splines: &mut Vec<(layer::Spline, Span)>, diags: &mut Diagnostics) -> Flow {
@@ -533,7 +593,8 @@ fn build_flow(f: &dsl::FlowDef, bijectors: &[Bijector], splines: &mut Vec<(layer
             (*n, Space::Real)
         }
         dsl::Space::Other(t) => match t {
-            Term::Call { name, args, span } if name.is("sphere") => {
+            Term::Call { name, args, span } if name.is("sphere") || name.is("simplex") => {
+                let space = if name.is("sphere") { Space::Sphere } else { Space::Simplex };
                 let n = match args.as_slice() {
                     [dsl::Arg { name: None, value: Term::Expr(dsl::Expr::Num(v, _)) }] if v.fract() == 0.0 && *v >= 2.0 && *v < 1e6 => {
                         Some(*v as usize)
@@ -541,51 +602,30 @@ fn build_flow(f: &dsl::FlowDef, bijectors: &[Bijector], splines: &mut Vec<(layer
                     _ => None,
                 };
                 match n {
-                    Some(n) => (n, Space::Sphere),
+                    Some(n) => (n, space),
                     None => {
+                        let help = if space == Space::Sphere {
+                            "write `sphere(3)` for the unit sphere S² in R³"
+                        } else {
+                            "write `simplex(3)` for probability vectors of 3 classes"
+                        };
                         diags.push(
-                            Diagnostic::at(*span, "`sphere` takes the dimension n ≥ 2 of the space it lies in")
-                                .help("write `sphere(3)` for the unit sphere S² in R³"),
+                            Diagnostic::at(*span, format!("`{}` takes the dimension n ≥ 2 of the space it lies in", name.name)).help(help),
                         );
-                        (2, Space::Sphere)
+                        (2, space)
                     }
                 }
             }
             _ => {
-                let msg = match term_name(t).as_str() {
-                    "simplex" => "flows on `simplex` are not supported yet".to_string(),
-                    other => format!("unknown space `{other}`"),
-                };
-                diags.push(Diagnostic::at(t.span(), msg).help("write `R^n` or `sphere(n)`, e.g. `flow f(x: R^2) { ... }`"));
+                diags.push(
+                    Diagnostic::at(t.span(), format!("unknown space `{}`", term_name(t)))
+                        .help("write `R^n`, `sphere(n)` or `simplex(n)`, e.g. `flow f(x: R^2) { ... }`"),
+                );
                 (1, Space::Real)
             }
         },
     };
-    let base = match (&f.base, space) {
-        (None, Space::Real) => Base::Normal,
-        (None, Space::Sphere) => Base::Uniform,
-        (Some(Term::Call { name, args, .. }), Space::Real) if name.is("normal") && args.is_empty() => Base::Normal,
-        (Some(Term::Call { name, args, .. }), Space::Sphere) if name.is("uniform") && args.is_empty() => Base::Uniform,
-        (Some(t), _) => {
-            let (help, known) = match space {
-                Space::Real => ("write `base normal;`", matches!(t, Term::Call { name, .. } if name.is("uniform"))),
-                Space::Sphere => {
-                    ("write `base uniform;` (uniform on the sphere)", matches!(t, Term::Call { name, .. } if name.is("normal")))
-                }
-            };
-            let msg = if known {
-                format!("base `{}` is not a distribution on {}", term_name(t), space.spelled(dim))
-            } else {
-                format!("unknown base distribution `{}`", term_name(t))
-            };
-            diags.push(Diagnostic::at(t.span(), msg).help(help));
-            if space == Space::Real {
-                Base::Normal
-            } else {
-                Base::Uniform
-            }
-        }
-    };
+    let base = build_base(f.base.as_ref(), space, dim, diags);
     let mut layers = Vec::new();
     for t in &f.layers {
         let Term::Call { name, args, span } = t else {
@@ -593,29 +633,45 @@ fn build_flow(f: &dsl::FlowDef, bijectors: &[Bijector], splines: &mut Vec<(layer
             continue;
         };
         let span_ = Span::of(*span);
-        let sphere_layer = layer::SPHERE_LAYERS.contains(&name.name.as_str());
-        // permutations map the sphere to itself (volume ratio 1)
+        let lname = name.name.as_str();
+        let manifold_layer = layer::SPHERE_LAYERS.contains(&lname) || layer::SIMPLEX_LAYERS.contains(&lname);
+        // permutations map the sphere and the simplex to themselves (volume ratio 1)
         let permutes = name.is("reverse") || name.is("permute");
-        if space == Space::Sphere && !sphere_layer && !permutes && (layer::LAYER_NAMES.contains(&name.name.as_str()) || name.is("actnorm"))
-        {
-            diags.push(
-                Diagnostic::at(name.span, format!("`{}` maps R^n, but flow `{}` is on {}", name.name, f.name.name, space.spelled(dim)))
-                    .help(format!("the layers of sphere flows are: {}, reverse, permute", layer::SPHERE_LAYERS.join(", "))),
-            );
+        let own = match space {
+            Space::Real => !manifold_layer,
+            Space::Sphere => layer::SPHERE_LAYERS.contains(&lname) || permutes,
+            Space::Simplex => layer::SIMPLEX_LAYERS.contains(&lname) || permutes,
+        };
+        let known = layer::LAYER_NAMES.contains(&lname) || name.is("actnorm") || manifold_layer;
+        if known && !own {
+            let (maps, layers) = if layer::SPHERE_LAYERS.contains(&lname) {
+                ("the sphere", layer::SPHERE_LAYERS)
+            } else if layer::SIMPLEX_LAYERS.contains(&lname) {
+                ("the simplex", layer::SIMPLEX_LAYERS)
+            } else {
+                ("R^n", &[][..])
+            };
+            let mut d =
+                Diagnostic::at(name.span, format!("`{lname}` maps {maps}, but flow `{}` is on {}", f.name.name, space.spelled(dim)));
+            d = match space {
+                Space::Real => {
+                    let which = if maps == "the sphere" { "sphere" } else { "simplex" };
+                    d.help(format!(
+                        "declare the flow on {maps}: `flow {}(x: {which}({dim})) {{ ... }}` (layers: {})",
+                        f.name.name,
+                        layers.join(", ")
+                    ))
+                }
+                Space::Sphere => d.help(format!("the layers of sphere flows are: {}, reverse, permute", layer::SPHERE_LAYERS.join(", "))),
+                Space::Simplex => {
+                    d.help(format!("the layers of simplex flows are: {}, reverse, permute", layer::SIMPLEX_LAYERS.join(", ")))
+                }
+            };
+            diags.push(d);
             continue;
         }
-        if sphere_layer {
-            if space != Space::Sphere {
-                diags.push(
-                    Diagnostic::at(
-                        name.span,
-                        format!("`{}` maps the sphere, but flow `{}` is on {}", name.name, f.name.name, space.spelled(dim)),
-                    )
-                    .help(format!("declare the flow on the sphere: `flow {}(x: sphere({dim})) {{ ... }}`", f.name.name)),
-                );
-                continue;
-            }
-            if let Some(l) = layer::build_sphere(name, args, span_, diags) {
+        if manifold_layer {
+            if let Some(l) = layer::build_manifold(name, args, span_, diags) {
                 layers.push(l);
             }
             continue;
@@ -661,14 +717,9 @@ fn build_flow(f: &dsl::FlowDef, bijectors: &[Bijector], splines: &mut Vec<(layer
             if let Some(l) = layer::build(name, args, span_, dim, bijectors, &mut resolve, diags) {
                 layers.push(l);
             }
-        } else if layer::LAYERS_LATER.contains(&name.name.as_str()) {
-            diags.push(
-                Diagnostic::at(name.span, format!("`{}` layers are not supported yet", name.name))
-                    .help(format!("the layers are: {}", layer::LAYER_NAMES.join(", "))),
-            );
         } else {
             let mut d = Diagnostic::at(name.span, format!("unknown layer `{}`", name.name));
-            let cands: Vec<&str> = layer::LAYER_NAMES.iter().chain(layer::SPHERE_LAYERS).chain(layer::LAYERS_LATER).copied().collect();
+            let cands: Vec<&str> = layer::LAYER_NAMES.iter().chain(layer::SPHERE_LAYERS).chain(layer::SIMPLEX_LAYERS).copied().collect();
             d = match suggest(&name.name, cands) {
                 Some(s) => d.help(format!("did you mean `{s}`?")),
                 None if bijectors.iter().any(|b| b.name == name.name) => {

@@ -8,9 +8,12 @@
 //!   and the speed of each.
 //! - [`train_moons`]: a RealNVP flow trained on 2-D data with the runtime's trainer and with
 //!   `flowc train`, its weights scored by the `flow_file!` type.
+//! - [`calibrate`]: a 3-class classifier's outputs recalibrated by class-conditional flows
+//!   on the simplex.
 //! - `quickstart` (`examples/quickstart.rs`): the README's example, checked to be identical
 //!   to it.
 
 pub mod aot_vs_jit;
+pub mod calibrate;
 pub mod train_moons;
 pub mod user_bijector;

@@ -79,3 +79,14 @@ fn train_moons_example_runs() {
     // `flowc train` prints 6 decimals
     assert!((r.cli_printed - r.cli_aot).abs() < 1e-5, "{r:?}");
 }
+
+#[test]
+fn calibration_example_recalibrates() {
+    // class-conditional flows on the simplex, Bayes' rule: better than the raw outputs and near
+    // the true posterior (measured at 3000 steps: NLL 0.652 → 0.575, true 0.568; ECE 0.095 →
+    // 0.015, true 0.011)
+    let r = examples::calibrate::run(800, None);
+    assert!(r.flows.0 < r.raw.0 - 0.05, "{r:?}");
+    assert!(r.flows.0 < r.truth.0 + 0.02, "{r:?}");
+    assert!(r.flows.1 < 0.5 * r.raw.1, "{r:?}");
+}

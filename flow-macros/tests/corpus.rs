@@ -111,7 +111,7 @@ fn check_flow<F: Flow<f64>, G: Flow<f32>>(p: &Program, name: &str) {
         match kind {
             Kind::Forward => f.forward_rows(input, &mut got),
             Kind::Inverse => f.inverse_rows(input, &mut got),
-            Kind::LogProb | Kind::Gradient => f.log_prob_rows(input, &mut got),
+            Kind::LogProb | Kind::Gradient | Kind::Ratio => f.log_prob_rows(input, &mut got),
         }
         for (j, (a, b)) in got.iter().zip(&want).enumerate() {
             assert!(close64(*a, *b), "{name}.{} f64 row {:?} out {}: {a:e} vs {b:e}", kind.name(), &input[j / o * dim..][..dim], j % o);
@@ -122,7 +122,7 @@ fn check_flow<F: Flow<f64>, G: Flow<f32>>(p: &Program, name: &str) {
         match kind {
             Kind::Forward => g.forward_rows(&in32, &mut got),
             Kind::Inverse => g.inverse_rows(&in32, &mut got),
-            Kind::LogProb | Kind::Gradient => g.log_prob_rows(&in32, &mut got),
+            Kind::LogProb | Kind::Gradient | Kind::Ratio => g.log_prob_rows(&in32, &mut got),
         }
         for (j, (a, b)) in got.iter().zip(&want).enumerate() {
             assert!(close32(*a, *b), "{name}.{} f32 row {:?} out {}: {a:e} vs {b:e}", kind.name(), &in32[j / o * dim..][..dim], j % o);

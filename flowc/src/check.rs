@@ -15,8 +15,10 @@
 //! seeded base points: the round trip z → x → z (within 1e-10 relative), and log|det J|
 //! against the log-determinant of an independent Jacobian (Richardson-extrapolated central
 //! differences of the forward map, then Gaussian elimination; within 1e-7 relative). On the
-//! sphere the log volume ratio against the generic |det(T_xᵀ F T_z)| of that Jacobian F, with
-//! orthonormal tangent bases T at z and at x.
+//! sphere and the simplex the log volume ratio against the generic |det(T_xᵀ F T_z)| of that
+//! Jacobian F, with orthonormal tangent bases T at z and at x; and the compiled forward
+//! kernel's closed forms against its generic ratio ([`crate::ratio`], forward-mode Jacobian),
+//! within 1e-10.
 //!
 //! ```
 //! let src = "bijector softplus_b(x) = softplus(x);";
@@ -319,9 +321,25 @@ pub fn jacobian_with_step(f: &dyn Fn(&[f64]) -> Vec<f64>, z: &[f64], step: f64) 
 /// Whole-flow rows: round trip and log|det J| against an independent Jacobian.
 fn check_flow(d: &Derivation, f: &crate::derive::FlowDerivation) -> Vec<Row> {
     use crate::interp;
-    let (mut trip, mut det) = (Vec::new(), Vec::new());
+    let (mut trip, mut det, mut generic) = (Vec::new(), Vec::new(), Vec::new());
+    // on a manifold: the compiled forward kernel's closed forms against its generic ratio
+    let kernels = (f.space != crate::ir::Space::Real)
+        .then(|| {
+            let program = crate::lower::lower(d).ok()?;
+            let fk = program.kernel(&f.name, crate::lower::Kind::Forward)?.clone();
+            let gk = crate::ratio::generic(&fk, f.space).ok()?;
+            Some((fk, gk))
+        })
+        .flatten();
     for seed in 1..=3u64 {
         let p = crate::params::init(d, f, seed);
+        if let Some((fk, gk)) = &kernels {
+            let flat = crate::params::flat(f, &p);
+            for z in interp::base_rows(f, seed, 0, 16).chunks(f.dim) {
+                let (a, b) = (crate::lower::run(fk, z, &flat), crate::lower::run(gk, z, &flat));
+                generic.push(((a[f.dim] - b[f.dim]).abs() / (1.0 + b[f.dim].abs()), z[0]));
+            }
+        }
         let zs = interp::base_rows(f, seed, 0, 16);
         for z in zs.chunks(f.dim) {
             let mut x = vec![0.0; f.dim];
@@ -378,5 +396,9 @@ fn check_flow(d: &Derivation, f: &crate::derive::FlowDerivation) -> Vec<Row> {
             note: None,
         }
     };
-    vec![row("round trip", &trip, 1e-10), row("log|det J|", &det, 1e-7)]
+    let mut rows = vec![row("round trip", &trip, 1e-10), row("log|det J|", &det, 1e-7)];
+    if !generic.is_empty() {
+        rows.push(row("log R generic", &generic, 1e-10));
+    }
+    rows
 }

@@ -225,6 +225,9 @@ pub enum ScheduleArg {
 pub enum BenchKernel {
     LogProb,
     Sample,
+    /// A sphere or simplex flow's forward map with the generic volume ratio (forward-mode
+    /// Jacobian and a determinant), next to the closed forms' forward kernel
+    Ratio,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -668,7 +671,15 @@ fn bench(
     let flat = flat_params(d, f, params_file, params)?;
     let program = lower::lower(d).map_err(internal)?;
     let fk = program.kernel(name, Kind::Forward).expect("lowered");
-    let lk = program.kernel(name, if which == BenchKernel::LogProb { Kind::LogProb } else { Kind::Forward }).expect("lowered");
+    let generic;
+    let lk = match which {
+        BenchKernel::LogProb => program.kernel(name, Kind::LogProb).expect("lowered"),
+        BenchKernel::Sample => fk,
+        BenchKernel::Ratio => {
+            generic = crate::ratio::generic(fk, f.space).map_err(|e| user(format!("error: `--kernel ratio`: {e}")))?;
+            &generic
+        }
+    };
     // data: base samples pushed through the flow
     let z = crate::interp::base_rows(f, 0x5eed, 0, rows);
     let mut fx = vec![0.0; rows * (f.dim + 1)];
@@ -676,7 +687,11 @@ fn bench(
     // log_prob reads data points; sampling pushes base points forward
     let x: Vec<f64> = if which == BenchKernel::LogProb { fx.chunks(f.dim + 1).flat_map(|r| r[..f.dim].to_vec()).collect() } else { z };
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let what = if which == BenchKernel::LogProb { "log_prob" } else { "sampling (forward kernel on base points)" };
+    let what = match which {
+        BenchKernel::LogProb => "log_prob",
+        BenchKernel::Sample => "sampling (forward kernel on base points)",
+        BenchKernel::Ratio => "the generic volume ratio (forward map; log R by forward-mode Jacobian and determinant) on base points",
+    };
     let mut out = format!("flow {name}: {what} on {rows} rows of {} values (median of 5 runs)\n", f.dim);
     let outs = lk.outputs.len();
     // the dense layers' work per row, counted as dense products (2·out·in per layer)
@@ -734,6 +749,30 @@ fn bench(
             ));
             out.push_str(&if flops > 0 { format!(" {:>12.1}\n", flops as f64 * rows as f64 / med / 1e9) } else { "\n".into() });
         }
+    }
+    if which == BenchKernel::Ratio {
+        // the closed forms on the same points, at the same thread count, f64
+        let t = cores;
+        let rate = |k: &lower::Kernel| -> Result<f64, Failure> {
+            let c = jit::compile_with(k, Float::F64, opts).map_err(|e| user(format!("error: not compiled: {}", e.0)))?;
+            let outs = k.outputs.len();
+            let mut times = Vec::new();
+            for _ in 0..5 {
+                let start = std::time::Instant::now();
+                let mut o = vec![0.0; rows * outs];
+                batch::run_rows(&x, f.dim, &mut o, outs, t, &|r: &[f64], o: &mut [f64]| c.run_f64(r, &flat, o).expect("shapes"))
+                    .map_err(|e| Failure { code: 2, message: e })?;
+                std::hint::black_box(&o);
+                times.push(start.elapsed().as_secs_f64());
+            }
+            times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            Ok(rows as f64 / times[2])
+        };
+        let (closed, gen) = (rate(fk)?, rate(lk)?);
+        out.push_str(&format!(
+            "closed forms (the forward kernel), f64, {t} threads: {closed:.3e} points/s; generic: {gen:.3e}; closed / generic = {:.1}\n",
+            closed / gen
+        ));
     }
     if flops > 0 {
         out.push_str(&format!(

@@ -428,7 +428,7 @@ fn inline(em: &mut Emitter, sb: &SubBody, x: Value) -> Result<(Vec<Value>, Value
 
 /// The partial derivatives of each op, from `derive::diff`'s rules (cached by op shape).
 #[derive(Default)]
-struct Rules {
+pub(crate) struct Rules {
     partials: HashMap<String, Vec<Expr>>,
 }
 
@@ -457,7 +457,7 @@ impl Rules {
 
     /// The contributions `a · ∂op/∂operand_j` of adjoint `a` of `op(args)` (value `f`) to
     /// the operands that `want` one.
-    fn adjoint(
+    pub(crate) fn adjoint(
         &mut self,
         em: &mut Emitter,
         m: &Math,

@@ -94,6 +94,7 @@ impl JitFlow {
             Kind::Inverse => 1,
             Kind::LogProb => 2,
             Kind::Gradient => return Err("gradient kernels run through `flowc::objective`".into()),
+            Kind::Ratio => return Err("generic volume-ratio kernels come from `flowc::ratio::generic`".into()),
         } * 2
             + usize::from(prec == Float::F32);
         self.kernels[i]

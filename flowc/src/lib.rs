@@ -24,6 +24,7 @@ pub mod lower;
 pub mod objective;
 pub mod params;
 pub mod plot;
+pub mod ratio;
 pub mod report;
 pub mod train;
 pub mod ulp;

@@ -36,6 +36,9 @@ pub enum Kind {
     LogProb,
     /// log_prob, and Σ over rows of ∂ log p / ∂θ accumulated ([`crate::grad`]).
     Gradient,
+    /// A manifold flow's forward map with the generic volume ratio instead of the closed
+    /// forms ([`crate::ratio`]).
+    Ratio,
 }
 
 impl Kind {
@@ -45,6 +48,7 @@ impl Kind {
             Kind::Inverse => "inverse",
             Kind::LogProb => "log_prob",
             Kind::Gradient => "gradient",
+            Kind::Ratio => "generic_ratio",
         }
     }
 }
@@ -124,6 +128,12 @@ pub enum Inst {
         param: usize,
         value: Value,
     },
+    /// log|det A| of the n × n matrix A whose entries (row-major) are `entries`, by
+    /// elimination with partial pivoting (in f64 whatever the kernel's precision).
+    LogAbsDet {
+        n: usize,
+        entries: Vec<Value>,
+    },
 }
 
 /// Which rows of a weight matrix a product uses: rows `first`, `first + step`, ...
@@ -173,6 +183,7 @@ impl Inst {
             Inst::DenseT { grads, .. } => grads.clone(),
             Inst::AccumDense { grads, inputs, .. } => grads.iter().chain(inputs).copied().collect(),
             Inst::Accum { value, .. } => vec![*value],
+            Inst::LogAbsDet { entries, .. } => entries.clone(),
             _ => vec![],
         }
     }
@@ -1306,7 +1317,7 @@ fn lower_kernel(d: &Derivation, f: &FlowDerivation, kind: Kind) -> Result<Kernel
         let b = stage.bijector(d, f);
         for (i, c) in cur.iter_mut().enumerate() {
             let (v, ld) = match kind {
-                Kind::Forward => stage_forward(&mut em, b, f, &slots, stage, i, *c)?,
+                Kind::Forward | Kind::Ratio => stage_forward(&mut em, b, f, &slots, stage, i, *c)?,
                 Kind::Inverse | Kind::LogProb | Kind::Gradient => stage_inverse(&mut em, b, f, &slots, stage, i, *c)?,
             };
             *c = v;
@@ -1317,7 +1328,7 @@ fn lower_kernel(d: &Derivation, f: &FlowDerivation, kind: Kind) -> Result<Kernel
     // per coordinate: Σ_k log|det J_k|, then (log_prob) the base term minus it
     let per: Vec<Value> = lds.iter().map(|t| if t.is_empty() { zero } else { sum(&mut em, t) }).collect();
     let (outputs, roots) = match kind {
-        Kind::Forward | Kind::Inverse => {
+        Kind::Forward | Kind::Inverse | Kind::Ratio => {
             let total = sum(&mut em, &per);
             (cur.iter().copied().chain([total]).collect::<Vec<_>>(), interleave(&cur, &per, total))
         }
@@ -1386,7 +1397,7 @@ fn interleave(cur: &[Value], per: &[Value], total: Value) -> Vec<Value> {
 
 /// `body` without the instructions no output reads (in order); returns it and `outputs`
 /// renumbered.
-fn prune(body: Body, outputs: &[Value]) -> (Body, Vec<Value>) {
+pub(crate) fn prune(body: Body, outputs: &[Value]) -> (Body, Vec<Value>) {
     let n = body.insts.len();
     let mut live = vec![false; n];
     for o in outputs {
@@ -1520,6 +1531,7 @@ pub(crate) fn remap_inst(inst: &Inst, remap: &dyn Fn(Value) -> Value) -> Inst {
                 bias: *bias,
             },
             Inst::Accum { param, value } => Inst::Accum { param: *param, value: remap(*value) },
+            Inst::LogAbsDet { n, entries } => Inst::LogAbsDet { n: *n, entries: entries.iter().map(|v| remap(*v)).collect() },
             other => other.clone(),
         }
     }
@@ -1695,10 +1707,40 @@ fn run_insts(insts: &[Inst], inputs: &[f64], params: &[f64], grad: &mut [f64]) -
                 grad[*param] += vals[*value];
                 f64::NAN
             }
+            Inst::LogAbsDet { n: m, entries } => {
+                let mut a: Vec<f64> = entries.iter().map(|v| vals[*v]).collect();
+                log_abs_det(&mut a, *m)
+            }
         };
         vals.push(v);
     }
     vals
+}
+
+/// log|det A| of the n × n row-major `a` (overwritten), by elimination with partial pivoting:
+/// Σ log|pivot| (−inf when A is singular). The value of [`Inst::LogAbsDet`].
+pub fn log_abs_det(a: &mut [f64], n: usize) -> f64 {
+    let mut ld = 0.0;
+    for c in 0..n {
+        let p = (c..n).max_by(|x, y| a[x * n + c].abs().total_cmp(&a[y * n + c].abs())).unwrap_or(c);
+        if p != c {
+            for j in 0..n {
+                a.swap(p * n + j, c * n + j);
+            }
+        }
+        let d = a[c * n + c];
+        ld += d.abs().ln();
+        if d == 0.0 {
+            return ld;
+        }
+        for r in c + 1..n {
+            let q = a[r * n + c] / d;
+            for j in c..n {
+                a[r * n + j] -= q * a[c * n + j];
+            }
+        }
+    }
+    ld
 }
 
 /// One output of [`Inst::Spline`] (f64 or f32).
@@ -1800,6 +1842,10 @@ fn run_insts_f32(insts: &[Inst], inputs: &[f32], params: &[f32], grad: &mut [f32
                 grad[*param] += vals[*value];
                 f32::NAN
             }
+            Inst::LogAbsDet { n: m, entries } => {
+                let mut a: Vec<f64> = entries.iter().map(|v| vals[*v] as f64).collect();
+                log_abs_det(&mut a, *m) as f32
+            }
         };
         vals.push(v);
     }
@@ -1893,6 +1939,10 @@ fn write_insts(f: &mut fmt::Formatter<'_>, insts: &[Inst], indent: &str) -> fmt:
                 }
             }
             Inst::Accum { param, value } => writeln!(f, "{indent}grad[{param}] += v{value}")?,
+            Inst::LogAbsDet { n: m, entries } => {
+                let a: Vec<String> = entries.iter().map(|v| format!("v{v}")).collect();
+                writeln!(f, "{indent}v{n} = log_abs_det [{m}x{m}] ({})", a.join(" "))?
+            }
             Inst::Spline { x, raw, bins, bound, inverse, log_det } => {
                 let a: Vec<String> = raw.iter().map(|v| format!("v{v}")).collect();
                 let what = match (inverse, log_det) {

@@ -221,7 +221,7 @@ fn corpus_jit_with_vector_math_is_within_the_ulp_table() {
                 // the reference: the chosen formulas in high precision
                 let with = |var: &'static str, v: f64| move |s: egg::Symbol| if s.as_str() == var { v } else { env(s) };
                 let refs: Vec<Option<f64>> = match kind {
-                    Kind::Forward => {
+                    Kind::Forward | Kind::Ratio => {
                         let y = hp::eval_with(&b.forward.chosen.expr, &with("x", *x));
                         let ld = hp::eval_with(&b.log_det.chosen.expr, &with("x", *x));
                         vec![y, ld]

@@ -201,7 +201,7 @@ fn kernels_and_jit_match_the_interpreter() {
                         let ld = interp::inverse(&d, f, &p, r, &mut z);
                         z.into_iter().chain([ld]).collect()
                     }
-                    Kind::LogProb | Kind::Gradient => vec![interp::log_prob(&d, f, &p, r)],
+                    Kind::LogProb | Kind::Gradient | Kind::Ratio => vec![interp::log_prob(&d, f, &p, r)],
                 })
                 .collect();
             let c64 = flowc::jit::compile(k, Float::F64).unwrap();

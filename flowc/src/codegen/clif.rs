@@ -912,6 +912,35 @@ fn emit_inst<M: Module>(
             }
             result.expect("at least one lane")
         }
+        Inst::LogAbsDet { n, entries } => {
+            // per lane: the matrix into a stack slot, then the host's elimination
+            let bytes = ctx.prec.bytes() as u32;
+            let slot = b.create_sized_stack_slot(StackSlotData::new(
+                StackSlotKind::ExplicitSlot,
+                entries.len() as u32 * bytes,
+                bytes.trailing_zeros() as u8,
+            ));
+            let ptr = module.target_config().pointer_type();
+            let addr = b.ins().stack_addr(ptr, slot, 0);
+            let (sym, ty) = if ctx.prec == Float::F64 { (host::LOG_ABS_DET_F64, types::F64) } else { (host::LOG_ABS_DET_F32, types::F32) };
+            let f = import(module, b, imports, sym, &[ptr, types::I64], ty)?;
+            let ev: Vec<Value> = entries.iter().map(|r| vals[*r].expect("operands precede their use")).collect();
+            let nv = b.ins().iconst(types::I64, *n as i64);
+            let mut result = None;
+            for l in 0..ctx.prec.lanes() {
+                for (j, v) in ev.iter().enumerate() {
+                    let e = b.ins().extractlane(*v, l as u8);
+                    b.ins().store(ctx.flags, e, addr, (j as u32 * bytes) as i32);
+                }
+                let call = b.ins().call(f, &[addr, nv]);
+                let r = b.inst_results(call)[0];
+                result = Some(match result {
+                    None => b.ins().scalar_to_vector(ctx.vty, r),
+                    Some(v) => b.ins().insertlane(v, r, l as u8),
+                });
+            }
+            result.expect("at least one lane")
+        }
         Inst::Spline { x, raw, bins, bound, inverse, log_det } => {
             // per lane: the spline's values into a stack slot, then the host spline
             let bytes = ctx.prec.bytes() as u32;

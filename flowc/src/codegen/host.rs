@@ -463,9 +463,30 @@ fn spline_value<T: runtime::Real>(x: T, raw: &[T], bins: usize, bound: f64, mode
     }
 }
 
+/// Symbols of [`log_abs_det_f64`] and [`log_abs_det_f32`].
+pub const LOG_ABS_DET_F64: &str = "flowc_log_abs_det_f64";
+pub const LOG_ABS_DET_F32: &str = "flowc_log_abs_det_f32";
+
+/// `Inst::LogAbsDet` of one row: the n × n entries at `a` (row-major), in f64.
+extern "C" fn log_abs_det_f64(a: *const f64, n: u64) -> f64 {
+    // SAFETY: kernels pass a stack slot of n·n values
+    let a = unsafe { std::slice::from_raw_parts(a, (n * n) as usize) };
+    crate::lower::log_abs_det(&mut a.to_vec(), n as usize)
+}
+
+/// [`log_abs_det_f64`] for f32 kernels (computed in f64, as `lower::run_f32`).
+extern "C" fn log_abs_det_f32(a: *const f32, n: u64) -> f32 {
+    // SAFETY: as in log_abs_det_f64
+    let a = unsafe { std::slice::from_raw_parts(a, (n * n) as usize) };
+    let mut m: Vec<f64> = a.iter().map(|v| *v as f64).collect();
+    crate::lower::log_abs_det(&mut m, n as usize) as f32
+}
+
 /// The runtime support functions kernels import: (symbol, address).
-pub fn support() -> [(&'static str, *const u8); 18] {
+pub fn support() -> [(&'static str, *const u8); 20] {
     [
+        (LOG_ABS_DET_F64, log_abs_det_f64 as *const u8),
+        (LOG_ABS_DET_F32, log_abs_det_f32 as *const u8),
         (ZERO, zero as *const u8),
         (ACT_GRAD_F64, act_grad_f64 as *const u8),
         (ACT_GRAD_F32, act_grad_f32 as *const u8),

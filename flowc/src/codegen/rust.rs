@@ -326,6 +326,7 @@ fn stmt(insts: &[Inst], i: usize, needed: &[bool], deferred: &[Option<(usize, bo
         Inst::Seed | Inst::DenseT { .. } | Inst::AccumDense { .. } | Inst::Accum { .. } => {
             return Err("gradient kernels are compiled by the JIT, not emitted as Rust".into())
         }
+        Inst::LogAbsDet { .. } => return Err("generic volume-ratio kernels are compiled by the JIT, not emitted as Rust".into()),
         Inst::Input(j) => (acc.input)(*j),
         Inst::Param(j) => (acc.param)(*j),
         Inst::Const(c) => (acc.constant)(*c),

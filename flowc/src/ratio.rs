@@ -1,0 +1,138 @@
+//! Stage 5c: a manifold flow's `forward` [`Kernel`] → the same map with its log volume ratio
+//! computed generically: R(x) = |det(T_yᵀ F_x T_x)|, F_x the ambient Jacobian of the compiled
+//! forward map (forward mode over the kernel body, the derivative rules of `derive::diff`),
+//! for any map of the sphere or the simplex. It verifies the closed forms (`flowc check`) and
+//! is the fallback for maps without one.
+//!
+//! No tangent bases are formed: with unit normals n_x at x and n_y at y (x/‖x‖ and y/‖y‖ on
+//! the sphere, 1/√n on the simplex) and P = I − n_x n_xᵀ,
+//! R = |det(F_x P + n_y n_xᵀ)|, an n × n determinant: for orthonormal tangent bases T_x, T_y,
+//! [T_x n_x] and [T_y n_y] are orthogonal, (F_x P + n_y n_xᵀ)[T_x n_x] = [F_x T_x  n_y] (F_x
+//! maps the tangent space into the tangent space at y), and [T_y n_y]ᵀ[F_x T_x n_y] is block
+//! triangular with blocks T_yᵀF_xT_x and 1. The columns F_x P e_i are n directional
+//! derivatives of the forward map along P e_i; the determinant is [`Inst::LogAbsDet`]
+//! (elimination with partial pivoting on the host).
+//!
+//! ```
+//! let src = "flow s(x: sphere(3)) { base uniform; normalized_affine; normalized_translation; }";
+//! let (_, _, d) = flowc::cli::load_str("s.flow", src).unwrap();
+//! let p = flowc::lower::lower(&d).unwrap();
+//! let fwd = p.kernel("s", flowc::lower::Kind::Forward).unwrap();
+//! let generic = flowc::ratio::generic(fwd, flowc::ir::Space::Sphere).unwrap();
+//! let params = vec![0.1; fwd.param_len()];
+//! let x = [0.6, 0.0, 0.8];
+//! let (a, b) = (flowc::lower::run(fwd, &x, &params), flowc::lower::run(&generic, &x, &params));
+//! assert!((a[3] - b[3]).abs() < 1e-13 && (a[0] - b[0]).abs() < 1e-15);
+//! ```
+
+use crate::grad::Rules;
+use crate::ir::op::Math;
+use crate::ir::Space;
+use crate::lower::{Emitter, Inst, Kernel, Kind, Value};
+use egg::Id;
+
+/// The generic-ratio kernel of a sphere or simplex flow's forward kernel: the same outputs
+/// (y, then log R) with log R = log|det(F_x P + n_y n_xᵀ)|.
+pub fn generic(k: &Kernel, space: Space) -> Result<Kernel, String> {
+    if k.kind != Kind::Forward {
+        return Err(format!("the generic ratio is taken of a forward kernel, not of `{}.{}`", k.flow, k.kind.name()));
+    }
+    if space == Space::Real {
+        return Err(format!("`{}` is a flow on R^n: its log-determinant is generic already", k.flow));
+    }
+    let n = k.dim;
+    let insts = k.body.insts.clone();
+    let ys: Vec<Value> = k.outputs[..n].to_vec();
+    // the instructions the image depends on
+    let mut needed = vec![false; insts.len()];
+    for y in &ys {
+        needed[*y] = true;
+    }
+    for i in (0..insts.len()).rev() {
+        if needed[i] {
+            for a in insts[i].args() {
+                needed[a] = true;
+            }
+        }
+    }
+    let mut em = Emitter::from_body(k.body.clone());
+    let z = Id::from(0usize);
+    let mul = |em: &mut Emitter, a: Value, b: Value| em.op(Math::Mul([z, z]), vec![a, b]);
+    let add = |em: &mut Emitter, a: Value, b: Value| em.op(Math::Add([z, z]), vec![a, b]);
+    let sub = |em: &mut Emitter, a: Value, b: Value| em.op(Math::Sub([z, z]), vec![a, b]);
+    // unit normals at x and at y
+    let inputs: Vec<Value> = (0..n)
+        .map(|j| insts.iter().position(|i| *i == Inst::Input(j)).map(Ok).unwrap_or_else(|| Err(())))
+        .collect::<Result<_, _>>()
+        .map_err(|_| "a forward kernel reads every coordinate".to_string())?;
+    let normal = |em: &mut Emitter, v: &[Value]| -> Vec<Value> {
+        match space {
+            Space::Sphere => {
+                let sq: Vec<Value> = v.iter().map(|a| mul(em, *a, *a)).collect();
+                let mut s = sq[0];
+                for t in &sq[1..] {
+                    s = add(em, s, *t);
+                }
+                let r = em.op(Math::Sqrt(z), vec![s]);
+                let one = em.num(1.0);
+                let inv = em.op(Math::Div([z, z]), vec![one, r]);
+                v.iter().map(|a| mul(em, *a, inv)).collect()
+            }
+            _ => (0..n).map(|_| em.num(1.0 / (n as f64).sqrt())).collect(),
+        }
+    };
+    let nx = normal(&mut em, &inputs);
+    let ny = normal(&mut em, &ys);
+    let mut rules = Rules::default();
+    // column i: the derivative along P e_i = e_i − n_x (n_x)_i
+    let mut cols: Vec<Vec<Value>> = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut tan: Vec<Option<Value>> = vec![None; insts.len()];
+        for (idx, inst) in insts.iter().enumerate() {
+            if !needed[idx] {
+                continue;
+            }
+            tan[idx] = match inst {
+                Inst::Input(j) => {
+                    let p = mul(&mut em, nx[*j], nx[i]);
+                    Some(if *j == i {
+                        let one = em.num(1.0);
+                        sub(&mut em, one, p)
+                    } else {
+                        em.op(Math::Neg(z), vec![p])
+                    })
+                }
+                Inst::Param(_) | Inst::Const(_) => None,
+                Inst::Op(m, args) => {
+                    let mut acc: Option<Value> = None;
+                    for (j, a) in args.iter().enumerate() {
+                        let Some(t) = tan[*a] else { continue };
+                        let want: Vec<bool> = (0..args.len()).map(|q| q == j).collect();
+                        if let Some(c) = rules.adjoint(&mut em, m, args, idx, t, &want)?[j] {
+                            acc = Some(match acc {
+                                None => c,
+                                Some(s) => add(&mut em, s, c),
+                            });
+                        }
+                    }
+                    acc
+                }
+                other => return Err(format!("the generic ratio cannot differentiate {other:?} yet")),
+            };
+        }
+        cols.push(ys.iter().map(|y| tan[*y].unwrap_or_else(|| em.num(0.0))).collect());
+    }
+    // F P + n_y n_xᵀ, row-major
+    let mut entries = Vec::with_capacity(n * n);
+    for r in 0..n {
+        for c in 0..n {
+            let outer = mul(&mut em, ny[r], nx[c]);
+            entries.push(add(&mut em, cols[c][r], outer));
+        }
+    }
+    let ld = em.push(Inst::LogAbsDet { n, entries });
+    let mut outputs = ys;
+    outputs.push(ld);
+    let (body, outputs) = crate::lower::prune(em.body, &outputs);
+    Ok(Kernel { flow: k.flow.clone(), kind: Kind::Ratio, dim: n, params: k.params.clone(), body, outputs })
+}

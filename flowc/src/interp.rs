@@ -597,6 +597,7 @@ pub fn base_rows(f: &FlowDerivation, seed: u64, first: usize, rows: usize) -> Ve
     match &f.base {
         crate::ir::Base::Normal => runtime::sample::normal_rows(seed, first, rows, f.dim),
         crate::ir::Base::Uniform => runtime::sample::sphere_rows(seed, first, rows, f.dim),
+        crate::ir::Base::Vmf(kappa) => runtime::sample::vmf_rows(seed, first, rows, f.dim, *kappa),
         crate::ir::Base::Dirichlet(alpha) => runtime::sample::dirichlet_rows(seed, first, rows, alpha),
     }
 }
@@ -651,6 +652,11 @@ pub fn base_log_pdf(f: &FlowDerivation, z: &[f64]) -> f64 {
     match &f.base {
         crate::ir::Base::Normal => z.iter().map(|&zi| runtime::base::std_normal_log_pdf(zi)).sum::<f64>(),
         crate::ir::Base::Uniform => runtime::base::sphere_uniform_log_pdf(f.dim),
+        crate::ir::Base::Vmf(kappa) => {
+            // the density of the projected point (as the kernels)
+            let r = z.iter().map(|v| v * v).sum::<f64>().sqrt();
+            runtime::base::vmf_log_norm(f.dim, *kappa) + kappa * z[f.dim - 1] / r
+        }
         crate::ir::Base::Dirichlet(alpha) => runtime::base::dirichlet_log_pdf(alpha, z),
     }
 }

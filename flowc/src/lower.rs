@@ -1348,6 +1348,18 @@ fn lower_kernel(d: &Derivation, f: &FlowDerivation, kind: Kind) -> Result<Kernel
             let total = em.op(Math::Sub([two, two]), vec![base, ld]);
             (vec![total], vec![total])
         }
+        Kind::LogProb | Kind::Gradient if matches!(f.base, crate::ir::Base::Vmf(_)) => {
+            // von Mises–Fisher: log C_n(κ) + κ·z_n − Σ_k log R_k
+            let crate::ir::Base::Vmf(kappa) = f.base else { unreachable!("matched") };
+            let c = em.num(runtime::base::vmf_log_norm(f.dim, kappa));
+            let k = em.num(kappa);
+            let last = *cur.last().expect("a point");
+            let kz = em.op(Math::Mul([two, two]), vec![k, last]);
+            let base = em.op(Math::Add([two, two]), vec![c, kz]);
+            let ld = sum(&mut em, &per);
+            let total = em.op(Math::Sub([two, two]), vec![base, ld]);
+            (vec![total], vec![total])
+        }
         Kind::LogProb | Kind::Gradient if f.base == crate::ir::Base::Uniform => {
             // on the sphere: −log|S^(n−1)| − Σ_k log R_k
             let c = em.num(runtime::base::sphere_uniform_log_pdf(f.dim));

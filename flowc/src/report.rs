@@ -307,6 +307,12 @@ pub fn flow_text(d: &Derivation, f: &FlowDerivation) -> String {
     }
     match &f.base {
         crate::ir::Base::Normal => s.push_str("  base         normal: log p0(z) = sum_i (-z_i^2/2 - log(2 pi)/2)\n"),
+        crate::ir::Base::Vmf(kappa) => s.push_str(&format!(
+            "  base         vmf({kappa}) on S^{}: log p0(z) = log C_n(κ) + κ z_{}, log C_n(κ) = {}   [von Mises–Fisher about the last axis; surface measure; C_n(κ) = κ^(n/2-1)/((2π)^(n/2) I_(n/2-1)(κ))]\n",
+            f.dim - 1,
+            f.dim - 1,
+            runtime::base::vmf_log_norm(f.dim, *kappa)
+        )),
         crate::ir::Base::Dirichlet(alpha) => {
             let a: Vec<String> = alpha.iter().map(|v| format!("{v}")).collect();
             s.push_str(&format!(

@@ -52,6 +52,7 @@ const MALFORMED: &[(&str, &str, &str)] = &[
     ("flow g(x: simplex(3)) { normalized_affine; }", "`normalized_affine` maps the sphere, but flow `g` is on simplex(3)", "1:25"),
     ("flow g(x: sphere(3)) { calibration; }", "`calibration` maps the simplex, but flow `g` is on sphere(3)", "1:24"),
     ("flow g(x: torus(3)) { calibration; }", "unknown space `torus`", "1:11"),
+    ("flow g(x: sphere(3)) { base vmf(-1); normalized_affine; }", "`vmf` takes its concentration κ, a positive number", "1:29"),
     ("flow g(x: sphere(1)) { normalized_affine; }", "`sphere` takes the dimension n ≥ 2", "1:11"),
     ("flow g(x: sphere(3)) { base normal; normalized_affine; }", "base `normal` is not a distribution on sphere(3)", "1:29"),
     ("flow g(x: R^3) { base normal; normalized_linear; }", "`normalized_linear` maps the sphere, but flow `g` is on R^3", "1:31"),
@@ -600,7 +601,7 @@ fn simplex_rows_must_be_on_the_simplex() {
 #[test]
 fn sphere_rows_must_be_on_the_sphere_and_samples_score_back() {
     let dir = tempfile::tempdir().unwrap();
-    let m = write(dir.path(), "s.flow", "flow s(x: sphere(3)) { base uniform; normalized_affine; reverse; normalized_translation; }");
+    let m = write(dir.path(), "s.flow", "flow s(x: sphere(3)) { base vmf(2); normalized_affine; reverse; normalized_translation; }");
     let m = m.to_str().unwrap();
     let params = dir.path().join("p.safetensors");
     let o = flowc(&["params", m, "--name", "s", "--init", "3", "--out", params.to_str().unwrap()]);

@@ -58,7 +58,7 @@ flow nsf(x: R^4) {
 flow iaf_spline(x: R^3) { base normal; inverse_autoregressive(bijector = spline(bins = 3, bound = 2), net = made([9], tanh)); }
 flow iaf_wide(x: R^3) { base normal; inverse_autoregressive(bijector = maf_affine, net = made([70, 70], tanh)); }
 flow sphere(x: sphere(3)) { base uniform; normalized_affine; normalized_translation; reverse; normalized_linear; }
-flow sphere5(x: sphere(5)) { base uniform; normalized_affine; permute(seed = 2); normalized_affine; }
+flow sphere5(x: sphere(5)) { base vmf(2.5); normalized_affine; permute(seed = 2); normalized_affine; }
 flow simplex(x: simplex(4)) { base dirichlet([1.5, 2, 1, 3]); calibration; generalized_calibration; reverse; calibration; }
 flow wide(x: R^4) { base normal; coupling(mask = [1, 1, 0, 0], bijector = realnvp_affine, net = mlp([80, 80], tanh)); reverse; autoregressive(bijector = maf_affine, net = made([70, 70], tanh)); }
 ";

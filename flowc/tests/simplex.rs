@@ -249,3 +249,32 @@ fn higher_dimensions() {
         assert!(rel <= 1e-12 && trip <= 1e-12 && on <= 6.0 * f64::EPSILON, "{kind} on simplex(6): {rel:e} {trip:e} {on:e}");
     }
 }
+
+#[test]
+fn densities_integrate_to_one_over_the_simplex() {
+    // midpoint rule on a grid of (x0, x1), x2 = 1 − x0 − x1; the simplex's area element is
+    // √3·dx0·dx1 (the convention of the Dirichlet base and of the volume ratio)
+    let src = "flow c(x: simplex(3)) { base dirichlet([2.5, 3, 2]); calibration; generalized_calibration; reverse; calibration; }";
+    let (_, _, d) = flowc::cli::load_str("c.flow", src).unwrap_or_else(|f| panic!("{}", f.message));
+    let f = d.flow("c").unwrap();
+    let flat = flowc::params::flat(f, &flowc::params::init(&d, f, 3));
+    let p = lower::lower(&d).unwrap();
+    let lp = flowc::jit::compile(p.kernel("c", Kind::LogProb).unwrap(), Float::F64).unwrap();
+    let m = 2000usize;
+    let h = 1.0 / m as f64;
+    let mut rows = Vec::new();
+    for i in 0..m {
+        for j in 0..m - i {
+            // cells below the diagonal: whole squares, and the diagonal's half squares
+            let (x0, x1) = ((i as f64 + 0.5) * h, (j as f64 + 0.5) * h);
+            if x0 + x1 < 1.0 {
+                rows.extend([x0, x1, 1.0 - x0 - x1]);
+            }
+        }
+    }
+    let mut out = vec![0.0; rows.len() / 3];
+    lp.run_f64(&rows, &flat, &mut out).unwrap();
+    let total: f64 = out.iter().map(|l| l.exp()).sum::<f64>() * h * h * 3f64.sqrt();
+    println!("simplex: ∫ p dA = {total}");
+    assert!((total - 1.0).abs() < 1e-5, "∫ p dA = {total}");
+}

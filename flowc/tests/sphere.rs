@@ -193,3 +193,44 @@ fn higher_dimensions_and_harder_parameters() {
         assert!(rel <= 1e-10 && trip <= 1e-9 && on <= 4.0 * f64::EPSILON, "{kind} spread 4: {rel:e} {trip:e} {on:e}");
     }
 }
+
+/// ∫ p dA over S² by the midpoint rule on a longitude–latitude grid (cell areas exact):
+/// the flow's log p from the compiled log_prob kernel.
+fn integral_on_s2(src: &str, name: &str, seed: u64) -> f64 {
+    let (_, _, d) = flowc::cli::load_str("i.flow", src).unwrap_or_else(|f| panic!("{}", f.message));
+    let f = d.flow(name).unwrap();
+    let flat = flowc::params::flat(f, &flowc::params::init(&d, f, seed));
+    let p = lower::lower(&d).unwrap();
+    let lp = flowc::jit::compile(p.kernel(name, Kind::LogProb).unwrap(), Float::F64).unwrap();
+    let (nl, nt) = (1600usize, 800usize);
+    let mut rows = Vec::with_capacity(nl * nt * 3);
+    let mut areas = Vec::with_capacity(nl * nt);
+    let dl = 2.0 * std::f64::consts::PI / nl as f64;
+    for j in 0..nt {
+        // latitude band [a, b]: area dl·(sin b − sin a)
+        let a = -std::f64::consts::FRAC_PI_2 + j as f64 * std::f64::consts::PI / nt as f64;
+        let b = a + std::f64::consts::PI / nt as f64;
+        let lat = 0.5 * (a + b);
+        for i in 0..nl {
+            let lon = (i as f64 + 0.5) * dl;
+            rows.extend([lat.cos() * lon.cos(), lat.cos() * lon.sin(), lat.sin()]);
+            areas.push(dl * (b.sin() - a.sin()));
+        }
+    }
+    let mut out = vec![0.0; nl * nt];
+    lp.run_f64(&rows, &flat, &mut out).unwrap();
+    out.iter().zip(&areas).map(|(l, a)| l.exp() * a).sum()
+}
+
+#[test]
+fn densities_integrate_to_one_over_the_sphere() {
+    // the uniform and von Mises–Fisher bases (surface measure), pushed through the maps
+    for (src, name) in [
+        ("flow s(x: sphere(3)) { base uniform; normalized_affine; reverse; normalized_translation; normalized_linear; }", "s"),
+        ("flow v(x: sphere(3)) { base vmf(3); normalized_affine; normalized_affine; }", "v"),
+    ] {
+        let total = integral_on_s2(src, name, 4);
+        println!("{name}: ∫ p dA = {total}");
+        assert!((total - 1.0).abs() < 1e-5, "{name}: ∫ p dA = {total}");
+    }
+}

@@ -98,6 +98,19 @@ impl Rng {
         }
     }
 
+    /// Fills `out` (n values) with a von Mises–Fisher draw on S^(n−1), mean direction the last
+    /// axis ([`crate::base::vmf_draw`]), rounded to `T`.
+    pub fn fill_vmf<T: Real>(&mut self, kappa: f64, out: &mut [T]) {
+        let rng = std::cell::RefCell::new(self);
+        let mut x = vec![0.0; out.len()];
+        crate::base::vmf_draw(kappa, &mut x, &mut || rng.borrow_mut().uniform(), &mut || rng.borrow_mut().normal(), &mut |a| {
+            rng.borrow_mut().gamma(a)
+        });
+        for (v, w) in out.iter_mut().zip(&x) {
+            *v = T::from_f64(*w);
+        }
+    }
+
     /// Fills `out` with standard normal draws, rounded to `T`.
     pub fn fill_normal<T: Real>(&mut self, out: &mut [T]) {
         for v in out {

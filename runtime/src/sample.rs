@@ -71,6 +71,35 @@ pub fn dirichlet_rows(seed: u64, first: usize, rows: usize, alpha: &[f64]) -> Ve
     out
 }
 
+/// Points from the von Mises–Fisher distribution on S^(dim−1) with mean direction the last
+/// axis and concentration `kappa` ([`crate::base::vmf_draw`]): rows `first .. first + rows`
+/// of stream `seed`, reproducible like [`normal_rows`].
+pub fn vmf_rows(seed: u64, first: usize, rows: usize, dim: usize, kappa: f64) -> Vec<f64> {
+    let mut out = Vec::with_capacity(rows * dim);
+    let mut r = first;
+    let mut row = vec![0.0; dim];
+    while r < first + rows {
+        let b = r / BLOCK;
+        let rng = std::cell::RefCell::new(block_rng(seed ^ 0x7f3f, b as u64));
+        let end = ((b + 1) * BLOCK).min(first + rows);
+        // the block's rows before `r` are drawn and dropped (draws take a variable count)
+        for i in b * BLOCK..end {
+            crate::base::vmf_draw(
+                kappa,
+                &mut row,
+                &mut || Uniform::new(0.0f64, 1.0).expect("a range").sample(&mut *rng.borrow_mut()).max(f64::MIN_POSITIVE),
+                &mut || StandardNormal.sample(&mut *rng.borrow_mut()),
+                &mut |a| Gamma::new(a, 1.0).expect("a positive shape").sample(&mut *rng.borrow_mut()),
+            );
+            if i >= r {
+                out.extend_from_slice(&row);
+            }
+        }
+        r = end;
+    }
+    out
+}
+
 /// `n` values uniform in [-bound, bound), stream `seed` (for initialization).
 pub fn uniform(seed: u64, n: usize, bound: f64) -> Vec<f64> {
     let mut rng = block_rng(seed, u64::MAX);

@@ -732,6 +732,7 @@ fn flow_item(d: &Derivation, p: &Program, f: &FlowDerivation, spans: &Spans) -> 
             crate::ir::Base::Normal => "standard normal base",
             crate::ir::Base::Uniform => "uniform base on the sphere (kernels project their input rows onto it: x/‖x‖)",
             crate::ir::Base::Dirichlet(_) => "Dirichlet base on the simplex (kernels project their input rows onto it: x/Σx)",
+            crate::ir::Base::Vmf(_) => "von Mises–Fisher base on the sphere (kernels project their input rows onto it: x/‖x‖)",
         },
         if np == 1 { "" } else { "s" },
     ));
@@ -742,6 +743,7 @@ fn flow_item(d: &Derivation, p: &Program, f: &FlowDerivation, spans: &Spans) -> 
             " A point drawn from the flow: a standard normal z pushed forward (the forward kernel projects it onto the sphere, z/‖z‖, which is uniform there)."
         }
         crate::ir::Base::Dirichlet(_) => " A point drawn from the flow: a Dirichlet z pushed forward.",
+        crate::ir::Base::Vmf(_) => " A point drawn from the flow: a von Mises–Fisher z pushed forward.",
     };
     // the base points of `sample` (and of the trait's `sample_rows`)
     let (fill_base, fill_base_fn) = match &f.base {
@@ -751,6 +753,16 @@ fn flow_item(d: &Derivation, p: &Program, f: &FlowDerivation, spans: &Spans) -> 
                 fn fill_base(rng: &mut ::runtime::Rng, z: &mut [T]) {
                     for row in z.chunks_mut(#dim) {
                         rng.fill_dirichlet(&[#(#alpha),*], row);
+                    }
+                }
+            },
+        ),
+        crate::ir::Base::Vmf(kappa) => (
+            quote!(rng.fill_vmf(#kappa, &mut z);),
+            quote! {
+                fn fill_base(rng: &mut ::runtime::Rng, z: &mut [T]) {
+                    for row in z.chunks_mut(#dim) {
+                        rng.fill_vmf(#kappa, row);
                     }
                 }
             },

@@ -123,6 +123,9 @@ pub enum Base {
     Normal,
     /// uniform on the sphere, in its surface measure: log density −log|S^(n−1)|
     Uniform,
+    /// von Mises–Fisher on the sphere with concentration κ > 0 and mean direction the last
+    /// axis: log density log C_n(κ) + κ·x_n in the surface measure
+    Vmf(f64),
     /// Dirichlet(α) on the simplex, in its surface measure (the usual density over √n);
     /// `base uniform` on the simplex is α = 1
     Dirichlet(Vec<f64>),
@@ -544,11 +547,21 @@ fn build_base(t: Option<&Term>, space: Space, dim: usize, diags: &mut Diagnostic
     };
     let help = match space {
         Space::Real => "write `base normal;`",
-        Space::Sphere => "write `base uniform;` (uniform on the sphere)",
+        Space::Sphere => "write `base uniform;` (uniform on the sphere) or `base vmf(4);` (von Mises–Fisher, κ = 4, about the last axis)",
         Space::Simplex => "write `base uniform;` or `base dirichlet([1, 1, 1]);` (one α > 0 per coordinate)",
     };
     match (space, name) {
         (Space::Real, "normal") | (Space::Sphere, "uniform") | (Space::Simplex, "uniform") if args.is_empty() => return default,
+        (Space::Sphere, "vmf") => {
+            match args {
+                [dsl::Arg { name: None, value: Term::Expr(dsl::Expr::Num(k, _)) }] if *k > 0.0 && k.is_finite() => return Base::Vmf(*k),
+                _ => diags.push(
+                    Diagnostic::at(t.span(), "`vmf` takes its concentration κ, a positive number")
+                        .help("write `base vmf(4);`: density ∝ exp(κ·x_n), about the last axis"),
+                ),
+            }
+            return default;
+        }
         (Space::Simplex, "dirichlet") => {
             let alpha: Option<Vec<f64>> = match args {
                 [dsl::Arg { name: None, value: Term::List(items, _) }] => items
@@ -572,7 +585,7 @@ fn build_base(t: Option<&Term>, space: Space, dim: usize, diags: &mut Diagnostic
         }
         _ => {}
     }
-    let known = matches!(name, "normal" | "uniform" | "dirichlet");
+    let known = matches!(name, "normal" | "uniform" | "dirichlet" | "vmf");
     let msg = if known && !name.is_empty() {
         format!("base `{name}` is not a distribution on {}", space.spelled(dim))
     } else {

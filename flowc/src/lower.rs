@@ -690,16 +690,49 @@ fn structural(
                 let kappa = div(em, one, q);
                 let r = un(em, Math::Sqrt(id0), kappa);
                 let m: Vec<Value> = v.iter().map(|x| mul(em, *x, r)).collect();
-                Some((m, kappa))
+                Some((m, kappa, v, vv, r))
             } else {
                 None
             };
             if forward {
-                if let Some((m, _)) = &shift {
-                    // u = x + m, y = u/‖u‖; log R = log(1 + xᵀm) − n·log‖u‖
+                if let Some((m, kappa, v, vv, r)) = &shift {
+                    // u = x + m, y = u/‖u‖; log R = log(1 + xᵀm) − n·log‖u‖. With ‖m‖ > ½, near
+                    // the antipode x ≈ −m̂ both x + m and 1 + xᵀm cancel; there, with m̂ = v/‖v‖
+                    // and δ = 1 − ‖m‖ = κ/(1 + ‖m‖) (no cancellation): a = x + m̂ (exact near
+                    // −m̂), u = a − δ·m̂, 1 + xᵀm = ‖a‖²/2 − δ·xᵀm̂ (a sum of positive terms
+                    // where xᵀm̂ < 0). The regime is a parameter's: every row takes the same one.
+                    let nv = un(em, Math::Sqrt(id0), *vv);
+                    let norm_m = mul(em, nv, *r);
+                    let half = em.num(0.5);
+                    let far = sub(em, norm_m, half);
+                    let u_near: Vec<Value> = cur.iter().zip(m).map(|(a, b)| add(em, *a, *b)).collect();
                     let xm = dot(em, cur, m);
-                    let l1 = un(em, Math::Log1p(id0), xm);
-                    let u: Vec<Value> = cur.iter().zip(m).map(|(a, b)| add(em, *a, *b)).collect();
+                    let lp_near = un(em, Math::Log1p(id0), xm);
+                    let one = em.num(1.0);
+                    let inv_nv = div(em, one, nv);
+                    let m_hat: Vec<Value> = v.iter().map(|x| mul(em, *x, inv_nv)).collect();
+                    let one_m = add(em, one, norm_m);
+                    let delta = div(em, *kappa, one_m);
+                    let a: Vec<Value> = cur.iter().zip(&m_hat).map(|(x, h)| add(em, *x, *h)).collect();
+                    let aa = dot(em, &a, &a);
+                    let half_aa = mul(em, half, aa);
+                    let c = dot(em, cur, &m_hat);
+                    let dc = mul(em, delta, c);
+                    let onepxm = sub(em, half_aa, dc);
+                    let lp_far = un(em, Math::Log(id0), onepxm);
+                    let pick =
+                        |em: &mut Emitter, far_v: Value, near_v: Value| em.op(Math::IfPos([id0, id0, id0]), vec![far, far_v, near_v]);
+                    let l1 = pick(em, lp_far, lp_near);
+                    let u: Vec<Value> = a
+                        .iter()
+                        .zip(&m_hat)
+                        .zip(&u_near)
+                        .map(|((ai, h), un_)| {
+                            let dh = mul(em, delta, *h);
+                            let uf = sub(em, *ai, dh);
+                            pick(em, uf, *un_)
+                        })
+                        .collect();
                     let t2 = dot(em, &u, &u);
                     let t = un(em, Math::Sqrt(id0), t2);
                     let lt = un(em, Math::Log(id0), t2);
@@ -745,7 +778,7 @@ fn structural(
                         *c = mul(em, *wi, rt);
                     }
                 }
-                if let Some((m, kappa)) = &shift {
+                if let Some((m, kappa, ..)) = &shift {
                     if !kind.multiplies() {
                         // y/‖y‖ (the linear part's inverse above is on the sphere already)
                         let yy = dot(em, cur, cur);

@@ -234,3 +234,35 @@ fn densities_integrate_to_one_over_the_sphere() {
         assert!((total - 1.0).abs() < 1e-5, "{name}: ∫ p dA = {total}");
     }
 }
+
+#[test]
+fn translation_near_its_antipode() {
+    // m = v/√(1 + ‖v‖²) along e_z with ‖m‖ → 1: at x = −e_z both 1 + xᵀm and ‖x + m‖ are
+    // 1 − ‖m‖ = κ/(1 + ‖m‖) (κ = 1/(1 + ‖v‖²)), so log R = −2·log(κ/(1 + ‖m‖)) exactly; the
+    // inverse takes the small root t = κ/(s − β) without cancellation
+    let l = one_layer("normalized_translation", 3);
+    for v in [30.0f64, 1e4, 1e7] {
+        let flat = [0.0, 0.0, v];
+        let kappa = 1.0 / (1.0 + v * v);
+        let m = v * kappa.sqrt();
+        let want = -2.0 * (kappa / (1.0 + m)).ln();
+        let mut out = [0.0; 4];
+        l.forward.run_f64(&[0.0, 0.0, -1.0], &flat, &mut out).unwrap();
+        assert!((out[3] - want).abs() <= 1e-12 * want.abs(), "v = {v}: log R {} vs {want}", out[3]);
+        assert!(out[0] == 0.0 && out[1] == 0.0 && (out[2] + 1.0).abs() <= 2.0 * f64::EPSILON, "v = {v}: {out:?}");
+        let mut back = [0.0; 4];
+        l.inverse.run_f64(&out[..3], &flat, &mut back).unwrap();
+        assert!((back[2] + 1.0).abs() <= 4.0 * f64::EPSILON && back[0] == 0.0 && back[1] == 0.0, "v = {v}: {back:?}");
+        assert!((back[3] - want).abs() <= 1e-12 * want.abs(), "v = {v}: inverse's log R {} vs {want}", back[3]);
+        // a point near the antipode: on the sphere after the round trip
+        let x = {
+            let p: [f64; 3] = [1e-9, -2e-9, -1.0];
+            let r = (p[0] * p[0] + p[1] * p[1] + p[2] * p[2]).sqrt();
+            [p[0] / r, p[1] / r, p[2] / r]
+        };
+        l.forward.run_f64(&x, &flat, &mut out).unwrap();
+        l.inverse.run_f64(&out[..3], &flat, &mut back).unwrap();
+        let err = x.iter().zip(&back).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(err <= 1e-12 && out[3].is_finite(), "v = {v}: {x:?} → {out:?} → {back:?}");
+    }
+}

@@ -525,7 +525,24 @@ pub fn flow_json(d: &Derivation, f: &FlowDerivation) -> Value {
                 LayerKind::Calibration(c) => c.name(),
             };
             let Some(bi) = l.bijector else {
-                return json!({ "kind": kind, "layer": layer_name(d, l), "parameters": l.tensors(k, f.dim) });
+                // a manifold map: its ratio's derivation (a stated lemma) and the check of it
+                let lemma = |steps: &[(String, String)], inverse: &[String], points: usize, max_rel: f64| {
+                    let steps: Vec<Value> = steps.iter().map(|(f, why)| json!({ "formula": f, "why": why })).collect();
+                    json!({ "ratio_steps": steps, "inverse": inverse, "lemma": "stated", "checked_points": points, "max_relative_difference": max_rel })
+                };
+                let derivation = match &l.kind {
+                    LayerKind::Normalized(n) => {
+                        d.sphere.iter().find(|s| s.kind == *n && s.dim == f.dim).map(|s| lemma(&s.steps, &s.inverse, s.points, s.max_rel))
+                    }
+                    LayerKind::Calibration(c) => {
+                        d.simplex.iter().find(|s| s.kind == *c && s.dim == f.dim).map(|s| lemma(&s.steps, &s.inverse, s.points, s.max_rel))
+                    }
+                    _ => None,
+                };
+                return match derivation {
+                    Some(v) => json!({ "kind": kind, "layer": layer_name(d, l), "parameters": l.tensors(k, f.dim), "derivation": v }),
+                    None => json!({ "kind": kind, "layer": layer_name(d, l), "parameters": l.tensors(k, f.dim) }),
+                };
             };
             let b = &d.bijectors[bi];
             json!({
@@ -542,7 +559,7 @@ pub fn flow_json(d: &Derivation, f: &FlowDerivation) -> Value {
             })
         })
         .collect();
-    json!({ "name": f.name, "doc": f.doc, "dim": f.dim, "base": f.base, "layers": layers })
+    json!({ "name": f.name, "doc": f.doc, "dim": f.dim, "space": f.space, "base": f.base, "layers": layers })
 }
 
 /// JSON for the whole derivation, or one flow or bijector.

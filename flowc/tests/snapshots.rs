@@ -49,3 +49,19 @@ fn every_corpus_bijector_has_a_closed_form_inverse_unless_marked() {
         assert_eq!(b.inverse.is_closed_form(), !marked, "{}", b.name);
     }
 }
+
+#[test]
+fn json_of_manifold_flows_carries_the_lemmas() {
+    let (_, d) = corpus();
+    for (name, space) in [("directions", "sphere"), ("calibrated", "simplex")] {
+        let v = flowc::report::json(&d, Some(name));
+        let f = &v["flows"][0];
+        assert_eq!(f["space"], space);
+        for layer in f["layers"].as_array().unwrap().iter().filter(|l| l["kind"] != "permute") {
+            let der = &layer["derivation"];
+            assert_eq!(der["lemma"], "stated", "{name}: {layer}");
+            assert!(der["max_relative_difference"].as_f64().unwrap() < 1e-12, "{name}: {layer}");
+            assert!(der["ratio_steps"].as_array().unwrap().len() >= 5, "{name}: {layer}");
+        }
+    }
+}

@@ -336,35 +336,8 @@ fn calibration(p: &Params, k: usize, kind: crate::ir::Calibration, n: usize) -> 
     match kind {
         crate::ir::Calibration::Scalar => runtime::manifold::Calibration::scalar(n, p.get(k, "log_scale", 0).exp(), b).ok(),
         crate::ir::Calibration::Generalized => {
-            let m = n - 1;
             let (lo, up, dg) = (p.tensor(k, "lower"), p.tensor(k, "upper"), p.tensor(k, "log_diag"));
-            let l = |i: usize, j: usize| {
-                if i == j {
-                    1.0
-                } else if j < i {
-                    lo[i * m + j]
-                } else {
-                    0.0
-                }
-            };
-            let u = |i: usize, j: usize| {
-                if i == j {
-                    dg[i].exp()
-                } else if j > i {
-                    up[i * m + j]
-                } else {
-                    0.0
-                }
-            };
-            let bm: Vec<f64> = (0..m * m).map(|e| (0..m).map(|t| l(e / m, t) * u(t, e % m)).sum()).collect();
-            let q = runtime::manifold::helmert(n);
-            let a: Vec<f64> = (0..n * n)
-                .map(|e| {
-                    let (i, j) = (e / n, e % n);
-                    let qbq: f64 = (0..m).map(|r| (0..m).map(|c| q[i * m + r] * bm[r * m + c] * q[j * m + c]).sum::<f64>()).sum();
-                    qbq + 1.0 / n as f64
-                })
-                .collect();
+            let a = runtime::manifold::ilr_lift(&runtime::manifold::lu_product(lo, up, dg, n - 1), n);
             runtime::manifold::Calibration::new(n, a, b).ok()
         }
     }
@@ -373,33 +346,11 @@ fn calibration(p: &Params, k: usize, kind: crate::ir::Calibration, n: usize) -> 
 /// Normalized layer `k` as the general sphere map: M = L·U (I without `lower`/`upper`),
 /// b = M·m with m = v/√(1 + ‖v‖²) (0 without `shift`). `None` when M is singular.
 fn normalized(p: &Params, k: usize, kind: crate::ir::Normalized, n: usize) -> Option<runtime::manifold::NormalizedAffine> {
-    let mut m: Vec<f64> = (0..n * n).map(|i| f64::from(u8::from(i / n == i % n))).collect();
-    if kind.multiplies() {
-        let (lo, up, dg) = (p.tensor(k, "lower"), p.tensor(k, "upper"), p.tensor(k, "log_diag"));
-        let l = |i: usize, j: usize| {
-            if i == j {
-                1.0
-            } else if j < i {
-                lo[i * n + j]
-            } else {
-                0.0
-            }
-        };
-        let u = |i: usize, j: usize| {
-            if i == j {
-                dg[i].exp()
-            } else if j > i {
-                up[i * n + j]
-            } else {
-                0.0
-            }
-        };
-        for i in 0..n {
-            for j in 0..n {
-                m[i * n + j] = (0..n).map(|t| l(i, t) * u(t, j)).sum();
-            }
-        }
-    }
+    let m: Vec<f64> = if kind.multiplies() {
+        runtime::manifold::lu_product(p.tensor(k, "lower"), p.tensor(k, "upper"), p.tensor(k, "log_diag"), n)
+    } else {
+        (0..n * n).map(|i| f64::from(u8::from(i / n == i % n))).collect()
+    };
     let mut b = vec![0.0; n];
     if kind.translates() {
         let v = p.tensor(k, "shift");

@@ -562,29 +562,18 @@ fn structural(
             let q = runtime::manifold::helmert(n);
             let bo = slot_offset(slots, &format!("layers.{k}.bias"))?;
             let bias: Vec<Value> = (0..n).map(|i| em.push(Inst::Param(bo + i))).collect();
-            // Q·v (n values) and Qᵀ·u (n − 1 values) with Helmert's constants
-            let q_mul = |em: &mut Emitter, v: &[Value]| -> Vec<Value> {
-                (0..n)
-                    .map(|i| {
-                        let t: Vec<Value> = (0..m)
-                            .filter(|j| q[i * m + j] != 0.0)
-                            .map(|j| {
-                                let c = em.num(q[i * m + j]);
-                                mul(em, c, v[j])
-                            })
-                            .collect();
-                        sum(em, &t)
-                    })
-                    .collect()
-            };
-            let qt_mul = |em: &mut Emitter, u: &[Value]| -> Vec<Value> {
-                (0..m)
-                    .map(|j| {
-                        let t: Vec<Value> = (0..n)
-                            .filter(|i| q[i * m + j] != 0.0)
-                            .map(|i| {
-                                let c = em.num(q[i * m + j]);
-                                mul(em, c, u[i])
+            // Q·v (n values) or, `transposed`, Qᵀ·u (n − 1 values), with Helmert's constants
+            let q_mul = |em: &mut Emitter, v: &[Value], transposed: bool| -> Vec<Value> {
+                let (rows, cols) = if transposed { (m, n) } else { (n, m) };
+                (0..rows)
+                    .map(|r| {
+                        let t: Vec<Value> = (0..cols)
+                            .filter_map(|c| {
+                                let qv = if transposed { q[c * m + r] } else { q[r * m + c] };
+                                (qv != 0.0).then(|| {
+                                    let k = em.num(qv);
+                                    mul(em, k, v[c])
+                                })
                             })
                             .collect();
                         sum(em, &t)
@@ -644,16 +633,16 @@ fn structural(
                 (crate::ir::Calibration::Generalized, _) => {
                     let z: Vec<Value> = if forward {
                         // z = Q B Qᵀ log x + b
-                        let v = qt_mul(em, &logs);
+                        let v = q_mul(em, &logs, true);
                         let (w, _) = lu_map(em, slots, k, m, &v, true)?;
-                        let u = q_mul(em, &w);
+                        let u = q_mul(em, &w, false);
                         u.iter().zip(&bias).map(|(ui, b)| add(em, *ui, *b)).collect()
                     } else {
                         // Q B⁻¹ Qᵀ (log y − b)
                         let d: Vec<Value> = logs.iter().zip(&bias).map(|(l, b)| sub(em, *l, *b)).collect();
-                        let v = qt_mul(em, &d);
+                        let v = q_mul(em, &d, true);
                         let (w, _) = lu_map(em, slots, k, m, &v, false)?;
-                        q_mul(em, &w)
+                        q_mul(em, &w, false)
                     };
                     let dg = slot_offset(slots, &format!("layers.{k}.log_diag"))?;
                     let ld: Vec<Value> = (0..m).map(|i| em.push(Inst::Param(dg + i))).collect();

@@ -526,17 +526,13 @@ pub fn flow_json(d: &Derivation, f: &FlowDerivation) -> Value {
             };
             let Some(bi) = l.bijector else {
                 // a manifold map: its ratio's derivation (a stated lemma) and the check of it
-                let lemma = |steps: &[(String, String)], inverse: &[String], points: usize, max_rel: f64| {
-                    let steps: Vec<Value> = steps.iter().map(|(f, why)| json!({ "formula": f, "why": why })).collect();
-                    json!({ "ratio_steps": steps, "inverse": inverse, "lemma": "stated", "checked_points": points, "max_relative_difference": max_rel })
+                let lemma = |l: &crate::derive::dual::Lemma| {
+                    let steps: Vec<Value> = l.steps.iter().map(|(f, why)| json!({ "formula": f, "why": why })).collect();
+                    json!({ "ratio_steps": steps, "inverse": l.inverse, "lemma": "stated", "checked_points": l.points, "max_relative_difference": l.max_rel })
                 };
                 let derivation = match &l.kind {
-                    LayerKind::Normalized(n) => {
-                        d.sphere.iter().find(|s| s.kind == *n && s.dim == f.dim).map(|s| lemma(&s.steps, &s.inverse, s.points, s.max_rel))
-                    }
-                    LayerKind::Calibration(c) => {
-                        d.simplex.iter().find(|s| s.kind == *c && s.dim == f.dim).map(|s| lemma(&s.steps, &s.inverse, s.points, s.max_rel))
-                    }
+                    LayerKind::Normalized(n) => d.sphere.iter().find(|s| s.kind == *n && s.dim == f.dim).map(|s| lemma(&s.lemma)),
+                    LayerKind::Calibration(c) => d.simplex.iter().find(|s| s.kind == *c && s.dim == f.dim).map(|s| lemma(&s.lemma)),
                     _ => None,
                 };
                 return match derivation {

@@ -6,23 +6,11 @@
 
 use astro_float::{BigFloat, Consts, RoundingMode};
 use flowc::codegen::clif::Float;
+use flowc::derive::dual::Gen;
 use flowc::lower::{self, Kind};
 use runtime::manifold::{helmert, simplex_tangent, Calibration};
 
 const KINDS: [&str; 2] = ["calibration", "generalized_calibration"];
-
-/// A small deterministic generator: uniform in (−1, 1).
-struct Gen(u64);
-impl Gen {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-    }
-}
 
 struct OneLayer {
     kernels: [flowc::jit::Compiled; 5],
@@ -129,7 +117,7 @@ fn random_map(l: &OneLayer, n: usize, g: &mut Gen, s: f64) -> (Vec<f64>, Calibra
     let mut flat = vec![0.0; len];
     for slot in &l.slots {
         for v in &mut flat[slot.offset..slot.offset + slot.len] {
-            *v = s * g.next();
+            *v = s * g.uniform();
         }
     }
     let get = |name: &str| -> Vec<f64> {

@@ -5,6 +5,7 @@
 //! kind; round trips that stay on the sphere.
 
 use flowc::codegen::clif::Float;
+use flowc::derive::dual::Gen;
 use flowc::lower::{self, Kind};
 use runtime::manifold::{sphere_tangent, volume_ratio, NormalizedAffine};
 
@@ -13,19 +14,6 @@ const KINDS: [&str; 3] = ["normalized_translation", "normalized_linear", "normal
 /// Parameter sets per kind and points per set: 10⁵ points per kind.
 const SETS: usize = 10;
 const POINTS: usize = 10_000;
-
-/// A small deterministic generator: uniform in (−1, 1).
-struct Gen(u64);
-impl Gen {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-    }
-}
 
 struct OneLayer {
     generic: flowc::jit::Compiled,
@@ -62,7 +50,7 @@ fn random_map(l: &OneLayer, n: usize, g: &mut Gen, spread: f64) -> (Vec<f64>, No
     let mut shift = vec![0.0; n];
     let (mut lo, mut up, mut dg) = (vec![0.0; n * n], vec![0.0; n * n], vec![0.0; n]);
     for s in &l.slots {
-        let vals: Vec<f64> = (0..s.len).map(|_| spread * g.next()).collect();
+        let vals: Vec<f64> = (0..s.len).map(|_| spread * g.uniform()).collect();
         flat[s.offset..s.offset + s.len].copy_from_slice(&vals);
         match s.name.rsplit('.').next().unwrap() {
             "lower" => lo = vals,

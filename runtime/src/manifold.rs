@@ -246,6 +246,38 @@ pub fn helmert(n: usize) -> Vec<f64> {
     q
 }
 
+/// A = Q B Qᵀ + 11ᵀ/n for the (n − 1) × (n − 1) matrix `b` (row-major), Q Helmert's basis
+/// ([`helmert`]): the generalized calibration's matrix, A·1 = 1, acting as B on the ilr
+/// coordinates.
+pub fn ilr_lift(b: &[f64], n: usize) -> Vec<f64> {
+    let m = n - 1;
+    let q = helmert(n);
+    (0..n * n)
+        .map(|e| {
+            let (i, j) = (e / n, e % n);
+            let qbq: f64 = (0..m).map(|r| (0..m).map(|c| q[i * m + r] * b[r * m + c] * q[j * m + c]).sum::<f64>()).sum();
+            qbq + 1.0 / n as f64
+        })
+        .collect()
+}
+
+/// L·U for the n × n factors stored as `linear(lu)` stores them: L unit lower triangular from
+/// `lower`'s strict lower part, U upper triangular from `upper`'s strict upper part with
+/// diagonal exp(`log_diag`); row-major.
+pub fn lu_product(lower: &[f64], upper: &[f64], log_diag: &[f64], n: usize) -> Vec<f64> {
+    let l = |i: usize, j: usize| match j.cmp(&i) {
+        std::cmp::Ordering::Equal => 1.0,
+        std::cmp::Ordering::Less => lower[i * n + j],
+        std::cmp::Ordering::Greater => 0.0,
+    };
+    let u = |i: usize, j: usize| match j.cmp(&i) {
+        std::cmp::Ordering::Equal => log_diag[i].exp(),
+        std::cmp::Ordering::Greater => upper[i * n + j],
+        std::cmp::Ordering::Less => 0.0,
+    };
+    (0..n * n).map(|e| (0..n).map(|t| l(e / n, t) * u(t, e % n)).sum()).collect()
+}
+
 /// softmax(v), the largest entry subtracted first.
 pub fn softmax(v: &[f64]) -> Vec<f64> {
     let m = v.iter().fold(f64::NEG_INFINITY, |a, b| a.max(*b));

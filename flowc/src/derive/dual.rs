@@ -1,5 +1,6 @@
-//! Dual numbers for forward-mode derivatives in the derivation's numeric checks, and the
-//! checks' deterministic random numbers.
+//! The stated lemmas of the manifold maps ([`Lemma`]: a closed form's derivation from the
+//! generic volume ratio and its numeric check), the dual numbers of those checks' forward-mode
+//! derivatives, and their deterministic random numbers.
 
 use std::ops::{Add, Div, Mul, Sub};
 
@@ -62,5 +63,39 @@ impl Gen {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^= z >> 31;
         (z >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+    }
+}
+
+/// A closed form supplied by a stated lemma: its derivation from the generic volume ratio,
+/// step by step, the inverse, and the numeric check against the generic ratio.
+#[derive(Debug, Clone)]
+pub struct Lemma {
+    /// (formula, why), from the generic form to the closed form.
+    pub steps: Vec<(String, String)>,
+    /// The inverse, line by line.
+    pub inverse: Vec<String>,
+    /// Points compared with the generic ratio, and the largest relative difference seen.
+    pub points: usize,
+    pub max_rel: f64,
+}
+
+impl Lemma {
+    /// The derivation as `flowc derive` prints it under a layer: the forward map, the steps,
+    /// the check (`against`: how the generic ratio was computed, `on`: where), the inverse.
+    pub fn text(&self, forward: &str, against: &str, on: &str, bar: f64) -> String {
+        let mut s = format!("    forward    {forward}\n");
+        for (i, (f, why)) in self.steps.iter().enumerate() {
+            let head = if i == 0 { "    ratio      " } else { "      step     " };
+            s.push_str(&format!("{head}{f}   [{why}]\n"));
+        }
+        s.push_str(&format!(
+            "    lemma      stated (the scalar rules do not reach it); checked against the generic ratio ({against}) at {} random points {on}: max relative difference {:.1e} (bar {bar:.0e})\n",
+            self.points, self.max_rel
+        ));
+        for (i, line) in self.inverse.iter().enumerate() {
+            let head = if i == 0 { "    inverse    " } else { "               " };
+            s.push_str(&format!("{head}{line}\n"));
+        }
+        s
     }
 }

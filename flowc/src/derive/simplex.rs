@@ -8,9 +8,9 @@
 //! tangent space everywhere, [`runtime::manifold::simplex_tangent`]), at random parameters and
 //! points. A lemma that disagrees beyond [`TOL`] is an error of the derivation.
 
-use super::dual::{Dual, Gen};
+use super::dual::{Dual, Gen, Lemma};
 use crate::ir::Calibration;
-use runtime::manifold::{helmert, simplex_tangent, volume_ratio};
+use runtime::manifold::{ilr_lift, simplex_tangent, volume_ratio};
 
 /// The largest relative difference allowed between the closed form and the generic ratio.
 pub const TOL: f64 = 1e-12;
@@ -23,12 +23,7 @@ pub const POINTS: usize = 256;
 pub struct SimplexDerivation {
     pub kind: Calibration,
     pub dim: usize,
-    /// The ratio's derivation: (formula, why), from the generic form to the closed form.
-    pub steps: Vec<(String, String)>,
-    /// The inverse, line by line.
-    pub inverse: Vec<String>,
-    pub points: usize,
-    pub max_rel: f64,
+    pub lemma: Lemma,
 }
 
 /// y = softmax(A·log x + b) on dual numbers, as written.
@@ -56,7 +51,6 @@ fn jacobian(a: &[f64], b: &[f64], x: &[f64]) -> Vec<f64> {
 /// Derives calibration map `kind` on the simplex in R^n and checks its lemma.
 pub fn derive_simplex(kind: Calibration, n: usize) -> Result<SimplexDerivation, String> {
     let mut g = Gen(0x5173 ^ n as u64);
-    let q = helmert(n);
     let m = n - 1;
     let mut max_rel: f64 = 0.0;
     let mut worst = String::new();
@@ -93,13 +87,7 @@ pub fn derive_simplex(kind: Calibration, n: usize) -> Result<SimplexDerivation, 
                 }
             }
         }
-        let a: Vec<f64> = (0..n * n)
-            .map(|e| {
-                let (i, j) = (e / n, e % n);
-                let qbq: f64 = (0..m).map(|r| (0..m).map(|c| q[i * m + r] * bm[r * m + c] * q[j * m + c]).sum::<f64>()).sum();
-                qbq + 1.0 / n as f64
-            })
-            .collect();
+        let a = ilr_lift(&bm, n);
         let b: Vec<f64> = (0..n).map(|_| g.uniform()).collect();
         // a point: the softmax of logits in ±1.5 (the generic ratio itself loses digits where
         // coordinates are far apart: its Jacobian's rows scale with y and its columns with 1/x)
@@ -122,7 +110,7 @@ pub fn derive_simplex(kind: Calibration, n: usize) -> Result<SimplexDerivation, 
             kind.name()
         ));
     }
-    Ok(SimplexDerivation { kind, dim: n, steps: steps(kind), inverse: inverse(kind), points: POINTS, max_rel })
+    Ok(SimplexDerivation { kind, dim: n, lemma: Lemma { steps: steps(kind), inverse: inverse(kind), points: POINTS, max_rel } })
 }
 
 fn steps(kind: Calibration) -> Vec<(String, String)> {
@@ -155,7 +143,6 @@ fn inverse(kind: Calibration) -> Vec<String> {
 
 /// The derivation as `flowc derive` prints it under the layer.
 pub fn text(sd: &SimplexDerivation) -> String {
-    let mut s = String::new();
     let what = match sd.kind {
         Calibration::Scalar => "y = softmax(a·log x + b),  a = exp(log_scale) > 0,  b = bias".to_string(),
         Calibration::Generalized => format!(
@@ -165,18 +152,5 @@ pub fn text(sd: &SimplexDerivation) -> String {
             sd.dim - 1
         ),
     };
-    s.push_str(&format!("    forward    {what}\n"));
-    for (i, (f, why)) in sd.steps.iter().enumerate() {
-        let head = if i == 0 { "    ratio      " } else { "      step     " };
-        s.push_str(&format!("{head}{f}   [{why}]\n"));
-    }
-    s.push_str(&format!(
-        "    lemma      stated (the scalar rules do not reach it); checked against the generic ratio (forward-mode F_x, orthonormal basis of 1^⊥) at {} random points of simplex({}): max relative difference {:.1e} (bar {:.0e})\n",
-        sd.points, sd.dim, sd.max_rel, TOL
-    ));
-    for (i, line) in sd.inverse.iter().enumerate() {
-        let head = if i == 0 { "    inverse    " } else { "               " };
-        s.push_str(&format!("{head}{line}\n"));
-    }
-    s
+    sd.lemma.text(&what, "forward-mode F_x, orthonormal basis of 1^⊥", &format!("of simplex({})", sd.dim), TOL)
 }

@@ -9,7 +9,7 @@
 //! by elimination ([`runtime::manifold::volume_ratio`]), at random parameters and points.
 //! A lemma that disagrees beyond [`TOL`] is an error of the derivation.
 
-use super::dual::{Dual, Gen};
+use super::dual::{Dual, Gen, Lemma};
 use crate::ir::Normalized;
 use runtime::manifold::{sphere_tangent, volume_ratio};
 
@@ -24,13 +24,7 @@ pub const POINTS: usize = 256;
 pub struct SphereDerivation {
     pub kind: Normalized,
     pub dim: usize,
-    /// The ratio's derivation: (formula, why), from the generic form to the closed form.
-    pub steps: Vec<(String, String)>,
-    /// The inverse, line by line.
-    pub inverse: Vec<String>,
-    /// The check: points compared and the largest relative difference seen.
-    pub points: usize,
-    pub max_rel: f64,
+    pub lemma: Lemma,
 }
 
 /// The ambient map as written: x ↦ (Mx + b)/‖Mx + b‖ on dual numbers.
@@ -114,7 +108,7 @@ pub fn derive_sphere(kind: Normalized, n: usize) -> Result<SphereDerivation, Str
             n - 1
         ));
     }
-    Ok(SphereDerivation { kind, dim: n, steps: steps(kind), inverse: inverse(kind), points: POINTS, max_rel })
+    Ok(SphereDerivation { kind, dim: n, lemma: Lemma { steps: steps(kind), inverse: inverse(kind), points: POINTS, max_rel } })
 }
 
 fn steps(kind: Normalized) -> Vec<(String, String)> {
@@ -177,27 +171,10 @@ fn inverse(kind: Normalized) -> Vec<String> {
 
 /// The derivation as `flowc derive` prints it under the layer.
 pub fn text(sd: &SphereDerivation, n: usize) -> String {
-    let mut s = String::new();
     let what = match sd.kind {
         Normalized::Translation => "y = (x + m)/‖x + m‖,  m = v/√(1 + ‖v‖²) (‖m‖ < 1: a bijection of the sphere)",
         Normalized::Linear => "y = Mx/‖Mx‖,  M = L U (L unit lower from `lower`, U upper from `upper` with diagonal exp(log_diag))",
         Normalized::Affine => "y = (Mx + b)/‖Mx + b‖,  M = L U,  b = M m,  m = v/√(1 + ‖v‖²) (‖M⁻¹b‖ = ‖m‖ < 1: a bijection of the sphere)",
     };
-    s.push_str(&format!("    forward    {what}\n"));
-    for (i, (f, why)) in sd.steps.iter().enumerate() {
-        let head = if i == 0 { "    ratio      " } else { "      step     " };
-        s.push_str(&format!("{head}{f}   [{why}]\n"));
-    }
-    s.push_str(&format!(
-        "    lemma      stated (the scalar rules do not reach it); checked against the generic ratio (forward-mode F_x, Householder tangent bases) at {} random points on S^{}: max relative difference {:.1e} (bar {:.0e})\n",
-        sd.points,
-        n - 1,
-        sd.max_rel,
-        TOL
-    ));
-    for (i, line) in sd.inverse.iter().enumerate() {
-        let head = if i == 0 { "    inverse    " } else { "               " };
-        s.push_str(&format!("{head}{line}\n"));
-    }
-    s
+    sd.lemma.text(what, "forward-mode F_x, Householder tangent bases", &format!("on S^{}", n - 1), TOL)
 }

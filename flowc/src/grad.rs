@@ -135,6 +135,17 @@ pub fn gradient(k: &Kernel) -> Result<Kernel, String> {
                     }
                 }
             }
+            Inst::LogProd { terms, scale } => {
+                // ∂/∂a of scale·p·ln a: scale·p/a
+                for (v, p) in &terms {
+                    if active[*v] {
+                        let c = em.num(scale * *p as f64);
+                        let t = em.op(Math::Mul([Id::from(0usize), Id::from(0usize)]), vec![a, c]);
+                        let q = em.op(div(), vec![t, *v]);
+                        adj[*v].push(q);
+                    }
+                }
+            }
             Inst::Input(_) | Inst::Const(_) | Inst::Seed => {}
             other => return Err(format!("no gradient through {other:?}")),
         }

@@ -134,6 +134,12 @@ pub enum Inst {
         n: usize,
         entries: Vec<Value>,
     },
+    /// scale·Σ p·ln(a) over `terms` (a, p): a sum of logarithms, which backends may compute
+    /// with one logarithm of a product (exponents tracked apart, so nothing overflows).
+    LogProd {
+        terms: Vec<(Value, i32)>,
+        scale: f64,
+    },
 }
 
 /// Which rows of a weight matrix a product uses: rows `first`, `first + step`, ...
@@ -184,6 +190,7 @@ impl Inst {
             Inst::AccumDense { grads, inputs, .. } => grads.iter().chain(inputs).copied().collect(),
             Inst::Accum { value, .. } => vec![*value],
             Inst::LogAbsDet { entries, .. } => entries.clone(),
+            Inst::LogProd { terms, .. } => terms.iter().map(|(v, _)| *v).collect(),
             _ => vec![],
         }
     }
@@ -516,7 +523,8 @@ fn stage_inverse(
 
 /// Emits a layer applied as a whole (coupling, autoregressive, linear, permutation) in the
 /// generative direction (`forward`) or the density direction; `cur` holds the row, and the
-/// log|det J| terms are added to `lds` (per coordinate).
+/// log|det J| terms are added to `lds` (per coordinate), or as (a, p) with the term ½·p·ln a
+/// to `logs` (summed with one [`Inst::LogProd`] at the end of the kernel).
 #[allow(clippy::too_many_arguments)]
 #[allow(clippy::needless_range_loop)] // triangular index ranges read clearer as indices
 fn structural(
@@ -528,6 +536,7 @@ fn structural(
     forward: bool,
     cur: &mut [Value],
     lds: &mut [Vec<Value>],
+    logs: &mut Vec<(Value, i32)>,
 ) -> Result<(), String> {
     let l = &f.layers[k];
     let n = f.dim;
@@ -756,11 +765,10 @@ fn structural(
                     let (w, log_diag) = lu_map(em, slots, k, n, cur, false)?;
                     let q = dot(em, &w, &w);
                     let t = un(em, Math::Sqrt(id0), q);
-                    let ratio = div(em, q, yy);
-                    let lq = un(em, Math::Log(id0), ratio);
-                    let hl = mul(em, half_n, lq);
-                    let det = sum(em, &log_diag);
-                    lds[0].push(add(em, det, hl));
+                    // (n/2)·(log q − log yy), with the kernel's other logarithms
+                    logs.push((q, n as i32));
+                    logs.push((yy, -(n as i32)));
+                    lds[0].push(sum(em, &log_diag));
                     let one = em.num(1.0);
                     let rt = div(em, one, t);
                     for (c, wi) in cur.iter_mut().zip(&w) {
@@ -790,11 +798,8 @@ fn structural(
                     let den = sub(em, s_, beta);
                     let neg = div(em, *kappa, den);
                     let t = em.op(Math::IfPos([id0, id0, id0]), vec![beta, pos, neg]);
-                    let ls = un(em, Math::Log(id0), s_);
-                    let lt = un(em, Math::Log(id0), t);
-                    let nm1 = em.num((n - 1) as f64);
-                    let tl = mul(em, nm1, lt);
-                    lds[0].push(sub(em, ls, tl));
+                    logs.push((s_, 2));
+                    logs.push((t, -2 * (n as i32 - 1)));
                     for (c, mi) in cur.iter_mut().zip(m) {
                         let ty = mul(em, t, *c);
                         *c = sub(em, ty, *mi);
@@ -1322,8 +1327,10 @@ fn lower_kernel(d: &Derivation, f: &FlowDerivation, kind: Kind) -> Result<Kernel
             *c = em.op(Math::Mul([id0, id0]), vec![*c, r]);
         }
     }
-    // log|det J| terms per coordinate, so that each coordinate's work is contiguous
+    // log|det J| terms per coordinate, so that each coordinate's work is contiguous; and
+    // logarithms summed at the end with one logarithm ((a, p): ½·p·ln a)
     let mut lds: Vec<Vec<Value>> = vec![Vec::new(); f.dim];
+    let mut logs: Vec<(Value, i32)> = Vec::new();
     let two = Id::from(0usize);
     let mut stages = stages(f);
     if kind != Kind::Forward {
@@ -1332,7 +1339,7 @@ fn lower_kernel(d: &Derivation, f: &FlowDerivation, kind: Kind) -> Result<Kernel
     for stage in stages {
         if let Stage::Layer(k) = stage {
             if f.layers[k].kind != LayerKind::Elementwise {
-                structural(&mut em, d, f, &slots, k, kind == Kind::Forward, &mut cur, &mut lds)?;
+                structural(&mut em, d, f, &slots, k, kind == Kind::Forward, &mut cur, &mut lds, &mut logs)?;
                 continue;
             }
         }
@@ -1345,6 +1352,10 @@ fn lower_kernel(d: &Derivation, f: &FlowDerivation, kind: Kind) -> Result<Kernel
             *c = v;
             lds[i].push(ld);
         }
+    }
+    if !logs.is_empty() {
+        let l = em.push(Inst::LogProd { terms: std::mem::take(&mut logs), scale: 0.5 });
+        lds[0].push(l);
     }
     let zero = em.num(0.0);
     // per coordinate: Σ_k log|det J_k|, then (log_prob) the base term minus it
@@ -1566,6 +1577,7 @@ pub(crate) fn remap_inst(inst: &Inst, remap: &dyn Fn(Value) -> Value) -> Inst {
             },
             Inst::Accum { param, value } => Inst::Accum { param: *param, value: remap(*value) },
             Inst::LogAbsDet { n, entries } => Inst::LogAbsDet { n: *n, entries: entries.iter().map(|v| remap(*v)).collect() },
+            Inst::LogProd { terms, scale } => Inst::LogProd { terms: terms.iter().map(|(v, p)| (remap(*v), *p)).collect(), scale: *scale },
             other => other.clone(),
         }
     }
@@ -1745,6 +1757,7 @@ fn run_insts(insts: &[Inst], inputs: &[f64], params: &[f64], grad: &mut [f64]) -
                 let mut a: Vec<f64> = entries.iter().map(|v| vals[*v]).collect();
                 log_abs_det(&mut a, *m)
             }
+            Inst::LogProd { terms, scale } => scale * terms.iter().map(|(v, p)| *p as f64 * vals[*v].ln()).sum::<f64>(),
         };
         vals.push(v);
     }
@@ -1880,6 +1893,7 @@ fn run_insts_f32(insts: &[Inst], inputs: &[f32], params: &[f32], grad: &mut [f32
                 let mut a: Vec<f64> = entries.iter().map(|v| vals[*v] as f64).collect();
                 log_abs_det(&mut a, *m) as f32
             }
+            Inst::LogProd { terms, scale } => *scale as f32 * terms.iter().map(|(v, p)| *p as f32 * vals[*v].ln()).sum::<f32>(),
         };
         vals.push(v);
     }
@@ -1976,6 +1990,10 @@ fn write_insts(f: &mut fmt::Formatter<'_>, insts: &[Inst], indent: &str) -> fmt:
             Inst::LogAbsDet { n: m, entries } => {
                 let a: Vec<String> = entries.iter().map(|v| format!("v{v}")).collect();
                 writeln!(f, "{indent}v{n} = log_abs_det [{m}x{m}] ({})", a.join(" "))?
+            }
+            Inst::LogProd { terms, scale } => {
+                let a: Vec<String> = terms.iter().map(|(v, p)| format!("{p}·ln v{v}")).collect();
+                writeln!(f, "{indent}v{n} = {scale}·({})", a.join(" + "))?
             }
             Inst::Spline { x, raw, bins, bound, inverse, log_det } => {
                 let a: Vec<String> = raw.iter().map(|v| format!("v{v}")).collect();

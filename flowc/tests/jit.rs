@@ -356,3 +356,53 @@ fn vector_pow_powrecip_and_hypot() {
         }
     }
 }
+
+#[test]
+fn log_products_match_the_sum_of_logarithms() {
+    // ½·(3 ln a − 2 ln b + ln c) with one logarithm of the mantissas' product: values from
+    // subnormal to huge, zeros, infinities and NaN (those lanes take the sum of logarithms)
+    use flowc::lower::{Body, Inst, Kernel};
+    let k = Kernel {
+        flow: "logprod".into(),
+        kind: Kind::LogProb,
+        dim: 3,
+        params: vec![],
+        body: Body {
+            insts: vec![Inst::Input(0), Inst::Input(1), Inst::Input(2), Inst::LogProd { terms: vec![(0, 3), (1, -2), (2, 1)], scale: 0.5 }],
+        },
+        outputs: vec![3],
+    };
+    let vals = [1.0, 0.5, 3.7, 1e-300, 1e300, 7e-310, 1.7e308, 2.0, 0.999999, 1e-5];
+    let mut rows = Vec::new();
+    for (i, a) in vals.iter().enumerate() {
+        for (j, b) in vals.iter().enumerate() {
+            rows.extend([*a, *b, vals[(i + j) % vals.len()]]);
+        }
+    }
+    rows.extend([0.0, 1.0, 1.0, 1.0, f64::INFINITY, 1.0, f64::NAN, 1.0, 1.0, -1.0, 1.0, 1.0]);
+    for prec in [Float::F64, Float::F32] {
+        let c = flowc::jit::compile(&k, prec).unwrap();
+        let n = rows.len() / 3;
+        for (r, row) in rows.chunks(3).enumerate() {
+            let (got, want) = match prec {
+                Float::F64 => {
+                    let mut out = vec![0.0; n];
+                    c.run_f64(&rows, &[], &mut out).unwrap();
+                    (out[r], lower::run(&k, row, &[])[0])
+                }
+                Float::F32 => {
+                    let r32: Vec<f32> = rows.iter().map(|v| *v as f32).collect();
+                    let mut out = vec![0.0f32; n];
+                    c.run_f32(&r32, &[], &mut out).unwrap();
+                    let w = lower::run_f32(&k, &r32[r * 3..r * 3 + 3], &[])[0];
+                    (out[r] as f64, w as f64)
+                }
+            };
+            let ulp = if prec == Float::F64 { f64::EPSILON } else { f32::EPSILON as f64 };
+            // the sum of logarithms is accurate to its terms' size (cancellation between them)
+            let size: f64 = row.iter().zip([3.0, 2.0, 1.0]).map(|(v, p)| 0.5 * p * v.ln().abs()).sum();
+            let ok = got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()) || (got - want).abs() <= 16.0 * ulp * (1.0 + size);
+            assert!(ok, "{prec:?} at {row:?}: {got} vs {want}");
+        }
+    }
+}

@@ -912,6 +912,34 @@ fn emit_inst<M: Module>(
             }
             result.expect("at least one lane")
         }
+        Inst::LogProd { terms, scale } => {
+            // one logarithm of the mantissas' product; lanes with a term that is not a positive
+            // normal number (rare) take the sum of logarithms
+            let tv: Vec<(Value, i32)> = terms.iter().map(|(v, p)| (vals[*v].expect("operands precede their use"), *p)).collect();
+            let (fast, ok) = super::vmath::log_product(b, &tv, *scale);
+            let ok_i = b.ins().bitcast(if ctx.prec == Float::F64 { types::I64X2 } else { types::I32X4 }, MemFlagsData::new(), ok);
+            let all = b.ins().vall_true(ok_i);
+            let (slow_b, done) = (b.create_block(), b.create_block());
+            b.append_block_param(done, ctx.vty);
+            b.ins().brif(all, done, &[BlockArg::Value(fast)], slow_b, &[]);
+            b.switch_to_block(slow_b);
+            let mut acc: Option<Value> = None;
+            for (v, p) in &tv {
+                let l = vector_op(module, b, imports, ctx, &Math::Log(egg::Id::from(0usize)), &[*v])?;
+                let c = scalar_const(b, ctx.prec, *p as f64 * scale);
+                let c = b.ins().splat(ctx.vty, c);
+                let t = b.ins().fmul(l, c);
+                acc = Some(match acc {
+                    None => t,
+                    Some(a) => b.ins().fadd(a, t),
+                });
+            }
+            let slow = acc.expect("at least one term");
+            let v = b.ins().bitselect(ok, fast, slow);
+            b.ins().jump(done, &[BlockArg::Value(v)]);
+            b.switch_to_block(done);
+            b.block_params(done)[0]
+        }
         Inst::LogAbsDet { n, entries } => {
             // per lane: the matrix into a stack slot, then the host's elimination
             let bytes = ctx.prec.bytes() as u32;

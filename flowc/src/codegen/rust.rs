@@ -327,6 +327,18 @@ fn stmt(insts: &[Inst], i: usize, needed: &[bool], deferred: &[Option<(usize, bo
             return Err("gradient kernels are compiled by the JIT, not emitted as Rust".into())
         }
         Inst::LogAbsDet { .. } => return Err("generic volume-ratio kernels are compiled by the JIT, not emitted as Rust".into()),
+        Inst::LogProd { terms, scale } => {
+            // the sum of logarithms as written (the JIT takes one logarithm of a product)
+            let parts: Vec<TokenStream> = terms
+                .iter()
+                .map(|(v, p)| {
+                    let c = (acc.constant)(*scale * *p as f64);
+                    let x = val(*v);
+                    quote!(#c * #ty::log(#x))
+                })
+                .collect();
+            quote!(#(#parts)+*)
+        }
         Inst::Input(j) => (acc.input)(*j),
         Inst::Param(j) => (acc.param)(*j),
         Inst::Const(c) => (acc.constant)(*c),

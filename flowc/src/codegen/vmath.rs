@@ -1042,6 +1042,74 @@ impl<'a, 'f> V<'a, 'f> {
     }
 }
 
+/// Σ p_i·ln a_i times `scale` with one logarithm: each a_i split into its exponent e_i and its
+/// mantissa m_i in [1, 2) (the float's bits), the mantissas multiplied (Π m_i^p_i lies within
+/// 2^±Σ|p_i|: no overflow for Σ|p_i| below the exponent range), then
+/// ln(Π m_i^p_i) + (Σ p_i·(e_i − bias))·ln 2 with ln 2 in two parts. Valid for lanes where
+/// every a_i is a positive normal finite number; returns (the value, that lane mask as a float
+/// vector: all ones where valid). `terms` must share one float type.
+pub fn log_product(b: &mut FunctionBuilder, terms: &[(Value, i32)], scale: f64) -> (Value, Value) {
+    let mut v = V::new(b, terms[0].0);
+    let (bias, shift) = v.bias_shift();
+    let tiny = v.f2(f64::MIN_POSITIVE, f32::MIN_POSITIVE);
+    let huge = v.f2(f64::MAX, f32::MAX);
+    let mant = v.i((1i64 << shift) - 1);
+    let one_bits = v.i(bias << shift);
+    let mut ok: Option<Mask> = None;
+    let (mut num, mut den) = (v.f(1.0), v.f(1.0));
+    let mut e_sum = v.i(0);
+    let mut neg_powers = 0i64;
+    let mut powers = 0i64;
+    for (a, p) in terms {
+        let lo = v.cmp(FloatCC::GreaterThanOrEqual, *a, tiny);
+        let hi = v.cmp(FloatCC::LessThanOrEqual, *a, huge);
+        let both = v.and(lo, hi);
+        ok = Some(match ok {
+            None => both,
+            Some(m) => v.and(m, both),
+        });
+        let bits = v.bits(*a);
+        let mb = v.b.ins().band(bits, mant);
+        let mb = v.b.ins().bor(mb, one_bits);
+        let m = v.float(mb);
+        let e = v.ushr(bits, shift);
+        for _ in 0..p.unsigned_abs() {
+            if *p > 0 {
+                num = v.mul(num, m);
+                e_sum = v.b.ins().iadd(e_sum, e);
+            } else {
+                den = v.mul(den, m);
+                e_sum = v.b.ins().isub(e_sum, e);
+            }
+        }
+        powers += *p as i64;
+        if *p < 0 {
+            neg_powers += -(*p as i64);
+        }
+    }
+    // the exponent sum as a float: offset to be non-negative, then the bits 2^shift + E' read as
+    // a float minus 2^shift
+    let offset = neg_powers * (2 * bias) + 1;
+    let e_off = v.iadd_c(e_sum, offset);
+    let magic = if v.single { 2f32.powi(shift as i32).to_bits() as i64 } else { 2f64.powi(shift as i32).to_bits() as i64 };
+    let magic_i = v.i(magic);
+    let eb = v.b.ins().bor(e_off, magic_i);
+    let ef = v.float(eb);
+    let k = v.f(2f64.powi(shift as i32) + offset as f64 + (bias * powers) as f64);
+    let e_total = v.sub(ef, k);
+    let ratio = v.div(num, den);
+    let l = v.log(ratio);
+    let (hi, lo) = if v.single { (LN2_HI_F32 as f64, LN2_LO_F32 as f64) } else { (LN2_HI, LN2_LO) };
+    let hi = v.f(hi);
+    let lo = v.f(lo);
+    let t = v.fma(e_total, hi, l);
+    let t = v.fma(e_total, lo, t);
+    let sc = v.f(scale);
+    let out = v.mul(t, sc);
+    let ok = ok.expect("at least one term");
+    (out, ok.0)
+}
+
 macro_rules! public {
     ($($(#[$doc:meta])* $name:ident;)*) => {
         $(

@@ -66,6 +66,12 @@ impl Gen {
     }
 }
 
+/// The largest relative difference allowed between a lemma's closed form and the generic ratio.
+pub const TOL: f64 = 1e-12;
+
+/// Random points a lemma is checked at.
+pub const POINTS: usize = 256;
+
 /// A closed form supplied by a stated lemma: its derivation from the generic volume ratio,
 /// step by step, the inverse, and the numeric check against the generic ratio.
 #[derive(Debug, Clone)]

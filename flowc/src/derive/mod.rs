@@ -790,38 +790,36 @@ pub fn derive_configured(m: &Module, limits: Limits, fuse: bool) -> Result<Deriv
         }
         None => None,
     };
-    // the sphere maps' lemmas, checked against the generic ratio
-    let mut sphere = Vec::new();
-    let mut tried: Vec<(Normalized, usize)> = Vec::new();
-    for f in &flows {
-        for l in &f.layers {
-            if let LayerKind::Normalized(kind) = l.kind {
-                if !tried.contains(&(kind, f.dim)) {
-                    tried.push((kind, f.dim));
-                    match sphere::derive_sphere(kind, f.dim) {
-                        Ok(sd) => sphere.push(sd),
-                        Err(e) => diags.push(Diagnostic::unlocated(e)),
-                    }
-                }
-            }
-        }
-    }
-    let mut simplex = Vec::new();
-    let mut tried: Vec<(Calibration, usize)> = Vec::new();
-    for f in &flows {
-        for l in &f.layers {
-            if let LayerKind::Calibration(kind) = l.kind {
-                if !tried.contains(&(kind, f.dim)) {
-                    tried.push((kind, f.dim));
-                    match simplex::derive_simplex(kind, f.dim) {
-                        Ok(sd) => simplex.push(sd),
-                        Err(e) => diags.push(Diagnostic::unlocated(e)),
-                    }
-                }
-            }
-        }
-    }
+    // the manifold maps' lemmas, each kind and dimension once, checked against the generic ratio
+    let sphere =
+        manifold_maps(&flows, |k| if let LayerKind::Normalized(n) = k { Some(*n) } else { None }, sphere::derive_sphere, &mut diags);
+    let simplex =
+        manifold_maps(&flows, |k| if let LayerKind::Calibration(c) = k { Some(*c) } else { None }, simplex::derive_simplex, &mut diags);
     diags.into_result(Derivation { bijectors, flows, planar, sphere, simplex, millis: start.elapsed().as_secs_f64() * 1e3 })
+}
+
+/// The derivations of the manifold maps the flows use (the kinds `pick` selects), once per kind
+/// and dimension; failures become diagnostics.
+fn manifold_maps<K: Copy + PartialEq, D>(
+    flows: &[FlowDerivation],
+    pick: impl Fn(&LayerKind) -> Option<K>,
+    derive: impl Fn(K, usize) -> Result<D, String>,
+    diags: &mut Diagnostics,
+) -> Vec<D> {
+    let mut out = Vec::new();
+    let mut tried: Vec<(K, usize)> = Vec::new();
+    for f in flows {
+        for kind in f.layers.iter().filter_map(|l| pick(&l.kind)) {
+            if !tried.contains(&(kind, f.dim)) {
+                tried.push((kind, f.dim));
+                match derive(kind, f.dim) {
+                    Ok(d) => out.push(d),
+                    Err(e) => diags.push(Diagnostic::unlocated(e)),
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A bijector's derivation, or its diagnostic as parts (span, message, help).

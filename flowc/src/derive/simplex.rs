@@ -12,11 +12,7 @@ use super::dual::{Dual, Gen, Lemma};
 use crate::ir::Calibration;
 use runtime::manifold::{ilr_lift, simplex_tangent, volume_ratio};
 
-/// The largest relative difference allowed between the closed form and the generic ratio.
-pub const TOL: f64 = 1e-12;
-
-/// Points the lemma is checked at.
-pub const POINTS: usize = 256;
+pub use super::dual::{POINTS, TOL};
 
 /// One calibration map's closed forms, with the check of its lemma.
 #[derive(Debug, Clone)]

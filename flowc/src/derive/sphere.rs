@@ -13,11 +13,7 @@ use super::dual::{Dual, Gen, Lemma};
 use crate::ir::Normalized;
 use runtime::manifold::{sphere_tangent, volume_ratio};
 
-/// The largest relative difference allowed between a closed form and the generic ratio.
-pub const TOL: f64 = 1e-12;
-
-/// Points the lemma is checked at.
-pub const POINTS: usize = 256;
+pub use super::dual::{POINTS, TOL};
 
 /// One normalized map's closed forms, with the check of its lemma.
 #[derive(Debug, Clone)]

@@ -53,6 +53,19 @@ impl Dual {
     }
 }
 
+/// The Jacobian (n × n, row-major) of `f` at `x` by n forward-mode passes.
+pub fn jacobian(f: impl Fn(&[Dual]) -> Vec<Dual>, x: &[f64]) -> Vec<f64> {
+    let n = x.len();
+    let mut jac = vec![0.0; n * n];
+    for c in 0..n {
+        let xd: Vec<Dual> = x.iter().enumerate().map(|(i, v)| Dual { v: *v, d: f64::from(u8::from(i == c)) }).collect();
+        for (r, y) in f(&xd).iter().enumerate() {
+            jac[r * n + c] = y.d;
+        }
+    }
+    jac
+}
+
 /// A small deterministic generator for the check (splitmix64 → uniform (−1, 1)).
 pub struct Gen(pub u64);
 impl Gen {

@@ -8,7 +8,7 @@
 //! tangent space everywhere, [`runtime::manifold::simplex_tangent`]), at random parameters and
 //! points. A lemma that disagrees beyond [`TOL`] is an error of the derivation.
 
-use super::dual::{Dual, Gen, Lemma};
+use super::dual::{jacobian, Dual, Gen, Lemma};
 use crate::ir::Calibration;
 use runtime::manifold::{ilr_lift, simplex_tangent, volume_ratio};
 
@@ -30,18 +30,6 @@ fn ambient(a: &[f64], b: &[f64], x: &[Dual]) -> Vec<Dual> {
     let e: Vec<Dual> = z.iter().map(|v| v.exp()).collect();
     let s = e.iter().fold(Dual::c(0.0), |acc, v| acc + *v);
     e.iter().map(|v| *v / s).collect()
-}
-
-fn jacobian(a: &[f64], b: &[f64], x: &[f64]) -> Vec<f64> {
-    let n = x.len();
-    let mut jac = vec![0.0; n * n];
-    for c in 0..n {
-        let xd: Vec<Dual> = x.iter().enumerate().map(|(i, v)| Dual { v: *v, d: f64::from(u8::from(i == c)) }).collect();
-        for (r, y) in ambient(a, b, &xd).iter().enumerate() {
-            jac[r * n + c] = y.d;
-        }
-    }
-    jac
 }
 
 /// Derives calibration map `kind` on the simplex in R^n and checks its lemma.
@@ -92,7 +80,7 @@ pub fn derive_simplex(kind: Calibration, n: usize) -> Result<SimplexDerivation, 
         let xd: Vec<Dual> = x.iter().map(|v| Dual::c(*v)).collect();
         let y: Vec<f64> = ambient(&a, &b, &xd).iter().map(|d| d.v).collect();
         let t = simplex_tangent(n);
-        let generic = volume_ratio(&jacobian(&a, &b, &x), &t, &t, n);
+        let generic = volume_ratio(&jacobian(|u| ambient(&a, &b, u), &x), &t, &t, n);
         let closed = (log_det + y.iter().map(|v| v.ln()).sum::<f64>() - x.iter().map(|v| v.ln()).sum::<f64>()).exp();
         let rel = (closed - generic).abs() / generic;
         if rel > max_rel || rel.is_nan() {

@@ -9,7 +9,7 @@
 //! by elimination ([`runtime::manifold::volume_ratio`]), at random parameters and points.
 //! A lemma that disagrees beyond [`TOL`] is an error of the derivation.
 
-use super::dual::{Dual, Gen, Lemma};
+use super::dual::{jacobian, Dual, Gen, Lemma};
 use crate::ir::Normalized;
 use runtime::manifold::{sphere_tangent, volume_ratio};
 
@@ -29,19 +29,6 @@ fn ambient(m: &[f64], b: &[f64], x: &[Dual]) -> Vec<Dual> {
     let u: Vec<Dual> = (0..n).map(|i| (0..n).fold(Dual::c(b[i]), |acc, j| acc + Dual::c(m[i * n + j]) * x[j])).collect();
     let r = u.iter().fold(Dual::c(0.0), |acc, v| acc + *v * *v).sqrt();
     u.iter().map(|v| *v / r).collect()
-}
-
-/// F_x (n × n, row-major) by n forward-mode passes.
-fn jacobian(m: &[f64], b: &[f64], x: &[f64]) -> Vec<f64> {
-    let n = x.len();
-    let mut jac = vec![0.0; n * n];
-    for c in 0..n {
-        let xd: Vec<Dual> = x.iter().enumerate().map(|(i, v)| Dual { v: *v, d: f64::from(u8::from(i == c)) }).collect();
-        for (r, y) in ambient(m, b, &xd).iter().enumerate() {
-            jac[r * n + c] = y.d;
-        }
-    }
-    jac
 }
 
 /// The lemma's closed form: log R = log|det M| + log(1 + xᵀc) − n·log‖M(x + c)‖ for c = M⁻¹b
@@ -89,7 +76,7 @@ pub fn derive_sphere(kind: Normalized, n: usize) -> Result<SphereDerivation, Str
         let x: Vec<f64> = x0.iter().map(|a| a / r).collect();
         let xd: Vec<Dual> = x.iter().map(|v| Dual::c(*v)).collect();
         let y: Vec<f64> = ambient(&m, &b, &xd).iter().map(|d| d.v).collect();
-        let generic = volume_ratio(&jacobian(&m, &b, &x), &sphere_tangent(&x), &sphere_tangent(&y), n);
+        let generic = volume_ratio(&jacobian(|u| ambient(&m, &b, u), &x), &sphere_tangent(&x), &sphere_tangent(&y), n);
         let closed = closed_log_ratio(&m, &c, log_det, &x).exp();
         let rel = (closed - generic).abs() / generic;
         if rel > max_rel || rel.is_nan() {

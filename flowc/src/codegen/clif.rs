@@ -942,64 +942,29 @@ fn emit_inst<M: Module>(
         }
         Inst::LogAbsDet { n, entries } => {
             // per lane: the matrix into a stack slot, then the host's elimination
-            let bytes = ctx.prec.bytes() as u32;
-            let slot = b.create_sized_stack_slot(StackSlotData::new(
-                StackSlotKind::ExplicitSlot,
-                entries.len() as u32 * bytes,
-                bytes.trailing_zeros() as u8,
-            ));
             let ptr = module.target_config().pointer_type();
-            let addr = b.ins().stack_addr(ptr, slot, 0);
             let (sym, ty) = if ctx.prec == Float::F64 { (host::LOG_ABS_DET_F64, types::F64) } else { (host::LOG_ABS_DET_F32, types::F32) };
             let f = import(module, b, imports, sym, &[ptr, types::I64], ty)?;
             let ev: Vec<Value> = entries.iter().map(|r| vals[*r].expect("operands precede their use")).collect();
             let nv = b.ins().iconst(types::I64, *n as i64);
-            let mut result = None;
-            for l in 0..ctx.prec.lanes() {
-                for (j, v) in ev.iter().enumerate() {
-                    let e = b.ins().extractlane(*v, l as u8);
-                    b.ins().store(ctx.flags, e, addr, (j as u32 * bytes) as i32);
-                }
+            per_lane_through_slot(module, b, ctx, &ev, |b, addr, _| {
                 let call = b.ins().call(f, &[addr, nv]);
-                let r = b.inst_results(call)[0];
-                result = Some(match result {
-                    None => b.ins().scalar_to_vector(ctx.vty, r),
-                    Some(v) => b.ins().insertlane(v, r, l as u8),
-                });
-            }
-            result.expect("at least one lane")
+                b.inst_results(call)[0]
+            })
         }
         Inst::Spline { x, raw, bins, bound, inverse, log_det } => {
             // per lane: the spline's values into a stack slot, then the host spline
-            let bytes = ctx.prec.bytes() as u32;
-            let slot = b.create_sized_stack_slot(StackSlotData::new(
-                StackSlotKind::ExplicitSlot,
-                raw.len() as u32 * bytes,
-                bytes.trailing_zeros() as u8,
-            ));
-            let ptr = module.target_config().pointer_type();
-            let addr = b.ins().stack_addr(ptr, slot, 0);
             let f = spline_ref(module, b, imports, ctx.prec)?;
             let xv = vals[*x].expect("operands precede their use");
             let rv: Vec<Value> = raw.iter().map(|r| vals[*r].expect("operands precede their use")).collect();
             let nb = b.ins().iconst(types::I64, *bins as i64);
             let bd = b.ins().f64const(*bound);
             let mode = b.ins().iconst(types::I32, (*inverse as i64) | ((*log_det as i64) << 1));
-            let mut result = None;
-            for l in 0..ctx.prec.lanes() {
-                for (j, v) in rv.iter().enumerate() {
-                    let e = b.ins().extractlane(*v, l as u8);
-                    b.ins().store(ctx.flags, e, addr, (j as u32 * bytes) as i32);
-                }
-                let xl = b.ins().extractlane(xv, l as u8);
+            per_lane_through_slot(module, b, ctx, &rv, |b, addr, l| {
+                let xl = b.ins().extractlane(xv, l);
                 let call = b.ins().call(f, &[xl, addr, nb, bd, mode]);
-                let r = b.inst_results(call)[0];
-                result = Some(match result {
-                    None => b.ins().scalar_to_vector(ctx.vty, r),
-                    Some(v) => b.ins().insertlane(v, r, l as u8),
-                });
-            }
-            result.expect("at least one lane")
+                b.inst_results(call)[0]
+            })
         }
         Inst::Op(Math::IfPos(_), args) if deferred.iter().any(|d| d.map(|(p, _)| p == i).unwrap_or(false)) => {
             // then-branch if any lane is positive, else-branch unless all are; then a select
@@ -1048,6 +1013,38 @@ fn emit_inst<M: Module>(
     };
     vals[i] = Some(v);
     Ok(())
+}
+
+/// A host function called lane by lane on a stack slot: for each lane, `values`' entries of
+/// that lane stored in order into the slot, then `call(builder, slot address, lane)` gives the
+/// lane's result; the results as one vector.
+fn per_lane_through_slot<M: Module>(
+    module: &M,
+    b: &mut FunctionBuilder,
+    ctx: &RowCtx,
+    values: &[Value],
+    mut call: impl FnMut(&mut FunctionBuilder, Value, u8) -> Value,
+) -> Value {
+    let bytes = ctx.prec.bytes() as u32;
+    let slot = b.create_sized_stack_slot(StackSlotData::new(
+        StackSlotKind::ExplicitSlot,
+        values.len() as u32 * bytes,
+        bytes.trailing_zeros() as u8,
+    ));
+    let addr = b.ins().stack_addr(module.target_config().pointer_type(), slot, 0);
+    let mut result = None;
+    for l in 0..ctx.prec.lanes() as u8 {
+        for (j, v) in values.iter().enumerate() {
+            let e = b.ins().extractlane(*v, l);
+            b.ins().store(ctx.flags, e, addr, (j as u32 * bytes) as i32);
+        }
+        let r = call(b, addr, l);
+        result = Some(match result {
+            None => b.ins().scalar_to_vector(ctx.vty, r),
+            Some(v) => b.ins().insertlane(v, r, l),
+        });
+    }
+    result.expect("at least one lane")
 }
 
 /// The input and output row addresses of each lane: lane l holds row min(first + l, last).

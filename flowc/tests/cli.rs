@@ -674,3 +674,20 @@ fn sphere_rows_must_be_on_the_sphere_and_samples_score_back() {
         assert!((r[3] - s).abs() < 1e-12 * s.abs().max(1.0), "sampled {} vs scored {s}", r[3]);
     }
 }
+
+#[test]
+fn bench_of_the_generic_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    // a flow on R^n has no volume ratio to compare: a user error
+    let m = write(dir.path(), "m.flow", MODEL);
+    let o = flowc(&["bench", m.to_str().unwrap(), "--name", "f", "--rows", "64", "--kernel", "ratio"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("`--kernel ratio`") && err.contains("is a flow on R^n"), "{err}");
+    // on the sphere: the table, then the closed forms next to it
+    let s = write(dir.path(), "s.flow", "flow s(x: sphere(3)) { base uniform; normalized_affine; }");
+    let o = flowc(&["bench", s.to_str().unwrap(), "--name", "s", "--rows", "1000", "--kernel", "ratio"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("generic volume ratio") && out.contains("closed / generic = "), "{out}");
+}

@@ -106,6 +106,9 @@ impl Diagnostics {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
     pub fn extend(&mut self, other: Diagnostics) {
         self.0.extend(other.0)
     }

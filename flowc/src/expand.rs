@@ -52,6 +52,9 @@ fn spans_of(ast: &Ast) -> Spans {
             Item::Flow(f) => {
                 s.entry(f.name.name.clone()).or_insert(f.name.span);
             }
+            Item::Map(m) => {
+                s.entry(m.name.name.clone()).or_insert(m.name.span);
+            }
         }
     }
     Spans(s)

@@ -47,7 +47,14 @@ impl Params {
                     LayerKind::Planar if name.ends_with(".w") => 1.0 / (f.dim as f64).sqrt(),
                     _ => 0.0,
                 };
-                p.values.insert(name.clone(), vec![v; n]);
+                let mut vals = vec![v; n];
+                // a user map's square matrices at I
+                if matches!(l.kind, LayerKind::Map(_)) && shape.len() == 2 && shape[0] == shape[1] {
+                    for i in 0..shape[0] {
+                        vals[i * shape[0] + i] = 1.0;
+                    }
+                }
+                p.values.insert(name.clone(), vals);
                 p.shapes.insert(name, shape);
             }
         }
@@ -313,6 +320,21 @@ fn layer_forward(d: &Derivation, f: &FlowDerivation, p: &Params, k: usize, x: &m
             let y = map.forward(x);
             x.copy_from_slice(&y);
         }
+        LayerKind::Map(m) => {
+            // the map evaluated plainly in f64; the ratio with a dual-number Jacobian and
+            // Householder tangent bases
+            let params = map_params(p, k, m);
+            match (crate::ir::map::apply(m, &mut crate::ir::map::F64, x, &params), crate::derive::usermap::log_ratio(m, f.space, x, &params)) {
+                (Ok(y), Ok(l)) => {
+                    x.copy_from_slice(&y);
+                    ld = l;
+                }
+                _ => {
+                    x.iter_mut().for_each(|v| *v = f64::NAN);
+                    return f64::NAN;
+                }
+            }
+        }
         LayerKind::Normalized(kind) => {
             // the general (Mx + b)/‖Mx + b‖ of `runtime::manifold` (M⁻¹ by Gauss–Jordan, the
             // ratio by the matrix determinant lemma) with M = L·U and b = M·m
@@ -326,6 +348,11 @@ fn layer_forward(d: &Derivation, f: &FlowDerivation, p: &Params, k: usize, x: &m
         }
     }
     ld
+}
+
+/// The tensors of user map layer `k`, in the map's parameter order.
+fn map_params(p: &Params, k: usize, m: &crate::ir::map::Map) -> Vec<Vec<f64>> {
+    m.params.iter().map(|q| p.tensor(k, &q.name).to_vec()).collect()
 }
 
 /// Calibration layer `k` as the general simplex map softmax(A·log x + b): A = a·I with
@@ -493,6 +520,12 @@ fn layer_inverse(d: &Derivation, f: &FlowDerivation, p: &Params, k: usize, y: &m
             };
             let x = map.inverse(y);
             ld = map.log_ratio(&x);
+            y.copy_from_slice(&x);
+        }
+        LayerKind::Map(m) => {
+            let params = map_params(p, k, m);
+            let x = crate::derive::usermap::inverse(m, f.space, y, &params).unwrap_or_else(|_| vec![f64::NAN; y.len()]);
+            ld = crate::derive::usermap::log_ratio(m, f.space, &x, &params).unwrap_or(f64::NAN);
             y.copy_from_slice(&x);
         }
         LayerKind::Normalized(kind) => {

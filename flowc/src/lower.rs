@@ -140,6 +140,15 @@ pub enum Inst {
         terms: Vec<(Value, i32)>,
         scale: f64,
     },
+    /// Entry `at` of A⁻¹b for the n × n matrix A whose entries (row-major) are `entries` and
+    /// the vector b = `rhs`, by elimination with partial pivoting (in f64 whatever the
+    /// kernel's precision; NaN when A is singular).
+    Solve {
+        n: usize,
+        entries: Vec<Value>,
+        rhs: Vec<Value>,
+        at: usize,
+    },
 }
 
 /// Which rows of a weight matrix a product uses: rows `first`, `first + step`, ...
@@ -191,6 +200,7 @@ impl Inst {
             Inst::Accum { value, .. } => vec![*value],
             Inst::LogAbsDet { entries, .. } => entries.clone(),
             Inst::LogProd { terms, .. } => terms.iter().map(|(v, _)| *v).collect(),
+            Inst::Solve { entries, rhs, .. } => entries.iter().chain(rhs).copied().collect(),
             _ => vec![],
         }
     }
@@ -668,6 +678,7 @@ fn structural(
                 *c = un(em, Math::Exp(id0), *l);
             }
         }
+        LayerKind::Map(map) => user_map(em, map, f.space, slots, k, forward, cur, lds)?,
         LayerKind::Normalized(kind) => {
             let id0 = Id::from(0usize);
             let div = |em: &mut Emitter, a: Value, b: Value| em.op(Math::Div([id0, id0]), vec![a, b]);
@@ -1425,6 +1436,164 @@ fn lower_kernel(d: &Derivation, f: &FlowDerivation, kind: Kind) -> Result<Kernel
     Ok(Kernel { flow: f.name.clone(), kind, dim: f.dim, params: slots, body, outputs })
 }
 
+/// Kernel instructions as the arithmetic of a user map ([`crate::ir::map::Arith`]).
+struct MapArith<'a>(&'a mut Emitter);
+
+impl crate::ir::map::Arith for MapArith<'_> {
+    type V = Value;
+    fn num(&mut self, c: f64) -> Value {
+        self.0.num(c)
+    }
+    fn bin(&mut self, op: crate::dsl::BinOp, a: Value, b: Value) -> Value {
+        let z = Id::from(0usize);
+        let m = match op {
+            crate::dsl::BinOp::Add => Math::Add([z, z]),
+            crate::dsl::BinOp::Sub => Math::Sub([z, z]),
+            crate::dsl::BinOp::Mul => Math::Mul([z, z]),
+            crate::dsl::BinOp::Div => Math::Div([z, z]),
+        };
+        self.0.op(m, vec![a, b])
+    }
+    fn neg(&mut self, a: Value) -> Value {
+        self.0.op(Math::Neg(Id::from(0usize)), vec![a])
+    }
+    fn elem(&mut self, f: crate::ir::map::ElemFn, a: Value) -> Value {
+        let (_, make) = crate::ir::op::function(f.name()).expect("a map's functions are the language's");
+        let m = make(&[Id::from(0usize)]);
+        self.0.op(m, vec![a])
+    }
+    fn hypot(&mut self, a: Value, b: Value) -> Value {
+        let z = Id::from(0usize);
+        self.0.op(Math::Hypot([z, z]), vec![a, b])
+    }
+    fn max(&mut self, a: Value, b: Value) -> Value {
+        let z = Id::from(0usize);
+        let d = self.0.op(Math::Sub([z, z]), vec![a, b]);
+        self.0.op(Math::IfPos([z, z, z]), vec![d, a, b])
+    }
+    fn solve(&mut self, n: usize, a: &[Value], b: &[Value]) -> Vec<Value> {
+        (0..n).map(|at| self.0.push(Inst::Solve { n, entries: a.to_vec(), rhs: b.to_vec(), at })).collect()
+    }
+}
+
+/// A user map (layer `k`): forward, its image and the generic log ratio; backward, the
+/// given inverse or Newton's method in the tangent space ([`crate::derive::usermap`]), then
+/// the ratio at the recovered point.
+#[allow(clippy::too_many_arguments)]
+fn user_map(
+    em: &mut Emitter,
+    map: &crate::ir::map::Map,
+    space: crate::ir::Space,
+    slots: &[ParamSlot],
+    k: usize,
+    forward: bool,
+    cur: &mut [Value],
+    lds: &mut [Vec<Value>],
+) -> Result<(), String> {
+    use crate::derive::usermap::{MAX_STEP, NEWTON_STEPS, RESIDUAL_TOL};
+    use crate::ir::map::{self, MapInverse};
+    let n = cur.len();
+    let z = Id::from(0usize);
+    let mut params: Vec<Vec<Value>> = Vec::new();
+    for p in &map.params {
+        let off = slot_offset(slots, &format!("layers.{k}.{}", p.name))?;
+        let len: usize = p.shape.dims(n).iter().product();
+        params.push((0..len).map(|i| em.push(Inst::Param(off + i))).collect());
+    }
+    let apply = |em: &mut Emitter, x: &[Value]| map::eval_shaped(&map.body, &map.params, &mut MapArith(em), x, &params);
+    // the point x, the image y = f(x) and (backward) the point written out
+    let (x, y, out) = if forward {
+        let x = cur.to_vec();
+        let y = apply(em, &x)?;
+        (x, y.clone(), y)
+    } else {
+        let y = cur.to_vec();
+        match &map.inverse {
+            MapInverse::Given(e) => {
+                let x = map::eval_shaped(e, &map.params, &mut MapArith(em), &y, &params)?;
+                let fx = apply(em, &x)?;
+                (x.clone(), fx, x)
+            }
+            MapInverse::Numeric => {
+                // Newton from x = y: δ = A⁻¹(y − f(x)) with A = F P + n_y n_xᵀ, then the
+                // retraction with the step shortened to MAX_STEP (as `usermap::retract`)
+                let bin = |em: &mut Emitter, m: Math, a: Value, b: Value| em.op(m, vec![a, b]);
+                let mut x = y.clone();
+                let mut res = em.num(0.0);
+                let mut fx = Vec::new();
+                for step in 0..=NEWTON_STEPS {
+                    fx = apply(em, &x)?;
+                    let r: Vec<Value> = y.iter().zip(&fx).map(|(a, b)| bin(em, Math::Sub([z, z]), *a, *b)).collect();
+                    if step == NEWTON_STEPS {
+                        let sq: Vec<Value> = r.iter().map(|v| bin(em, Math::Mul([z, z]), *v, *v)).collect();
+                        res = sum(em, &sq);
+                        break;
+                    }
+                    let a = crate::ratio::tangent_matrix(em, &x, &fx, space)?;
+                    let d: Vec<Value> = (0..n).map(|at| em.push(Inst::Solve { n, entries: a.clone(), rhs: r.clone(), at })).collect();
+                    // the step in the retraction's coordinates: δ (sphere), δ_i/x_i (simplex)
+                    let l: Vec<Value> = match space {
+                        crate::ir::Space::Simplex => d.iter().zip(&x).map(|(a, b)| bin(em, Math::Div([z, z]), *a, *b)).collect(),
+                        _ => d.clone(),
+                    };
+                    let sq: Vec<Value> = l.iter().map(|v| bin(em, Math::Mul([z, z]), *v, *v)).collect();
+                    let len2 = sum(em, &sq);
+                    let len = em.op(Math::Sqrt(z), vec![len2]);
+                    let cap = em.num(MAX_STEP);
+                    let over = bin(em, Math::Sub([z, z]), len, cap);
+                    let shrink = bin(em, Math::Div([z, z]), cap, len);
+                    let one = em.num(1.0);
+                    let s = em.op(Math::IfPos([z, z, z]), vec![over, shrink, one]);
+                    match space {
+                        crate::ir::Space::Simplex => {
+                            // x_i·exp(s·l_i), renormalized
+                            let e: Vec<Value> = l
+                                .iter()
+                                .zip(&x)
+                                .map(|(li, xi)| {
+                                    let t = bin(em, Math::Mul([z, z]), s, *li);
+                                    let t = em.op(Math::Exp(z), vec![t]);
+                                    bin(em, Math::Mul([z, z]), *xi, t)
+                                })
+                                .collect();
+                            let tot = sum(em, &e);
+                            x = e.iter().map(|v| bin(em, Math::Div([z, z]), *v, tot)).collect();
+                        }
+                        _ => {
+                            let m: Vec<Value> = l
+                                .iter()
+                                .zip(&x)
+                                .map(|(li, xi)| {
+                                    let t = bin(em, Math::Mul([z, z]), s, *li);
+                                    bin(em, Math::Add([z, z]), *xi, t)
+                                })
+                                .collect();
+                            let sq: Vec<Value> = m.iter().map(|v| bin(em, Math::Mul([z, z]), *v, *v)).collect();
+                            let ss = sum(em, &sq);
+                            let r = em.op(Math::Sqrt(z), vec![ss]);
+                            x = m.iter().map(|v| bin(em, Math::Div([z, z]), *v, r)).collect();
+                        }
+                    }
+                }
+                // refused (NaN, also for a NaN residual) unless converged
+                let tol = em.num(RESIDUAL_TOL * RESIDUAL_TOL);
+                let good = bin(em, Math::Sub([z, z]), tol, res);
+                let nan = em.num(f64::NAN);
+                let out = x.iter().map(|v| em.op(Math::IfPos([z, z, z]), vec![good, *v, nan])).collect();
+                (x, fx, out)
+            }
+        }
+    };
+    // log R at x
+    let a = crate::ratio::tangent_matrix(em, &x, &y, space)?;
+    let ld = em.push(Inst::LogAbsDet { n, entries: a });
+    lds[0].push(ld);
+    cur.copy_from_slice(&out);
+    Ok(())
+}
+
+
+
 /// Whether the density direction of sphere flow `f` reads its input row only up to scale
 /// (the data-side layer, past permutations, divides by a norm before anything else: the
 /// inverse of a normalized linear or affine map), so that projecting the row is redundant.
@@ -1578,6 +1747,12 @@ pub(crate) fn remap_inst(inst: &Inst, remap: &dyn Fn(Value) -> Value) -> Inst {
             Inst::Accum { param, value } => Inst::Accum { param: *param, value: remap(*value) },
             Inst::LogAbsDet { n, entries } => Inst::LogAbsDet { n: *n, entries: entries.iter().map(|v| remap(*v)).collect() },
             Inst::LogProd { terms, scale } => Inst::LogProd { terms: terms.iter().map(|(v, p)| (remap(*v), *p)).collect(), scale: *scale },
+            Inst::Solve { n, entries, rhs, at } => Inst::Solve {
+                n: *n,
+                entries: entries.iter().map(|v| remap(*v)).collect(),
+                rhs: rhs.iter().map(|v| remap(*v)).collect(),
+                at: *at,
+            },
             other => other.clone(),
         }
     }
@@ -1758,6 +1933,11 @@ fn run_insts(insts: &[Inst], inputs: &[f64], params: &[f64], grad: &mut [f64]) -
                 log_abs_det(&mut a, *m)
             }
             Inst::LogProd { terms, scale } => scale * terms.iter().map(|(v, p)| *p as f64 * vals[*v].ln()).sum::<f64>(),
+            Inst::Solve { n: m, entries, rhs, at } => {
+                let a: Vec<f64> = entries.iter().map(|v| vals[*v]).collect();
+                let b: Vec<f64> = rhs.iter().map(|v| vals[*v]).collect();
+                crate::ir::map::solve_f64(*m, &a, &b)[*at]
+            }
         };
         vals.push(v);
     }
@@ -1894,6 +2074,11 @@ fn run_insts_f32(insts: &[Inst], inputs: &[f32], params: &[f32], grad: &mut [f32
                 log_abs_det(&mut a, *m) as f32
             }
             Inst::LogProd { terms, scale } => *scale as f32 * terms.iter().map(|(v, p)| *p as f32 * vals[*v].ln()).sum::<f32>(),
+            Inst::Solve { n: m, entries, rhs, at } => {
+                let a: Vec<f64> = entries.iter().map(|v| vals[*v] as f64).collect();
+                let b: Vec<f64> = rhs.iter().map(|v| vals[*v] as f64).collect();
+                crate::ir::map::solve_f64(*m, &a, &b)[*at] as f32
+            }
         };
         vals.push(v);
     }
@@ -1994,6 +2179,11 @@ fn write_insts(f: &mut fmt::Formatter<'_>, insts: &[Inst], indent: &str) -> fmt:
             Inst::LogProd { terms, scale } => {
                 let a: Vec<String> = terms.iter().map(|(v, p)| format!("{p}·ln v{v}")).collect();
                 writeln!(f, "{indent}v{n} = {scale}·({})", a.join(" + "))?
+            }
+            Inst::Solve { n: m, entries, rhs, at } => {
+                let a: Vec<String> = entries.iter().map(|v| format!("v{v}")).collect();
+                let b: Vec<String> = rhs.iter().map(|v| format!("v{v}")).collect();
+                writeln!(f, "{indent}v{n} = solve [{m}x{m}] ({}) ({})[{at}]", a.join(" "), b.join(" "))?
             }
             Inst::Spline { x, raw, bins, bound, inverse, log_det } => {
                 let a: Vec<String> = raw.iter().map(|v| format!("v{v}")).collect();

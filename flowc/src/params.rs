@@ -46,6 +46,11 @@ pub fn listing(f: &FlowDerivation) -> String {
                     "upper" => "B = L U: U above the diagonal".to_string(),
                     _ => "U's diagonal = exp(log_diag)".to_string(),
                 },
+                LayerKind::Map(m) => {
+                    let p = name.rsplit('.').next().unwrap_or_default();
+                    let shape = m.params.iter().find(|q| q.name == p).map(|q| q.shape.spelled()).unwrap_or_default();
+                    format!("`{p}` of map `{}` ({shape})", m.name)
+                }
                 LayerKind::Normalized(_) => match name.rsplit('.').next().unwrap_or_default() {
                     "lower" => "M = L U: L below the diagonal (unit diagonal)".to_string(),
                     "upper" => "M = L U: U above the diagonal".to_string(),
@@ -69,7 +74,8 @@ pub fn listing(f: &FlowDerivation) -> String {
 /// Seeded standard initialization: network layers as PyTorch's `nn.Linear` (weight and bias
 /// uniform in ±1/√fan_in), LU factors uniform in ±0.1 with log_diag 0, planar and radial
 /// tensors uniform in ±1/√dim, sphere translations (`shift`) uniform in ±0.5/√dim,
-/// calibration biases uniform in ±0.5, per-coordinate
+/// calibration biases uniform in ±0.5, user maps' tensors their default (square matrices I,
+/// the rest 0) plus uniform ±0.1, per-coordinate
 /// parameters at their kind's identity-like default.
 pub fn init(d: &Derivation, f: &FlowDerivation, seed: u64) -> Params {
     let mut p = Params::defaults(d, f);
@@ -94,6 +100,12 @@ pub fn init(d: &Derivation, f: &FlowDerivation, seed: u64) -> Params {
             0.5
         } else if is_planar(f, name) {
             1.0 / (f.dim as f64).sqrt()
+        } else if is_user_map(f, name) {
+            // near the identity-like default (square matrices I): a perturbation
+            for (a, u) in v.iter_mut().zip(runtime::sample::uniform(s, shape.iter().product(), 0.1)) {
+                *a += u;
+            }
+            continue;
         } else {
             continue;
         };
@@ -106,6 +118,11 @@ pub fn init(d: &Derivation, f: &FlowDerivation, seed: u64) -> Params {
 /// Whether `name` is a tensor of a normalized (sphere) layer of `f`.
 fn is_normalized(f: &FlowDerivation, name: &str) -> bool {
     f.layers.iter().enumerate().any(|(k, l)| matches!(l.kind, LayerKind::Normalized(_)) && name.starts_with(&format!("layers.{k}.")))
+}
+
+/// Whether `name` is a tensor of a user-written map layer of `f`.
+fn is_user_map(f: &FlowDerivation, name: &str) -> bool {
+    f.layers.iter().enumerate().any(|(k, l)| matches!(l.kind, LayerKind::Map(_)) && name.starts_with(&format!("layers.{k}.")))
 }
 
 /// Whether `name` is a tensor of a calibration (simplex) layer of `f`.

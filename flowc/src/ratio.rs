@@ -41,30 +41,44 @@ pub fn generic(k: &Kernel, space: Space) -> Result<Kernel, String> {
         return Err(format!("`{}` is a flow on R^n: its log-determinant is generic already", k.flow));
     }
     let n = k.dim;
-    let insts = k.body.insts.clone();
     let ys: Vec<Value> = k.outputs[..n].to_vec();
-    // the instructions the image depends on
+    let inputs: Vec<Value> = (0..n)
+        .map(|j| k.body.insts.iter().position(|i| *i == Inst::Input(j)).map(Ok).unwrap_or_else(|| Err(())))
+        .collect::<Result<_, _>>()
+        .map_err(|_| "a forward kernel reads every coordinate".to_string())?;
+    let mut em = Emitter::from_body(k.body.clone());
+    let entries = tangent_matrix(&mut em, &inputs, &ys, space)?;
+    let ld = em.push(Inst::LogAbsDet { n, entries });
+    let mut outputs = ys;
+    outputs.push(ld);
+    let (body, outputs) = crate::lower::prune(em.body, &outputs);
+    Ok(Kernel { flow: k.flow.clone(), kind: Kind::Ratio, dim: n, params: k.params.clone(), body, outputs })
+}
+
+/// The entries (row-major) of F P + n_y n_xᵀ for the map from values `xs` (a point of
+/// `space`) to values `ys` already emitted: F by forward mode over the instructions between
+/// them (the derivative rules of `grad`), n_x and n_y the unit normals at x and y. Its
+/// |determinant| is the volume ratio; Newton's method solves with it.
+pub(crate) fn tangent_matrix(em: &mut Emitter, xs: &[Value], ys: &[Value], space: Space) -> Result<Vec<Value>, String> {
+    let n = xs.len();
+    let insts = em.body.insts.clone();
+    let first = xs.iter().copied().min().unwrap_or(0);
+    // the instructions the image depends on, from the first coordinate of x on
     let mut needed = vec![false; insts.len()];
-    for y in &ys {
+    for y in ys {
         needed[*y] = true;
     }
-    for i in (0..insts.len()).rev() {
-        if needed[i] {
+    for i in (first..insts.len()).rev() {
+        if needed[i] && !xs.contains(&i) {
             for a in insts[i].args() {
                 needed[a] = true;
             }
         }
     }
-    let mut em = Emitter::from_body(k.body.clone());
     let z = Id::from(0usize);
     let mul = |em: &mut Emitter, a: Value, b: Value| em.op(Math::Mul([z, z]), vec![a, b]);
     let add = |em: &mut Emitter, a: Value, b: Value| em.op(Math::Add([z, z]), vec![a, b]);
     let sub = |em: &mut Emitter, a: Value, b: Value| em.op(Math::Sub([z, z]), vec![a, b]);
-    // unit normals at x and at y
-    let inputs: Vec<Value> = (0..n)
-        .map(|j| insts.iter().position(|i| *i == Inst::Input(j)).map(Ok).unwrap_or_else(|| Err(())))
-        .collect::<Result<_, _>>()
-        .map_err(|_| "a forward kernel reads every coordinate".to_string())?;
     let normal = |em: &mut Emitter, v: &[Value]| -> Vec<Value> {
         match space {
             Space::Sphere => {
@@ -81,42 +95,44 @@ pub fn generic(k: &Kernel, space: Space) -> Result<Kernel, String> {
             _ => (0..n).map(|_| em.num(1.0 / (n as f64).sqrt())).collect(),
         }
     };
-    let nx = normal(&mut em, &inputs);
-    let ny = normal(&mut em, &ys);
+    let nx = normal(em, xs);
+    let ny = normal(em, ys);
     let mut rules = Rules::default();
     // column i: the derivative along P e_i = e_i − n_x (n_x)_i
     let mut cols: Vec<Vec<Value>> = Vec::with_capacity(n);
     for i in 0..n {
         let mut tan: Vec<Option<Value>> = vec![None; insts.len()];
-        for (idx, inst) in insts.iter().enumerate() {
+        for (idx, inst) in insts.iter().enumerate().skip(first) {
             if !needed[idx] {
                 continue;
             }
+            if let Some(j) = xs.iter().position(|x| *x == idx) {
+                let p = mul(em, nx[j], nx[i]);
+                tan[idx] = Some(if j == i {
+                    let one = em.num(1.0);
+                    sub(em, one, p)
+                } else {
+                    em.op(Math::Neg(z), vec![p])
+                });
+                continue;
+            }
             tan[idx] = match inst {
-                Inst::Input(j) => {
-                    let p = mul(&mut em, nx[*j], nx[i]);
-                    Some(if *j == i {
-                        let one = em.num(1.0);
-                        sub(&mut em, one, p)
-                    } else {
-                        em.op(Math::Neg(z), vec![p])
-                    })
-                }
-                Inst::Param(_) | Inst::Const(_) => None,
+                Inst::Input(_) | Inst::Param(_) | Inst::Const(_) => None,
                 Inst::Op(m, args) => {
                     let mut acc: Option<Value> = None;
                     for (j, a) in args.iter().enumerate() {
                         let Some(t) = tan[*a] else { continue };
                         let want: Vec<bool> = (0..args.len()).map(|q| q == j).collect();
-                        if let Some(c) = rules.adjoint(&mut em, m, args, idx, t, &want)?[j] {
+                        if let Some(c) = rules.adjoint(em, m, args, idx, t, &want)?[j] {
                             acc = Some(match acc {
                                 None => c,
-                                Some(s) => add(&mut em, s, c),
+                                Some(s) => add(em, s, c),
                             });
                         }
                     }
                     acc
                 }
+                other if other.args().iter().all(|a| tan[*a].is_none()) => None,
                 other => return Err(format!("the generic ratio cannot differentiate {other:?} yet")),
             };
         }
@@ -126,13 +142,9 @@ pub fn generic(k: &Kernel, space: Space) -> Result<Kernel, String> {
     let mut entries = Vec::with_capacity(n * n);
     for r in 0..n {
         for c in 0..n {
-            let outer = mul(&mut em, ny[r], nx[c]);
-            entries.push(add(&mut em, cols[c][r], outer));
+            let outer = mul(em, ny[r], nx[c]);
+            entries.push(add(em, cols[c][r], outer));
         }
     }
-    let ld = em.push(Inst::LogAbsDet { n, entries });
-    let mut outputs = ys;
-    outputs.push(ld);
-    let (body, outputs) = crate::lower::prune(em.body, &outputs);
-    Ok(Kernel { flow: k.flow.clone(), kind: Kind::Ratio, dim: n, params: k.params.clone(), body, outputs })
+    Ok(entries)
 }

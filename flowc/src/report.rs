@@ -162,6 +162,7 @@ fn layer_name(d: &Derivation, l: &LayerDerivation) -> String {
         LayerKind::Radial => "radial".into(),
         LayerKind::Normalized(n) => n.name().into(),
         LayerKind::Calibration(c) => c.name().into(),
+        LayerKind::Map(m) => format!("map {}", m.name),
     }
 }
 
@@ -270,6 +271,11 @@ fn structure_text(d: &Derivation, f: &FlowDerivation, k: usize, l: &LayerDerivat
         LayerKind::Normalized(n) => {
             if let Some(sd) = d.sphere.iter().find(|sd| sd.kind == *n && sd.dim == f.dim) {
                 s.push_str(&crate::derive::sphere::text(sd, f.dim));
+            }
+        }
+        LayerKind::Map(m) => {
+            if let Some(md) = d.map(&m.name, f.dim) {
+                s.push_str(&md.text(m));
             }
         }
         LayerKind::Planar => {
@@ -523,6 +529,7 @@ pub fn flow_json(d: &Derivation, f: &FlowDerivation) -> Value {
                 LayerKind::Radial => "radial",
                 LayerKind::Normalized(n) => n.name(),
                 LayerKind::Calibration(c) => c.name(),
+                LayerKind::Map(_) => "map",
             };
             let Some(bi) = l.bijector else {
                 // a manifold map: its ratio's derivation (a stated lemma) and the check of it
@@ -533,6 +540,17 @@ pub fn flow_json(d: &Derivation, f: &FlowDerivation) -> Value {
                 let derivation = match &l.kind {
                     LayerKind::Normalized(n) => d.sphere.iter().find(|s| s.kind == *n && s.dim == f.dim).map(|s| lemma(&s.lemma)),
                     LayerKind::Calibration(c) => d.simplex.iter().find(|s| s.kind == *c && s.dim == f.dim).map(|s| lemma(&s.lemma)),
+                    LayerKind::Map(m) => d.map(&m.name, f.dim).map(|md| {
+                        json!({
+                            "map": m.name,
+                            "forward": m.text(),
+                            "ratio": "generic: |det(F_x P + n_y n_xᵀ)|, F_x by forward mode",
+                            "inverse": m.inverse_text().unwrap_or_else(|| "numeric (Newton in the tangent space)".into()),
+                            "checked_points": md.points,
+                            "max_off_manifold": md.off_manifold,
+                            "max_round_trip": md.round_trip,
+                        })
+                    }),
                     _ => None,
                 };
                 return match derivation {

@@ -19,6 +19,7 @@ pub mod rules;
 pub mod run;
 pub mod simplex;
 pub mod sphere;
+pub mod usermap;
 pub mod stability;
 
 use crate::diag::{Diagnostic, Diagnostics};
@@ -168,6 +169,8 @@ pub enum LayerKind {
     Normalized(Normalized),
     /// A calibration map of the simplex (see [`Calibration`]).
     Calibration(Calibration),
+    /// A user-written map of the sphere or the simplex (see [`usermap`]).
+    Map(Box<crate::ir::map::Map>),
 }
 
 /// One layer of a flow, with its bound constants.
@@ -221,6 +224,7 @@ impl LayerDerivation {
                     (format!("layers.{k}.bias"), vec![dim]),
                 ]
             }
+            LayerKind::Map(m) => m.params.iter().map(|p| (format!("layers.{k}.{}", p.name), p.shape.dims(dim))).collect(),
             LayerKind::Normalized(n) => {
                 let mut t = Vec::new();
                 if n.multiplies() {
@@ -270,7 +274,16 @@ pub struct Derivation {
     pub sphere: Vec<sphere::SphereDerivation>,
     /// The simplex's calibration maps the flows use, per kind and dimension.
     pub simplex: Vec<simplex::SimplexDerivation>,
+    /// The user-written maps the flows use, per map and dimension.
+    pub maps: Vec<usermap::MapDerivation>,
     pub millis: f64,
+}
+
+impl Derivation {
+    /// What deriving user map `name` at dimension `dim` found.
+    pub fn map(&self, name: &str, dim: usize) -> Option<&usermap::MapDerivation> {
+        self.maps.iter().find(|m| m.name == name && m.dim == dim)
+    }
 }
 
 impl Derivation {
@@ -698,6 +711,7 @@ pub fn derive_configured(m: &Module, limits: Limits, fuse: bool) -> Result<Deriv
                         Layer::Radial { .. } => LayerKind::Radial,
                         Layer::Normalized { kind, .. } => LayerKind::Normalized(*kind),
                         Layer::Calibration { kind, .. } => LayerKind::Calibration(*kind),
+                        Layer::Map { map, .. } => LayerKind::Map(Box::new(m.maps[*map].clone())),
                     };
                     let bound = match l {
                         Layer::Elementwise { bound, .. } | Layer::Coupling { bound, .. } | Layer::Autoregressive { bound, .. } => {
@@ -795,7 +809,26 @@ pub fn derive_configured(m: &Module, limits: Limits, fuse: bool) -> Result<Deriv
         manifold_maps(&flows, |k| if let LayerKind::Normalized(n) = k { Some(*n) } else { None }, sphere::derive_sphere, &mut diags);
     let simplex =
         manifold_maps(&flows, |k| if let LayerKind::Calibration(c) = k { Some(*c) } else { None }, simplex::derive_simplex, &mut diags);
-    diags.into_result(Derivation { bijectors, flows, planar, sphere, simplex, millis: start.elapsed().as_secs_f64() * 1e3 })
+    // the user maps, each once per dimension, checked
+    let mut maps: Vec<usermap::MapDerivation> = Vec::new();
+    for f in &flows {
+        for l in &f.layers {
+            if let LayerKind::Map(mp) = &l.kind {
+                if maps.iter().any(|d| d.name == mp.name && d.dim == f.dim) {
+                    continue;
+                }
+                match usermap::derive_map(mp, f.dim) {
+                    Ok(d) => maps.push(d),
+                    Err(e) => {
+                        let mut d = Diagnostic::unlocated(e);
+                        d.span = Some(mp.span);
+                        diags.push(d);
+                    }
+                }
+            }
+        }
+    }
+    diags.into_result(Derivation { bijectors, flows, planar, sphere, simplex, maps, millis: start.elapsed().as_secs_f64() * 1e3 })
 }
 
 /// The derivations of the manifold maps the flows use (the kinds `pick` selects), once per kind

@@ -25,6 +25,40 @@ pub struct Ast {
 pub enum Item {
     Bijector(BijectorDef),
     Flow(FlowDef),
+    Map(MapDef),
+}
+
+impl Item {
+    /// The item's name.
+    pub fn name(&self) -> &Ident {
+        match self {
+            Item::Bijector(b) => &b.name,
+            Item::Flow(f) => &f.name,
+            Item::Map(m) => &m.name,
+        }
+    }
+}
+
+/// `map NAME(x: sphere(n); p: KIND, ...) = EXPR [where inverse = numeric | EXPR];`: a map of
+/// the sphere or the simplex written with vector and matrix expressions. KIND is `real`,
+/// `vector(d)` or `matrix(d, d)`, a dimension `d` being a number or the space's own `n`.
+#[derive(Debug, Clone)]
+pub struct MapDef {
+    pub doc: String,
+    pub name: Ident,
+    pub var: Ident,
+    /// `sphere(n)`, `simplex(3)`, ...
+    pub space: Term,
+    pub params: Vec<MapParamDecl>,
+    pub body: Expr,
+    pub inverse: InverseSpec,
+}
+
+/// `name: real`, `name: vector(n)`, `name: matrix(n, n)`
+#[derive(Debug, Clone)]
+pub struct MapParamDecl {
+    pub name: Ident,
+    pub kind: Term,
 }
 
 /// `bijector NAME(x[: domain][; p: kind, ...]) = EXPR [where inverse = numeric | EXPR];`

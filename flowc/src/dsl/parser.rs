@@ -12,6 +12,7 @@ mod kw {
     syn::custom_keyword!(base);
     syn::custom_keyword!(inverse);
     syn::custom_keyword!(numeric);
+    syn::custom_keyword!(map);
 }
 
 fn join(a: Span, b: Span) -> Span {
@@ -74,7 +75,7 @@ fn skip_item(input: ParseStream) -> syn::Result<()> {
             match &tt {
                 TokenTree::Punct(p) if p.as_char() == ';' => return Ok(((), next)),
                 TokenTree::Group(g) if g.delimiter() == proc_macro2::Delimiter::Brace => return Ok(((), next)),
-                TokenTree::Ident(i) if !first && (i == "bijector" || i == "flow") => return Ok(((), rest)),
+                TokenTree::Ident(i) if !first && (i == "bijector" || i == "flow" || i == "map") => return Ok(((), rest)),
                 _ => {}
             }
             first = false;
@@ -113,9 +114,62 @@ fn parse_item(input: ParseStream) -> syn::Result<Item> {
     } else if input.peek(kw::flow) {
         input.parse::<kw::flow>()?;
         parse_flow(input, doc).map(Item::Flow)
+    } else if input.peek(kw::map) {
+        input.parse::<kw::map>()?;
+        parse_map(input, doc).map(Item::Map)
     } else {
-        Err(input.error("expected `bijector` or `flow`"))
+        Err(input.error("expected `bijector`, `map` or `flow`"))
     }
+}
+
+fn parse_inverse(input: ParseStream) -> syn::Result<InverseSpec> {
+    let mut inverse = InverseSpec::Derive;
+    if input.peek(Token![where]) {
+        input.parse::<Token![where]>()?;
+        input.parse::<kw::inverse>().map_err(|e| syn::Error::new(e.span(), "expected `inverse` after `where`"))?;
+        input.parse::<Token![=]>()?;
+        if input.peek(kw::numeric) && (input.peek2(Token![;]) || input.peek2(Token![,])) {
+            let k = input.parse::<kw::numeric>()?;
+            inverse = InverseSpec::Numeric(k.span);
+        } else {
+            inverse = InverseSpec::Given(parse_expr(input)?);
+        }
+    }
+    Ok(inverse)
+}
+
+fn parse_map(input: ParseStream, doc: String) -> syn::Result<MapDef> {
+    let name = ident(input)?;
+    let content;
+    syn::parenthesized!(content in input);
+    let var = ident(&content)?;
+    content.parse::<Token![:]>().map_err(|e| {
+        syn::Error::new(e.span(), format!("expected `:` and the space after `{}`, e.g. `({}: sphere(n); ...)`", var.name, var.name))
+    })?;
+    let space = parse_term(&content)?;
+    let mut params = Vec::new();
+    if content.peek(Token![;]) {
+        content.parse::<Token![;]>()?;
+        while !content.is_empty() {
+            let name = ident(&content)?;
+            content.parse::<Token![:]>().map_err(|e| {
+                syn::Error::new(e.span(), format!("expected `:` and a kind after parameter `{}` (e.g. `{}: matrix(n, n)`)", name.name, name.name))
+            })?;
+            let kind = parse_term(&content)?;
+            params.push(MapParamDecl { name, kind });
+            if content.is_empty() {
+                break;
+            }
+            content.parse::<Token![,]>()?;
+        }
+    } else if !content.is_empty() {
+        return Err(content.error("expected `;` before the parameter list, e.g. `(x: sphere(n); M: matrix(n, n), b: vector(n))`"));
+    }
+    input.parse::<Token![=]>()?;
+    let body = parse_expr(input)?;
+    let inverse = parse_inverse(input)?;
+    input.parse::<Token![;]>().map_err(|e| syn::Error::new(e.span(), "expected `;` at the end of the map"))?;
+    Ok(MapDef { doc, name, var, space, params, body, inverse })
 }
 
 fn parse_bijector(input: ParseStream, doc: String) -> syn::Result<BijectorDef> {
@@ -160,18 +214,7 @@ fn parse_bijector(input: ParseStream, doc: String) -> syn::Result<BijectorDef> {
     }
     input.parse::<Token![=]>()?;
     let body = parse_expr(input)?;
-    let mut inverse = InverseSpec::Derive;
-    if input.peek(Token![where]) {
-        input.parse::<Token![where]>()?;
-        input.parse::<kw::inverse>().map_err(|e| syn::Error::new(e.span(), "expected `inverse` after `where`"))?;
-        input.parse::<Token![=]>()?;
-        if input.peek(kw::numeric) && (input.peek2(Token![;]) || input.peek2(Token![,])) {
-            let k = input.parse::<kw::numeric>()?;
-            inverse = InverseSpec::Numeric(k.span);
-        } else {
-            inverse = InverseSpec::Given(parse_expr(input)?);
-        }
-    }
+    let inverse = parse_inverse(input)?;
     input.parse::<Token![;]>().map_err(|e| syn::Error::new(e.span(), "expected `;` at the end of the bijector"))?;
     Ok(BijectorDef { doc, name, var, domain, params, body, inverse })
 }

@@ -91,6 +91,8 @@ pub enum Layer {
     Normalized { kind: Normalized, span: Span },
     /// A map of the simplex (see [`Calibration`]).
     Calibration { kind: Calibration, span: Span },
+    /// A user-written map of the sphere or the simplex (index into [`super::Module::maps`]).
+    Map { map: usize, span: Span },
 }
 
 /// The calibration maps of the simplex: y = softmax(a·log x + b) (`calibration`, a > 0 from

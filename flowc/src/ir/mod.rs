@@ -11,6 +11,7 @@ pub mod expr;
 pub mod hp;
 pub mod interval;
 pub mod layer;
+pub mod map;
 pub mod op;
 
 use crate::diag::{Diagnostic, Diagnostics, Span};
@@ -175,6 +176,8 @@ pub struct Flow {
 pub struct Module {
     pub bijectors: Vec<Bijector>,
     pub flows: Vec<Flow>,
+    /// User-written maps of the sphere and the simplex.
+    pub maps: Vec<map::Map>,
 }
 
 impl Module {
@@ -186,7 +189,12 @@ impl Module {
     }
     /// Names of all flows and bijectors, for messages.
     pub fn names(&self) -> Vec<String> {
-        self.flows.iter().map(|f| f.name.clone()).chain(self.bijectors.iter().map(|b| b.name.clone())).collect()
+        self.flows
+            .iter()
+            .map(|f| f.name.clone())
+            .chain(self.bijectors.iter().map(|b| b.name.clone()))
+            .chain(self.maps.iter().map(|m| m.name.clone()))
+            .collect()
     }
 }
 
@@ -597,7 +605,13 @@ fn build_base(t: Option<&Term>, space: Space, dim: usize, diags: &mut Diagnostic
 
 /// Builds a flow. Splines used by its layers are added to `splines` (they become built-in
 /// bijectors after the module's own, at index `bijectors.len() + position`).
-fn build_flow(f: &dsl::FlowDef, bijectors: &[Bijector], splines: &mut Vec<(layer::Spline, Span)>, diags: &mut Diagnostics) -> Flow {
+fn build_flow(
+    f: &dsl::FlowDef,
+    bijectors: &[Bijector],
+    maps: &[map::Map],
+    splines: &mut Vec<(layer::Spline, Span)>,
+    diags: &mut Diagnostics,
+) -> Flow {
     let (dim, space) = match &f.space {
         dsl::Space::Real(n, span) => {
             if *n == 0 {
@@ -647,6 +661,31 @@ fn build_flow(f: &dsl::FlowDef, bijectors: &[Bijector], splines: &mut Vec<(layer
         };
         let span_ = Span::of(*span);
         let lname = name.name.as_str();
+        if let Some(mi) = maps.iter().position(|m| m.name == lname) {
+            let m = &maps[mi];
+            if !args.is_empty() {
+                diags.push(
+                    Diagnostic::at(*span, format!("map `{lname}` takes no arguments here: its parameters are learned"))
+                        .help(format!("write `{lname};` (its tensors are `layers.K.NAME`)")),
+                );
+            } else if m.space != space {
+                let which = if m.space == Space::Sphere { "sphere" } else { "simplex" };
+                diags.push(
+                    Diagnostic::at(name.span, format!("map `{lname}` maps the {which}, but flow `{}` is on {}", f.name.name, space.spelled(dim)))
+                        .help(format!("use it in a flow on `{which}(n)`")),
+                );
+            } else if m.dim.is_some_and(|k| k != dim) {
+                diags.push(
+                    Diagnostic::at(name.span, format!("map `{lname}` is written for {}, but flow `{}` is on {}", space.spelled(m.dim.unwrap_or(0)), f.name.name, space.spelled(dim)))
+                        .help(format!("declare the map on `{}(n)` to use it in any dimension", if space == Space::Sphere { "sphere" } else { "simplex" })),
+                );
+            } else if let Some(p) = m.params.iter().find(|p| p.shape.dims(dim).contains(&0)) {
+                diags.push(Diagnostic::at(name.span, format!("parameter `{}` of map `{lname}` would be empty", p.name)));
+            } else {
+                layers.push(Layer::Map { map: mi, span: span_ });
+            }
+            continue;
+        }
         let manifold_layer = layer::SPHERE_LAYERS.contains(&lname) || layer::SIMPLEX_LAYERS.contains(&lname);
         // permutations map the sphere and the simplex to themselves (volume ratio 1)
         let permutes = name.is("reverse") || name.is("permute");
@@ -735,7 +774,7 @@ fn build_flow(f: &dsl::FlowDef, bijectors: &[Bijector], splines: &mut Vec<(layer
             let cands: Vec<&str> = layer::LAYER_NAMES.iter().chain(layer::SPHERE_LAYERS).chain(layer::SIMPLEX_LAYERS).copied().collect();
             d = match suggest(&name.name, cands) {
                 Some(s) => d.help(format!("did you mean `{s}`?")),
-                None if bijectors.iter().any(|b| b.name == name.name) => {
+                None if bijectors.iter().any(|b| b.name == name.name) && space == Space::Real => {
                     d.help(format!("apply a bijector to every coordinate with `elementwise({})`", name.name))
                 }
                 None => d.help("layers are written `elementwise(BIJECTOR)`"),
@@ -757,10 +796,7 @@ pub fn build(ast: &Ast) -> Result<Module, Diagnostics> {
     let mut m = Module::default();
     let mut seen: Vec<(String, proc_macro2::Span)> = Vec::new();
     for item in &ast.items {
-        let name = match item {
-            Item::Bijector(b) => &b.name,
-            Item::Flow(f) => &f.name,
-        };
+        let name = item.name();
         if seen.iter().any(|(n, _)| *n == name.name) {
             diags.push(Diagnostic::at(name.span, format!("`{}` is defined twice", name.name)).help("rename one of the definitions"));
             continue;
@@ -769,6 +805,11 @@ pub fn build(ast: &Ast) -> Result<Module, Diagnostics> {
         if let Item::Bijector(b) = item {
             let bij = build_bijector(b, &mut diags);
             m.bijectors.push(bij);
+        }
+        if let Item::Map(mp) = item {
+            if let Some(map) = map::build_map(mp, &mut diags) {
+                m.maps.push(map);
+            }
         }
     }
     // the built-in bijector of `actnorm` layers, when a flow uses them
@@ -790,7 +831,7 @@ pub fn build(ast: &Ast) -> Result<Module, Diagnostics> {
             if m.flows.iter().any(|g| g.name == f.name.name) {
                 continue;
             }
-            let flow = build_flow(f, &m.bijectors, &mut splines, &mut diags);
+            let flow = build_flow(f, &m.bijectors, &m.maps, &mut splines, &mut diags);
             m.flows.push(flow);
         }
     }

@@ -1,0 +1,262 @@
+//! User-written maps of the sphere and the simplex ([`crate::ir::map`]): no closed form is
+//! derived for them; their volume ratio is the generic one (forward mode over the map, the
+//! tangent-space determinant) and their inverse is the author's formula or Newton's method.
+//! Each map is checked once per dimension when derived, at random points and parameters:
+//! that it maps the manifold to itself, and that its inverse inverts it.
+//!
+//! The f64 reference used by the checks and the reference interpreter lives here too:
+//! [`log_ratio`] (dual-number Jacobian, Householder tangent bases, `runtime::manifold`) and
+//! [`inverse`] (Newton in the tangent space, iterated to convergence).
+
+use super::dual::Gen;
+use crate::ir::map::{self, Map, MapInverse, Shape, F64};
+use crate::ir::Space;
+
+/// What deriving a map at one dimension found.
+#[derive(Debug, Clone)]
+pub struct MapDerivation {
+    pub name: String,
+    pub dim: usize,
+    /// Points the checks ran at.
+    pub points: usize,
+    /// Largest distance of an image from the manifold (|‖y‖ − 1| or |Σy − 1|).
+    pub off_manifold: f64,
+    /// Largest |x − f⁻¹(f(x))| (the inverse the kernels use).
+    pub round_trip: f64,
+    /// Largest relative difference between the generic ratio in the kernel's form,
+    /// |det(F P + n_y n_xᵀ)|, and |det(T_yᵀ F T_x)| with explicit tangent bases.
+    pub ratio_forms: f64,
+}
+
+/// Points the checks run at.
+pub const POINTS: usize = 64;
+
+/// Newton iterations the kernels unroll; the reference iterates to convergence.
+pub const NEWTON_STEPS: usize = 14;
+
+/// The longest Newton step on the sphere (radians, about) and in log-coordinates on the
+/// simplex: steps are shortened to it, so that a poor start does not jump away.
+pub const MAX_STEP: f64 = 0.5;
+
+/// A point is refused (NaN) when Newton's final residual exceeds this.
+pub const RESIDUAL_TOL: f64 = 1e-9;
+
+/// Parameters for the checks: square matrices I + U(±0.2), other tensors U(±0.2).
+pub fn check_params(map: &Map, n: usize, g: &mut Gen) -> Vec<Vec<f64>> {
+    map.params
+        .iter()
+        .map(|p| {
+            let dims = p.shape.dims(n);
+            let len: usize = dims.iter().product();
+            let mut v: Vec<f64> = (0..len).map(|_| 0.2 * g.uniform()).collect();
+            if let Shape::Matrix(..) = p.shape {
+                if dims[0] == dims[1] {
+                    for i in 0..dims[0] {
+                        v[i * dims[0] + i] += 1.0;
+                    }
+                }
+            }
+            v
+        })
+        .collect()
+}
+
+/// A random point of the space.
+pub fn random_point(space: Space, n: usize, g: &mut Gen) -> Vec<f64> {
+    let v: Vec<f64> = (0..n).map(|_| g.uniform()).collect();
+    match space {
+        Space::Simplex => runtime::manifold::softmax(&v.iter().map(|a| 2.0 * a).collect::<Vec<_>>()),
+        _ => {
+            let r = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+            v.iter().map(|a| a / r).collect()
+        }
+    }
+}
+
+fn tangent(space: Space, x: &[f64]) -> Vec<f64> {
+    match space {
+        Space::Simplex => runtime::manifold::simplex_tangent(x.len()),
+        _ => runtime::manifold::sphere_tangent(&normalized(x)),
+    }
+}
+
+fn normalized(x: &[f64]) -> Vec<f64> {
+    let r = x.iter().fold(0.0f64, |a, b| a.hypot(*b));
+    x.iter().map(|a| a / r).collect()
+}
+
+/// log R(x) = log|det(T_yᵀ F_x T_x)| by dual numbers and Householder tangent bases.
+pub fn log_ratio(map: &Map, space: Space, x: &[f64], params: &[Vec<f64>]) -> Result<f64, String> {
+    let n = x.len();
+    let y = map::apply(map, &mut F64, x, params)?;
+    let jac = map::jacobian(map, x, params)?;
+    Ok(runtime::manifold::volume_ratio(&jac, &tangent(space, x), &tangent(space, &y), n).ln())
+}
+
+/// log|det(F_x P + n_y n_xᵀ)|, the form the kernels compute (see `ratio`).
+fn log_ratio_kernel_form(map: &Map, space: Space, x: &[f64], params: &[Vec<f64>]) -> Result<f64, String> {
+    let n = x.len();
+    let y = map::apply(map, &mut F64, x, params)?;
+    let jac = map::jacobian(map, x, params)?;
+    let (nx, ny) = match space {
+        Space::Simplex => (vec![1.0 / (n as f64).sqrt(); n], vec![1.0 / (n as f64).sqrt(); n]),
+        _ => (normalized(x), normalized(&y)),
+    };
+    let mut a = vec![0.0; n * n];
+    for r in 0..n {
+        for c in 0..n {
+            // F P e_c = F e_c − (F n_x) n_x[c]
+            let fnx: f64 = (0..n).map(|l| jac[r * n + l] * nx[l]).sum();
+            a[r * n + c] = jac[r * n + c] - fnx * nx[c] + ny[r] * nx[c];
+        }
+    }
+    Ok(crate::lower::log_abs_det(&mut a, n))
+}
+
+/// One Newton step toward f(x) = y from x: the new point (on the manifold).
+fn newton_step(map: &Map, space: Space, x: &[f64], y: &[f64], params: &[Vec<f64>]) -> Result<(Vec<f64>, f64), String> {
+    let n = x.len();
+    let fx = map::apply(map, &mut F64, x, params)?;
+    let jac = map::jacobian(map, x, params)?;
+    let r: Vec<f64> = y.iter().zip(&fx).map(|(a, b)| a - b).collect();
+    let res = r.iter().fold(0.0f64, |a, b| a.hypot(*b));
+    let (nx, ny) = match space {
+        Space::Simplex => (vec![1.0 / (n as f64).sqrt(); n], vec![1.0 / (n as f64).sqrt(); n]),
+        _ => (x.to_vec(), normalized(&fx)),
+    };
+    let mut a = vec![0.0; n * n];
+    for row in 0..n {
+        let fnx: f64 = (0..n).map(|l| jac[row * n + l] * nx[l]).sum();
+        for c in 0..n {
+            a[row * n + c] = jac[row * n + c] - fnx * nx[c] + ny[row] * nx[c];
+        }
+    }
+    let d = map::solve_f64(n, &a, &r);
+    Ok((retract(space, x, &d), res))
+}
+
+/// x moved by δ and brought back to the manifold, the step shortened to [`MAX_STEP`]: on the
+/// sphere normalize(x + s·δ); on the simplex x_i·exp(s·δ_i/x_i) renormalized (a step in log
+/// coordinates, so coordinates stay positive however small).
+pub fn retract(space: Space, x: &[f64], d: &[f64]) -> Vec<f64> {
+    match space {
+        Space::Simplex => {
+            let l: Vec<f64> = x.iter().zip(d).map(|(a, b)| b / a).collect();
+            let len = l.iter().fold(0.0f64, |a, b| a.hypot(*b));
+            let s = if len > MAX_STEP { MAX_STEP / len } else { 1.0 };
+            let z: Vec<f64> = x.iter().zip(&l).map(|(a, b)| a.ln() + s * b).collect();
+            runtime::manifold::softmax(&z)
+        }
+        _ => {
+            let len = d.iter().fold(0.0f64, |a, b| a.hypot(*b));
+            let s = if len > MAX_STEP { MAX_STEP / len } else { 1.0 };
+            normalized(&x.iter().zip(d).map(|(a, b)| a + s * b).collect::<Vec<_>>())
+        }
+    }
+}
+
+/// f⁻¹(y): the author's formula, or Newton from y (to convergence, at most 200 steps).
+pub fn inverse(map: &Map, space: Space, y: &[f64], params: &[Vec<f64>]) -> Result<Vec<f64>, String> {
+    match &map.inverse {
+        MapInverse::Given(e) => map::eval_shaped(e, &map.params, &mut F64, y, params),
+        MapInverse::Numeric => {
+            let mut x = y.to_vec();
+            for _ in 0..200 {
+                let (next, res) = newton_step(map, space, &x, y, params)?;
+                if res <= 1e-15 {
+                    return Ok(x);
+                }
+                let moved = next.iter().zip(&x).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                x = next;
+                if moved <= 1e-17 {
+                    break;
+                }
+            }
+            let fx = map::apply(map, &mut F64, &x, params)?;
+            let res = y.iter().zip(&fx).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            if res > RESIDUAL_TOL || res.is_nan() {
+                return Err(format!("Newton's method did not invert map `{}` (residual {res:.1e})", map.name));
+            }
+            Ok(x)
+        }
+    }
+}
+
+/// Checks `map` at dimension `n`: images on the manifold, the inverse, the two forms of the
+/// generic ratio. Errors say what failed and where.
+pub fn derive_map(map: &Map, n: usize) -> Result<MapDerivation, String> {
+    let mut g = Gen(0x6d61_7073 ^ n as u64);
+    let space = map.space;
+    let (mut off, mut trip, mut forms) = (0.0f64, 0.0f64, 0.0f64);
+    let fmt = |v: &[f64]| format!("({})", v.iter().map(|a| format!("{a:.3}")).collect::<Vec<_>>().join(", "));
+    for _ in 0..POINTS {
+        let params = check_params(map, n, &mut g);
+        let x = random_point(space, n, &mut g);
+        let y = map::apply(map, &mut F64, &x, &params)?;
+        let dev = match space {
+            Space::Simplex => {
+                if y.iter().any(|v| !(*v > 0.0)) {
+                    f64::INFINITY
+                } else {
+                    (y.iter().sum::<f64>() - 1.0).abs()
+                }
+            }
+            _ => (y.iter().fold(0.0f64, |a, b| a.hypot(*b)) - 1.0).abs(),
+        };
+        if !(dev <= 1e-12) {
+            let (what, fix) = match space {
+                Space::Simplex => ("the simplex (positive, summing to 1)", "end it with `softmax(...)`"),
+                _ => ("the unit sphere", "end it with `normalize(...)`"),
+            };
+            return Err(format!(
+                "map `{}` does not map {what} to itself: at x = {} it gives {}; {fix}",
+                map.name,
+                fmt(&x),
+                fmt(&y)
+            ));
+        }
+        off = off.max(dev);
+        let back = inverse(map, space, &y, &params).map_err(|e| format!("{e} at y = {} (its preimage is x = {})", fmt(&y), fmt(&x)))?;
+        let err = back.iter().zip(&x).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        if !(err <= 1e-9) {
+            let which = match map.inverse {
+                MapInverse::Given(_) => "the inverse given for",
+                MapInverse::Numeric => "Newton's method for",
+            };
+            return Err(format!(
+                "{which} map `{}` does not invert it: x = {} maps to y = {}, which the inverse maps to {}",
+                map.name,
+                fmt(&x),
+                fmt(&y),
+                fmt(&back)
+            ));
+        }
+        trip = trip.max(err);
+        let a = log_ratio(map, space, &x, &params)?;
+        let b = log_ratio_kernel_form(map, space, &x, &params)?;
+        if a.is_finite() {
+            forms = forms.max((a.exp() - b.exp()).abs() / a.exp());
+        }
+    }
+    Ok(MapDerivation { name: map.name.clone(), dim: n, points: POINTS, off_manifold: off, round_trip: trip, ratio_forms: forms })
+}
+
+impl MapDerivation {
+    /// The derivation as `flowc derive` prints it under a layer.
+    pub fn text(&self, map: &Map) -> String {
+        let mut s = format!("    forward    y = {}\n", map.text());
+        s.push_str("    ratio      R = |det(T_yᵀ F_x T_x)| = |det(F_x P + n_y n_xᵀ)|   [generic: F_x by forward mode over the map; no closed form is derived for user maps]\n");
+        s.push_str(&format!(
+            "    checked    at {} random points and parameters: images within {:.1e} of the manifold, the two ratio forms within {:.1e}\n",
+            self.points, self.off_manifold, self.ratio_forms
+        ));
+        match map.inverse_text() {
+            Some(t) => s.push_str(&format!("    inverse    x = {t}   [given; round trip within {:.1e}]\n", self.round_trip)),
+            None => s.push_str(&format!(
+                "    inverse    numeric: Newton in the tangent space from x = y, {NEWTON_STEPS} steps (each at most {MAX_STEP}), refused (NaN) when the residual exceeds {RESIDUAL_TOL:.0e}; round trip within {:.1e}\n",
+                self.round_trip
+            )),
+        }
+        s
+    }
+}

@@ -1490,7 +1490,7 @@ fn user_map(
     cur: &mut [Value],
     lds: &mut [Vec<Value>],
 ) -> Result<(), String> {
-    use crate::derive::usermap::{MAX_STEP, NEWTON_STEPS, RESIDUAL_TOL};
+    use crate::derive::usermap::{MAX_LOG_STEP, MAX_STEP, NEWTON_STEPS, RESIDUAL_TOL};
     use crate::ir::map::{self, MapInverse};
     let n = cur.len();
     let z = Id::from(0usize);
@@ -1515,65 +1515,121 @@ fn user_map(
                 (x.clone(), fx, x)
             }
             MapInverse::Numeric => {
-                // Newton from x = y: δ = A⁻¹(y − f(x)) with A = F P + n_y n_xᵀ, then the
-                // retraction with the step shortened to MAX_STEP (as `usermap::retract`)
+                // Newton from x = y (as `usermap::inverse`). Sphere: δ = A⁻¹r with r the
+                // tangent part of y − f(x) at f(x), A = F P + n_y n_xᵀ, then x ← normalize(x + s·δ). Simplex, in log
+                // coordinates: g = log f(x) − log y centred, B = centred D_f⁻¹ F (D_x − x xᵀ)
+                // + 11ᵀ/n, δ = −B⁻¹g, x ← x·exp(s·δ) renormalized. s shortens the step to MAX_STEP.
                 let bin = |em: &mut Emitter, m: Math, a: Value, b: Value| em.op(m, vec![a, b]);
+                let simplex = space == crate::ir::Space::Simplex;
+                let log_y: Vec<Value> = if simplex { y.iter().map(|v| em.op(Math::Log(z), vec![*v])).collect() } else { Vec::new() };
+                let inv_n = em.num(1.0 / n as f64);
                 let mut x = y.clone();
                 let mut res = em.num(0.0);
                 let mut fx = Vec::new();
                 for step in 0..=NEWTON_STEPS {
                     fx = apply(em, &x)?;
-                    let r: Vec<Value> = y.iter().zip(&fx).map(|(a, b)| bin(em, Math::Sub([z, z]), *a, *b)).collect();
+                    // the residual: y − f(x), or the centred log-ratio
+                    let r: Vec<Value> = if simplex {
+                        let g: Vec<Value> = fx
+                            .iter()
+                            .zip(&log_y)
+                            .map(|(f, ly)| {
+                                let lf = em.op(Math::Log(z), vec![*f]);
+                                bin(em, Math::Sub([z, z]), lf, *ly)
+                            })
+                            .collect();
+                        let tot = sum(em, &g);
+                        let mean = bin(em, Math::Mul([z, z]), tot, inv_n);
+                        g.iter().map(|v| bin(em, Math::Sub([z, z]), *v, mean)).collect()
+                    } else {
+                        y.iter().zip(&fx).map(|(a, b)| bin(em, Math::Sub([z, z]), *a, *b)).collect()
+                    };
                     if step == NEWTON_STEPS {
                         let sq: Vec<Value> = r.iter().map(|v| bin(em, Math::Mul([z, z]), *v, *v)).collect();
                         res = sum(em, &sq);
                         break;
                     }
-                    let a = crate::ratio::tangent_matrix(em, &x, &fx, space)?;
-                    let d: Vec<Value> = (0..n).map(|at| em.push(Inst::Solve { n, entries: a.clone(), rhs: r.clone(), at })).collect();
-                    // the step in the retraction's coordinates: δ (sphere), δ_i/x_i (simplex)
-                    let l: Vec<Value> = match space {
-                        crate::ir::Space::Simplex => d.iter().zip(&x).map(|(a, b)| bin(em, Math::Div([z, z]), *a, *b)).collect(),
-                        _ => d.clone(),
+                    let d: Vec<Value> = if simplex {
+                        // directions x_i (e_i − x)
+                        let dirs: Vec<Vec<Value>> = (0..n)
+                            .map(|i| {
+                                (0..n)
+                                    .map(|j| {
+                                        let p = bin(em, Math::Mul([z, z]), x[i], x[j]);
+                                        if i == j {
+                                            bin(em, Math::Sub([z, z]), x[i], p)
+                                        } else {
+                                            em.op(Math::Neg(z), vec![p])
+                                        }
+                                    })
+                                    .collect()
+                            })
+                            .collect();
+                        let cols = crate::ratio::jvp(em, &x, &fx, &dirs)?;
+                        let inv_f: Vec<Value> = fx
+                            .iter()
+                            .map(|f| {
+                                let one = em.num(1.0);
+                                bin(em, Math::Div([z, z]), one, *f)
+                            })
+                            .collect();
+                        let mut entries = vec![0; n * n];
+                        for (c, col) in cols.iter().enumerate() {
+                            let rel: Vec<Value> = col.iter().zip(&inv_f).map(|(a, b)| bin(em, Math::Mul([z, z]), *a, *b)).collect();
+                            let tot = sum(em, &rel);
+                            let mean = bin(em, Math::Mul([z, z]), tot, inv_n);
+                            let shift = bin(em, Math::Sub([z, z]), inv_n, mean);
+                            for (row, v) in rel.iter().enumerate() {
+                                entries[row * n + c] = bin(em, Math::Add([z, z]), *v, shift);
+                            }
+                        }
+                        let rhs: Vec<Value> = r.iter().map(|v| em.op(Math::Neg(z), vec![*v])).collect();
+                        (0..n).map(|at| em.push(Inst::Solve { n, entries: entries.clone(), rhs: rhs.clone(), at })).collect()
+                    } else {
+                        let a = crate::ratio::tangent_matrix(em, &x, &fx, space)?;
+                        // the residual's tangent part at f(x) (its normal part would flip x);
+                        // f(x) is a unit vector (checked when derived)
+                        let prods: Vec<Value> = r.iter().zip(&fx).map(|(a, b)| bin(em, Math::Mul([z, z]), *a, *b)).collect();
+                        let rn = sum(em, &prods);
+                        let rt: Vec<Value> = r
+                            .iter()
+                            .zip(&fx)
+                            .map(|(a, b)| {
+                                let t = bin(em, Math::Mul([z, z]), rn, *b);
+                                bin(em, Math::Sub([z, z]), *a, t)
+                            })
+                            .collect();
+                        (0..n).map(|at| em.push(Inst::Solve { n, entries: a.clone(), rhs: rt.clone(), at })).collect()
                     };
-                    let sq: Vec<Value> = l.iter().map(|v| bin(em, Math::Mul([z, z]), *v, *v)).collect();
+                    let sq: Vec<Value> = d.iter().map(|v| bin(em, Math::Mul([z, z]), *v, *v)).collect();
                     let len2 = sum(em, &sq);
                     let len = em.op(Math::Sqrt(z), vec![len2]);
-                    let cap = em.num(MAX_STEP);
+                    let cap = em.num(if simplex { MAX_LOG_STEP } else { MAX_STEP });
                     let over = bin(em, Math::Sub([z, z]), len, cap);
                     let shrink = bin(em, Math::Div([z, z]), cap, len);
                     let one = em.num(1.0);
                     let s = em.op(Math::IfPos([z, z, z]), vec![over, shrink, one]);
-                    match space {
-                        crate::ir::Space::Simplex => {
-                            // x_i·exp(s·l_i), renormalized
-                            let e: Vec<Value> = l
-                                .iter()
-                                .zip(&x)
-                                .map(|(li, xi)| {
-                                    let t = bin(em, Math::Mul([z, z]), s, *li);
-                                    let t = em.op(Math::Exp(z), vec![t]);
-                                    bin(em, Math::Mul([z, z]), *xi, t)
-                                })
-                                .collect();
-                            let tot = sum(em, &e);
-                            x = e.iter().map(|v| bin(em, Math::Div([z, z]), *v, tot)).collect();
-                        }
-                        _ => {
-                            let m: Vec<Value> = l
-                                .iter()
-                                .zip(&x)
-                                .map(|(li, xi)| {
-                                    let t = bin(em, Math::Mul([z, z]), s, *li);
-                                    bin(em, Math::Add([z, z]), *xi, t)
-                                })
-                                .collect();
-                            let sq: Vec<Value> = m.iter().map(|v| bin(em, Math::Mul([z, z]), *v, *v)).collect();
-                            let ss = sum(em, &sq);
-                            let r = em.op(Math::Sqrt(z), vec![ss]);
-                            x = m.iter().map(|v| bin(em, Math::Div([z, z]), *v, r)).collect();
-                        }
-                    }
+                    let moved: Vec<Value> = d
+                        .iter()
+                        .zip(&x)
+                        .map(|(di, xi)| {
+                            let t = bin(em, Math::Mul([z, z]), s, *di);
+                            if simplex {
+                                let e = em.op(Math::Exp(z), vec![t]);
+                                bin(em, Math::Mul([z, z]), *xi, e)
+                            } else {
+                                bin(em, Math::Add([z, z]), *xi, t)
+                            }
+                        })
+                        .collect();
+                    let scale = if simplex {
+                        sum(em, &moved)
+                    } else {
+                        let sq: Vec<Value> = moved.iter().map(|v| bin(em, Math::Mul([z, z]), *v, *v)).collect();
+                        let ss = sum(em, &sq);
+                        em.op(Math::Sqrt(z), vec![ss])
+                    };
+                    x = moved.iter().map(|v| bin(em, Math::Div([z, z]), *v, scale)).collect();
                 }
                 // refused (NaN, also for a NaN residual) unless converged
                 let tol = em.num(RESIDUAL_TOL * RESIDUAL_TOL);

@@ -58,23 +58,9 @@ pub fn generic(k: &Kernel, space: Space) -> Result<Kernel, String> {
 /// The entries (row-major) of F P + n_y n_xᵀ for the map from values `xs` (a point of
 /// `space`) to values `ys` already emitted: F by forward mode over the instructions between
 /// them (the derivative rules of `grad`), n_x and n_y the unit normals at x and y. Its
-/// |determinant| is the volume ratio; Newton's method solves with it.
+/// |determinant| is the volume ratio; Newton's method on the sphere solves with it.
 pub(crate) fn tangent_matrix(em: &mut Emitter, xs: &[Value], ys: &[Value], space: Space) -> Result<Vec<Value>, String> {
     let n = xs.len();
-    let insts = em.body.insts.clone();
-    let first = xs.iter().copied().min().unwrap_or(0);
-    // the instructions the image depends on, from the first coordinate of x on
-    let mut needed = vec![false; insts.len()];
-    for y in ys {
-        needed[*y] = true;
-    }
-    for i in (first..insts.len()).rev() {
-        if needed[i] && !xs.contains(&i) {
-            for a in insts[i].args() {
-                needed[a] = true;
-            }
-        }
-    }
     let z = Id::from(0usize);
     let mul = |em: &mut Emitter, a: Value, b: Value| em.op(Math::Mul([z, z]), vec![a, b]);
     let add = |em: &mut Emitter, a: Value, b: Value| em.op(Math::Add([z, z]), vec![a, b]);
@@ -97,23 +83,63 @@ pub(crate) fn tangent_matrix(em: &mut Emitter, xs: &[Value], ys: &[Value], space
     };
     let nx = normal(em, xs);
     let ny = normal(em, ys);
-    let mut rules = Rules::default();
     // column i: the derivative along P e_i = e_i − n_x (n_x)_i
-    let mut cols: Vec<Vec<Value>> = Vec::with_capacity(n);
-    for i in 0..n {
+    let dirs: Vec<Vec<Value>> = (0..n)
+        .map(|i| {
+            (0..n)
+                .map(|j| {
+                    let p = mul(em, nx[j], nx[i]);
+                    if j == i {
+                        let one = em.num(1.0);
+                        sub(em, one, p)
+                    } else {
+                        em.op(Math::Neg(z), vec![p])
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let cols = jvp(em, xs, ys, &dirs)?;
+    // F P + n_y n_xᵀ, row-major
+    let mut entries = Vec::with_capacity(n * n);
+    for r in 0..n {
+        for c in 0..n {
+            let outer = mul(em, ny[r], nx[c]);
+            entries.push(add(em, cols[c][r], outer));
+        }
+    }
+    Ok(entries)
+}
+
+/// The directional derivatives F·d of the map from values `xs` to values `ys` (already
+/// emitted) along each direction of `dirs`: forward mode over the instructions between them,
+/// with the derivative rules of `grad`. One column (ys.len() values) per direction.
+pub(crate) fn jvp(em: &mut Emitter, xs: &[Value], ys: &[Value], dirs: &[Vec<Value>]) -> Result<Vec<Vec<Value>>, String> {
+    let insts = em.body.insts.clone();
+    let first = xs.iter().copied().min().unwrap_or(0);
+    // the instructions the image depends on, from the first coordinate of x on
+    let mut needed = vec![false; insts.len()];
+    for y in ys {
+        needed[*y] = true;
+    }
+    for i in (first..insts.len()).rev() {
+        if needed[i] && !xs.contains(&i) {
+            for a in insts[i].args() {
+                needed[a] = true;
+            }
+        }
+    }
+    let z = Id::from(0usize);
+    let mut rules = Rules::default();
+    let mut cols: Vec<Vec<Value>> = Vec::with_capacity(dirs.len());
+    for dir in dirs {
         let mut tan: Vec<Option<Value>> = vec![None; insts.len()];
         for (idx, inst) in insts.iter().enumerate().skip(first) {
             if !needed[idx] {
                 continue;
             }
             if let Some(j) = xs.iter().position(|x| *x == idx) {
-                let p = mul(em, nx[j], nx[i]);
-                tan[idx] = Some(if j == i {
-                    let one = em.num(1.0);
-                    sub(em, one, p)
-                } else {
-                    em.op(Math::Neg(z), vec![p])
-                });
+                tan[idx] = Some(dir[j]);
                 continue;
             }
             tan[idx] = match inst {
@@ -126,7 +152,7 @@ pub(crate) fn tangent_matrix(em: &mut Emitter, xs: &[Value], ys: &[Value], space
                         if let Some(c) = rules.adjoint(em, m, args, idx, t, &want)?[j] {
                             acc = Some(match acc {
                                 None => c,
-                                Some(s) => add(em, s, c),
+                                Some(s) => em.op(Math::Add([z, z]), vec![s, c]),
                             });
                         }
                     }
@@ -138,13 +164,5 @@ pub(crate) fn tangent_matrix(em: &mut Emitter, xs: &[Value], ys: &[Value], space
         }
         cols.push(ys.iter().map(|y| tan[*y].unwrap_or_else(|| em.num(0.0))).collect());
     }
-    // F P + n_y n_xᵀ, row-major
-    let mut entries = Vec::with_capacity(n * n);
-    for r in 0..n {
-        for c in 0..n {
-            let outer = mul(em, ny[r], nx[c]);
-            entries.push(add(em, cols[c][r], outer));
-        }
-    }
-    Ok(entries)
+    Ok(cols)
 }

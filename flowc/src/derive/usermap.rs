@@ -34,11 +34,15 @@ pub const POINTS: usize = 64;
 /// Newton iterations the kernels unroll; the reference iterates to convergence.
 pub const NEWTON_STEPS: usize = 14;
 
-/// The longest Newton step on the sphere (radians, about) and in log-coordinates on the
-/// simplex: steps are shortened to it, so that a poor start does not jump away.
+/// The longest Newton step on the sphere (radians, about): steps are shortened to it, so
+/// that a poor start does not jump away.
 pub const MAX_STEP: f64 = 0.5;
 
-/// A point is refused (NaN) when Newton's final residual exceeds this.
+/// The longest Newton step in log coordinates on the simplex.
+pub const MAX_LOG_STEP: f64 = 4.0;
+
+/// A point is refused (NaN) when Newton's final residual exceeds this: ‖y − f(x)‖ on the
+/// sphere, the centred ‖log f(x) − log y‖ (relative, in every coordinate) on the simplex.
 pub const RESIDUAL_TOL: f64 = 1e-9;
 
 /// Parameters for the checks: square matrices I + U(±0.2), other tensors U(±0.2).
@@ -113,44 +117,54 @@ fn log_ratio_kernel_form(map: &Map, space: Space, x: &[f64], params: &[Vec<f64>]
     Ok(crate::lower::log_abs_det(&mut a, n))
 }
 
-/// One Newton step toward f(x) = y from x: the new point (on the manifold).
+/// One Newton step toward f(x) = y from x: the new point (on the manifold) and the residual
+/// before the step (as the kernels compute them; see [`RESIDUAL_TOL`]).
 fn newton_step(map: &Map, space: Space, x: &[f64], y: &[f64], params: &[Vec<f64>]) -> Result<(Vec<f64>, f64), String> {
     let n = x.len();
     let fx = map::apply(map, &mut F64, x, params)?;
     let jac = map::jacobian(map, x, params)?;
-    let r: Vec<f64> = y.iter().zip(&fx).map(|(a, b)| a - b).collect();
-    let res = r.iter().fold(0.0f64, |a, b| a.hypot(*b));
-    let (nx, ny) = match space {
-        Space::Simplex => (vec![1.0 / (n as f64).sqrt(); n], vec![1.0 / (n as f64).sqrt(); n]),
-        _ => (x.to_vec(), normalized(&fx)),
-    };
-    let mut a = vec![0.0; n * n];
-    for row in 0..n {
-        let fnx: f64 = (0..n).map(|l| jac[row * n + l] * nx[l]).sum();
-        for c in 0..n {
-            a[row * n + c] = jac[row * n + c] - fnx * nx[c] + ny[row] * nx[c];
-        }
-    }
-    let d = map::solve_f64(n, &a, &r);
-    Ok((retract(space, x, &d), res))
-}
-
-/// x moved by δ and brought back to the manifold, the step shortened to [`MAX_STEP`]: on the
-/// sphere normalize(x + s·δ); on the simplex x_i·exp(s·δ_i/x_i) renormalized (a step in log
-/// coordinates, so coordinates stay positive however small).
-pub fn retract(space: Space, x: &[f64], d: &[f64]) -> Vec<f64> {
+    let norm = |v: &[f64]| v.iter().fold(0.0f64, |a, b| a.hypot(*b));
     match space {
         Space::Simplex => {
-            let l: Vec<f64> = x.iter().zip(d).map(|(a, b)| b / a).collect();
-            let len = l.iter().fold(0.0f64, |a, b| a.hypot(*b));
-            let s = if len > MAX_STEP { MAX_STEP / len } else { 1.0 };
-            let z: Vec<f64> = x.iter().zip(&l).map(|(a, b)| a.ln() + s * b).collect();
-            runtime::manifold::softmax(&z)
+            // in log coordinates: g = log f(x) − log y centred; B = centred D_f⁻¹ F (D_x − x xᵀ)
+            // + 11ᵀ/n; δ = −B⁻¹g; x·exp(s·δ) renormalized
+            let g: Vec<f64> = fx.iter().zip(y).map(|(f, y)| f.ln() - y.ln()).collect();
+            let mean = g.iter().sum::<f64>() / n as f64;
+            let g: Vec<f64> = g.iter().map(|v| v - mean).collect();
+            let mut b = vec![0.0; n * n];
+            for c in 0..n {
+                let col: Vec<f64> = (0..n)
+                    .map(|r| (0..n).map(|l| jac[r * n + l] * (x[c] * (f64::from(u8::from(l == c)) - x[l]))).sum::<f64>() / fx[r])
+                    .collect();
+                let mean = col.iter().sum::<f64>() / n as f64;
+                for r in 0..n {
+                    b[r * n + c] = col[r] - mean + 1.0 / n as f64;
+                }
+            }
+            let d = map::solve_f64(n, &b, &g.iter().map(|v| -v).collect::<Vec<_>>());
+            let len = norm(&d);
+            let s = if len > MAX_LOG_STEP { MAX_LOG_STEP / len } else { 1.0 };
+            let m: Vec<f64> = x.iter().zip(&d).map(|(a, b)| a * (s * b).exp()).collect();
+            let t: f64 = m.iter().sum();
+            Ok((m.iter().map(|v| v / t).collect(), norm(&g)))
         }
         _ => {
-            let len = d.iter().fold(0.0f64, |a, b| a.hypot(*b));
+            let r: Vec<f64> = y.iter().zip(&fx).map(|(a, b)| a - b).collect();
+            let ny = normalized(&fx);
+            let mut a = vec![0.0; n * n];
+            for row in 0..n {
+                let fnx: f64 = (0..n).map(|l| jac[row * n + l] * x[l]).sum();
+                for c in 0..n {
+                    a[row * n + c] = jac[row * n + c] - fnx * x[c] + ny[row] * x[c];
+                }
+            }
+            // the residual's tangent part at f(x) (its normal part would flip x)
+            let rn: f64 = r.iter().zip(&ny).map(|(a, b)| a * b).sum();
+            let rt: Vec<f64> = r.iter().zip(&ny).map(|(a, b)| a - rn * b).collect();
+            let d = map::solve_f64(n, &a, &rt);
+            let len = norm(&d);
             let s = if len > MAX_STEP { MAX_STEP / len } else { 1.0 };
-            normalized(&x.iter().zip(d).map(|(a, b)| a + s * b).collect::<Vec<_>>())
+            Ok((normalized(&x.iter().zip(&d).map(|(a, b)| a + s * b).collect::<Vec<_>>()), norm(&r)))
         }
     }
 }
@@ -163,7 +177,7 @@ pub fn inverse(map: &Map, space: Space, y: &[f64], params: &[Vec<f64>]) -> Resul
             let mut x = y.to_vec();
             for _ in 0..200 {
                 let (next, res) = newton_step(map, space, &x, y, params)?;
-                if res <= 1e-15 {
+                if res <= 4e-16 * y.len() as f64 {
                     return Ok(x);
                 }
                 let moved = next.iter().zip(&x).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
@@ -172,9 +186,8 @@ pub fn inverse(map: &Map, space: Space, y: &[f64], params: &[Vec<f64>]) -> Resul
                     break;
                 }
             }
-            let fx = map::apply(map, &mut F64, &x, params)?;
-            let res = y.iter().zip(&fx).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-            if res > RESIDUAL_TOL || res.is_nan() {
+            let (_, res) = newton_step(map, space, &x, y, params)?;
+            if !(res <= RESIDUAL_TOL) {
                 return Err(format!("Newton's method did not invert map `{}` (residual {res:.1e})", map.name));
             }
             Ok(x)
@@ -253,7 +266,7 @@ impl MapDerivation {
         match map.inverse_text() {
             Some(t) => s.push_str(&format!("    inverse    x = {t}   [given; round trip within {:.1e}]\n", self.round_trip)),
             None => s.push_str(&format!(
-                "    inverse    numeric: Newton in the tangent space from x = y, {NEWTON_STEPS} steps (each at most {MAX_STEP}), refused (NaN) when the residual exceeds {RESIDUAL_TOL:.0e}; round trip within {:.1e}\n",
+                "    inverse    numeric: Newton in the tangent space from x = y, {NEWTON_STEPS} steps (sphere: each at most {MAX_STEP}; simplex: in log coordinates, each at most {MAX_LOG_STEP}), refused (NaN) when the residual exceeds {RESIDUAL_TOL:.0e}; round trip within {:.1e}\n",
                 self.round_trip
             )),
         }

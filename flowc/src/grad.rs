@@ -147,6 +147,11 @@ pub fn gradient(k: &Kernel) -> Result<Kernel, String> {
                 }
             }
             Inst::Input(_) | Inst::Const(_) | Inst::Seed => {}
+            Inst::LogAbsDet { .. } | Inst::Solve { .. } => {
+                return Err("no gradient through a user map's generic volume ratio or Newton inverse yet: \
+                            flows with user-written `map` layers sample and score but do not train; the built-in manifold layers do"
+                    .into())
+            }
             other => return Err(format!("no gradient through {other:?}")),
         }
     }

@@ -324,7 +324,10 @@ fn layer_forward(d: &Derivation, f: &FlowDerivation, p: &Params, k: usize, x: &m
             // the map evaluated plainly in f64; the ratio with a dual-number Jacobian and
             // Householder tangent bases
             let params = map_params(p, k, m);
-            match (crate::ir::map::apply(m, &mut crate::ir::map::F64, x, &params), crate::derive::usermap::log_ratio(m, f.space, x, &params)) {
+            match (
+                crate::ir::map::apply(m, &mut crate::ir::map::F64, x, &params),
+                crate::derive::usermap::log_ratio(m, f.space, x, &params),
+            ) {
                 (Ok(y), Ok(l)) => {
                     x.copy_from_slice(&y);
                     ld = l;

@@ -1648,8 +1648,6 @@ fn user_map(
     Ok(())
 }
 
-
-
 /// Whether the density direction of sphere flow `f` reads its input row only up to scale
 /// (the data-side layer, past permutations, divides by a norm before anything else: the
 /// inverse of a normalized linear or affine map), so that projecting the row is redundant.

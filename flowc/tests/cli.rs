@@ -20,18 +20,45 @@ fn stderr(o: &Output) -> String {
 /// Each malformed source: the text, a phrase of the message, and the `line:col` it points at.
 const MALFORMED: &[(&str, &str, &str)] = &[
     ("bijector f(x) = foo(x);", "unknown function `foo`", "1:17"),
-    ("map f(x: sphere(n); M: matrix(n, n)) = normalize(M * x);\nflow s(x: sphere(3)) { base uniform; f; }", "map `f` needs an inverse", "1:5"),
-    ("map f(x: sphere(n); M: matrix(n, n)) = M * x where inverse = numeric;\nflow s(x: sphere(3)) { base uniform; f; }", "end it with `normalize(...)`", "1:5"),
-    ("map f(x: sphere(n); b: vector(n)) = normalize(x + b) where inverse = normalize(y + b);\nflow s(x: sphere(3)) { base uniform; f; }", "the inverse given for map `f` does not invert it", "1:5"),
-    ("map f(x: sphere(n); b: vector(n)) = normalize(x + b) where inverse = numeric;\nflow s(x: simplex(3)) { base uniform; f; }", "map `f` maps the sphere, but flow `s` is on simplex(3)", "2:39"),
-    ("map f(x: sphere(3); b: vector(3)) = normalize(x + b) where inverse = numeric;\nflow s(x: sphere(4)) { base uniform; f; }", "map `f` is written for sphere(3)", "2:38"),
+    (
+        "map f(x: sphere(n); M: matrix(n, n)) = normalize(M * x);\nflow s(x: sphere(3)) { base uniform; f; }",
+        "map `f` needs an inverse",
+        "1:5",
+    ),
+    (
+        "map f(x: sphere(n); M: matrix(n, n)) = M * x where inverse = numeric;\nflow s(x: sphere(3)) { base uniform; f; }",
+        "end it with `normalize(...)`",
+        "1:5",
+    ),
+    (
+        "map f(x: sphere(n); b: vector(n)) = normalize(x + b) where inverse = normalize(y + b);\nflow s(x: sphere(3)) { base uniform; f; }",
+        "the inverse given for map `f` does not invert it",
+        "1:5",
+    ),
+    (
+        "map f(x: sphere(n); b: vector(n)) = normalize(x + b) where inverse = numeric;\nflow s(x: simplex(3)) { base uniform; f; }",
+        "map `f` maps the sphere, but flow `s` is on simplex(3)",
+        "2:39",
+    ),
+    (
+        "map f(x: sphere(3); b: vector(3)) = normalize(x + b) where inverse = numeric;\nflow s(x: sphere(4)) { base uniform; f; }",
+        "map `f` is written for sphere(3)",
+        "2:38",
+    ),
     ("map f(x: sphere(n); b: vector(n)) = normalise(x + b) where inverse = numeric;", "did you mean `normalize`?", "1:37"),
     ("map f(x: sphere(n); M: matrix(n, n)) = normalize(x * M) where inverse = numeric;", "write `transpose(M) * v`", "1:50"),
-    ("map f(x: sphere(n); b: vector(2)) = normalize(x + b) where inverse = numeric;", "a vector(n) and a vector(2) do not have the same shape", "1:47"),
+    (
+        "map f(x: sphere(n); b: vector(2)) = normalize(x + b) where inverse = numeric;",
+        "a vector(n) and a vector(2) do not have the same shape",
+        "1:47",
+    ),
     ("map f(x: sphere(n); b: vector(n)) = dot(x, b) where inverse = numeric;", "is a scalar, not a point", "1:37"),
     ("map f(x: torus(n); b: vector(n)) = x where inverse = numeric;", "lives on `sphere(n)` or `simplex(n)`", "1:10"),
-    ("map f(x: sphere(n); b: vector(n)) = normalize(x + b) where inverse = numeric;\nflow s(x: sphere(3)) { base uniform; f(b = 1); }", "its parameters are learned", "2:38"),
-
+    (
+        "map f(x: sphere(n); b: vector(n)) = normalize(x + b) where inverse = numeric;\nflow s(x: sphere(3)) { base uniform; f(b = 1); }",
+        "its parameters are learned",
+        "2:38",
+    ),
     ("bijector f(x) = exq(x);", "did you mean `exp`?", "1:17"),
     ("bijector f(x) = pow(x);", "`pow` takes 2 arguments, found 1", "1:17"),
     ("bijector f(x; a: real) = a + 1;", "does not use the input `x`", "1:26"),

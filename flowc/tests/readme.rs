@@ -14,6 +14,19 @@ fn readme_example_derives_as_shown() {
 }
 
 #[test]
+fn readme_user_maps_derive_and_check() {
+    // the indented items of "Maps you write yourself"
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let start = readme.find("    /// An affine map of the sphere").expect("README lost the user maps");
+    let end = start + readme[start..].find("affine_s; }\n").expect("the flow") + 12;
+    let src: String = readme[start..end].lines().map(|l| l.strip_prefix("    ").unwrap_or(l).to_string() + "\n").collect();
+    let (_, m, d) = flowc::cli::load_str("README.md", &src).unwrap_or_else(|f| panic!("{src}\n{}", f.message));
+    assert_eq!((m.maps.len(), d.flows.len()), (2, 1));
+    let report = flowc::check::check(&d, Some("mine"));
+    assert!(report.passed(), "{}", report.render());
+}
+
+#[test]
 fn readme_manifold_flows_derive() {
     // the indented flows of "Flows on the sphere" and "Flows on the simplex"
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();

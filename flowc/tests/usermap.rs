@@ -233,3 +233,24 @@ fn newton_never_returns_a_wrong_preimage() {
     assert!(worst < 1e-9, "a returned point's image is {worst:e} from the row");
     assert!(refused > 1000, "points without a preimage must be refused ({refused})");
 }
+
+/// The shipped example derives, checks, and its derivations and kernels are as reviewed.
+#[test]
+fn example_file_derives_checks_and_is_snapshotted() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/flows/user_maps.flow");
+    let src = std::fs::read_to_string(path).unwrap();
+    let (_, _, d) = flowc::cli::load_str("user_maps.flow", &src).unwrap_or_else(|f| panic!("{}", f.message));
+    let report = flowc::check::check(&d, None);
+    assert!(report.passed(), "{}", report.render());
+    let p = lower::lower(&d).unwrap();
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("../../snapshots/derive");
+    settings.set_prepend_module_to_snapshot(false);
+    settings.bind(|| {
+        for f in &d.flows {
+            insta::assert_snapshot!(format!("user_map_flow_{}", f.name), flowc::report::flow_text(&d, f));
+        }
+        // the simplex flow's density kernel: the given inverse, then the generic ratio
+        insta::assert_snapshot!("user_map_kernel_c3_log_prob", p.kernel("c3", Kind::LogProb).unwrap().to_string());
+    });
+}

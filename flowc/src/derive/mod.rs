@@ -19,8 +19,8 @@ pub mod rules;
 pub mod run;
 pub mod simplex;
 pub mod sphere;
-pub mod usermap;
 pub mod stability;
+pub mod usermap;
 
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::ir::expr::{self, Builder, Expr};

@@ -221,12 +221,7 @@ pub fn derive_map(map: &Map, n: usize) -> Result<MapDerivation, String> {
                 Space::Simplex => ("the simplex (positive, summing to 1)", "end it with `softmax(...)`"),
                 _ => ("the unit sphere", "end it with `normalize(...)`"),
             };
-            return Err(format!(
-                "map `{}` does not map {what} to itself: at x = {} it gives {}; {fix}",
-                map.name,
-                fmt(&x),
-                fmt(&y)
-            ));
+            return Err(format!("map `{}` does not map {what} to itself: at x = {} it gives {}; {fix}", map.name, fmt(&x), fmt(&y)));
         }
         off = off.max(dev);
         let back = inverse(map, space, &y, &params).map_err(|e| format!("{e} at y = {} (its preimage is x = {})", fmt(&y), fmt(&x)))?;

@@ -153,7 +153,10 @@ fn parse_map(input: ParseStream, doc: String) -> syn::Result<MapDef> {
         while !content.is_empty() {
             let name = ident(&content)?;
             content.parse::<Token![:]>().map_err(|e| {
-                syn::Error::new(e.span(), format!("expected `:` and a kind after parameter `{}` (e.g. `{}: matrix(n, n)`)", name.name, name.name))
+                syn::Error::new(
+                    e.span(),
+                    format!("expected `:` and a kind after parameter `{}` (e.g. `{}: matrix(n, n)`)", name.name, name.name),
+                )
             })?;
             let kind = parse_term(&content)?;
             params.push(MapParamDecl { name, kind });

@@ -320,7 +320,9 @@ pub fn build_map(m: &dsl::MapDef, diags: &mut Diagnostics) -> Option<Map> {
         dsl::InverseSpec::Derive => {
             diags.push(
                 Diagnostic::at(m.name.span, format!("map `{}` needs an inverse: densities of data points run it backwards", m.name.name))
-                    .help("add `where inverse = numeric` (Newton's method) or `where inverse = EXPR` in terms of `y` (checked when derived)"),
+                    .help(
+                        "add `where inverse = numeric` (Newton's method) or `where inverse = EXPR` in terms of `y` (checked when derived)",
+                    ),
             );
             None
         }
@@ -402,15 +404,20 @@ fn check(ctx: &Ctx<'_>, e: &dsl::Expr) -> Result<(VExpr, Shape), Diagnostic> {
                             *span,
                             format!("cannot multiply {} by {}: the inner dimensions differ", sa.spelled(), sb.spelled()),
                         )
-                        .help(format!("the matrix has {} columns, the right operand {} rows", c.spelled(), d.spelled())));
+                        .help(format!(
+                            "the matrix has {} columns, the right operand {} rows",
+                            c.spelled(),
+                            d.spelled()
+                        )));
                     }
                     (Shape::Matrix(r, _), Shape::Vector(_)) => return Ok((VExpr::MatMul(Box::new(av), Box::new(bv)), Shape::Vector(r))),
                     (Shape::Matrix(r, _), Shape::Matrix(_, c)) => {
                         return Ok((VExpr::MatMul(Box::new(av), Box::new(bv)), Shape::Matrix(r, c)))
                     }
                     (Shape::Vector(_), Shape::Matrix(..)) => {
-                        return Err(Diagnostic::at(*span, "a vector times a matrix is not defined here")
-                            .help("write `transpose(M) * v` for vᵀM"))
+                        return Err(
+                            Diagnostic::at(*span, "a vector times a matrix is not defined here").help("write `transpose(M) * v` for vᵀM")
+                        )
                     }
                     _ => {}
                 }
@@ -429,7 +436,10 @@ fn check(ctx: &Ctx<'_>, e: &dsl::Expr) -> Result<(VExpr, Shape), Diagnostic> {
             let func = match FUNCS.iter().find(|(n, _, _)| name.is(n)) {
                 Some((_, f, arity)) => {
                     if args.len() != *arity {
-                        return Err(Diagnostic::at(*span, format!("`{}` takes {arity} argument{}", name.name, if *arity == 1 { "" } else { "s" })));
+                        return Err(Diagnostic::at(
+                            *span,
+                            format!("`{}` takes {arity} argument{}", name.name, if *arity == 1 { "" } else { "s" }),
+                        ));
                     }
                     *f
                 }

@@ -671,13 +671,27 @@ fn build_flow(
             } else if m.space != space {
                 let which = if m.space == Space::Sphere { "sphere" } else { "simplex" };
                 diags.push(
-                    Diagnostic::at(name.span, format!("map `{lname}` maps the {which}, but flow `{}` is on {}", f.name.name, space.spelled(dim)))
-                        .help(format!("use it in a flow on `{which}(n)`")),
+                    Diagnostic::at(
+                        name.span,
+                        format!("map `{lname}` maps the {which}, but flow `{}` is on {}", f.name.name, space.spelled(dim)),
+                    )
+                    .help(format!("use it in a flow on `{which}(n)`")),
                 );
             } else if m.dim.is_some_and(|k| k != dim) {
                 diags.push(
-                    Diagnostic::at(name.span, format!("map `{lname}` is written for {}, but flow `{}` is on {}", space.spelled(m.dim.unwrap_or(0)), f.name.name, space.spelled(dim)))
-                        .help(format!("declare the map on `{}(n)` to use it in any dimension", if space == Space::Sphere { "sphere" } else { "simplex" })),
+                    Diagnostic::at(
+                        name.span,
+                        format!(
+                            "map `{lname}` is written for {}, but flow `{}` is on {}",
+                            space.spelled(m.dim.unwrap_or(0)),
+                            f.name.name,
+                            space.spelled(dim)
+                        ),
+                    )
+                    .help(format!(
+                        "declare the map on `{}(n)` to use it in any dimension",
+                        if space == Space::Sphere { "sphere" } else { "simplex" }
+                    )),
                 );
             } else if let Some(p) = m.params.iter().find(|p| p.shape.dims(dim).contains(&0)) {
                 diags.push(Diagnostic::at(name.span, format!("parameter `{}` of map `{lname}` would be empty", p.name)));

@@ -71,7 +71,9 @@ impl Kernels {
 
 /// Random built-in normalized-affine parameters (L, U, log_diag, v in ±`spread`, v times 3)
 /// and the M = L·U, b = M·v/√(1 + ‖v‖²) they stand for.
-fn affine(n: usize, g: &mut Gen, spread: f64) -> (Vec<(&'static str, Vec<f64>)>, Vec<f64>, Vec<f64>) {
+type Tensors = Vec<(&'static str, Vec<f64>)>;
+
+fn affine(n: usize, g: &mut Gen, spread: f64) -> (Tensors, Vec<f64>, Vec<f64>) {
     let mut r = |k: usize, s: f64| (0..k).map(|_| s * g.uniform()).collect::<Vec<f64>>();
     let (lo, up, dg, v) = (r(n * n, spread), r(n * n, spread), r(n, spread), r(n, 3.0 * spread));
     let m = runtime::manifold::lu_product(&lo, &up, &dg, n);

@@ -187,7 +187,7 @@ pub fn inverse(map: &Map, space: Space, y: &[f64], params: &[Vec<f64>]) -> Resul
                 }
             }
             let (_, res) = newton_step(map, space, &x, y, params)?;
-            if !(res <= RESIDUAL_TOL) {
+            if res.is_nan() || res > RESIDUAL_TOL {
                 return Err(format!("Newton's method did not invert map `{}` (residual {res:.1e})", map.name));
             }
             Ok(x)
@@ -208,7 +208,7 @@ pub fn derive_map(map: &Map, n: usize) -> Result<MapDerivation, String> {
         let y = map::apply(map, &mut F64, &x, &params)?;
         let dev = match space {
             Space::Simplex => {
-                if y.iter().any(|v| !(*v > 0.0)) {
+                if y.iter().any(|v| v.is_nan() || *v <= 0.0) {
                     f64::INFINITY
                 } else {
                     (y.iter().sum::<f64>() - 1.0).abs()
@@ -216,7 +216,7 @@ pub fn derive_map(map: &Map, n: usize) -> Result<MapDerivation, String> {
             }
             _ => (y.iter().fold(0.0f64, |a, b| a.hypot(*b)) - 1.0).abs(),
         };
-        if !(dev <= 1e-12) {
+        if dev.is_nan() || dev > 1e-12 {
             let (what, fix) = match space {
                 Space::Simplex => ("the simplex (positive, summing to 1)", "end it with `softmax(...)`"),
                 _ => ("the unit sphere", "end it with `normalize(...)`"),
@@ -226,7 +226,7 @@ pub fn derive_map(map: &Map, n: usize) -> Result<MapDerivation, String> {
         off = off.max(dev);
         let back = inverse(map, space, &y, &params).map_err(|e| format!("{e} at y = {} (its preimage is x = {})", fmt(&y), fmt(&x)))?;
         let err = back.iter().zip(&x).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-        if !(err <= 1e-9) {
+        if err.is_nan() || err > 1e-9 {
             let which = match map.inverse {
                 MapInverse::Given(_) => "the inverse given for",
                 MapInverse::Numeric => "Newton's method for",

@@ -516,16 +516,14 @@ struct Val<V> {
     data: Vec<V>,
 }
 
-/// The map `e` at `point` (n coordinates) with parameter tensors `params` (the map's order,
-/// row-major): the image's n coordinates. Errors only when shapes do not fit `n` (a map
-/// written for another dimension).
-
-/// [`eval`] for the map's own body.
+/// The map's body at `point` (n coordinates) with parameter tensors `params` (the map's
+/// order, row-major): the image's n coordinates ([`eval_shaped`]).
 pub fn apply<A: Arith>(map: &Map, a: &mut A, point: &[A::V], params: &[Vec<A::V>]) -> Result<Vec<A::V>, String> {
     eval_shaped(&map.body, &map.params, a, point, params)
 }
 
-/// [`eval`] with the parameters' shapes (matrices need theirs).
+/// An expression of the map's point and parameters (the body, or a given inverse in `y`), with the
+/// parameters' shapes (matrices need theirs).
 pub fn eval_shaped<A: Arith>(e: &VExpr, shapes: &[MapParam], a: &mut A, point: &[A::V], params: &[Vec<A::V>]) -> Result<Vec<A::V>, String> {
     let n = point.len();
     let ps: Vec<(Vec<A::V>, usize)> = shapes

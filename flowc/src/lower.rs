@@ -149,6 +149,10 @@ pub enum Inst {
         rhs: Vec<Value>,
         at: usize,
     },
+    /// The value `0`, through which gradients do not flow: the intermediate steps of a
+    /// converged iteration, whose last step alone is differentiated (at a fixed point this is
+    /// the implicit derivative).
+    Detach(Value),
 }
 
 /// Which rows of a weight matrix a product uses: rows `first`, `first + step`, ...
@@ -201,6 +205,7 @@ impl Inst {
             Inst::LogAbsDet { entries, .. } => entries.clone(),
             Inst::LogProd { terms, .. } => terms.iter().map(|(v, _)| *v).collect(),
             Inst::Solve { entries, rhs, .. } => entries.iter().chain(rhs).copied().collect(),
+            Inst::Detach(v) => vec![*v],
             _ => vec![],
         }
     }
@@ -1436,6 +1441,197 @@ fn lower_kernel(d: &Derivation, f: &FlowDerivation, kind: Kind) -> Result<Kernel
     Ok(Kernel { flow: f.name.clone(), kind, dim: f.dim, params: slots, body, outputs })
 }
 
+/// Gaussian elimination with partial pivoting written in kernel ops (vectorized with the rows,
+/// differentiable, no host calls): for the n × n row-major `a` and right-hand side `rhs`,
+/// the pivots' absolute values (Σ log|pivot| = log|det A|) and, with `rhs`, A⁻¹·rhs. The
+/// pivot row is chosen by pairwise comparisons of |a_rc| (selects, `ifpos`).
+pub(crate) fn eliminate(em: &mut Emitter, n: usize, a: &[Value], rhs: Option<&[Value]>) -> (Vec<Value>, Option<Vec<Value>>) {
+    let z = Id::from(0usize);
+    let mut m = a.to_vec();
+    let mut b: Option<Vec<Value>> = rhs.map(|r| r.to_vec());
+    let mut pivots = Vec::with_capacity(n);
+    for c in 0..n {
+        for r in c + 1..n {
+            let ar = em.op(Math::Abs(z), vec![m[r * n + c]]);
+            let ac = em.op(Math::Abs(z), vec![m[c * n + c]]);
+            let swap = em.op(Math::Sub([z, z]), vec![ar, ac]);
+            let sel = |em: &mut Emitter, p: Value, q: Value| {
+                (em.op(Math::IfPos([z, z, z]), vec![swap, q, p]), em.op(Math::IfPos([z, z, z]), vec![swap, p, q]))
+            };
+            for j in c..n {
+                let (top, low) = sel(em, m[c * n + j], m[r * n + j]);
+                m[c * n + j] = top;
+                m[r * n + j] = low;
+            }
+            if let Some(b) = b.as_mut() {
+                let (top, low) = sel(em, b[c], b[r]);
+                b[c] = top;
+                b[r] = low;
+            }
+        }
+        let d = m[c * n + c];
+        pivots.push(em.op(Math::Abs(z), vec![d]));
+        let one = em.num(1.0);
+        let inv = em.op(Math::Div([z, z]), vec![one, d]);
+        for r in c + 1..n {
+            let q = em.op(Math::Mul([z, z]), vec![m[r * n + c], inv]);
+            for j in c + 1..n {
+                let t = em.op(Math::Mul([z, z]), vec![q, m[c * n + j]]);
+                m[r * n + j] = em.op(Math::Sub([z, z]), vec![m[r * n + j], t]);
+            }
+            if let Some(b) = b.as_mut() {
+                let t = em.op(Math::Mul([z, z]), vec![q, b[c]]);
+                b[r] = em.op(Math::Sub([z, z]), vec![b[r], t]);
+            }
+        }
+    }
+    let x = b.map(|mut b| {
+        for c in (0..n).rev() {
+            let mut s = b[c];
+            for j in c + 1..n {
+                let t = em.op(Math::Mul([z, z]), vec![m[c * n + j], b[j]]);
+                s = em.op(Math::Sub([z, z]), vec![s, t]);
+            }
+            b[c] = em.op(Math::Div([z, z]), vec![s, m[c * n + c]]);
+        }
+        b
+    });
+    (pivots, x)
+}
+
+/// Newton's residual for f(x) = y: y − f(x) (sphere), or the centred log f(x) − log y
+/// (simplex; `log_y` its logarithms).
+fn newton_residual(em: &mut Emitter, simplex: bool, y: &[Value], log_y: &[Value], fx: &[Value]) -> Vec<Value> {
+    let z = Id::from(0usize);
+    if simplex {
+        let g: Vec<Value> = fx
+            .iter()
+            .zip(log_y)
+            .map(|(f, ly)| {
+                let lf = em.op(Math::Log(z), vec![*f]);
+                em.op(Math::Sub([z, z]), vec![lf, *ly])
+            })
+            .collect();
+        let tot = sum(em, &g);
+        let inv_n = em.num(1.0 / g.len() as f64);
+        let mean = em.op(Math::Mul([z, z]), vec![tot, inv_n]);
+        g.iter().map(|v| em.op(Math::Sub([z, z]), vec![*v, mean])).collect()
+    } else {
+        y.iter().zip(fx).map(|(a, b)| em.op(Math::Sub([z, z]), vec![*a, *b])).collect()
+    }
+}
+
+/// Newton's step from x (f(x) = `fx`, residual `r`): on the sphere A⁻¹ r_t (r_t the tangent
+/// part of r at f(x), a unit vector), on the simplex −B⁻¹ g in log coordinates (see
+/// `user_map`). With `detach`, the matrix is held constant for gradients (at the solution
+/// the step's derivative does not depend on it).
+fn newton_direction(
+    em: &mut Emitter,
+    space: crate::ir::Space,
+    x: &[Value],
+    fx: &[Value],
+    r: &[Value],
+    detach: bool,
+) -> Result<Vec<Value>, String> {
+    let n = x.len();
+    let z = Id::from(0usize);
+    let bin = |em: &mut Emitter, m: Math, a: Value, b: Value| em.op(m, vec![a, b]);
+    let (entries, rhs) = if space == crate::ir::Space::Simplex {
+        // directions x_i (e_i − x)
+        let dirs: Vec<Vec<Value>> = (0..n)
+            .map(|i| {
+                (0..n)
+                    .map(|j| {
+                        let p = bin(em, Math::Mul([z, z]), x[i], x[j]);
+                        if i == j {
+                            bin(em, Math::Sub([z, z]), x[i], p)
+                        } else {
+                            em.op(Math::Neg(z), vec![p])
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let cols = crate::ratio::jvp(em, x, fx, &dirs)?;
+        let inv_n = em.num(1.0 / n as f64);
+        let inv_f: Vec<Value> = fx
+            .iter()
+            .map(|f| {
+                let one = em.num(1.0);
+                bin(em, Math::Div([z, z]), one, *f)
+            })
+            .collect();
+        let mut entries = vec![0; n * n];
+        for (c, col) in cols.iter().enumerate() {
+            let rel: Vec<Value> = col.iter().zip(&inv_f).map(|(a, b)| bin(em, Math::Mul([z, z]), *a, *b)).collect();
+            let tot = sum(em, &rel);
+            let mean = bin(em, Math::Mul([z, z]), tot, inv_n);
+            let shift = bin(em, Math::Sub([z, z]), inv_n, mean);
+            for (row, v) in rel.iter().enumerate() {
+                entries[row * n + c] = bin(em, Math::Add([z, z]), *v, shift);
+            }
+        }
+        (entries, r.iter().map(|v| em.op(Math::Neg(z), vec![*v])).collect::<Vec<_>>())
+    } else {
+        let entries = crate::ratio::tangent_matrix(em, x, fx, space)?;
+        // the residual's tangent part at f(x) (its normal part would flip x)
+        let prods: Vec<Value> = r.iter().zip(fx).map(|(a, b)| bin(em, Math::Mul([z, z]), *a, *b)).collect();
+        let rn = sum(em, &prods);
+        let rt = r
+            .iter()
+            .zip(fx)
+            .map(|(a, b)| {
+                let t = bin(em, Math::Mul([z, z]), rn, *b);
+                bin(em, Math::Sub([z, z]), *a, t)
+            })
+            .collect();
+        (entries, rt)
+    };
+    let entries: Vec<Value> = if detach { entries.iter().map(|v| em.push(Inst::Detach(*v))).collect() } else { entries };
+    Ok(eliminate(em, n, &entries, Some(&rhs)).1.expect("a right-hand side"))
+}
+
+/// x moved by the Newton step d, its length capped at `cap`: normalize(x + s·d) on the
+/// sphere, x·exp(s·d) renormalized on the simplex.
+fn newton_retract(em: &mut Emitter, simplex: bool, x: &[Value], d: &[Value], cap: Option<f64>) -> Vec<Value> {
+    let z = Id::from(0usize);
+    let bin = |em: &mut Emitter, m: Math, a: Value, b: Value| em.op(m, vec![a, b]);
+    let step: Vec<Value> = match cap {
+        Some(c) => {
+            let sq: Vec<Value> = d.iter().map(|v| bin(em, Math::Mul([z, z]), *v, *v)).collect();
+            let len2 = sum(em, &sq);
+            let len = em.op(Math::Sqrt(z), vec![len2]);
+            let cap = em.num(c);
+            let over = bin(em, Math::Sub([z, z]), len, cap);
+            let shrink = bin(em, Math::Div([z, z]), cap, len);
+            let one = em.num(1.0);
+            let s = em.op(Math::IfPos([z, z, z]), vec![over, shrink, one]);
+            d.iter().map(|v| bin(em, Math::Mul([z, z]), s, *v)).collect()
+        }
+        None => d.to_vec(),
+    };
+    let moved: Vec<Value> = step
+        .iter()
+        .zip(x)
+        .map(|(t, xi)| {
+            if simplex {
+                let e = em.op(Math::Exp(z), vec![*t]);
+                bin(em, Math::Mul([z, z]), *xi, e)
+            } else {
+                bin(em, Math::Add([z, z]), *xi, *t)
+            }
+        })
+        .collect();
+    let scale = if simplex {
+        sum(em, &moved)
+    } else {
+        let sq: Vec<Value> = moved.iter().map(|v| bin(em, Math::Mul([z, z]), *v, *v)).collect();
+        let ss = sum(em, &sq);
+        em.op(Math::Sqrt(z), vec![ss])
+    };
+    moved.iter().map(|v| bin(em, Math::Div([z, z]), *v, scale)).collect()
+}
+
 /// Kernel instructions as the arithmetic of a user map ([`crate::ir::map::Arith`]).
 struct MapArith<'a>(&'a mut Emitter);
 
@@ -1472,7 +1668,7 @@ impl crate::ir::map::Arith for MapArith<'_> {
         self.0.op(Math::IfPos([z, z, z]), vec![d, a, b])
     }
     fn solve(&mut self, n: usize, a: &[Value], b: &[Value]) -> Vec<Value> {
-        (0..n).map(|at| self.0.push(Inst::Solve { n, entries: a.to_vec(), rhs: b.to_vec(), at })).collect()
+        eliminate(self.0, n, a, Some(b)).1.expect("a right-hand side")
     }
 }
 
@@ -1516,133 +1712,48 @@ fn user_map(
             }
             MapInverse::Numeric => {
                 // Newton from x = y (as `usermap::inverse`). Sphere: δ = A⁻¹r with r the
-                // tangent part of y − f(x) at f(x), A = F P + n_y n_xᵀ, then x ← normalize(x + s·δ). Simplex, in log
-                // coordinates: g = log f(x) − log y centred, B = centred D_f⁻¹ F (D_x − x xᵀ)
-                // + 11ᵀ/n, δ = −B⁻¹g, x ← x·exp(s·δ) renormalized. s shortens the step to MAX_STEP.
-                let bin = |em: &mut Emitter, m: Math, a: Value, b: Value| em.op(m, vec![a, b]);
+                // tangent part of y − f(x) at f(x), A = F P + n_y n_xᵀ, then
+                // x ← normalize(x + s·δ). Simplex, in log coordinates: g = log f(x) − log y
+                // centred, B = centred D_f⁻¹ F (D_x − x xᵀ) + 11ᵀ/n, δ = −B⁻¹g,
+                // x ← x·exp(s·δ) renormalized. s shortens the step to MAX_STEP (MAX_LOG_STEP).
+                // Gradients flow through the last step only (the others detached): at the
+                // solution that is the implicit derivative −A⁻¹ ∂f/∂θ.
                 let simplex = space == crate::ir::Space::Simplex;
                 let log_y: Vec<Value> = if simplex { y.iter().map(|v| em.op(Math::Log(z), vec![*v])).collect() } else { Vec::new() };
-                let inv_n = em.num(1.0 / n as f64);
                 let mut x = y.clone();
-                let mut res = em.num(0.0);
-                let mut fx = Vec::new();
-                for step in 0..=NEWTON_STEPS {
-                    fx = apply(em, &x)?;
-                    // the residual: y − f(x), or the centred log-ratio
-                    let r: Vec<Value> = if simplex {
-                        let g: Vec<Value> = fx
-                            .iter()
-                            .zip(&log_y)
-                            .map(|(f, ly)| {
-                                let lf = em.op(Math::Log(z), vec![*f]);
-                                bin(em, Math::Sub([z, z]), lf, *ly)
-                            })
-                            .collect();
-                        let tot = sum(em, &g);
-                        let mean = bin(em, Math::Mul([z, z]), tot, inv_n);
-                        g.iter().map(|v| bin(em, Math::Sub([z, z]), *v, mean)).collect()
-                    } else {
-                        y.iter().zip(&fx).map(|(a, b)| bin(em, Math::Sub([z, z]), *a, *b)).collect()
-                    };
-                    if step == NEWTON_STEPS {
-                        let sq: Vec<Value> = r.iter().map(|v| bin(em, Math::Mul([z, z]), *v, *v)).collect();
-                        res = sum(em, &sq);
-                        break;
-                    }
-                    let d: Vec<Value> = if simplex {
-                        // directions x_i (e_i − x)
-                        let dirs: Vec<Vec<Value>> = (0..n)
-                            .map(|i| {
-                                (0..n)
-                                    .map(|j| {
-                                        let p = bin(em, Math::Mul([z, z]), x[i], x[j]);
-                                        if i == j {
-                                            bin(em, Math::Sub([z, z]), x[i], p)
-                                        } else {
-                                            em.op(Math::Neg(z), vec![p])
-                                        }
-                                    })
-                                    .collect()
-                            })
-                            .collect();
-                        let cols = crate::ratio::jvp(em, &x, &fx, &dirs)?;
-                        let inv_f: Vec<Value> = fx
-                            .iter()
-                            .map(|f| {
-                                let one = em.num(1.0);
-                                bin(em, Math::Div([z, z]), one, *f)
-                            })
-                            .collect();
-                        let mut entries = vec![0; n * n];
-                        for (c, col) in cols.iter().enumerate() {
-                            let rel: Vec<Value> = col.iter().zip(&inv_f).map(|(a, b)| bin(em, Math::Mul([z, z]), *a, *b)).collect();
-                            let tot = sum(em, &rel);
-                            let mean = bin(em, Math::Mul([z, z]), tot, inv_n);
-                            let shift = bin(em, Math::Sub([z, z]), inv_n, mean);
-                            for (row, v) in rel.iter().enumerate() {
-                                entries[row * n + c] = bin(em, Math::Add([z, z]), *v, shift);
-                            }
-                        }
-                        let rhs: Vec<Value> = r.iter().map(|v| em.op(Math::Neg(z), vec![*v])).collect();
-                        (0..n).map(|at| em.push(Inst::Solve { n, entries: entries.clone(), rhs: rhs.clone(), at })).collect()
-                    } else {
-                        let a = crate::ratio::tangent_matrix(em, &x, &fx, space)?;
-                        // the residual's tangent part at f(x) (its normal part would flip x);
-                        // f(x) is a unit vector (checked when derived)
-                        let prods: Vec<Value> = r.iter().zip(&fx).map(|(a, b)| bin(em, Math::Mul([z, z]), *a, *b)).collect();
-                        let rn = sum(em, &prods);
-                        let rt: Vec<Value> = r
-                            .iter()
-                            .zip(&fx)
-                            .map(|(a, b)| {
-                                let t = bin(em, Math::Mul([z, z]), rn, *b);
-                                bin(em, Math::Sub([z, z]), *a, t)
-                            })
-                            .collect();
-                        (0..n).map(|at| em.push(Inst::Solve { n, entries: a.clone(), rhs: rt.clone(), at })).collect()
-                    };
-                    let sq: Vec<Value> = d.iter().map(|v| bin(em, Math::Mul([z, z]), *v, *v)).collect();
-                    let len2 = sum(em, &sq);
-                    let len = em.op(Math::Sqrt(z), vec![len2]);
-                    let cap = em.num(if simplex { MAX_LOG_STEP } else { MAX_STEP });
-                    let over = bin(em, Math::Sub([z, z]), len, cap);
-                    let shrink = bin(em, Math::Div([z, z]), cap, len);
-                    let one = em.num(1.0);
-                    let s = em.op(Math::IfPos([z, z, z]), vec![over, shrink, one]);
-                    let moved: Vec<Value> = d
-                        .iter()
-                        .zip(&x)
-                        .map(|(di, xi)| {
-                            let t = bin(em, Math::Mul([z, z]), s, *di);
-                            if simplex {
-                                let e = em.op(Math::Exp(z), vec![t]);
-                                bin(em, Math::Mul([z, z]), *xi, e)
-                            } else {
-                                bin(em, Math::Add([z, z]), *xi, t)
-                            }
-                        })
-                        .collect();
-                    let scale = if simplex {
-                        sum(em, &moved)
-                    } else {
-                        let sq: Vec<Value> = moved.iter().map(|v| bin(em, Math::Mul([z, z]), *v, *v)).collect();
-                        let ss = sum(em, &sq);
-                        em.op(Math::Sqrt(z), vec![ss])
-                    };
-                    x = moved.iter().map(|v| bin(em, Math::Div([z, z]), *v, scale)).collect();
+                for _ in 0..NEWTON_STEPS {
+                    let fx = apply(em, &x)?;
+                    let r = newton_residual(em, simplex, &y, &log_y, &fx);
+                    let d = newton_direction(em, space, &x, &fx, &r, false)?;
+                    x = newton_retract(em, simplex, &x, &d, Some(if simplex { MAX_LOG_STEP } else { MAX_STEP }));
                 }
-                // refused (NaN, also for a NaN residual) unless converged
-                let tol = em.num(RESIDUAL_TOL * RESIDUAL_TOL);
-                let good = bin(em, Math::Sub([z, z]), tol, res);
+                let xd: Vec<Value> = x.iter().map(|v| em.push(Inst::Detach(*v))).collect();
+                let fx = apply(em, &xd)?;
+                let r = newton_residual(em, simplex, &y, &log_y, &fx);
+                let sq: Vec<Value> = r.iter().map(|v| em.op(Math::Mul([z, z]), vec![*v, *v])).collect();
+                let res = sum(em, &sq);
+                let d = newton_direction(em, space, &xd, &fx, &r, true)?;
+                let x = newton_retract(em, simplex, &xd, &d, None);
+                let fx = apply(em, &x)?;
+                // refused (NaN, also for a NaN residual) unless converged: ‖r‖ ≤ RESIDUAL_TOL,
+                // or 1e-4 in f32 kernels (told apart by (1 + 2⁻³⁰) − 1, zero in f32 only)
+                let one = em.num(1.0);
+                let tiny = em.num(2f64.powi(-30));
+                let probe = em.op(Math::Add([z, z]), vec![one, tiny]);
+                let probe = em.op(Math::Sub([z, z]), vec![probe, one]);
+                let (t64, t32) = (em.num(RESIDUAL_TOL * RESIDUAL_TOL), em.num(1e-8));
+                let tol = em.op(Math::IfPos([z, z, z]), vec![probe, t64, t32]);
+                let good = em.op(Math::Sub([z, z]), vec![tol, res]);
                 let nan = em.num(f64::NAN);
                 let out = x.iter().map(|v| em.op(Math::IfPos([z, z, z]), vec![good, *v, nan])).collect();
                 (x, fx, out)
             }
         }
     };
-    // log R at x
+    // log R at x: Σ log|pivot| of F P + n_y n_xᵀ
     let a = crate::ratio::tangent_matrix(em, &x, &y, space)?;
-    let ld = em.push(Inst::LogAbsDet { n, entries: a });
+    let (pivots, _) = eliminate(em, n, &a, None);
+    let ld = em.push(Inst::LogProd { terms: pivots.iter().map(|p| (*p, 2)).collect(), scale: 0.5 });
     lds[0].push(ld);
     cur.copy_from_slice(&out);
     Ok(())
@@ -1807,6 +1918,7 @@ pub(crate) fn remap_inst(inst: &Inst, remap: &dyn Fn(Value) -> Value) -> Inst {
                 rhs: rhs.iter().map(|v| remap(*v)).collect(),
                 at: *at,
             },
+            Inst::Detach(v) => Inst::Detach(remap(*v)),
             other => other.clone(),
         }
     }
@@ -1992,6 +2104,7 @@ fn run_insts(insts: &[Inst], inputs: &[f64], params: &[f64], grad: &mut [f64]) -
                 let b: Vec<f64> = rhs.iter().map(|v| vals[*v]).collect();
                 crate::ir::map::solve_f64(*m, &a, &b)[*at]
             }
+            Inst::Detach(v) => vals[*v],
         };
         vals.push(v);
     }
@@ -2133,6 +2246,7 @@ fn run_insts_f32(insts: &[Inst], inputs: &[f32], params: &[f32], grad: &mut [f32
                 let b: Vec<f64> = rhs.iter().map(|v| vals[*v] as f64).collect();
                 crate::ir::map::solve_f64(*m, &a, &b)[*at] as f32
             }
+            Inst::Detach(v) => vals[*v],
         };
         vals.push(v);
     }
@@ -2239,6 +2353,7 @@ fn write_insts(f: &mut fmt::Formatter<'_>, insts: &[Inst], indent: &str) -> fmt:
                 let b: Vec<String> = rhs.iter().map(|v| format!("v{v}")).collect();
                 writeln!(f, "{indent}v{n} = solve [{m}x{m}] ({}) ({})[{at}]", a.join(" "), b.join(" "))?
             }
+            Inst::Detach(v) => writeln!(f, "{indent}v{n} = detach v{v}")?,
             Inst::Spline { x, raw, bins, bound, inverse, log_det } => {
                 let a: Vec<String> = raw.iter().map(|v| format!("v{v}")).collect();
                 let what = match (inverse, log_det) {

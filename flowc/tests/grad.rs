@@ -60,6 +60,12 @@ flow iaf_wide(x: R^3) { base normal; inverse_autoregressive(bijector = maf_affin
 flow sphere(x: sphere(3)) { base uniform; normalized_affine; normalized_translation; reverse; normalized_linear; }
 flow sphere5(x: sphere(5)) { base vmf(2.5); normalized_affine; permute(seed = 2); normalized_affine; }
 flow simplex(x: simplex(4)) { base dirichlet([1.5, 2, 1, 3]); calibration; generalized_calibration; reverse; calibration; }
+map affine_s(x: sphere(n); M: matrix(n, n), b: vector(n)) = normalize(M * x + b) where inverse = numeric;
+map temper(x: simplex(n); a: real, b: vector(n)) = softmax(exp(a) * log(x) + b)
+    where inverse = softmax((log(y) - b) / exp(a));
+map temper_newton(x: simplex(n); a: real, b: vector(n)) = softmax(exp(a) * log(x) + b) where inverse = numeric;
+flow user_sphere(x: sphere(3)) { base vmf(1.5); affine_s; reverse; affine_s; }
+flow user_simplex(x: simplex(3)) { base dirichlet([1.5, 2, 1]); temper; temper_newton; }
 flow wide(x: R^4) { base normal; coupling(mask = [1, 1, 0, 0], bijector = realnvp_affine, net = mlp([80, 80], tanh)); reverse; autoregressive(bijector = maf_affine, net = made([70, 70], tanh)); }
 ";
 
@@ -85,6 +91,15 @@ fn random_flat(f: &FlowDerivation, seed: u64, scale: f64) -> Vec<f64> {
                 ParamKind::Positive => 0.5 + x.abs(),
                 ParamKind::Unit => 0.5 + 0.5 * x.tanh(),
             };
+        }
+    }
+    // user maps: near their identity-like defaults, so that they are bijections
+    if f.layers.iter().any(|l| matches!(l.kind, flowc::derive::LayerKind::Map(_))) {
+        v.iter_mut().for_each(|x| *x *= 0.4);
+        for s in slots.iter().filter(|s| s.shape.len() == 2 && s.shape[0] == s.shape[1]) {
+            for i in 0..s.shape[0] {
+                v[s.offset + i * s.shape[0] + i] += 1.0;
+            }
         }
     }
     v
@@ -152,7 +167,7 @@ fn interpreted_gradient(g: &lower::Kernel, flat: &[f64], xs: &[Vec<f64>]) -> (f6
     (total, grad)
 }
 
-const ALL: [&str; 18] = [
+const ALL: [&str; 20] = [
     "elementwise_sas",
     "numeric",
     "realnvp",
@@ -171,6 +186,8 @@ const ALL: [&str; 18] = [
     "sphere",
     "sphere5",
     "simplex",
+    "user_sphere",
+    "user_simplex",
 ];
 
 #[test]

@@ -83,8 +83,9 @@ fn affine(n: usize, g: &mut Gen, spread: f64) -> (Tensors, Vec<f64>, Vec<f64>) {
     (built, m, b)
 }
 
+/// The largest |a − b| (infinite when either side has a NaN).
 fn max_abs(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    a.iter().zip(b).map(|(x, y)| if (x - y).is_nan() { f64::INFINITY } else { (x - y).abs() }).fold(0.0, f64::max)
 }
 
 /// The user's `normalize(M * x + b)` with Newton's inverse and the generic ratio, against the
@@ -107,7 +108,7 @@ fn sphere_map_matches_the_built_in_closed_form() {
             let (fu, fb) = (k.run(user, Kind::Forward, &xs, &pu, n + 1), k.run(built, Kind::Forward, &xs, &pb, n + 1));
             fwd_err = fwd_err.max(max_abs(&fu, &fb));
             let l32 = k.run32(user, Kind::LogProb, &xs, &pu, 1);
-            lp32_err = lp32_err.max(l32.iter().zip(&lb).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max));
+            lp32_err = lp32_err.max(max_abs(&l32.iter().map(|v| *v as f64).collect::<Vec<_>>(), &lb));
         }
         eprintln!("{user}: log_prob vs built-in {lp_err:.1e}, forward {fwd_err:.1e}, f32 log_prob {lp32_err:.1e}");
         assert_eq!(nans, 0, "{user}: Newton refused points of an invertible map");

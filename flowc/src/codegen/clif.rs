@@ -952,6 +952,7 @@ fn emit_inst<M: Module>(
                 b.inst_results(call)[0]
             })
         }
+        Inst::Detach(a) => vals[*a].expect("operands precede their use"),
         Inst::Solve { n, entries, rhs, at } => {
             // per lane: the matrix and right-hand side into a stack slot, then the host's solve
             let ptr = module.target_config().pointer_type();

@@ -6,7 +6,7 @@
 //!
 //! ```
 //! use flowc::ir::map::{apply, F64};
-//! let src = "map shift(x: sphere(n); b: vector(n)) = normalize(x + b);";
+//! let src = "map shift(x: sphere(n); b: vector(n)) = normalize(x + b) where inverse = numeric;";
 //! let m = flowc::ir::build(&flowc::dsl::parse(src).unwrap()).unwrap();
 //! let map = &m.maps[0];
 //! let y = apply(map, &mut F64, &[0.0, 0.0, 1.0], &[vec![0.0, 1.0, 0.0]]).unwrap();

@@ -1,7 +1,7 @@
 //! Gradients of log p with respect to every parameter (`flowc::grad`): the derived gradient
 //! kernel, interpreted, against Richardson-extrapolated central differences of the
 //! independent interpreter's log p (`flowc::interp`), for every layer kind and composed
-//! flows (sphere flows included); the JIT's gradient kernels (f64 and f32, tiled and not, with padding rows) against
+//! flows (sphere and simplex flows, user-written maps included); the JIT's gradient kernels (f64 and f32, tiled and not, with padding rows) against
 //! the interpreted one.
 
 mod common;

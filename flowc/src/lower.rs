@@ -1537,40 +1537,7 @@ fn newton_direction(
     let z = Id::from(0usize);
     let bin = |em: &mut Emitter, m: Math, a: Value, b: Value| em.op(m, vec![a, b]);
     let (entries, rhs) = if space == crate::ir::Space::Simplex {
-        // directions x_i (e_i − x)
-        let dirs: Vec<Vec<Value>> = (0..n)
-            .map(|i| {
-                (0..n)
-                    .map(|j| {
-                        let p = bin(em, Math::Mul([z, z]), x[i], x[j]);
-                        if i == j {
-                            bin(em, Math::Sub([z, z]), x[i], p)
-                        } else {
-                            em.op(Math::Neg(z), vec![p])
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
-        let cols = crate::ratio::jvp(em, x, fx, &dirs)?;
-        let inv_n = em.num(1.0 / n as f64);
-        let inv_f: Vec<Value> = fx
-            .iter()
-            .map(|f| {
-                let one = em.num(1.0);
-                bin(em, Math::Div([z, z]), one, *f)
-            })
-            .collect();
-        let mut entries = vec![0; n * n];
-        for (c, col) in cols.iter().enumerate() {
-            let rel: Vec<Value> = col.iter().zip(&inv_f).map(|(a, b)| bin(em, Math::Mul([z, z]), *a, *b)).collect();
-            let tot = sum(em, &rel);
-            let mean = bin(em, Math::Mul([z, z]), tot, inv_n);
-            let shift = bin(em, Math::Sub([z, z]), inv_n, mean);
-            for (row, v) in rel.iter().enumerate() {
-                entries[row * n + c] = bin(em, Math::Add([z, z]), *v, shift);
-            }
-        }
+        let entries = crate::ratio::simplex_matrix(em, x, fx)?;
         (entries, r.iter().map(|v| em.op(Math::Neg(z), vec![*v])).collect::<Vec<_>>())
     } else {
         let entries = crate::ratio::tangent_matrix(em, x, fx, space)?;
@@ -1721,6 +1688,18 @@ fn user_map(
                 let simplex = space == crate::ir::Space::Simplex;
                 let log_y: Vec<Value> = if simplex { y.iter().map(|v| em.op(Math::Log(z), vec![*v])).collect() } else { Vec::new() };
                 let mut x = y.clone();
+                if simplex {
+                    // from the centre instead when f(y) underflows in a coordinate (a map with
+                    // large exponents at an extreme y): Newton's log residual needs f > 0
+                    let fy = apply(em, &y)?;
+                    let mut m = fy[0];
+                    for v in &fy[1..] {
+                        let d = em.op(Math::Sub([z, z]), vec![m, *v]);
+                        m = em.op(Math::IfPos([z, z, z]), vec![d, *v, m]);
+                    }
+                    let centre = em.num(1.0 / n as f64);
+                    x = y.iter().map(|v| em.op(Math::IfPos([z, z, z]), vec![m, *v, centre])).collect();
+                }
                 for _ in 0..NEWTON_STEPS {
                     let fx = apply(em, &x)?;
                     let r = newton_residual(em, simplex, &y, &log_y, &fx);
@@ -1750,10 +1729,18 @@ fn user_map(
             }
         }
     };
-    // log R at x: Σ log|pivot| of F P + n_y n_xᵀ
-    let a = crate::ratio::tangent_matrix(em, &x, &y, space)?;
-    let (pivots, _) = eliminate(em, n, &a, None);
-    let ld = em.push(Inst::LogProd { terms: pivots.iter().map(|p| (*p, 2)).collect(), scale: 0.5 });
+    // log R at x: Σ log|pivot| of F P + n_y n_xᵀ (sphere), or of B in log coordinates plus
+    // Σ log y − Σ log x (simplex; see `ratio`), as one sum of logarithms
+    let ld = if space == crate::ir::Space::Simplex {
+        let b = crate::ratio::simplex_matrix(em, &x, &y)?;
+        let (pivots, _) = eliminate(em, n, &b, None);
+        let terms = pivots.iter().map(|p| (*p, 2)).chain(y.iter().map(|v| (*v, 2))).chain(x.iter().map(|v| (*v, -2))).collect();
+        em.push(Inst::LogProd { terms, scale: 0.5 })
+    } else {
+        let a = crate::ratio::tangent_matrix(em, &x, &y, space)?;
+        let (pivots, _) = eliminate(em, n, &a, None);
+        em.push(Inst::LogProd { terms: pivots.iter().map(|p| (*p, 2)).collect(), scale: 0.5 })
+    };
     lds[0].push(ld);
     cur.copy_from_slice(&out);
     Ok(())

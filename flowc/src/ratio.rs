@@ -13,6 +13,12 @@
 //! derivatives of the forward map along P e_i; the determinant is [`Inst::LogAbsDet`]
 //! (elimination with partial pivoting on the host).
 //!
+//! On the simplex the same determinant is taken in log coordinates, where it is well scaled
+//! however small the coordinates: R = |det B|·Π y_i/Π x_i with
+//! B = C D_y⁻¹ F_x (D_x − x xᵀ) + 11ᵀ/n (C = I − 11ᵀ/n): B's entries are derivatives of
+//! log y by log x, B·1 = 1, and on 1^⊥ B is the Jacobian of the map in isometric log-ratio
+//! coordinates, whose volume element is Π x_i times that of the simplex ([`simplex_matrix`]).
+//!
 //! ```
 //! let src = "flow s(x: sphere(3)) { base uniform; normalized_affine; normalized_translation; }";
 //! let (_, _, d) = flowc::cli::load_str("s.flow", src).unwrap();
@@ -47,8 +53,24 @@ pub fn generic(k: &Kernel, space: Space) -> Result<Kernel, String> {
         .collect::<Result<_, _>>()
         .map_err(|_| "a forward kernel reads every coordinate".to_string())?;
     let mut em = Emitter::from_body(k.body.clone());
-    let entries = tangent_matrix(&mut em, &inputs, &ys, space)?;
-    let ld = em.push(Inst::LogAbsDet { n, entries });
+    let ld = if space == Space::Simplex {
+        // the rows are projected by the kernel (x/Σx): the ratio is taken at the projected point
+        let xs = projected(&em, &inputs, &ys)?;
+        let entries = simplex_matrix(&mut em, &xs, &ys)?;
+        let det = em.push(Inst::LogAbsDet { n, entries });
+        let z = Id::from(0usize);
+        let mut acc = det;
+        for (x, y) in xs.iter().zip(&ys) {
+            let ly = em.op(Math::Log(z), vec![*y]);
+            let lx = em.op(Math::Log(z), vec![*x]);
+            let t = em.op(Math::Sub([z, z]), vec![ly, lx]);
+            acc = em.op(Math::Add([z, z]), vec![acc, t]);
+        }
+        acc
+    } else {
+        let entries = tangent_matrix(&mut em, &inputs, &ys, space)?;
+        em.push(Inst::LogAbsDet { n, entries })
+    };
     let mut outputs = ys;
     outputs.push(ld);
     let (body, outputs) = crate::lower::prune(em.body, &outputs);
@@ -106,6 +128,68 @@ pub(crate) fn tangent_matrix(em: &mut Emitter, xs: &[Value], ys: &[Value], space
         for c in 0..n {
             let outer = mul(em, ny[r], nx[c]);
             entries.push(add(em, cols[c][r], outer));
+        }
+    }
+    Ok(entries)
+}
+
+/// The simplex point a forward kernel works on: its inputs as projected at the kernel's start
+/// (x_i·(1/Σx)), found in the body; the inputs themselves when not projected.
+fn projected(em: &Emitter, inputs: &[Value], ys: &[Value]) -> Result<Vec<Value>, String> {
+    let _ = ys;
+    let insts = &em.body.insts;
+    inputs
+        .iter()
+        .map(|x| {
+            let found = insts.iter().position(|i| matches!(i, Inst::Op(Math::Mul(_), a) if a[0] == *x));
+            Ok(found.unwrap_or(*x))
+        })
+        .collect()
+}
+
+/// The entries (row-major) of B = C D_y⁻¹ F (D_x − x xᵀ) + 11ᵀ/n for the simplex map from
+/// values `xs` to values `ys` (C = I − 11ᵀ/n): derivatives of log y by log x, well scaled
+/// at any coordinates. log R = log|det B| + Σ log y − Σ log x (see the module's notes);
+/// Newton's method on the simplex solves with B.
+pub(crate) fn simplex_matrix(em: &mut Emitter, xs: &[Value], ys: &[Value]) -> Result<Vec<Value>, String> {
+    let n = xs.len();
+    let z = Id::from(0usize);
+    let bin = |em: &mut Emitter, m: Math, a: Value, b: Value| em.op(m, vec![a, b]);
+    // directions x_i (e_i − x): F along them is F (D_x − x xᵀ) column by column
+    let dirs: Vec<Vec<Value>> = (0..n)
+        .map(|i| {
+            (0..n)
+                .map(|j| {
+                    let p = bin(em, Math::Mul([z, z]), xs[i], xs[j]);
+                    if i == j {
+                        bin(em, Math::Sub([z, z]), xs[i], p)
+                    } else {
+                        em.op(Math::Neg(z), vec![p])
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let cols = jvp(em, xs, ys, &dirs)?;
+    let inv_n = em.num(1.0 / n as f64);
+    let inv_y: Vec<Value> = ys
+        .iter()
+        .map(|y| {
+            let one = em.num(1.0);
+            bin(em, Math::Div([z, z]), one, *y)
+        })
+        .collect();
+    let mut entries = vec![0; n * n];
+    for (c, col) in cols.iter().enumerate() {
+        let rel: Vec<Value> = col.iter().zip(&inv_y).map(|(a, b)| bin(em, Math::Mul([z, z]), *a, *b)).collect();
+        let mut tot = rel[0];
+        for v in &rel[1..] {
+            tot = bin(em, Math::Add([z, z]), tot, *v);
+        }
+        let mean = bin(em, Math::Mul([z, z]), tot, inv_n);
+        let shift = bin(em, Math::Sub([z, z]), inv_n, mean);
+        for (row, v) in rel.iter().enumerate() {
+            entries[row * n + c] = bin(em, Math::Add([z, z]), *v, shift);
         }
     }
     Ok(entries)

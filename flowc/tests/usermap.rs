@@ -257,3 +257,26 @@ fn example_file_derives_checks_and_is_snapshotted() {
         insta::assert_snapshot!("user_map_kernel_c3_log_prob", p.kernel("c3", Kind::LogProb).unwrap().to_string());
     });
 }
+
+/// Coordinates down to 1e-300: the user map's generic ratio (in log coordinates) and Newton's
+/// inverse (in log coordinates) keep the built-in calibration's log-density to ~1e-15 relative.
+#[test]
+fn simplex_maps_at_extreme_coordinates() {
+    let k = kernels();
+    let (a, b) = (vec![0.3], vec![0.5, -0.2, 0.1, 0.7]);
+    let pb = k.flat("built_c4", &[("layers.0.log_scale", a.clone()), ("layers.0.bias", b.clone())]);
+    let pu = k.flat("user_c4", &[("layers.0.a", a.clone()), ("layers.0.b", b.clone())]);
+    let pn = k.flat("newton_c4", &[("layers.0.a", a), ("layers.0.b", b)]);
+    let pts: Vec<[f64; 4]> =
+        vec![[1e-300, 0.3, 0.3, 0.4], [1e-200, 1e-100, 0.5, 0.5], [0.999999, 5e-7, 3e-7, 2e-7], [1e-30, 1e-30, 1e-30, 1.0]];
+    let rows: Vec<f64> = pts.concat();
+    let lb = k.run("built_c4", Kind::LogProb, &rows, &pb, 1);
+    let lu = k.run("user_c4", Kind::LogProb, &rows, &pu, 1);
+    let ln = k.run("newton_c4", Kind::LogProb, &rows, &pn, 1);
+    for (r, x) in pts.iter().enumerate() {
+        for (what, l) in [("given inverse", lu[r]), ("Newton", ln[r])] {
+            let err = (l - lb[r]).abs() / (1.0 + lb[r].abs());
+            assert!(err < 1e-13, "{what} at {x:?}: {l} vs {} ({err:e})", lb[r]);
+        }
+    }
+}

@@ -39,7 +39,7 @@ pub const NEWTON_STEPS: usize = 14;
 pub const MAX_STEP: f64 = 0.5;
 
 /// The longest Newton step in log coordinates on the simplex.
-pub const MAX_LOG_STEP: f64 = 4.0;
+pub const MAX_LOG_STEP: f64 = 100.0;
 
 /// A point is refused (NaN) when Newton's final residual exceeds this (1e-4 in f32 kernels):
 /// ‖y − f(x)‖ on the sphere, the centred ‖log f(x) − log y‖ (relative, in every coordinate)
@@ -176,6 +176,13 @@ pub fn inverse(map: &Map, space: Space, y: &[f64], params: &[Vec<f64>]) -> Resul
         MapInverse::Given(e) => map::eval_shaped(e, &map.params, &mut F64, y, params),
         MapInverse::Numeric => {
             let mut x = y.to_vec();
+            if space == Space::Simplex {
+                // from the centre when f(y) underflows in a coordinate (as the kernels)
+                let fy = map::apply(map, &mut F64, y, params)?;
+                if !fy.iter().all(|v| *v > 0.0) {
+                    x = vec![1.0 / y.len() as f64; y.len()];
+                }
+            }
             for _ in 0..200 {
                 let (next, res) = newton_step(map, space, &x, y, params)?;
                 if res <= 4e-16 * y.len() as f64 {
@@ -262,7 +269,7 @@ impl MapDerivation {
         match map.inverse_text() {
             Some(t) => s.push_str(&format!("    inverse    x = {t}   [given; round trip within {:.1e}]\n", self.round_trip)),
             None => s.push_str(&format!(
-                "    inverse    numeric: Newton in the tangent space from x = y, {NEWTON_STEPS} steps (sphere: each at most {MAX_STEP}; simplex: in log coordinates, each at most {MAX_LOG_STEP}), refused (NaN) when the residual exceeds {RESIDUAL_TOL:.0e} (1e-4 in f32 kernels); round trip within {:.1e}\n",
+                "    inverse    numeric: Newton in the tangent space from x = y (on the simplex from its centre if f(y) underflows), {NEWTON_STEPS} steps (sphere: each at most {MAX_STEP}; simplex: in log coordinates, each at most {MAX_LOG_STEP}), refused (NaN) when the residual exceeds {RESIDUAL_TOL:.0e} (1e-4 in f32 kernels); round trip within {:.1e}\n",
                 self.round_trip
             )),
         }

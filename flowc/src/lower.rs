@@ -903,7 +903,13 @@ fn structural(
                 let s = mul(em, *ui, h);
                 *ci = if forward { add(em, *ci, s) } else { sub(em, *ci, s) };
             }
-            lds[0].push(ld);
+            // the determinant 1 + m h'(a) joins the kernel's one logarithm of a product as the
+            // root-find's derived derivative g'(a) (> 0: m > −1, 0 < h' ≤ 1), sharing h's
+            // tanh: in a sum of logarithms its error counts in absolute terms, an ulp of 1 per
+            // layer, so the log1p form chosen for log|det J| on its own is not needed there
+            let _ = ld;
+            let det = em.expr(&pd.dg, &bind(a, m))?;
+            logs.push((det, 2));
         }
         LayerKind::Radial => {
             let (zo, ao, bo) = (

@@ -77,8 +77,11 @@ pub struct Options {
 }
 
 /// Kernels with at most this many transcendental operations per loop iteration inline them
-/// (`Auto`).
-pub const AUTO_INLINE_MAX: usize = 64;
+/// (`Auto`); above it, one out-of-line copy of each function keeps the loop body small.
+/// Measured, 2 threads, f64 rows/s, inline vs call: W5 planar2 sampling (16 tanh per row, four
+/// vectors per iteration: 64) 0.94e7 vs 2.43e7; W2 sas16 2.8e6 vs 4.3e6; W4 sphere3 and W1
+/// realnvp8 equal.
+pub const AUTO_INLINE_MAX: usize = 16;
 
 /// A function a kernel calls that is defined in the same module after it
 /// ([`define_helper`]).
@@ -787,9 +790,9 @@ struct RowCtx {
 /// Vectors per loop iteration: four when a row has fewer than four coordinates (elementwise
 /// flows interleave four coordinates' chains already, see `lower`; a narrow row is one
 /// dependent chain, which more vectors' copies let the CPU overlap). Measured, 2 threads,
-/// f64/f32 rows/s: W5 planar2 sampling 0.95e7/2.4e7 at two, 1.37e7/3.3e7 at four (eight:
-/// 1.46e7/3.6e7, with twice the compile time); W4 sphere3 log_prob 2.9e7/7.0e7 at two,
-/// 3.0e7/7.9e7 at four, less at six; rows of 16 coordinates (W2) gain nothing from two.
+/// f64/f32 rows/s: W5 planar2 sampling (its tanh out of line) 1.5e7/3.7e7 at two, 2.4e7/5.7e7
+/// at four, 2.6e7/5.1–6.1e7 at eight (twice the compile time); W4 sphere3 log_prob 2.9e7/7.0e7
+/// at two, 3.0e7/7.9e7 at four, less at six; rows of 16 coordinates (W2) gain nothing.
 fn unroll_factor(k: &Kernel) -> usize {
     if k.dim < 4 {
         4

@@ -297,6 +297,10 @@ fn structure_text(d: &Derivation, f: &FlowDerivation, k: usize, l: &LayerDerivat
                     sub(&p.g, "α"),
                     sub(&p.dg, "α")
                 ));
+                s.push_str(&format!(
+                    "    kernels    the determinant 1 + m h'(a) = {} joins the kernel's one logarithm of a product (in a sum of logarithms its error counts in absolute terms: an ulp of 1)\n",
+                    sub(&p.dg, "a")
+                ));
             }
         }
     }

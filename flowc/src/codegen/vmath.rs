@@ -1042,17 +1042,25 @@ impl<'a, 'f> V<'a, 'f> {
     }
 }
 
-/// Σ p_i·ln a_i times `scale` with one logarithm: each a_i split into its exponent e_i and its
-/// mantissa m_i in [1, 2) (the float's bits), the mantissas multiplied (Π m_i^p_i lies within
-/// 2^±Σ|p_i|: no overflow for Σ|p_i| below the exponent range), then
-/// ln(Π m_i^p_i) + (Σ p_i·(e_i − bias))·ln 2 with ln 2 in two parts. Valid for lanes where
-/// every a_i is a positive normal finite number; returns (the value, that lane mask as a float
-/// vector: all ones where valid). `terms` must share one float type.
+/// Σ p_i·ln a_i times `scale` with one logarithm: up to four consecutive terms of one power
+/// multiplied, each product split into its exponent e_j and its mantissa m_j in [1, 2) (the
+/// float's bits), the mantissas multiplied (Π m_j^p_j lies within 2^±Σ|p_j|: no overflow for
+/// Σ|p_j| below the exponent range), then ln(Π m_j^p_j) + (Σ p_j·(e_j − bias))·ln 2 with ln 2
+/// in two parts. Valid for lanes where every a_i lies within 2^±255 (f32: 2^±31), so that a
+/// product of four is a normal number; returns (the value, that lane mask as a float vector:
+/// all ones where valid). `terms` must share one float type.
 pub fn log_product(b: &mut FunctionBuilder, terms: &[(Value, i32)], scale: f64) -> (Value, Value) {
+    // a common factor of the powers moves into the scale (½·(2·ln a) = ln a)
+    let g = terms.iter().fold(0u32, |g, (_, p)| gcd(g, p.unsigned_abs())).max(1);
+    let scale = scale * g as f64;
+    let terms: Vec<(Value, i32)> = terms.iter().map(|(a, p)| (*a, p / g as i32)).collect();
     let mut v = V::new(b, terms[0].0);
     let (bias, shift) = v.bias_shift();
-    let tiny = v.f2(f64::MIN_POSITIVE, f32::MIN_POSITIVE);
-    let huge = v.f2(f64::MAX, f32::MAX);
+    // the fast path multiplies up to four consecutive terms of one power before splitting the
+    // product into mantissa and exponent: each term within 2^±L (f64: 255, f32: 31), so a
+    // product of four stays a normal number; lanes with any term outside take the slow path
+    let lo_b = v.f2(2f64.powi(-255), 2f32.powi(-31));
+    let hi_b = v.f2(2f64.powi(255), 2f32.powi(31));
     let mant = v.i((1i64 << shift) - 1);
     let one_bits = v.i(bias << shift);
     let mut ok: Option<Mask> = None;
@@ -1060,14 +1068,25 @@ pub fn log_product(b: &mut FunctionBuilder, terms: &[(Value, i32)], scale: f64) 
     let mut e_sum = v.i(0);
     let mut neg_powers = 0i64;
     let mut powers = 0i64;
-    for (a, p) in terms {
-        let lo = v.cmp(FloatCC::GreaterThanOrEqual, *a, tiny);
-        let hi = v.cmp(FloatCC::LessThanOrEqual, *a, huge);
+    // (product, power, terms in it)
+    let mut groups: Vec<(Value, i32, usize)> = Vec::new();
+    for (a, p) in &terms {
+        let lo = v.cmp(FloatCC::GreaterThanOrEqual, *a, lo_b);
+        let hi = v.cmp(FloatCC::LessThanOrEqual, *a, hi_b);
         let both = v.and(lo, hi);
         ok = Some(match ok {
             None => both,
             Some(m) => v.and(m, both),
         });
+        match groups.last_mut() {
+            Some((acc, q, count)) if *q == *p && *count < 4 => {
+                *acc = v.mul(*acc, *a);
+                *count += 1;
+            }
+            _ => groups.push((*a, *p, 1)),
+        }
+    }
+    for (a, p, _) in &groups {
         let bits = v.bits(*a);
         let mb = v.b.ins().band(bits, mant);
         let mb = v.b.ins().bor(mb, one_bits);
@@ -1190,4 +1209,12 @@ pub fn function(op: &crate::ir::Math) -> Option<fn(&mut FunctionBuilder, Value) 
         Math::Tan(_) => tan,
         _ => return None,
     })
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }

@@ -55,7 +55,7 @@ pub fn generic(k: &Kernel, space: Space) -> Result<Kernel, String> {
     let mut em = Emitter::from_body(k.body.clone());
     let ld = if space == Space::Simplex {
         // the rows are projected by the kernel (x/Σx): the ratio is taken at the projected point
-        let xs = projected(&em, &inputs, &ys)?;
+        let xs = projected(&em, &inputs);
         let entries = simplex_matrix(&mut em, &xs, &ys)?;
         let det = em.push(Inst::LogAbsDet { n, entries });
         let z = Id::from(0usize);
@@ -135,16 +135,9 @@ pub(crate) fn tangent_matrix(em: &mut Emitter, xs: &[Value], ys: &[Value], space
 
 /// The simplex point a forward kernel works on: its inputs as projected at the kernel's start
 /// (x_i·(1/Σx)), found in the body; the inputs themselves when not projected.
-fn projected(em: &Emitter, inputs: &[Value], ys: &[Value]) -> Result<Vec<Value>, String> {
-    let _ = ys;
+fn projected(em: &Emitter, inputs: &[Value]) -> Vec<Value> {
     let insts = &em.body.insts;
-    inputs
-        .iter()
-        .map(|x| {
-            let found = insts.iter().position(|i| matches!(i, Inst::Op(Math::Mul(_), a) if a[0] == *x));
-            Ok(found.unwrap_or(*x))
-        })
-        .collect()
+    inputs.iter().map(|x| insts.iter().position(|i| matches!(i, Inst::Op(Math::Mul(_), a) if a[0] == *x)).unwrap_or(*x)).collect()
 }
 
 /// The entries (row-major) of B = C D_y⁻¹ F (D_x − x xᵀ) + 11ᵀ/n for the simplex map from

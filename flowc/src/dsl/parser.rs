@@ -138,6 +138,35 @@ fn parse_inverse(input: ParseStream) -> syn::Result<InverseSpec> {
     Ok(inverse)
 }
 
+/// `; NAME: KIND, ...` after an item's variable (nothing when the list is absent); `example`
+/// shows one parameter, `whole` a whole parenthesized head, for messages.
+fn param_list<K>(
+    content: ParseStream,
+    example: &str,
+    whole: &str,
+    kind: fn(ParseStream) -> syn::Result<K>,
+) -> syn::Result<Vec<(Ident, K)>> {
+    let mut params = Vec::new();
+    if content.peek(Token![;]) {
+        content.parse::<Token![;]>()?;
+        while !content.is_empty() {
+            let name = ident(content)?;
+            content.parse::<Token![:]>().map_err(|e| {
+                let (_, k) = example.split_once(": ").unwrap_or(("", example));
+                syn::Error::new(e.span(), format!("expected `:` and a kind after parameter `{}` (e.g. `{}: {k}`)", name.name, name.name))
+            })?;
+            params.push((name, kind(content)?));
+            if content.is_empty() {
+                break;
+            }
+            content.parse::<Token![,]>()?;
+        }
+    } else if !content.is_empty() {
+        return Err(content.error(format!("expected `;` before the parameter list, e.g. `{whole}`")));
+    }
+    Ok(params)
+}
+
 fn parse_map(input: ParseStream, doc: String) -> syn::Result<MapDef> {
     let name = ident(input)?;
     let content;
@@ -147,27 +176,10 @@ fn parse_map(input: ParseStream, doc: String) -> syn::Result<MapDef> {
         syn::Error::new(e.span(), format!("expected `:` and the space after `{}`, e.g. `({}: sphere(n); ...)`", var.name, var.name))
     })?;
     let space = parse_term(&content)?;
-    let mut params = Vec::new();
-    if content.peek(Token![;]) {
-        content.parse::<Token![;]>()?;
-        while !content.is_empty() {
-            let name = ident(&content)?;
-            content.parse::<Token![:]>().map_err(|e| {
-                syn::Error::new(
-                    e.span(),
-                    format!("expected `:` and a kind after parameter `{}` (e.g. `{}: matrix(n, n)`)", name.name, name.name),
-                )
-            })?;
-            let kind = parse_term(&content)?;
-            params.push(MapParamDecl { name, kind });
-            if content.is_empty() {
-                break;
-            }
-            content.parse::<Token![,]>()?;
-        }
-    } else if !content.is_empty() {
-        return Err(content.error("expected `;` before the parameter list, e.g. `(x: sphere(n); M: matrix(n, n), b: vector(n))`"));
-    }
+    let params = param_list(&content, "m: matrix(n, n)", "(x: sphere(n); M: matrix(n, n), b: vector(n))", parse_term)?
+        .into_iter()
+        .map(|(name, kind)| MapParamDecl { name, kind })
+        .collect();
     input.parse::<Token![=]>()?;
     let body = parse_expr(input)?;
     let inverse = parse_inverse(input)?;
@@ -197,24 +209,10 @@ fn parse_bijector(input: ParseStream, doc: String) -> syn::Result<BijectorDef> {
             domain = Some(Domain::Named(ident(&content)?));
         }
     }
-    let mut params = Vec::new();
-    if content.peek(Token![;]) {
-        content.parse::<Token![;]>()?;
-        while !content.is_empty() {
-            let name = ident(&content)?;
-            content.parse::<Token![:]>().map_err(|e| {
-                syn::Error::new(e.span(), format!("expected `:` and a kind after parameter `{}` (e.g. `{}: real`)", name.name, name.name))
-            })?;
-            let kind = ident(&content)?;
-            params.push(ParamDecl { name, kind });
-            if content.is_empty() {
-                break;
-            }
-            content.parse::<Token![,]>()?;
-        }
-    } else if !content.is_empty() {
-        return Err(content.error("expected `;` before the parameter list, e.g. `(x; a: real, b: positive)`"));
-    }
+    let params = param_list(&content, "a: real", "(x; a: real, b: positive)", ident)?
+        .into_iter()
+        .map(|(name, kind)| ParamDecl { name, kind })
+        .collect();
     input.parse::<Token![=]>()?;
     let body = parse_expr(input)?;
     let inverse = parse_inverse(input)?;

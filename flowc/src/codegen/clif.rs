@@ -787,17 +787,18 @@ struct RowCtx {
     grad: Option<Value>,
 }
 
-/// Vectors per loop iteration: four when a row has fewer than four coordinates (elementwise
-/// flows interleave four coordinates' chains already, see `lower`; a narrow row is one
-/// dependent chain, which more vectors' copies let the CPU overlap). Measured, 2 threads,
-/// f64/f32 rows/s: W5 planar2 sampling (its tanh out of line) 1.5e7/3.7e7 at two, 2.4e7/5.7e7
-/// at four, 2.6e7/5.1–6.1e7 at eight (twice the compile time); W4 sphere3 log_prob 2.9e7/7.0e7
-/// at two, 3.0e7/7.9e7 at four, less at six; rows of 16 coordinates (W2) gain nothing.
+/// Vectors per loop iteration: eight for rows of one or two coordinates, four for three, one
+/// from four on (elementwise flows interleave four coordinates' chains already, see `lower`; a
+/// narrow row is one dependent chain, which more vectors' copies let the CPU overlap, as far
+/// as registers last: the live values per copy grow with the row). Measured, 2 threads, f64/f32
+/// rows/s: W5 planar2 sampling (2 coordinates; tanh out of line) 1.5e7/3.7e7 at two copies,
+/// 2.63e7/6.2e7 at four, 2.77e7/6.6e7 at eight; W4 sphere3 log_prob (3 coordinates) 2.9e7/7.0e7
+/// at two, 2.9e7/7.7e7 at four, 2.7e7/7.5e7 at eight; rows of 16 coordinates (W2) gain nothing.
 fn unroll_factor(k: &Kernel) -> usize {
-    if k.dim < 4 {
-        4
-    } else {
-        1
+    match k.dim {
+        0..=2 => 8,
+        3 => 4,
+        _ => 1,
     }
 }
 

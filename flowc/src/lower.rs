@@ -898,7 +898,6 @@ fn structural(
                 em.push(Inst::RootFind { y: t, f: Box::new(fb), df: Box::new(db), domain: Interval::REAL, increasing: true })
             };
             let h = em.expr(&pd.h, &bind(a, m))?;
-            let ld = em.expr(&pd.log_det.chosen.expr, &bind(a, m))?;
             for (ci, ui) in cur.iter_mut().zip(&uh) {
                 let s = mul(em, *ui, h);
                 *ci = if forward { add(em, *ci, s) } else { sub(em, *ci, s) };
@@ -907,7 +906,6 @@ fn structural(
             // root-find's derived derivative g'(a) (> 0: m > −1, 0 < h' ≤ 1), sharing h's
             // tanh: in a sum of logarithms its error counts in absolute terms, an ulp of 1 per
             // layer, so the log1p form chosen for log|det J| on its own is not needed there
-            let _ = ld;
             let det = em.expr(&pd.dg, &bind(a, m))?;
             logs.push((det, 2));
         }

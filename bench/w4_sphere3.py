@@ -134,6 +134,19 @@ def prepare(layers, dt):
              jnp.asarray(1.0 - m @ m, dt)) for M, m, b in layers]
 
 
+def invert_layer(Mi, m, c0, c):
+    """One layer's closed-form inverse on columns c: x = s·M⁻¹y - m with s the positive root of
+    q s² - 2 β s - (1 - ‖m‖²) = 0, (β + r)/q or, without cancellation when β < 0, (1 - ‖m‖²)/(r - β).
+    Returns (x's columns, s)."""
+    w = [Mi[i, 0] * c[0] + Mi[i, 1] * c[1] + Mi[i, 2] * c[2] for i in range(D)]
+    beta = w[0] * m[0] + w[1] * m[1] + w[2] * m[2]
+    q = w[0] * w[0] + w[1] * w[1] + w[2] * w[2]
+    r = jnp.sqrt(beta * beta + q * c0)
+    pos = beta >= 0
+    s = jnp.where(pos, beta + r, c0) / jnp.where(pos, q, r - beta)
+    return [s * w[i] - m[i] for i in range(D)], s
+
+
 def log_prob(pre, y):
     """Closed-form log p(y), from the data back to the base, on columns (y0, y1, y2). One division and one
     log per row: Σ_k [log(1 + x_kᵀm_k) - 3 log s_k] = log(Π_k (1 + x_kᵀm_k)/s_k³), the products staying far
@@ -141,15 +154,7 @@ def log_prob(pre, y):
     c = [y[:, 0], y[:, 1], y[:, 2]]
     num, den, ldet_sum = 1.0, 1.0, 0.0
     for Mi, m, ldet, c0 in reversed(pre):
-        w = [Mi[i, 0] * c[0] + Mi[i, 1] * c[1] + Mi[i, 2] * c[2] for i in range(D)]
-        beta = w[0] * m[0] + w[1] * m[1] + w[2] * m[2]
-        q = w[0] * w[0] + w[1] * w[1] + w[2] * w[2]
-        r = jnp.sqrt(beta * beta + q * c0)
-        # the positive root of q s² - 2 β s - (1 - ‖m‖²) = 0, (β + r)/q or, without cancellation when β < 0,
-        # (1 - ‖m‖²)/(r - β)
-        pos = beta >= 0
-        s = jnp.where(pos, beta + r, c0) / jnp.where(pos, q, r - beta)
-        c = [s * w[i] - m[i] for i in range(D)]
+        c, s = invert_layer(Mi, m, c0, c)
         num = num * (1.0 + c[0] * m[0] + c[1] * m[1] + c[2] * m[2])
         den = den * (s * s * s)
         ldet_sum = ldet_sum + ldet
@@ -162,13 +167,7 @@ def log_prob_generic(layers_j, pre, y):
     c = [y[:, 0], y[:, 1], y[:, 2]]
     total = 0.0
     for (M, b), (Mi, m, ldet, c0) in zip(reversed(layers_j), reversed(pre)):
-        w = [Mi[i, 0] * c[0] + Mi[i, 1] * c[1] + Mi[i, 2] * c[2] for i in range(D)]
-        beta = w[0] * m[0] + w[1] * m[1] + w[2] * m[2]
-        q = w[0] * w[0] + w[1] * w[1] + w[2] * w[2]
-        r = jnp.sqrt(beta * beta + q * c0)
-        pos = beta >= 0
-        s = jnp.where(pos, beta + r, c0) / jnp.where(pos, q, r - beta)
-        c = [s * w[i] - m[i] for i in range(D)]
+        c, _ = invert_layer(Mi, m, c0, c)
         x = jnp.stack(c, axis=1)
         total = total + jax.vmap(lambda u, M=M, b=b: log_ratio_generic(M, b, u))(x)
     return -LOG_AREA - total

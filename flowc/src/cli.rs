@@ -711,33 +711,22 @@ fn bench(
         if cores > 1 {
             thread_counts.push(cores);
         }
+        let (x32, p32): (Vec<f32>, Vec<f32>) = (x.iter().map(|v| *v as f32).collect(), flat.iter().map(|v| *v as f32).collect());
         for &t in &thread_counts {
-            let mut times = Vec::new();
-            for _ in 0..5 {
-                let start = std::time::Instant::now();
-                match prec {
-                    Float::F64 => {
-                        let mut o = vec![0.0; rows * outs];
-                        batch::run_rows(&x, f.dim, &mut o, outs, t, &|r: &[f64], o: &mut [f64]| c.run_f64(r, &flat, o).expect("shapes"))
-                            .map_err(|e| Failure { code: 2, message: e })?;
-                        std::hint::black_box(&o);
-                    }
-                    Float::F32 => {
-                        let x32: Vec<f32> = x.iter().map(|v| *v as f32).collect();
-                        let p32: Vec<f32> = flat.iter().map(|v| *v as f32).collect();
-                        let start32 = std::time::Instant::now();
-                        let mut o = vec![0.0f32; rows * outs];
-                        batch::run_rows(&x32, f.dim, &mut o, outs, t, &|r: &[f32], o: &mut [f32]| c.run_f32(r, &p32, o).expect("shapes"))
-                            .map_err(|e| Failure { code: 2, message: e })?;
-                        std::hint::black_box(&o);
-                        times.push(start32.elapsed().as_secs_f64());
-                        continue;
-                    }
+            let med = median_secs(|| match prec {
+                Float::F64 => {
+                    let mut o = vec![0.0; rows * outs];
+                    batch::run_rows(&x, f.dim, &mut o, outs, t, &|r: &[f64], o: &mut [f64]| c.run_f64(r, &flat, o).expect("shapes"))?;
+                    std::hint::black_box(&o);
+                    Ok(())
                 }
-                times.push(start.elapsed().as_secs_f64());
-            }
-            times.sort_by(|a, b| a.partial_cmp(b).unwrap());
-            let med = times[times.len() / 2];
+                Float::F32 => {
+                    let mut o = vec![0.0f32; rows * outs];
+                    batch::run_rows(&x32, f.dim, &mut o, outs, t, &|r: &[f32], o: &mut [f32]| c.run_f32(r, &p32, o).expect("shapes"))?;
+                    std::hint::black_box(&o);
+                    Ok(())
+                }
+            })?;
             let bytes = (rows * f.dim) as f64 * if prec == Float::F64 { 8.0 } else { 4.0 };
             out.push_str(&format!(
                 "{:<6} {:>8} {:>14.2} {:>16.3e} {:>10.2}",
@@ -756,17 +745,13 @@ fn bench(
         let rate = |k: &lower::Kernel| -> Result<f64, Failure> {
             let c = jit::compile_with(k, Float::F64, opts).map_err(|e| user(format!("error: not compiled: {}", e.0)))?;
             let outs = k.outputs.len();
-            let mut times = Vec::new();
-            for _ in 0..5 {
-                let start = std::time::Instant::now();
+            let med = median_secs(|| {
                 let mut o = vec![0.0; rows * outs];
-                batch::run_rows(&x, f.dim, &mut o, outs, t, &|r: &[f64], o: &mut [f64]| c.run_f64(r, &flat, o).expect("shapes"))
-                    .map_err(|e| Failure { code: 2, message: e })?;
+                batch::run_rows(&x, f.dim, &mut o, outs, t, &|r: &[f64], o: &mut [f64]| c.run_f64(r, &flat, o).expect("shapes"))?;
                 std::hint::black_box(&o);
-                times.push(start.elapsed().as_secs_f64());
-            }
-            times.sort_by(|a, b| a.partial_cmp(b).unwrap());
-            Ok(rows as f64 / times[2])
+                Ok(())
+            })?;
+            Ok(rows as f64 / med)
         };
         let (closed, gen) = (rate(fk)?, rate(lk)?);
         out.push_str(&format!(
@@ -783,6 +768,18 @@ fn bench(
         ));
     }
     Ok(out)
+}
+
+/// The median wall time of five runs of `run` (a batch error stops the bench, exit code 2).
+fn median_secs(mut run: impl FnMut() -> Result<(), String>) -> Result<f64, Failure> {
+    let mut times = Vec::with_capacity(5);
+    for _ in 0..5 {
+        let start = std::time::Instant::now();
+        run().map_err(|e| Failure { code: 2, message: e })?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    Ok(times[2])
 }
 
 /// Compile time of every kernel of every flow, f64 and f32.

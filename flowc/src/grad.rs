@@ -147,44 +147,6 @@ pub fn gradient(k: &Kernel) -> Result<Kernel, String> {
                 }
             }
             Inst::Input(_) | Inst::Const(_) | Inst::Seed => {}
-            Inst::LogAbsDet { n, entries } => {
-                // ∂ log|det A|/∂A_ij = (A⁻¹)_ji = (A⁻¹ e_i)_j
-                for i in 0..n {
-                    let e = unit(&mut em, n, i);
-                    for j in 0..n {
-                        if active[entries[i * n + j]] {
-                            let inv = em.push(Inst::Solve { n, entries: entries.clone(), rhs: e.clone(), at: j });
-                            let c = em.op(Math::Mul([Id::from(0usize), Id::from(0usize)]), vec![a, inv]);
-                            adj[entries[i * n + j]].push(c);
-                        }
-                    }
-                }
-            }
-            Inst::Solve { n, entries, rhs, at } => {
-                // x = A⁻¹b, adjoint a of x_at: w = a·A⁻ᵀe_at (w_i = a·(A⁻¹ e_i)_at), b̄ += w,
-                // Ā_ij −= w_i x_j
-                let z = Id::from(0usize);
-                let x: Vec<Value> = (0..n).map(|j| em.push(Inst::Solve { n, entries: entries.clone(), rhs: rhs.clone(), at: j })).collect();
-                for i in 0..n {
-                    let row_active = rhs[i..=i].iter().chain(&entries[i * n..(i + 1) * n]).any(|v| active[*v]);
-                    if !row_active {
-                        continue;
-                    }
-                    let e = unit(&mut em, n, i);
-                    let inv = em.push(Inst::Solve { n, entries: entries.clone(), rhs: e, at });
-                    let w = em.op(Math::Mul([z, z]), vec![a, inv]);
-                    if active[rhs[i]] {
-                        adj[rhs[i]].push(w);
-                    }
-                    for (j, xj) in x.iter().enumerate() {
-                        if active[entries[i * n + j]] {
-                            let p = em.op(Math::Mul([z, z]), vec![w, *xj]);
-                            let c = em.op(Math::Neg(z), vec![p]);
-                            adj[entries[i * n + j]].push(c);
-                        }
-                    }
-                }
-            }
             other => return Err(format!("no gradient through {other:?}")),
         }
     }
@@ -435,11 +397,6 @@ fn active(insts: &[Inst]) -> Vec<bool> {
         };
     }
     act
-}
-
-/// The constants of the unit vector e_i of R^n.
-fn unit(em: &mut Emitter, n: usize, i: usize) -> Vec<Value> {
-    (0..n).map(|j| em.num(if i == j { 1.0 } else { 0.0 })).collect()
 }
 
 fn div() -> Math {

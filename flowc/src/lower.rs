@@ -140,15 +140,6 @@ pub enum Inst {
         terms: Vec<(Value, i32)>,
         scale: f64,
     },
-    /// Entry `at` of A⁻¹b for the n × n matrix A whose entries (row-major) are `entries` and
-    /// the vector b = `rhs`, by elimination with partial pivoting (in f64 whatever the
-    /// kernel's precision; NaN when A is singular).
-    Solve {
-        n: usize,
-        entries: Vec<Value>,
-        rhs: Vec<Value>,
-        at: usize,
-    },
     /// The value `0`, through which gradients do not flow: the intermediate steps of a
     /// converged iteration, whose last step alone is differentiated (at a fixed point this is
     /// the implicit derivative).
@@ -204,7 +195,6 @@ impl Inst {
             Inst::Accum { value, .. } => vec![*value],
             Inst::LogAbsDet { entries, .. } => entries.clone(),
             Inst::LogProd { terms, .. } => terms.iter().map(|(v, _)| *v).collect(),
-            Inst::Solve { entries, rhs, .. } => entries.iter().chain(rhs).copied().collect(),
             Inst::Detach(v) => vec![*v],
             _ => vec![],
         }
@@ -1903,12 +1893,6 @@ pub(crate) fn remap_inst(inst: &Inst, remap: &dyn Fn(Value) -> Value) -> Inst {
             Inst::Accum { param, value } => Inst::Accum { param: *param, value: remap(*value) },
             Inst::LogAbsDet { n, entries } => Inst::LogAbsDet { n: *n, entries: entries.iter().map(|v| remap(*v)).collect() },
             Inst::LogProd { terms, scale } => Inst::LogProd { terms: terms.iter().map(|(v, p)| (remap(*v), *p)).collect(), scale: *scale },
-            Inst::Solve { n, entries, rhs, at } => Inst::Solve {
-                n: *n,
-                entries: entries.iter().map(|v| remap(*v)).collect(),
-                rhs: rhs.iter().map(|v| remap(*v)).collect(),
-                at: *at,
-            },
             Inst::Detach(v) => Inst::Detach(remap(*v)),
             other => other.clone(),
         }
@@ -2090,11 +2074,6 @@ fn run_insts(insts: &[Inst], inputs: &[f64], params: &[f64], grad: &mut [f64]) -
                 log_abs_det(&mut a, *m)
             }
             Inst::LogProd { terms, scale } => scale * terms.iter().map(|(v, p)| *p as f64 * vals[*v].ln()).sum::<f64>(),
-            Inst::Solve { n: m, entries, rhs, at } => {
-                let a: Vec<f64> = entries.iter().map(|v| vals[*v]).collect();
-                let b: Vec<f64> = rhs.iter().map(|v| vals[*v]).collect();
-                crate::ir::map::solve_f64(*m, &a, &b)[*at]
-            }
             Inst::Detach(v) => vals[*v],
         };
         vals.push(v);
@@ -2232,11 +2211,6 @@ fn run_insts_f32(insts: &[Inst], inputs: &[f32], params: &[f32], grad: &mut [f32
                 log_abs_det(&mut a, *m) as f32
             }
             Inst::LogProd { terms, scale } => *scale as f32 * terms.iter().map(|(v, p)| *p as f32 * vals[*v].ln()).sum::<f32>(),
-            Inst::Solve { n: m, entries, rhs, at } => {
-                let a: Vec<f64> = entries.iter().map(|v| vals[*v] as f64).collect();
-                let b: Vec<f64> = rhs.iter().map(|v| vals[*v] as f64).collect();
-                crate::ir::map::solve_f64(*m, &a, &b)[*at] as f32
-            }
             Inst::Detach(v) => vals[*v],
         };
         vals.push(v);
@@ -2338,11 +2312,6 @@ fn write_insts(f: &mut fmt::Formatter<'_>, insts: &[Inst], indent: &str) -> fmt:
             Inst::LogProd { terms, scale } => {
                 let a: Vec<String> = terms.iter().map(|(v, p)| format!("{p}·ln v{v}")).collect();
                 writeln!(f, "{indent}v{n} = {scale}·({})", a.join(" + "))?
-            }
-            Inst::Solve { n: m, entries, rhs, at } => {
-                let a: Vec<String> = entries.iter().map(|v| format!("v{v}")).collect();
-                let b: Vec<String> = rhs.iter().map(|v| format!("v{v}")).collect();
-                writeln!(f, "{indent}v{n} = solve [{m}x{m}] ({}) ({})[{at}]", a.join(" "), b.join(" "))?
             }
             Inst::Detach(v) => writeln!(f, "{indent}v{n} = detach v{v}")?,
             Inst::Spline { x, raw, bins, bound, inverse, log_det } => {

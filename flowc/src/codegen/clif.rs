@@ -960,19 +960,6 @@ fn emit_inst<M: Module>(
             })
         }
         Inst::Detach(a) => vals[*a].expect("operands precede their use"),
-        Inst::Solve { n, entries, rhs, at } => {
-            // per lane: the matrix and right-hand side into a stack slot, then the host's solve
-            let ptr = module.target_config().pointer_type();
-            let (sym, ty) = if ctx.prec == Float::F64 { (host::SOLVE_F64, types::F64) } else { (host::SOLVE_F32, types::F32) };
-            let f = import(module, b, imports, sym, &[ptr, types::I64, types::I64], ty)?;
-            let ev: Vec<Value> = entries.iter().chain(rhs).map(|r| vals[*r].expect("operands precede their use")).collect();
-            let nv = b.ins().iconst(types::I64, *n as i64);
-            let av = b.ins().iconst(types::I64, *at as i64);
-            per_lane_through_slot(module, b, ctx, &ev, |b, addr, _| {
-                let call = b.ins().call(f, &[addr, nv, av]);
-                b.inst_results(call)[0]
-            })
-        }
         Inst::Spline { x, raw, bins, bound, inverse, log_det } => {
             // per lane: the spline's values into a stack slot, then the host spline
             let f = spline_ref(module, b, imports, ctx.prec)?;

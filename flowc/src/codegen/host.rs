@@ -482,33 +482,9 @@ extern "C" fn log_abs_det_f32(a: *const f32, n: u64) -> f32 {
     crate::lower::log_abs_det(&mut m, n as usize) as f32
 }
 
-/// Symbols of [`solve_f64`] and [`solve_f32`].
-pub const SOLVE_F64: &str = "flowc_solve_f64";
-pub const SOLVE_F32: &str = "flowc_solve_f32";
-
-/// `Inst::Solve` of one row: the n × n entries then the n right-hand sides at `a`; entry `at`
-/// of the solution, in f64.
-extern "C" fn solve_f64(a: *const f64, n: u64, at: u64) -> f64 {
-    let n = n as usize;
-    // SAFETY: kernels pass a stack slot of n·n + n values
-    let a = unsafe { std::slice::from_raw_parts(a, n * n + n) };
-    crate::ir::map::solve_f64(n, &a[..n * n], &a[n * n..])[at as usize]
-}
-
-/// [`solve_f64`] for f32 kernels (computed in f64, as `lower::run_f32`).
-extern "C" fn solve_f32(a: *const f32, n: u64, at: u64) -> f32 {
-    let n = n as usize;
-    // SAFETY: as in solve_f64
-    let a = unsafe { std::slice::from_raw_parts(a, n * n + n) };
-    let m: Vec<f64> = a.iter().map(|v| *v as f64).collect();
-    crate::ir::map::solve_f64(n, &m[..n * n], &m[n * n..])[at as usize] as f32
-}
-
 /// The runtime support functions kernels import: (symbol, address).
-pub fn support() -> [(&'static str, *const u8); 22] {
+pub fn support() -> [(&'static str, *const u8); 20] {
     [
-        (SOLVE_F64, solve_f64 as *const u8),
-        (SOLVE_F32, solve_f32 as *const u8),
         (LOG_ABS_DET_F64, log_abs_det_f64 as *const u8),
         (LOG_ABS_DET_F32, log_abs_det_f32 as *const u8),
         (ZERO, zero as *const u8),

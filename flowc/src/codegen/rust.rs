@@ -327,9 +327,7 @@ fn stmt(insts: &[Inst], i: usize, needed: &[bool], deferred: &[Option<(usize, bo
             return Err("gradient kernels are compiled by the JIT, not emitted as Rust".into())
         }
         Inst::LogAbsDet { .. } => return Err("generic volume-ratio kernels are compiled by the JIT, not emitted as Rust".into()),
-        Inst::Solve { .. } | Inst::Detach(_) => {
-            return Err("user maps of the sphere and the simplex are compiled by the JIT, not emitted as Rust".into())
-        }
+        Inst::Detach(_) => return Err("user maps of the sphere and the simplex are compiled by the JIT, not emitted as Rust".into()),
         Inst::LogProd { terms, scale } => {
             // the sum of logarithms as written (the JIT takes one logarithm of a product)
             let parts: Vec<TokenStream> = terms

@@ -725,7 +725,7 @@ impl Arith for F64 {
 }
 
 /// A⁻¹b for the n × n row-major A by elimination with partial pivoting (NaN when A is
-/// singular). The value of `Inst::Solve`.
+/// singular). The f64 arithmetic's `solve`.
 pub fn solve_f64(n: usize, a: &[f64], b: &[f64]) -> Vec<f64> {
     let mut m = a.to_vec();
     let mut x = b.to_vec();

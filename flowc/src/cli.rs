@@ -2,7 +2,7 @@
 //! message), 2 internal error. Bad input never panics and never leaves a partial file.
 
 use crate::check;
-use crate::codegen::clif::{Float, Options};
+use crate::codegen::clif::{Backend, Float, Options};
 use crate::derive::{self, Derivation};
 use crate::diag::Diagnostics;
 use crate::interp::{self, Params};
@@ -122,6 +122,10 @@ pub enum Command {
         /// copy per function, `libm` lane by lane, or `auto` (inline when there are few).
         #[arg(long, value_enum, default_value = "auto")]
         math: MathMode,
+        /// The code generator: `auto` (AVX-512 machine code for the kernels of plain arithmetic
+        /// it takes, on CPUs that have it, with `--math auto`) or `cranelift`.
+        #[arg(long, value_enum, default_value = "auto")]
+        backend: BackendArg,
         /// Which kernel to time.
         #[arg(long, value_enum, default_value = "log-prob")]
         kernel: BenchKernel,
@@ -248,6 +252,22 @@ impl MathMode {
                 MathMode::Call => M::Call,
                 MathMode::Libm => M::Libm,
             },
+            ..Options::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    Auto,
+    Cranelift,
+}
+
+impl BackendArg {
+    fn backend(self) -> Backend {
+        match self {
+            BackendArg::Auto => Backend::Auto,
+            BackendArg::Cranelift => Backend::Cranelift,
         }
     }
 }
@@ -424,14 +444,15 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
             }
             Ok(String::new())
         }
-        Command::Bench { file, name, rows, params, params_file, math, kernel } => {
+        Command::Bench { file, name, rows, params, params_file, math, backend, kernel } => {
             let (_, m, d) = load(&file, fuse)?;
+            let opts = Options { backend: backend.backend(), ..math.options() };
             match name {
                 Some(name) => {
                     check_flow(&m, &d, &name, &file)?;
-                    bench(&d, &name, rows, params_file.as_deref(), &params, math.options(), kernel)
+                    bench(&d, &name, rows, params_file.as_deref(), &params, opts, kernel)
                 }
-                None => compile_times(&d, math.options()),
+                None => compile_times(&d, opts),
             }
         }
         Command::Emit { file, name, target, precision } => {
@@ -463,7 +484,7 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
                 match target {
                     Target::Kernel => out.push_str(&k.to_string()),
                     Target::Rust => unreachable!("handled above"),
-                    Target::Clif => match jit::compile(k, precision.float()) {
+                    Target::Clif => match jit::compile_with(k, precision.float(), CRANELIFT) {
                         Ok(c) => out.push_str(&format!(
                             "; {}.{} ({:?}), compiled in {:.2} ms\n{}\n",
                             name,
@@ -656,6 +677,8 @@ fn run_kernel(
 
 /// Rows per chunk when streaming a file through a kernel (memory is O(chunk), not O(file)).
 const STREAM_ROWS: usize = 1 << 16;
+/// `emit --target clif` shows Cranelift IR whatever backend would run the kernel.
+const CRANELIFT: Options = Options { math: crate::codegen::clif::MathMode::Auto, backend: Backend::Cranelift };
 
 #[allow(clippy::too_many_arguments)]
 fn bench(

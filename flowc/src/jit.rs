@@ -15,8 +15,8 @@
 //! assert_eq!(out, [1.5, 0.0, 3.0, 0.0]);
 //! ```
 
-use crate::codegen::clif::{self, Float, Options, Unsupported};
-use crate::codegen::host;
+use crate::codegen::clif::{self, Backend, Float, MathMode, Options, Unsupported};
+use crate::codegen::{host, x64};
 use crate::ir::op::all_ops;
 use crate::lower::Kernel;
 use cranelift_jit::{JITBuilder, JITModule};
@@ -26,6 +26,8 @@ use std::time::Instant;
 /// A compiled kernel. Safe to call from many threads at once.
 pub struct Compiled {
     module: Option<JITModule>,
+    /// AVX-512 code ([`x64`]) in its executable pages, and how to fill its parameter buffer.
+    native: Option<(memmap2::Mmap, x64::Native)>,
     code: *const u8,
     pub precision: Float,
     pub dim: usize,
@@ -35,7 +37,7 @@ pub struct Compiled {
     pub gradient: bool,
     /// Time to translate, compile and link, in milliseconds.
     pub compile_ms: f64,
-    /// The Cranelift IR as text.
+    /// The Cranelift IR as text (for AVX-512 code, a line on it).
     pub clif: String,
 }
 
@@ -49,6 +51,15 @@ unsafe impl Sync for Compiled {}
 pub struct ShapeError(pub String);
 
 impl Compiled {
+    /// Which code generator made the code: `avx512` ([`x64`]) or `cranelift`.
+    pub fn backend(&self) -> &'static str {
+        if self.native.is_some() {
+            "avx512"
+        } else {
+            "cranelift"
+        }
+    }
+
     /// The one cast of the code pointer to the kernel ABI.
     ///
     /// # Safety
@@ -123,6 +134,12 @@ impl Compiled {
     pub fn run_f64(&self, rows: &[f64], params: &[f64], out: &mut [f64]) -> Result<(), ShapeError> {
         self.not_gradient()?;
         let n = self.check(Float::F64, rows.len(), params.len(), out.len())?;
+        if let Some((_, native)) = &self.native {
+            let buf = native.uniforms_f64(params);
+            // SAFETY: as below; the code reads the parameters and uniform values in `buf`
+            unsafe { self.call(rows.as_ptr(), n, buf.as_ptr(), out.as_mut_ptr()) };
+            return Ok(());
+        }
         // SAFETY: precision and every length were checked above
         unsafe { self.call(rows.as_ptr(), n, params.as_ptr(), out.as_mut_ptr()) };
         Ok(())
@@ -132,6 +149,12 @@ impl Compiled {
     pub fn run_f32(&self, rows: &[f32], params: &[f32], out: &mut [f32]) -> Result<(), ShapeError> {
         self.not_gradient()?;
         let n = self.check(Float::F32, rows.len(), params.len(), out.len())?;
+        if let Some((_, native)) = &self.native {
+            let buf = native.uniforms_f32(params);
+            // SAFETY: as below; the code reads the parameters and uniform values in `buf`
+            unsafe { self.call(rows.as_ptr(), n, buf.as_ptr(), out.as_mut_ptr()) };
+            return Ok(());
+        }
         // SAFETY: precision and every length were checked above
         unsafe { self.call(rows.as_ptr(), n, params.as_ptr(), out.as_mut_ptr()) };
         Ok(())
@@ -153,9 +176,15 @@ pub fn compile(k: &Kernel, prec: Float) -> Result<Compiled, Unsupported> {
     compile_with(k, prec, Options::default())
 }
 
-/// Compiles one kernel.
+/// Compiles one kernel: with [`x64`] when `opts` and the CPU allow and the kernel is one it
+/// takes, else with Cranelift.
 pub fn compile_with(k: &Kernel, prec: Float, opts: Options) -> Result<Compiled, Unsupported> {
     let start = Instant::now();
+    if opts.backend == Backend::Auto && opts.math == MathMode::Auto && x64::host_supported() {
+        if let Ok(native) = x64::emit(k, prec) {
+            return load_native(k, native, start);
+        }
+    }
     let mut builder = JITBuilder::with_flags(
         &[("opt_level", if std::env::var("FLOWC_OPT").as_deref() == Ok("none") { "none" } else { "speed" })],
         default_libcall_names(),
@@ -190,6 +219,7 @@ pub fn compile_with(k: &Kernel, prec: Float, opts: Options) -> Result<Compiled, 
     let code = module.get_finalized_function(id);
     Ok(Compiled {
         module: Some(module),
+        native: None,
         code,
         precision: prec,
         dim: k.dim,
@@ -198,6 +228,30 @@ pub fn compile_with(k: &Kernel, prec: Float, opts: Options) -> Result<Compiled, 
         gradient: k.kind == crate::lower::Kind::Gradient,
         compile_ms: start.elapsed().as_secs_f64() * 1e3,
         clif: text,
+    })
+}
+
+/// Copies AVX-512 code into executable pages.
+fn load_native(k: &Kernel, native: x64::Native, start: Instant) -> Result<Compiled, Unsupported> {
+    let pages = |e: std::io::Error| Unsupported(format!("executable memory: {e}"));
+    let mut map = memmap2::MmapMut::map_anon(native.code.len().max(1)).map_err(pages)?;
+    map[..native.code.len()].copy_from_slice(&native.code);
+    let map = map.make_exec().map_err(pages)?;
+    let code = map.as_ptr();
+    if let Ok(f) = std::env::var("FLOWC_TMP_CODE") { std::fs::write(f, &native.code).ok(); }
+    let clif = native.summary();
+    let precision = native.precision;
+    Ok(Compiled {
+        module: None,
+        native: Some((map, native)),
+        code,
+        precision,
+        dim: k.dim,
+        outputs: k.outputs.len(),
+        param_len: k.param_len(),
+        gradient: false,
+        compile_ms: start.elapsed().as_secs_f64() * 1e3,
+        clif,
     })
 }
 

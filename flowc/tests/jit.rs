@@ -4,7 +4,7 @@
 
 use flowc::codegen::clif::{Float, MathMode, Options};
 
-const LIBM: Options = Options { math: MathMode::Libm };
+const LIBM: Options = Options { math: MathMode::Libm, backend: flowc::codegen::clif::Backend::Auto };
 use flowc::lower::{self, Kind};
 
 const SRC: &str = "

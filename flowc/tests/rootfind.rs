@@ -11,8 +11,8 @@ use flowc::codegen::clif::{Float, MathMode, Options};
 use flowc::ir::{Interval, Math};
 use flowc::lower::{self, Body, Inst, Kernel, Kind, SubBody};
 
-const LIBM: Options = Options { math: MathMode::Libm };
-const VECTOR: Options = Options { math: MathMode::Auto };
+const LIBM: Options = Options { math: MathMode::Libm, backend: flowc::codegen::clif::Backend::Auto };
+const VECTOR: Options = Options { math: MathMode::Auto, backend: flowc::codegen::clif::Backend::Auto };
 
 const SRC: &str = "
 bijector residual(x) = x + 0.5 * tanh(x) where inverse = numeric;

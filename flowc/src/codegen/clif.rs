@@ -70,10 +70,22 @@ pub enum MathMode {
     Auto,
 }
 
+/// Which code generator compiles a kernel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// [`super::x64`] (AVX-512) for the kernels it takes, on CPUs with AVX-512F and BMI2, when
+    /// transcendental functions are left to `MathMode::Auto`; Cranelift otherwise.
+    #[default]
+    Auto,
+    /// Cranelift only.
+    Cranelift,
+}
+
 /// Code generation choices.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Options {
     pub math: MathMode,
+    pub backend: Backend,
 }
 
 /// Kernels with at most this many transcendental operations per loop iteration inline them
@@ -234,7 +246,7 @@ fn define_sub<M: Module>(
     };
     let flags = MemFlagsData::trusted();
     let libm = math == MathMode::Libm;
-    let opts = Options { math: if libm { MathMode::Libm } else { MathMode::Inline } };
+    let opts = Options { math: if libm { MathMode::Libm } else { MathMode::Inline }, ..Options::default() };
     let row = RowCtx { ty, vty, prec, opts, flags, in_rows: Vec::new(), params, tile: None, rows: None, grad: None };
     let mut imports = Imports::default();
     let mut vals: Vec<Option<Value>> = vec![None; sub.insts.len()];
@@ -393,7 +405,7 @@ pub fn emit<M: Module>(
         hoisted[i] = Some(match inst {
             Inst::Param(j) => b.ins().load(ty, flags, params, (*j as i64 * prec.bytes()) as i32),
             Inst::Const(c) => scalar_const(&mut b, prec, *c),
-            Inst::Op(op, args) => op_value(module, &mut b, &mut imports, prec, Options { math: MathMode::Libm }, op, args, &hoisted)?,
+            Inst::Op(op, args) => op_value(module, &mut b, &mut imports, prec, Options { math: MathMode::Libm, ..Options::default() }, op, args, &hoisted)?,
             _ => unreachable!("invariant"),
         });
     }
@@ -406,7 +418,7 @@ pub fn emit<M: Module>(
     }
     // what the loop computes: everything else (parameters loaded there when `load_in_loop`)
     let in_loop: Vec<bool> = (0..count).map(|i| !invariant[i] || in_loop_param(i)).collect();
-    let opts = Options { math: resolve_math(opts.math, k, &in_loop) };
+    let opts = Options { math: resolve_math(opts.math, k, &in_loop), ..opts };
     if k.body.insts.iter().any(|i| matrix_operands(i).is_some()) {
         let io = TileIo { rows, n, params, out, grad };
         tiled(module, &mut b, &mut imports, k, prec, opts, io, &in_loop, vals)?;

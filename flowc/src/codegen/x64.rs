@@ -1,0 +1,882 @@
+//! The AVX-512 translator: kernels whose work per row is plain arithmetic (+ − × ÷, √, neg,
+//! abs, ifpos) and sums of logarithms ([`Inst::LogProd`]) become x86-64 machine code running
+//! 8 f64 (16 f32) rows per instruction. Cranelift lowers 128-bit vectors only (2 f64 rows);
+//! kernels this translator does not take are left to it ([`emit`] says why).
+//!
+//! The function has the kernel ABI of [`super::clif::emit`] except that its parameter pointer
+//! points at the parameters followed by the kernel's uniform values ([`Native::uniforms_f64`]):
+//! the values of instructions depending on parameters alone, computed once per call on the host
+//! with the interpreter's scalar functions (as the Cranelift backend computes them before its
+//! row loop), then the constants and index vectors the code reads. Uniform values are read as
+//! broadcast memory operands and take no register.
+//!
+//! Register allocation is one pass over the straight-line row body: a value gets one of 24
+//! registers where it is defined; when none is free, the value whose next use is furthest away
+//! is stored to the stack (Belady's choice) and read from there as a memory operand. Eight
+//! registers are scratch space of single instructions. Rows are gathered from the row-major
+//! input and the last block of a batch runs under a lane mask, so nothing past the buffers is
+//! read or written.
+//!
+//! Arithmetic is exact IEEE per lane, as in the Cranelift code and the interpreter (no fused
+//! multiply-adds are formed). `LogProd` splits every term into mantissa and exponent
+//! (`vgetmant`, `vgetexp`: exact for every positive finite number, subnormals included),
+//! multiplies the mantissas, and takes one logarithm (the polynomial of
+//! [`super::vmath`]); lanes with a term outside (0, ∞) get the exact −∞, +∞ or NaN.
+
+use super::clif::{Float, Unsupported};
+use super::vmath::{LN2_HI, LN2_HI_F32, LN2_LO, LN2_LO_F32, LOG_R_F32, LOG_R_F64};
+use crate::ir::{eval, Math};
+use crate::lower::{Inst, Kernel, Kind, Value};
+use iced_x86::code_asm::*;
+use std::collections::HashMap;
+
+/// Registers the allocator hands out (zmm0 ..).
+const ALLOC: usize = 24;
+const ZMM: [AsmRegisterZmm; 32] = [
+    zmm0, zmm1, zmm2, zmm3, zmm4, zmm5, zmm6, zmm7, zmm8, zmm9, zmm10, zmm11, zmm12, zmm13, zmm14, zmm15, zmm16, zmm17, zmm18,
+    zmm19, zmm20, zmm21, zmm22, zmm23, zmm24, zmm25, zmm26, zmm27, zmm28, zmm29, zmm30, zmm31,
+];
+// scratch registers of single instructions
+const E: AsmRegisterZmm = zmm24;
+const NUM: AsmRegisterZmm = zmm25;
+const DEN: AsmRegisterZmm = zmm26;
+const T1: AsmRegisterZmm = zmm27;
+const T2: AsmRegisterZmm = zmm28;
+const RES: AsmRegisterZmm = zmm29;
+const SB: AsmRegisterZmm = zmm30;
+const SA: AsmRegisterZmm = zmm31;
+/// vcmp predicates: greater than / less than, ordered, quiet.
+const GT_OQ: i32 = 0x1e;
+const LT_OQ: i32 = 0x11;
+/// Mantissa products are renormalized after this many factors (each in [1, 2)).
+const RENORM_F64: usize = 500;
+const RENORM_F32: usize = 60;
+
+/// What the CPU must have: AVX-512F, and BMI2 for the tail mask.
+pub fn host_supported() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("bmi2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// One element of the uniform buffer past the parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Slot {
+    /// The value of a uniform instruction.
+    Value(Value),
+    /// A constant, as the bits of one element.
+    Bits(u64),
+}
+
+/// A translated kernel: machine code (position independent, no relocations) and how to fill
+/// the buffer its parameter pointer reads.
+#[derive(Debug, Clone)]
+pub struct Native {
+    pub code: Vec<u8>,
+    pub precision: Float,
+    /// Rows per loop iteration.
+    pub lanes: usize,
+    /// Values of the row body stored to the stack at some point.
+    pub spilled: usize,
+    param_len: usize,
+    /// The kernel's uniform instructions, in order (arguments through `Detach` resolved).
+    uniform: Vec<(Value, Inst)>,
+    values: usize,
+    slots: Vec<Slot>,
+}
+
+impl Native {
+    /// The parameters followed by the uniform values and constants (f64 kernels).
+    pub fn uniforms_f64(&self, params: &[f64]) -> Vec<f64> {
+        let mut vals = vec![0.0f64; self.values];
+        for (i, inst) in &self.uniform {
+            vals[*i] = match inst {
+                Inst::Param(j) => params[*j],
+                Inst::Const(c) => *c,
+                Inst::Op(m, args) => eval::apply(m, &args.iter().map(|a| vals[*a]).collect::<Vec<_>>()),
+                _ => unreachable!("uniform instructions are params, constants and ops"),
+            };
+        }
+        let mut buf = Vec::with_capacity(self.param_len + self.slots.len());
+        buf.extend_from_slice(params);
+        buf.extend(self.slots.iter().map(|s| match s {
+            Slot::Value(v) => vals[*v],
+            Slot::Bits(b) => f64::from_bits(*b),
+        }));
+        buf
+    }
+
+    /// [`Native::uniforms_f64`] for f32 kernels (the interpreter's f32 semantics).
+    pub fn uniforms_f32(&self, params: &[f32]) -> Vec<f32> {
+        let mut vals = vec![0.0f32; self.values];
+        for (i, inst) in &self.uniform {
+            vals[*i] = match inst {
+                Inst::Param(j) => params[*j],
+                Inst::Const(c) => *c as f32,
+                Inst::Op(Math::IfPos(_), args) => {
+                    if vals[args[0]] > 0.0 {
+                        vals[args[1]]
+                    } else {
+                        vals[args[2]]
+                    }
+                }
+                Inst::Op(m, args) => eval::apply_f32(m, &args.iter().map(|a| vals[*a]).collect::<Vec<_>>()),
+                _ => unreachable!("uniform instructions are params, constants and ops"),
+            };
+        }
+        let mut buf = Vec::with_capacity(self.param_len + self.slots.len());
+        buf.extend_from_slice(params);
+        buf.extend(self.slots.iter().map(|s| match s {
+            Slot::Value(v) => vals[*v],
+            Slot::Bits(b) => f32::from_bits(*b as u32),
+        }));
+        buf
+    }
+
+    /// One line on what was generated.
+    pub fn summary(&self) -> String {
+        format!(
+            "; AVX-512 x86-64 code: {} bytes, {} rows per iteration, {} values spilled, {} uniform values",
+            self.code.len(),
+            self.lanes,
+            self.spilled,
+            self.slots.len()
+        )
+    }
+}
+
+fn unsupported(what: impl Into<String>) -> Unsupported {
+    Unsupported(format!("not for the AVX-512 backend: {}", what.into()))
+}
+
+fn asm(e: IcedError) -> Unsupported {
+    Unsupported(format!("x86-64 encoder: {e}"))
+}
+
+/// Translates `k`, or says why it is left to Cranelift.
+pub fn emit(k: &Kernel, prec: Float) -> Result<Native, Unsupported> {
+    if k.kind == Kind::Gradient {
+        return Err(unsupported("gradient kernels"));
+    }
+    if k.dim == 0 || k.outputs.is_empty() {
+        return Err(unsupported("kernels without inputs or outputs"));
+    }
+    let insts = &k.body.insts;
+    let n = insts.len();
+    let mut rep: Vec<Value> = (0..n).collect();
+    let mut uniform = vec![false; n];
+    for (i, inst) in insts.iter().enumerate() {
+        match inst {
+            Inst::Detach(v) => {
+                rep[i] = rep[*v];
+                uniform[i] = uniform[rep[*v]];
+            }
+            Inst::Param(_) | Inst::Const(_) => uniform[i] = true,
+            Inst::Op(_, args) => uniform[i] = args.iter().all(|a| uniform[rep[*a]]),
+            _ => {}
+        }
+    }
+    let mut body = Vec::new();
+    for (i, inst) in insts.iter().enumerate() {
+        if uniform[i] || matches!(inst, Inst::Detach(_)) {
+            continue;
+        }
+        match inst {
+            Inst::Input(_) | Inst::LogProd { .. } => {}
+            Inst::Op(Math::Add(_) | Math::Sub(_) | Math::Mul(_) | Math::Div(_) | Math::Neg(_) | Math::Sqrt(_) | Math::Abs(_) | Math::IfPos(_), _) => {}
+            Inst::Op(m, _) => return Err(unsupported(format!("`{m}` of row values"))),
+            other => return Err(unsupported(format!("{}", inst_name(other)))),
+        }
+        body.push(i);
+    }
+    let uniform_insts: Vec<(Value, Inst)> = insts
+        .iter()
+        .enumerate()
+        .filter(|(i, inst)| uniform[*i] && !matches!(inst, Inst::Detach(_)))
+        .map(|(i, inst)| {
+            let inst = match inst {
+                Inst::Op(m, args) => Inst::Op(m.clone(), args.iter().map(|a| rep[*a]).collect()),
+                other => other.clone(),
+            };
+            (i, inst)
+        })
+        .collect();
+    let plan = Plan { k, prec, rep, uniform, body };
+    // twice: the first pass counts the stack slots the prologue reserves
+    let first = plan.generate(0)?;
+    let out = plan.generate(first.spilled)?;
+    debug_assert_eq!(first.spilled, out.spilled);
+    Ok(Native {
+        code: out.code,
+        precision: prec,
+        lanes: plan.lanes(),
+        spilled: out.spilled,
+        param_len: k.param_len(),
+        uniform: uniform_insts,
+        values: n,
+        slots: out.slots,
+    })
+}
+
+fn inst_name(inst: &Inst) -> &'static str {
+    match inst {
+        Inst::Dense { .. } => "dense products",
+        Inst::Part(..) => "tuple parts",
+        Inst::Spline { .. } => "splines",
+        Inst::RootFind { .. } => "numeric inverses",
+        Inst::Seed | Inst::DenseT { .. } | Inst::AccumDense { .. } | Inst::Accum { .. } => "gradients",
+        Inst::LogAbsDet { .. } => "log|det| of row matrices",
+        _ => "this instruction",
+    }
+}
+
+struct Plan<'k> {
+    k: &'k Kernel,
+    prec: Float,
+    rep: Vec<Value>,
+    uniform: Vec<bool>,
+    /// Row instructions, in order.
+    body: Vec<Value>,
+}
+
+struct Generated {
+    code: Vec<u8>,
+    spilled: usize,
+    slots: Vec<Slot>,
+}
+
+/// A source operand: a register, or memory (a stack slot, or a broadcast uniform).
+#[derive(Clone, Copy)]
+enum Opd {
+    R(AsmRegisterZmm),
+    M(AsmMemoryOperand),
+}
+
+impl<'k> Plan<'k> {
+    fn lanes(&self) -> usize {
+        match self.prec {
+            Float::F64 => 8,
+            Float::F32 => 16,
+        }
+    }
+
+    /// The function: a loop over blocks of `COPIES` vectors of rows (their instructions
+    /// interleaved, so that one block's dependency chains overlap), then one vector at a time
+    /// under the lane mask for the rows left. `frame_slots` stack slots are reserved.
+    fn generate(&self, frame_slots: usize) -> Result<Generated, Unsupported> {
+        let mut g = Gen {
+            a: CodeAssembler::new(64).map_err(asm)?,
+            f64: self.prec == Float::F64,
+            esize: self.prec.bytes() as i32,
+            param_len: self.k.param_len(),
+            slots: Vec::new(),
+            slot_of: HashMap::new(),
+            rep: &self.rep,
+            uniform: &self.uniform,
+            insts: &self.k.body.insts,
+            al: Alloc::default(),
+        };
+        let lanes = self.lanes();
+        let dim = self.k.dim;
+        let outs = self.k.outputs.len();
+        let ebytes = g.esize as usize;
+        let in_idx = g.index_vector(lanes, dim);
+        let out_idx = if outs > 1 { Some(g.index_vector(lanes, outs)) } else { None };
+        let io = Io { in_idx, out_idx, in_step: (lanes * dim * ebytes) as i32, out_step: (lanes * outs * ebytes) as i32 };
+
+        // rdi rows, rsi n, rdx uniforms, rcx out; r8 row index, r10 row pointer, r11 out pointer
+        let a = &mut g.a;
+        a.push(rbp).map_err(asm)?;
+        a.mov(rbp, rsp).map_err(asm)?;
+        if frame_slots > 0 {
+            a.sub(rsp, (frame_slots * 64) as i32).map_err(asm)?;
+        }
+        a.and(rsp, -64).map_err(asm)?;
+        a.mov(r10, rdi).map_err(asm)?;
+        a.mov(r11, rcx).map_err(asm)?;
+        a.xor(r8d, r8d).map_err(asm)?;
+        a.kxnorw(k7, k7, k7).map_err(asm)?;
+        let mut wide = a.create_label();
+        let mut tail = a.create_label();
+        let mut done = a.create_label();
+        let mut full = a.create_label();
+        let block = COPIES * lanes;
+        a.set_label(&mut wide).map_err(asm)?;
+        a.mov(rax, rsi).map_err(asm)?;
+        a.sub(rax, r8).map_err(asm)?;
+        a.cmp(rax, block as i32).map_err(asm)?;
+        a.jb(tail).map_err(asm)?;
+        self.body(&mut g, COPIES, &io)?;
+        let mut spilled = g.al.stacked;
+        let a = &mut g.a;
+        a.add(r8, block as i32).map_err(asm)?;
+        a.add(r10, COPIES as i32 * io.in_step).map_err(asm)?;
+        a.add(r11, COPIES as i32 * io.out_step).map_err(asm)?;
+        a.jmp(wide).map_err(asm)?;
+
+        a.set_label(&mut tail).map_err(asm)?;
+        a.cmp(r8, rsi).map_err(asm)?;
+        a.jae(done).map_err(asm)?;
+        a.mov(rax, rsi).map_err(asm)?;
+        a.sub(rax, r8).map_err(asm)?;
+        a.mov(r9d, ((1u32 << lanes) - 1) as i32).map_err(asm)?;
+        a.cmp(rax, lanes as i32).map_err(asm)?;
+        a.jae(full).map_err(asm)?;
+        a.bzhi(r9d, r9d, eax).map_err(asm)?;
+        a.set_label(&mut full).map_err(asm)?;
+        a.kmovw(k7, r9d).map_err(asm)?;
+        self.body(&mut g, 1, &io)?;
+        spilled = spilled.max(g.al.stacked);
+        let a = &mut g.a;
+        a.add(r8, lanes as i32).map_err(asm)?;
+        a.add(r10, io.in_step).map_err(asm)?;
+        a.add(r11, io.out_step).map_err(asm)?;
+        a.jmp(tail).map_err(asm)?;
+
+        a.set_label(&mut done).map_err(asm)?;
+        a.vzeroupper().map_err(asm)?;
+        a.mov(rsp, rbp).map_err(asm)?;
+        a.pop(rbp).map_err(asm)?;
+        a.ret().map_err(asm)?;
+        let code = g.a.assemble(0).map_err(asm)?;
+        Ok(Generated { code, spilled, slots: g.slots })
+    }
+
+    /// One pass over the row body for `copies` vectors of rows (r10, r11 at the first).
+    fn body(&self, g: &mut Gen, copies: usize, io: &Io) -> Result<(), Unsupported> {
+        let n = self.k.body.insts.len();
+        let end = self.body.len();
+        let mut uses: Vec<Vec<usize>> = vec![Vec::new(); n * copies];
+        for (t, &i) in self.body.iter().enumerate() {
+            for a in self.k.body.insts[i].args() {
+                let a = self.rep[a];
+                if self.uniform[a] {
+                    continue;
+                }
+                for u in 0..copies {
+                    let pos = t * copies + u;
+                    let list = &mut uses[a * copies + u];
+                    if list.last() != Some(&pos) {
+                        list.push(pos);
+                    }
+                }
+            }
+        }
+        for o in &self.k.outputs {
+            let o = self.rep[*o];
+            if self.uniform[o] {
+                continue;
+            }
+            for u in 0..copies {
+                let pos = end * copies + u;
+                let list = &mut uses[o * copies + u];
+                if list.last() != Some(&pos) {
+                    list.push(pos);
+                }
+            }
+        }
+        g.al = Alloc { copies, reg: vec![None; n * copies], holder: [None; ALLOC], stack: vec![None; n * copies], stacked: 0, next: vec![0; n * copies], uses, u: 0, pos: 0 };
+        for (t, &i) in self.body.iter().enumerate() {
+            for u in 0..copies {
+                g.al.u = u;
+                g.al.pos = t * copies + u;
+                g.instruction(i, io)?;
+            }
+        }
+        for u in 0..copies {
+            g.al.u = u;
+            for (o, v) in self.k.outputs.iter().enumerate() {
+                let x = g.in_reg(*v, SA)?;
+                g.store_output(x, o, io)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Vectors of rows interleaved per iteration of the main loop.
+const COPIES: usize = 4;
+
+/// Where rows come from and results go: index vectors (uniform slots) and the byte distance
+/// between consecutive vectors of rows.
+struct Io {
+    in_idx: usize,
+    out_idx: Option<usize>,
+    in_step: i32,
+    out_step: i32,
+}
+
+/// Register allocation state of one body pass. Values are numbered `value·copies + copy`.
+#[derive(Default)]
+struct Alloc {
+    copies: usize,
+    /// The register holding each value.
+    reg: Vec<Option<usize>>,
+    holder: [Option<usize>; ALLOC],
+    /// The stack slot of each value stored there.
+    stack: Vec<Option<usize>>,
+    stacked: usize,
+    /// Body positions reading each value (the output stage last), and how many have passed.
+    uses: Vec<Vec<usize>>,
+    next: Vec<usize>,
+    /// The copy being emitted and its position in the body.
+    u: usize,
+    pos: usize,
+}
+
+struct Gen<'p> {
+    a: CodeAssembler,
+    f64: bool,
+    /// Bytes per element.
+    esize: i32,
+    param_len: usize,
+    slots: Vec<Slot>,
+    slot_of: HashMap<SlotKey, usize>,
+    rep: &'p [Value],
+    uniform: &'p [bool],
+    insts: &'p [Inst],
+    al: Alloc,
+}
+
+#[derive(Hash, PartialEq, Eq)]
+enum SlotKey {
+    Value(Value),
+    Bits(u64),
+}
+
+macro_rules! pick {
+    ($g:expr, $pd:ident, $ps:ident, $($arg:expr),*) => {
+        if $g.f64 { $g.a.$pd($($arg),*) } else { $g.a.$ps($($arg),*) }
+    };
+}
+
+/// `op dst, x, opd` in the kernel's precision.
+macro_rules! binop {
+    ($g:expr, $pd:ident, $ps:ident, $d:expr, $x:expr, $o:expr) => {
+        match $o {
+            Opd::R(r) => pick!($g, $pd, $ps, $d, $x, r),
+            Opd::M(m) => pick!($g, $pd, $ps, $d, $x, m),
+        }
+        .map_err(asm)
+    };
+}
+
+impl<'p> Gen<'p> {
+    // ---- the uniform buffer ----
+
+    fn uniform_index(&mut self, v: Value) -> usize {
+        if let Inst::Param(j) = self.insts[v] {
+            return j;
+        }
+        let key = match self.insts[v] {
+            Inst::Const(c) => SlotKey::Bits(self.const_bits(c)),
+            _ => SlotKey::Value(v),
+        };
+        if let Some(s) = self.slot_of.get(&key) {
+            return *s;
+        }
+        let s = self.param_len + self.slots.len();
+        self.slots.push(match key {
+            SlotKey::Value(v) => Slot::Value(v),
+            SlotKey::Bits(b) => Slot::Bits(b),
+        });
+        self.slot_of.insert(key, s);
+        s
+    }
+
+    fn const_bits(&self, c: f64) -> u64 {
+        if self.f64 {
+            c.to_bits()
+        } else {
+            (c as f32).to_bits() as u64
+        }
+    }
+
+    fn const_index(&mut self, bits: u64) -> usize {
+        if let Some(s) = self.slot_of.get(&SlotKey::Bits(bits)) {
+            return *s;
+        }
+        let s = self.param_len + self.slots.len();
+        self.slots.push(Slot::Bits(bits));
+        self.slot_of.insert(SlotKey::Bits(bits), s);
+        s
+    }
+
+    /// Lane l's element offset l·stride, one vector (qwords in f64, dwords in f32).
+    fn index_vector(&mut self, lanes: usize, stride: usize) -> usize {
+        let s = self.param_len + self.slots.len();
+        self.slots.extend((0..lanes).map(|l| Slot::Bits((l * stride) as u64)));
+        s
+    }
+
+    fn element(&self, index: usize) -> AsmMemoryOperand {
+        let off = (index as i64 * self.esize as i64) as i32;
+        rdx + off
+    }
+
+    fn bcst(&self, index: usize) -> AsmMemoryOperand {
+        if self.f64 {
+            qword_bcst(self.element(index))
+        } else {
+            dword_bcst(self.element(index))
+        }
+    }
+
+    /// A constant as a broadcast operand.
+    fn c(&mut self, x: f64) -> Opd {
+        let b = self.const_bits(x);
+        let s = self.const_index(b);
+        Opd::M(self.bcst(s))
+    }
+
+    /// A bit pattern (a float's) as a broadcast operand.
+    fn bits(&mut self, f64_bits: u64, f32_bits: u32) -> Opd {
+        let s = self.const_index(if self.f64 { f64_bits } else { f32_bits as u64 });
+        Opd::M(self.bcst(s))
+    }
+
+    // ---- registers ----
+
+    fn spill_slot(s: usize) -> AsmMemoryOperand {
+        zmmword_ptr(rsp + (s * 64) as i32)
+    }
+
+    /// The allocator's number of value `v` (resolved) in the current copy.
+    fn vid(&self, v: Value) -> usize {
+        v * self.al.copies + self.al.u
+    }
+
+    /// Where `v` is, for a last source operand.
+    fn opd(&mut self, v: Value) -> Opd {
+        let v = self.rep[v];
+        if self.uniform[v] {
+            let s = self.uniform_index(v);
+            return Opd::M(self.bcst(s));
+        }
+        let id = self.vid(v);
+        if let Some(r) = self.al.reg[id] {
+            return Opd::R(ZMM[r]);
+        }
+        Opd::M(Self::spill_slot(self.al.stack[id].expect("a value not in a register is on the stack")))
+    }
+
+    /// `v` in a register: its own, or loaded into `scratch`.
+    fn in_reg(&mut self, v: Value, scratch: AsmRegisterZmm) -> Result<AsmRegisterZmm, Unsupported> {
+        let v = self.rep[v];
+        if self.uniform[v] {
+            let s = self.uniform_index(v);
+            let m = self.element(s);
+            if self.f64 {
+                self.a.vbroadcastsd(scratch, qword_ptr(m)).map_err(asm)?;
+            } else {
+                self.a.vbroadcastss(scratch, dword_ptr(m)).map_err(asm)?;
+            }
+            return Ok(scratch);
+        }
+        match self.opd(v) {
+            Opd::R(r) => Ok(r),
+            Opd::M(m) => {
+                pick!(self, vmovapd, vmovaps, scratch, m).map_err(asm)?;
+                Ok(scratch)
+            }
+        }
+    }
+
+    fn next_use(&self, id: usize) -> usize {
+        self.al.uses[id].get(self.al.next[id]).copied().unwrap_or(usize::MAX)
+    }
+
+    /// After the current instruction: values it read for the last time free their registers.
+    fn advance(&mut self, args: &[Value]) {
+        let pos = self.al.pos;
+        for &a in args {
+            let a = self.rep[a];
+            if self.uniform[a] {
+                continue;
+            }
+            let id = self.vid(a);
+            let state = &mut self.al;
+            while state.uses[id].get(state.next[id]).is_some_and(|u| *u <= pos) {
+                state.next[id] += 1;
+            }
+            if state.next[id] >= state.uses[id].len() {
+                if let Some(r) = state.reg[id].take() {
+                    state.holder[r] = None;
+                }
+            }
+        }
+    }
+
+    /// A register for the new value `v` of the current copy (a free one, or the one whose
+    /// value is needed last, that value stored to the stack first).
+    fn define(&mut self, v: Value) -> Result<AsmRegisterZmm, Unsupported> {
+        let id = self.vid(v);
+        let r = match self.al.holder.iter().position(|h| h.is_none()) {
+            Some(r) => r,
+            None => {
+                let r = (0..ALLOC).max_by_key(|r| self.next_use(self.al.holder[*r].expect("all held"))).expect("registers");
+                let w = self.al.holder[r].expect("held");
+                if self.al.stack[w].is_none() {
+                    let s = self.al.stacked;
+                    self.al.stack[w] = Some(s);
+                    self.al.stacked += 1;
+                    pick!(self, vmovapd, vmovaps, Self::spill_slot(s), ZMM[r]).map_err(asm)?;
+                }
+                self.al.reg[w] = None;
+                r
+            }
+        };
+        if self.al.uses[id].is_empty() {
+            // computed for nothing (kept for the program's shape): a register for one instruction
+            self.al.holder[r] = None;
+        } else {
+            self.al.holder[r] = Some(id);
+            self.al.reg[id] = Some(r);
+        }
+        Ok(ZMM[r])
+    }
+
+    // ---- instructions ----
+
+    fn instruction(&mut self, i: Value, io: &Io) -> Result<(), Unsupported> {
+        let inst = &self.insts[i];
+        let args = inst.args();
+        match inst {
+            Inst::Input(c) => {
+                let d = self.define(i)?;
+                self.load_input(d, *c, io)?;
+            }
+            Inst::Op(m, _) => self.op(i, m, &args)?,
+            Inst::LogProd { terms, scale } => {
+                let terms = terms.clone();
+                self.log_prod(&terms, *scale)?;
+                self.advance(&args);
+                let d = self.define(i)?;
+                pick!(self, vmovapd, vmovaps, d, RES).map_err(asm)?;
+            }
+            _ => unreachable!("checked by emit"),
+        }
+        Ok(())
+    }
+
+    /// Coordinate `c` of the current copy's rows (a masked gather: lanes past the end read
+    /// nothing).
+    fn load_input(&mut self, d: AsmRegisterZmm, c: usize, io: &Io) -> Result<(), Unsupported> {
+        let off = c as i32 * self.esize + self.al.u as i32 * io.in_step;
+        let idx = self.element(io.in_idx);
+        let a = &mut self.a;
+        a.vpxorq(d, d, d).map_err(asm)?;
+        a.kmovw(k1, k7).map_err(asm)?;
+        if self.f64 {
+            a.vmovdqu64(SA, zmmword_ptr(idx)).map_err(asm)?;
+            a.vgatherqpd(d.k1(), zmmword_ptr(r10 + SA * 8 + off)).map_err(asm)?;
+        } else {
+            a.vmovdqu32(SA, zmmword_ptr(idx)).map_err(asm)?;
+            a.vgatherdps(d.k1(), zmmword_ptr(r10 + SA * 4 + off)).map_err(asm)?;
+        }
+        Ok(())
+    }
+
+    /// Output `o` of the current copy's rows (masked).
+    fn store_output(&mut self, x: AsmRegisterZmm, o: usize, io: &Io) -> Result<(), Unsupported> {
+        let base = self.al.u as i32 * io.out_step;
+        match io.out_idx {
+            None => pick!(self, vmovupd, vmovups, zmmword_ptr(r11 + base).k7(), x).map_err(asm),
+            Some(idx) => {
+                let off = base + o as i32 * self.esize;
+                let idx = self.element(idx);
+                let a = &mut self.a;
+                a.kmovw(k1, k7).map_err(asm)?;
+                if self.f64 {
+                    a.vmovdqu64(SB, zmmword_ptr(idx)).map_err(asm)?;
+                    a.vscatterqpd(zmmword_ptr(r11 + SB * 8 + off).k1(), x).map_err(asm)
+                } else {
+                    a.vmovdqu32(SB, zmmword_ptr(idx)).map_err(asm)?;
+                    a.vscatterdps(zmmword_ptr(r11 + SB * 4 + off).k1(), x).map_err(asm)
+                }
+            }
+        }
+    }
+
+    fn op(&mut self, i: Value, m: &Math, args: &[Value]) -> Result<(), Unsupported> {
+        let uni = |g: &Self, v: Value| g.uniform[g.rep[v]];
+        match m {
+            Math::Add(_) | Math::Mul(_) | Math::Sub(_) | Math::Div(_) => {
+                let (mut x, mut y) = (args[0], args[1]);
+                if matches!(m, Math::Add(_) | Math::Mul(_)) && uni(self, x) && !uni(self, y) {
+                    std::mem::swap(&mut x, &mut y);
+                }
+                let rx = self.in_reg(x, SA)?;
+                let oy = self.opd(y);
+                self.advance(args);
+                let d = self.define(i)?;
+                match m {
+                    Math::Add(_) => binop!(self, vaddpd, vaddps, d, rx, oy),
+                    Math::Sub(_) => binop!(self, vsubpd, vsubps, d, rx, oy),
+                    Math::Mul(_) => binop!(self, vmulpd, vmulps, d, rx, oy),
+                    _ => binop!(self, vdivpd, vdivps, d, rx, oy),
+                }?;
+            }
+            Math::Neg(_) | Math::Abs(_) => {
+                let rx = self.in_reg(args[0], SA)?;
+                let neg = matches!(m, Math::Neg(_));
+                let mask = if neg { self.bits(1 << 63, 1 << 31) } else { self.bits(!(1 << 63), !(1 << 31)) };
+                self.advance(args);
+                let d = self.define(i)?;
+                if neg {
+                    binop!(self, vpxorq, vpxord, d, rx, mask)?;
+                } else {
+                    binop!(self, vpandq, vpandd, d, rx, mask)?;
+                }
+            }
+            Math::Sqrt(_) => {
+                let ox = self.opd(args[0]);
+                self.advance(args);
+                let d = self.define(i)?;
+                match ox {
+                    Opd::R(r) => pick!(self, vsqrtpd, vsqrtps, d, r),
+                    Opd::M(mm) => pick!(self, vsqrtpd, vsqrtps, d, mm),
+                }
+                .map_err(asm)?;
+            }
+            Math::IfPos(_) => {
+                let rc = self.in_reg(args[0], SA)?;
+                let zero = self.c(0.0);
+                self.cmp(k2, rc, zero, GT_OQ)?;
+                let rb = self.in_reg(args[2], SB)?;
+                let oa = self.opd(args[1]);
+                self.advance(args);
+                let d = self.define(i)?;
+                binop!(self, vblendmpd, vblendmps, d.k2(), rb, oa)?;
+            }
+            _ => unreachable!("checked by emit"),
+        }
+        Ok(())
+    }
+
+    fn cmp(&mut self, k: AsmRegisterK, x: AsmRegisterZmm, o: Opd, pred: i32) -> Result<(), Unsupported> {
+        match o {
+            Opd::R(r) => pick!(self, vcmppd, vcmpps, k, x, r, pred),
+            Opd::M(m) => pick!(self, vcmppd, vcmpps, k, x, m, pred),
+        }
+        .map_err(asm)
+    }
+
+    fn set(&mut self, d: AsmRegisterZmm, x: f64) -> Result<(), Unsupported> {
+        let b = self.const_bits(x);
+        let s = self.const_index(b);
+        let m = self.element(s);
+        if self.f64 {
+            self.a.vbroadcastsd(d, qword_ptr(m)).map_err(asm)
+        } else {
+            self.a.vbroadcastss(d, dword_ptr(m)).map_err(asm)
+        }
+    }
+
+    /// scale·Σ p·ln(a) into RES: Σ p·ln(a) = ln(Π mant(a)^p) + ln2·Σ p·exp(a), lanes with a term
+    /// outside (0, ∞) then replaced by scale·Σ p·(exp(a) + √min(a, 0)) (−∞ at 0, +∞ at ∞, NaN
+    /// below 0 and at NaN, combined as the sum of logarithms combines them).
+    fn log_prod(&mut self, terms: &[(Value, i32)], scale: f64) -> Result<(), Unsupported> {
+        let terms: Vec<(Value, i32)> = terms.iter().copied().filter(|(_, p)| *p != 0).collect();
+        if terms.is_empty() {
+            return self.a.vpxorq(RES, RES, RES).map_err(asm);
+        }
+        let limit = if self.f64 { RENORM_F64 } else { RENORM_F32 };
+        self.set(NUM, 1.0)?;
+        self.set(DEN, 1.0)?;
+        self.a.vpxorq(E, E, E).map_err(asm)?;
+        self.a.kxnorw(k5, k5, k5).map_err(asm)?;
+        let (mut in_num, mut in_den) = (0usize, 0usize);
+        let zero = self.c(0.0);
+        let inf = self.c(f64::INFINITY);
+        for &(v, p) in &terms {
+            let ra = self.in_reg(v, T2)?;
+            self.cmp(k3, ra, zero, GT_OQ)?;
+            self.cmp(k4, ra, inf, LT_OQ)?;
+            self.a.kandw(k3, k3, k4).map_err(asm)?;
+            self.a.kandw(k5, k5, k3).map_err(asm)?;
+            pick!(self, vgetexppd, vgetexpps, T1, ra).map_err(asm)?;
+            let pc = self.c(p as f64);
+            binop!(self, vfmadd231pd, vfmadd231ps, E, T1, pc)?;
+            pick!(self, vgetmantpd, vgetmantps, T1, ra, 0i32).map_err(asm)?;
+            for _ in 0..p.unsigned_abs() {
+                let (acc, count, sign) = if p > 0 { (NUM, &mut in_num, 1.0) } else { (DEN, &mut in_den, -1.0) };
+                *count += 1;
+                let renorm = *count >= limit;
+                if renorm {
+                    *count = 1;
+                }
+                binop!(self, vmulpd, vmulps, acc, acc, Opd::R(T1))?;
+                if renorm {
+                    pick!(self, vgetexppd, vgetexpps, SB, acc).map_err(asm)?;
+                    if sign > 0.0 {
+                        binop!(self, vaddpd, vaddps, E, E, Opd::R(SB))?;
+                    } else {
+                        binop!(self, vsubpd, vsubps, E, E, Opd::R(SB))?;
+                    }
+                    pick!(self, vgetmantpd, vgetmantps, acc, acc, 0i32).map_err(asm)?;
+                }
+            }
+        }
+        // ln(num/den) + E·ln2, the ratio as 2^e·m with m in [√½, √2)
+        binop!(self, vdivpd, vdivps, NUM, NUM, Opd::R(DEN))?;
+        pick!(self, vgetexppd, vgetexpps, T1, NUM).map_err(asm)?;
+        binop!(self, vaddpd, vaddps, E, E, Opd::R(T1))?;
+        pick!(self, vgetmantpd, vgetmantps, NUM, NUM, 0i32).map_err(asm)?;
+        let sqrt2 = self.c(std::f64::consts::SQRT_2);
+        self.cmp(k3, NUM, sqrt2, GT_OQ)?;
+        let half = self.c(0.5);
+        binop!(self, vmulpd, vmulps, NUM.k3(), NUM, half)?;
+        let one = self.c(1.0);
+        binop!(self, vaddpd, vaddps, E.k3(), E, one)?;
+        // ln m = f − s·(f − R), s = f/(2 + f), R = z·P(z), z = s² (vmath's log)
+        binop!(self, vsubpd, vsubps, T1, NUM, one)?;
+        let two = self.c(2.0);
+        binop!(self, vaddpd, vaddps, T2, T1, two)?;
+        binop!(self, vdivpd, vdivps, T2, T1, Opd::R(T2))?;
+        binop!(self, vmulpd, vmulps, DEN, T2, Opd::R(T2))?;
+        let coef: &[f64] = if self.f64 { &LOG_R_F64 } else { &LOG_R_F32 };
+        self.set(RES, coef[coef.len() - 1])?;
+        for &ci in coef[..coef.len() - 1].iter().rev() {
+            let c = self.c(ci);
+            binop!(self, vfmadd213pd, vfmadd213ps, RES, DEN, c)?;
+        }
+        binop!(self, vmulpd, vmulps, RES, RES, Opd::R(DEN))?;
+        binop!(self, vsubpd, vsubps, RES, RES, Opd::R(T1))?;
+        binop!(self, vfmadd213pd, vfmadd213ps, RES, T2, Opd::R(T1))?;
+        let (hi, lo) = if self.f64 { (LN2_HI, LN2_LO) } else { (LN2_HI_F32 as f64, LN2_LO_F32 as f64) };
+        let lo = self.c(lo);
+        binop!(self, vfmadd231pd, vfmadd231ps, RES, E, lo)?;
+        let hi = self.c(hi);
+        binop!(self, vfmadd231pd, vfmadd231ps, RES, E, hi)?;
+        let sc = self.c(scale);
+        binop!(self, vmulpd, vmulps, RES, RES, sc)?;
+        // lanes of this block with a term outside (0, ∞)
+        let mut normal = self.a.create_label();
+        self.a.kandw(k6, k5, k7).map_err(asm)?;
+        self.a.kmovw(eax, k6).map_err(asm)?;
+        self.a.kmovw(r9d, k7).map_err(asm)?;
+        self.a.cmp(eax, r9d).map_err(asm)?;
+        self.a.je(normal).map_err(asm)?;
+        self.a.vpxorq(T1, T1, T1).map_err(asm)?;
+        for &(v, p) in &terms {
+            let ra = self.in_reg(v, T2)?;
+            binop!(self, vminpd, vminps, SB, ra, zero)?;
+            pick!(self, vsqrtpd, vsqrtps, SB, SB).map_err(asm)?;
+            pick!(self, vgetexppd, vgetexpps, DEN, ra).map_err(asm)?;
+            binop!(self, vaddpd, vaddps, SB, SB, Opd::R(DEN))?;
+            let pc = self.c(p as f64);
+            binop!(self, vfmadd231pd, vfmadd231ps, T1, SB, pc)?;
+        }
+        binop!(self, vmulpd, vmulps, T1, T1, sc)?;
+        self.a.knotw(k6, k5).map_err(asm)?;
+        pick!(self, vmovapd, vmovaps, RES.k6(), T1).map_err(asm)?;
+        self.a.set_label(&mut normal).map_err(asm)?;
+        Ok(())
+    }
+}

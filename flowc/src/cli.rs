@@ -130,7 +130,7 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "log-prob")]
         kernel: BenchKernel,
     },
-    /// Print generated code: the backend-neutral kernels, Cranelift IR, or Rust.
+    /// Print generated code: the backend-neutral kernels, Cranelift IR, Rust, or AVX-512 code.
     Emit {
         file: PathBuf,
         #[arg(long)]
@@ -278,6 +278,8 @@ pub enum Target {
     Clif,
     /// Rust source, as `flow! { ... }` expands to (a flow's struct, or a bijector's type).
     Rust,
+    /// The AVX-512 x86-64 code of the kernels the AVX-512 backend takes (disassembled).
+    Asm,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -484,6 +486,10 @@ pub fn run(cli: Cli) -> Result<String, Failure> {
                 match target {
                     Target::Kernel => out.push_str(&k.to_string()),
                     Target::Rust => unreachable!("handled above"),
+                    Target::Asm => match crate::codegen::x64::emit(k, precision.float()) {
+                        Ok(n) => out.push_str(&format!("; {}.{} ({:?})\n{}", name, kind.name(), precision, n.disassembly())),
+                        Err(e) => out.push_str(&format!("; {}.{}: {}\n", name, kind.name(), e.0)),
+                    },
                     Target::Clif => match jit::compile_with(k, precision.float(), CRANELIFT) {
                         Ok(c) => out.push_str(&format!(
                             "; {}.{} ({:?}), compiled in {:.2} ms\n{}\n",

@@ -238,7 +238,6 @@ fn load_native(k: &Kernel, native: x64::Native, start: Instant) -> Result<Compil
     map[..native.code.len()].copy_from_slice(&native.code);
     let map = map.make_exec().map_err(pages)?;
     let code = map.as_ptr();
-    if let Ok(f) = std::env::var("FLOWC_TMP_CODE") { std::fs::write(f, &native.code).ok(); }
     let clif = native.summary();
     let precision = native.precision;
     Ok(Compiled {

@@ -122,11 +122,19 @@ fn partial_vectors_write_only_their_rows() {
 fn clif_text() {
     let (_, _, d) = flowc::cli::load_str("t.flow", "bijector affine(x; shift: real, log_scale: real) = x * exp(log_scale) + shift;\nflow h(x: R^2) { base normal; elementwise(affine(log_scale = 0.5)); }").unwrap();
     let p = lower::lower(&d).unwrap();
-    let c = flowc::jit::compile(p.kernel("h", Kind::LogProb).unwrap(), Float::F64).unwrap();
+    let k = p.kernel("h", Kind::LogProb).unwrap();
+    let cranelift = Options { math: MathMode::Auto, backend: flowc::codegen::clif::Backend::Cranelift };
+    let c = flowc::jit::compile_with(k, Float::F64, cranelift).unwrap();
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_path("../../snapshots/clif");
     settings.set_prepend_module_to_snapshot(false);
     settings.bind(|| insta::assert_snapshot!("h_log_prob_f64", c.clif));
+    // the same kernel as AVX-512 code (generated whatever this CPU has; not run here)
+    let native = flowc::codegen::x64::emit(k, Float::F64).unwrap();
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("../../snapshots/asm");
+    settings.set_prepend_module_to_snapshot(false);
+    settings.bind(|| insta::assert_snapshot!("h_log_prob_f64", native.disassembly()));
 }
 
 /// The snapshot corpus plus, for each bijector on R, a one-layer flow `one_NAME`; returns the

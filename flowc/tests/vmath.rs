@@ -206,15 +206,24 @@ fn kernels_with_inline_math() {
     for (op, s) in [(Math::Exp(0.into()), "(exp x)"), (Math::Log1p(0.into()), "(log1p x)")] {
         let xs: Vec<f64> = common::spread(2_000, 16, 160.0).into_iter().map(|v| v.abs()).collect();
         let e = parse_expr(s);
-        let c =
-            flowc::jit::compile_with(&kernel(op.clone()), Float::F64, Options { math: flowc::codegen::clif::MathMode::Inline, ..Options::default() }).unwrap();
+        let c = flowc::jit::compile_with(
+            &kernel(op.clone()),
+            Float::F64,
+            Options { math: flowc::codegen::clif::MathMode::Inline, ..Options::default() },
+        )
+        .unwrap();
         let mut out = vec![0.0; xs.len()];
         c.run_f64(&xs, &[], &mut out).unwrap();
         for (x, got) in xs.iter().zip(&out) {
             let want = hp::eval(&e, &[("x", *x)]).unwrap();
             assert!((got - want).abs() <= f64::from_bits(want.to_bits() + 1) - want, "{s} at {x}: {got} vs {want}");
         }
-        let c = flowc::jit::compile_with(&kernel(op), Float::F32, Options { math: flowc::codegen::clif::MathMode::Inline, ..Options::default() }).unwrap();
+        let c = flowc::jit::compile_with(
+            &kernel(op),
+            Float::F32,
+            Options { math: flowc::codegen::clif::MathMode::Inline, ..Options::default() },
+        )
+        .unwrap();
         let x32: Vec<f32> = xs.iter().map(|x| *x as f32).collect();
         let mut out = vec![0.0f32; xs.len()];
         c.run_f32(&x32, &[], &mut out).unwrap();

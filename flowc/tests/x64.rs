@@ -5,8 +5,8 @@
 //! the ends of the floating-point range and at 0, ∞, NaN and negative terms.
 //! On CPUs without AVX-512F the kernels fall back to Cranelift and these tests check that.
 
-use flowc::codegen::clif::{Backend, Float, MathMode, Options};
 use astro_float::{BigFloat, Consts, RoundingMode};
+use flowc::codegen::clif::{Backend, Float, MathMode, Options};
 use flowc::codegen::x64;
 use flowc::ir::Math;
 use flowc::ir::ParamKind;
@@ -14,8 +14,9 @@ use flowc::lower::{self, Body, Inst, Kernel, Kind, ParamSlot};
 
 const CRANELIFT: Options = Options { math: MathMode::Auto, backend: Backend::Cranelift };
 
-/// Row counts: one, a partial vector, whole vectors, the interleaved block ± 1, a large odd one.
-const BATCHES: [usize; 8] = [1, 5, 8, 17, 31, 32, 33, 1001];
+/// Row counts: one, a partial vector, whole vectors, an interleaved block (4 vectors: 32 f64
+/// rows, 64 f32 rows) ± 1, a large odd one.
+const BATCHES: [usize; 10] = [1, 5, 8, 17, 31, 32, 33, 63, 64, 1001];
 
 struct Rng(u64);
 
@@ -67,6 +68,9 @@ fn close(a: f64, b: f64, tol: f64) -> bool {
 const FLOWS: &str = "
 bijector affine(x; shift: real, log_scale: real) = x * exp(log_scale) + shift;
 flow aff5(x: R^5) { base normal; elementwise(affine); elementwise(affine); }
+flow aff1(x: R^1) { base normal; elementwise(affine); }
+flow aff2(x: R^2) { base normal; elementwise(affine); elementwise(affine); }
+flow s4(x: sphere(4)) { base uniform; normalized_affine; normalized_linear; }
 flow s3(x: sphere(3)) { base uniform; normalized_affine; normalized_affine; normalized_affine; normalized_affine; }
 flow s6(x: sphere(6)) { base vmf(3); normalized_translation; normalized_linear; normalized_affine; }
 flow c3(x: simplex(3)) { base dirichlet([4, 4, 4]); calibration; generalized_calibration; generalized_calibration; }
@@ -82,7 +86,16 @@ fn flows_match_the_interpreter_and_cranelift() {
     let p = lower::lower(&d).unwrap();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut native = Vec::new();
-    for (flow, space) in [("aff5", Space::Real), ("s3", Space::Sphere), ("s6", Space::Sphere), ("c3", Space::Simplex), ("c5", Space::Simplex)] {
+    for (flow, space) in [
+        ("aff1", Space::Real),
+        ("aff2", Space::Real),
+        ("aff5", Space::Real),
+        ("s3", Space::Sphere),
+        ("s4", Space::Sphere),
+        ("s6", Space::Sphere),
+        ("c3", Space::Simplex),
+        ("c5", Space::Simplex),
+    ] {
         for kind in [Kind::Forward, Kind::Inverse, Kind::LogProb] {
             let k = p.kernel(flow, kind).unwrap();
             let params: Vec<f64> = (0..k.param_len()).map(|_| 0.3 * rng.normal()).collect();
@@ -122,7 +135,17 @@ fn flows_match_the_interpreter_and_cranelift() {
         }
     }
     if x64::host_supported() {
-        for must in ["s3.log_prob F64", "s3.log_prob F32", "s6.log_prob F64", "aff5.forward F64", "aff5.log_prob F32"] {
+        for must in [
+            "s3.log_prob F64",
+            "s3.log_prob F32",
+            "s4.log_prob F64",
+            "s4.log_prob F32",
+            "s6.log_prob F64",
+            "aff1.forward F64",
+            "aff2.inverse F32",
+            "aff5.forward F64",
+            "aff5.log_prob F32",
+        ] {
             assert!(native.iter().any(|n| n == must), "{must} should run as AVX-512 code; native: {native:?}");
         }
     } else {
@@ -207,7 +230,11 @@ fn arithmetic_is_bit_exact_with_spills_and_scattered_outputs() {
             let want = lower::run(&k, &x[r * dim..(r + 1) * dim], &params);
             for o in 0..33 {
                 let g = got[r * 33 + o];
-                assert!(g.to_bits() == want[o].to_bits() || (g.is_nan() && want[o].is_nan()), "row {r}/{n} output {o}: {g:e} vs {:e}", want[o]);
+                assert!(
+                    g.to_bits() == want[o].to_bits() || (g.is_nan() && want[o].is_nan()),
+                    "row {r}/{n} output {o}: {g:e} vs {:e}",
+                    want[o]
+                );
             }
         }
         let x32: Vec<f32> = x.iter().map(|v| *v as f32).collect();
@@ -219,7 +246,11 @@ fn arithmetic_is_bit_exact_with_spills_and_scattered_outputs() {
             let want = lower::run_f32(&k, &x32[r * dim..(r + 1) * dim], &p32);
             for o in 0..33 {
                 let g = got[r * 33 + o];
-                assert!(g.to_bits() == want[o].to_bits() || (g.is_nan() && want[o].is_nan()), "f32 row {r}/{n} output {o}: {g:e} vs {:e}", want[o]);
+                assert!(
+                    g.to_bits() == want[o].to_bits() || (g.is_nan() && want[o].is_nan()),
+                    "f32 row {r}/{n} output {o}: {g:e} vs {:e}",
+                    want[o]
+                );
             }
         }
     }
@@ -231,7 +262,22 @@ fn arithmetic_is_bit_exact_with_spills_and_scattered_outputs() {
 #[test]
 fn sums_of_logarithms_at_the_extremes() {
     let vals = [
-        1.0, 0.5, 3.0, 1e-300, 1e300, 5e-324, 2.2e-308, 1.7e308, 1.0 + 1e-15, 0.0, -0.0, -2.0, f64::INFINITY, f64::NAN, 7.25e-200, 123456.789,
+        1.0,
+        0.5,
+        3.0,
+        1e-300,
+        1e300,
+        5e-324,
+        2.2e-308,
+        1.7e308,
+        1.0 + 1e-15,
+        0.0,
+        -0.0,
+        -2.0,
+        f64::INFINITY,
+        f64::NAN,
+        7.25e-200,
+        123456.789,
     ];
     let powers = [3, -2, 1, -4];
     let insts = vec![
@@ -260,7 +306,11 @@ fn sums_of_logarithms_at_the_extremes() {
         let want = [reference(x, &powers, 0.5, &mut cc), reference(x, &[4, 4, 4, 4], -1.0, &mut cc)];
         for o in 0..2 {
             let (g, w) = (got[r * 2 + o], want[o]);
-            let ok = if w.is_finite() { (g - w).abs() <= 4.0 * f64::EPSILON * w.abs().max(1.0) } else { g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()) };
+            let ok = if w.is_finite() {
+                (g - w).abs() <= 4.0 * f64::EPSILON * w.abs().max(1.0)
+            } else {
+                g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan())
+            };
             assert!(ok, "row {x:?} output {o}: {g:e} vs {w:e}");
         }
     }

@@ -405,7 +405,9 @@ pub fn emit<M: Module>(
         hoisted[i] = Some(match inst {
             Inst::Param(j) => b.ins().load(ty, flags, params, (*j as i64 * prec.bytes()) as i32),
             Inst::Const(c) => scalar_const(&mut b, prec, *c),
-            Inst::Op(op, args) => op_value(module, &mut b, &mut imports, prec, Options { math: MathMode::Libm, ..Options::default() }, op, args, &hoisted)?,
+            Inst::Op(op, args) => {
+                op_value(module, &mut b, &mut imports, prec, Options { math: MathMode::Libm, ..Options::default() }, op, args, &hoisted)?
+            }
             _ => unreachable!("invariant"),
         });
     }

@@ -33,8 +33,8 @@ use std::collections::HashMap;
 /// Registers the allocator hands out (zmm0 ..).
 const ALLOC: usize = 24;
 const ZMM: [AsmRegisterZmm; 32] = [
-    zmm0, zmm1, zmm2, zmm3, zmm4, zmm5, zmm6, zmm7, zmm8, zmm9, zmm10, zmm11, zmm12, zmm13, zmm14, zmm15, zmm16, zmm17, zmm18,
-    zmm19, zmm20, zmm21, zmm22, zmm23, zmm24, zmm25, zmm26, zmm27, zmm28, zmm29, zmm30, zmm31,
+    zmm0, zmm1, zmm2, zmm3, zmm4, zmm5, zmm6, zmm7, zmm8, zmm9, zmm10, zmm11, zmm12, zmm13, zmm14, zmm15, zmm16, zmm17, zmm18, zmm19,
+    zmm20, zmm21, zmm22, zmm23, zmm24, zmm25, zmm26, zmm27, zmm28, zmm29, zmm30, zmm31,
 ];
 // scratch registers of single instructions
 const E: AsmRegisterZmm = zmm24;
@@ -51,6 +51,9 @@ const LT_OQ: i32 = 0x11;
 /// Mantissa products are renormalized after this many factors (each in [1, 2)).
 const RENORM_F64: usize = 500;
 const RENORM_F32: usize = 60;
+/// Larger powers in a sum of logarithms are left to Cranelift (one mantissa's power must stay
+/// below 2^RENORM_F32).
+const MAX_POWER: u32 = 40;
 
 /// What the CPU must have: AVX-512F, and BMI2 for the tail mask.
 pub fn host_supported() -> bool {
@@ -71,6 +74,8 @@ pub enum Slot {
     Value(Value),
     /// A constant, as the bits of one element.
     Bits(u64),
+    /// An integer element of an index vector (a lane's offset in elements).
+    Index(u64),
 }
 
 /// A translated kernel: machine code (position independent, no relocations) and how to fill
@@ -106,7 +111,7 @@ impl Native {
         buf.extend_from_slice(params);
         buf.extend(self.slots.iter().map(|s| match s {
             Slot::Value(v) => vals[*v],
-            Slot::Bits(b) => f64::from_bits(*b),
+            Slot::Bits(b) | Slot::Index(b) => f64::from_bits(*b),
         }));
         buf
     }
@@ -133,15 +138,42 @@ impl Native {
         buf.extend_from_slice(params);
         buf.extend(self.slots.iter().map(|s| match s {
             Slot::Value(v) => vals[*v],
-            Slot::Bits(b) => f32::from_bits(*b as u32),
+            Slot::Bits(b) | Slot::Index(b) => f32::from_bits(*b as u32),
         }));
         buf
+    }
+
+    /// The code in Intel syntax, one instruction per line with its offset, after
+    /// [`Native::summary`] and the uniform slots (what each buffer element past the parameters
+    /// holds).
+    pub fn disassembly(&self) -> String {
+        use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
+        let mut out = self.summary();
+        out.push('\n');
+        for (i, s) in self.slots.iter().enumerate() {
+            let what = match s {
+                Slot::Value(v) => format!("v{v}"),
+                Slot::Bits(b) if self.precision == Float::F64 => format!("{:?} (0x{b:016x})", f64::from_bits(*b)),
+                Slot::Bits(b) => format!("{:?} (0x{b:08x})", f32::from_bits(*b as u32)),
+                Slot::Index(i) => format!("index {i}"),
+            };
+            out.push_str(&format!("; uniform[{}] = {what}\n", self.param_len + i));
+        }
+        let mut decoder = Decoder::with_ip(64, &self.code, 0, DecoderOptions::NONE);
+        let mut fmt = IntelFormatter::new();
+        let mut text = String::new();
+        for inst in &mut decoder {
+            text.clear();
+            fmt.format(&inst, &mut text);
+            out.push_str(&format!("{:5x}  {text}\n", inst.ip()));
+        }
+        out
     }
 
     /// One line on what was generated.
     pub fn summary(&self) -> String {
         format!(
-            "; AVX-512 x86-64 code: {} bytes, {} rows per iteration, {} values spilled, {} uniform values",
+            "; AVX-512 x86-64 code: {} bytes, {} rows per vector, {COPIES} vectors per main-loop iteration, {} values spilled, {} uniform values",
             self.code.len(),
             self.lanes,
             self.spilled,
@@ -187,8 +219,14 @@ pub fn emit(k: &Kernel, prec: Float) -> Result<Native, Unsupported> {
             continue;
         }
         match inst {
+            Inst::LogProd { terms, .. } if terms.iter().any(|(_, p)| p.unsigned_abs() > MAX_POWER) => {
+                return Err(unsupported(format!("powers above {MAX_POWER} in a sum of logarithms")))
+            }
             Inst::Input(_) | Inst::LogProd { .. } => {}
-            Inst::Op(Math::Add(_) | Math::Sub(_) | Math::Mul(_) | Math::Div(_) | Math::Neg(_) | Math::Sqrt(_) | Math::Abs(_) | Math::IfPos(_), _) => {}
+            Inst::Op(
+                Math::Add(_) | Math::Sub(_) | Math::Mul(_) | Math::Div(_) | Math::Neg(_) | Math::Sqrt(_) | Math::Abs(_) | Math::IfPos(_),
+                _,
+            ) => {}
             Inst::Op(m, _) => return Err(unsupported(format!("`{m}` of row values"))),
             other => return Err(unsupported(format!("{}", inst_name(other)))),
         }
@@ -287,7 +325,9 @@ impl<'k> Plan<'k> {
         let ebytes = g.esize as usize;
         let in_idx = g.index_vector(lanes, dim);
         let out_idx = if outs > 1 { Some(g.index_vector(lanes, outs)) } else { None };
-        let io = Io { in_idx, out_idx, in_step: (lanes * dim * ebytes) as i32, out_step: (lanes * outs * ebytes) as i32 };
+        let perm_idx = if dim <= MAX_PERMUTED { (0..dim).map(|c| g.perm_vector(lanes, dim, c)).collect() } else { Vec::new() };
+        let io =
+            Io { in_idx, out_idx, perm_idx, dim, lanes, in_step: (lanes * dim * ebytes) as i32, out_step: (lanes * outs * ebytes) as i32 };
 
         // rdi rows, rsi n, rdx uniforms, rcx out; r8 row index, r10 row pointer, r11 out pointer
         let a = &mut g.a;
@@ -311,7 +351,7 @@ impl<'k> Plan<'k> {
         a.sub(rax, r8).map_err(asm)?;
         a.cmp(rax, block as i32).map_err(asm)?;
         a.jb(tail).map_err(asm)?;
-        self.body(&mut g, COPIES, &io)?;
+        self.body(&mut g, COPIES, true, &io)?;
         let mut spilled = g.al.stacked;
         let a = &mut g.a;
         a.add(r8, block as i32).map_err(asm)?;
@@ -330,7 +370,7 @@ impl<'k> Plan<'k> {
         a.bzhi(r9d, r9d, eax).map_err(asm)?;
         a.set_label(&mut full).map_err(asm)?;
         a.kmovw(k7, r9d).map_err(asm)?;
-        self.body(&mut g, 1, &io)?;
+        self.body(&mut g, 1, false, &io)?;
         spilled = spilled.max(g.al.stacked);
         let a = &mut g.a;
         a.add(r8, lanes as i32).map_err(asm)?;
@@ -347,8 +387,9 @@ impl<'k> Plan<'k> {
         Ok(Generated { code, spilled, slots: g.slots })
     }
 
-    /// One pass over the row body for `copies` vectors of rows (r10, r11 at the first).
-    fn body(&self, g: &mut Gen, copies: usize, io: &Io) -> Result<(), Unsupported> {
+    /// One pass over the row body for `copies` vectors of rows (r10, r11 at the first);
+    /// `full`: every lane is a row (no mask needed).
+    fn body(&self, g: &mut Gen, copies: usize, full: bool, io: &Io) -> Result<(), Unsupported> {
         let n = self.k.body.insts.len();
         let end = self.body.len();
         let mut uses: Vec<Vec<usize>> = vec![Vec::new(); n * copies];
@@ -380,7 +421,18 @@ impl<'k> Plan<'k> {
                 }
             }
         }
-        g.al = Alloc { copies, reg: vec![None; n * copies], holder: [None; ALLOC], stack: vec![None; n * copies], stacked: 0, next: vec![0; n * copies], uses, u: 0, pos: 0 };
+        g.al = Alloc {
+            copies,
+            full,
+            reg: vec![None; n * copies],
+            holder: [None; ALLOC],
+            stack: vec![None; n * copies],
+            stacked: 0,
+            next: vec![0; n * copies],
+            uses,
+            u: 0,
+            pos: 0,
+        };
         for (t, &i) in self.body.iter().enumerate() {
             for u in 0..copies {
                 g.al.u = u;
@@ -401,11 +453,20 @@ impl<'k> Plan<'k> {
 
 /// Vectors of rows interleaved per iteration of the main loop.
 const COPIES: usize = 4;
+/// Rows of at most this many values are read as whole vectors and permuted into coordinates
+/// (in the main loop; the masked tail gathers, as wider rows do): the gathers cost W4 a third
+/// of its speed.
+const MAX_PERMUTED: usize = 4;
 
 /// Where rows come from and results go: index vectors (uniform slots) and the byte distance
 /// between consecutive vectors of rows.
 struct Io {
     in_idx: usize,
+    /// Per coordinate, the flat index of each lane's value among `dim` vectors of rows
+    /// (for rows of at most [`MAX_PERMUTED`] values).
+    perm_idx: Vec<usize>,
+    dim: usize,
+    lanes: usize,
     out_idx: Option<usize>,
     in_step: i32,
     out_step: i32,
@@ -415,6 +476,7 @@ struct Io {
 #[derive(Default)]
 struct Alloc {
     copies: usize,
+    full: bool,
     /// The register holding each value.
     reg: Vec<Option<usize>>,
     holder: [Option<usize>; ALLOC],
@@ -507,10 +569,17 @@ impl<'p> Gen<'p> {
         s
     }
 
+    /// Lane l's element l·dim + c, one vector: the permutation indices of coordinate c.
+    fn perm_vector(&mut self, lanes: usize, dim: usize, c: usize) -> usize {
+        let s = self.param_len + self.slots.len();
+        self.slots.extend((0..lanes).map(|l| Slot::Index((l * dim + c) as u64)));
+        s
+    }
+
     /// Lane l's element offset l·stride, one vector (qwords in f64, dwords in f32).
     fn index_vector(&mut self, lanes: usize, stride: usize) -> usize {
         let s = self.param_len + self.slots.len();
-        self.slots.extend((0..lanes).map(|l| Slot::Bits((l * stride) as u64)));
+        self.slots.extend((0..lanes).map(|l| Slot::Index((l * stride) as u64)));
         s
     }
 
@@ -664,10 +733,36 @@ impl<'p> Gen<'p> {
         Ok(())
     }
 
-    /// Coordinate `c` of the current copy's rows (a masked gather: lanes past the end read
-    /// nothing).
+    /// Coordinate `c` of the current copy's rows: in the main loop, for rows of at most
+    /// [`MAX_PERMUTED`] values, permuted out of the `dim` vectors the rows fill (two tables at a
+    /// time); else a masked gather (lanes past the end read nothing).
     fn load_input(&mut self, d: AsmRegisterZmm, c: usize, io: &Io) -> Result<(), Unsupported> {
-        let off = c as i32 * self.esize + self.al.u as i32 * io.in_step;
+        let base = self.al.u as i32 * io.in_step;
+        if self.al.full && c < io.perm_idx.len() {
+            let v = |i: i32| zmmword_ptr(r10 + (base + 64 * i));
+            if io.dim == 1 {
+                return pick!(self, vmovupd, vmovups, d, v(0)).map_err(asm);
+            }
+            let idx = self.element(io.perm_idx[c]);
+            self.a.vmovdqu64(SA, zmmword_ptr(idx)).map_err(asm)?;
+            pick!(self, vmovupd, vmovups, d, v(0)).map_err(asm)?;
+            pick!(self, vpermt2pd, vpermt2ps, d, SA, v(1)).map_err(asm)?;
+            // lanes whose value lies in the third or fourth vector
+            let high: u32 = (0..io.lanes).filter(|l| l * io.dim + c >= 2 * io.lanes).map(|l| 1u32 << l).sum();
+            if io.dim > 2 && high != 0 {
+                self.a.mov(eax, high as i32).map_err(asm)?;
+                self.a.kmovw(k1, eax).map_err(asm)?;
+                if io.dim == 3 {
+                    pick!(self, vpermpd, vpermps, d.k1(), SA, v(2)).map_err(asm)?;
+                } else {
+                    pick!(self, vmovupd, vmovups, SB, v(2)).map_err(asm)?;
+                    pick!(self, vpermt2pd, vpermt2ps, SB, SA, v(3)).map_err(asm)?;
+                    pick!(self, vmovapd, vmovaps, d.k1(), SB).map_err(asm)?;
+                }
+            }
+            return Ok(());
+        }
+        let off = c as i32 * self.esize + base;
         let idx = self.element(io.in_idx);
         let a = &mut self.a;
         a.vpxorq(d, d, d).map_err(asm)?;
@@ -778,51 +873,76 @@ impl<'p> Gen<'p> {
         }
     }
 
-    /// scale·Σ p·ln(a) into RES: Σ p·ln(a) = ln(Π mant(a)^p) + ln2·Σ p·exp(a), lanes with a term
-    /// outside (0, ∞) then replaced by scale·Σ p·(exp(a) + √min(a, 0)) (−∞ at 0, +∞ at ∞, NaN
-    /// below 0 and at NaN, combined as the sum of logarithms combines them).
+    /// scale·Σ p·ln(a) into RES: Σ p·ln(a) = ln(Π mant(a)^p) + ln2·Σ p·exp(a), the mantissas
+    /// (in [1, 2)) multiplied per power and raised once (by squaring), the products kept below
+    /// 2^RENORM. Lanes where a term lies outside (0, ∞) (the least term ≤ 0, or Σ p·exp(a) not
+    /// finite: a term 0, ∞ or NaN) are then replaced by scale·Σ p·(exp(a) + √min(a, 0)): −∞ at
+    /// 0, +∞ at ∞, NaN below 0 and at NaN, combined as the sum of logarithms combines them.
     fn log_prod(&mut self, terms: &[(Value, i32)], scale: f64) -> Result<(), Unsupported> {
         let terms: Vec<(Value, i32)> = terms.iter().copied().filter(|(_, p)| *p != 0).collect();
         if terms.is_empty() {
             return self.a.vpxorq(RES, RES, RES).map_err(asm);
         }
         let limit = if self.f64 { RENORM_F64 } else { RENORM_F32 };
+        let mut powers: Vec<i32> = terms.iter().map(|(_, p)| *p).collect();
+        powers.sort_unstable();
+        powers.dedup();
         self.set(NUM, 1.0)?;
         self.set(DEN, 1.0)?;
+        self.set(RES, f64::INFINITY)?;
         self.a.vpxorq(E, E, E).map_err(asm)?;
-        self.a.kxnorw(k5, k5, k5).map_err(asm)?;
         let (mut in_num, mut in_den) = (0usize, 0usize);
-        let zero = self.c(0.0);
-        let inf = self.c(f64::INFINITY);
-        for &(v, p) in &terms {
-            let ra = self.in_reg(v, T2)?;
-            self.cmp(k3, ra, zero, GT_OQ)?;
-            self.cmp(k4, ra, inf, LT_OQ)?;
-            self.a.kandw(k3, k3, k4).map_err(asm)?;
-            self.a.kandw(k5, k5, k3).map_err(asm)?;
-            pick!(self, vgetexppd, vgetexpps, T1, ra).map_err(asm)?;
+        for p in powers {
+            let group: Vec<Value> = terms.iter().filter(|(_, q)| *q == p).map(|(v, _)| *v).collect();
+            let e = p.unsigned_abs() as usize;
             let pc = self.c(p as f64);
-            binop!(self, vfmadd231pd, vfmadd231ps, E, T1, pc)?;
-            pick!(self, vgetmantpd, vgetmantps, T1, ra, 0i32).map_err(asm)?;
-            for _ in 0..p.unsigned_abs() {
-                let (acc, count, sign) = if p > 0 { (NUM, &mut in_num, 1.0) } else { (DEN, &mut in_den, -1.0) };
-                *count += 1;
-                let renorm = *count >= limit;
-                if renorm {
-                    *count = 1;
+            for chunk in group.chunks((limit / e).max(1)) {
+                for (j, &v) in chunk.iter().enumerate() {
+                    let ra = self.in_reg(v, T2)?;
+                    binop!(self, vminpd, vminps, RES, RES, Opd::R(ra))?;
+                    pick!(self, vgetexppd, vgetexpps, T1, ra).map_err(asm)?;
+                    binop!(self, vfmadd231pd, vfmadd231ps, E, T1, pc)?;
+                    if j == 0 {
+                        pick!(self, vgetmantpd, vgetmantps, SA, ra, 0i32).map_err(asm)?;
+                    } else {
+                        pick!(self, vgetmantpd, vgetmantps, T1, ra, 0i32).map_err(asm)?;
+                        binop!(self, vmulpd, vmulps, SA, SA, Opd::R(T1))?;
+                    }
                 }
-                binop!(self, vmulpd, vmulps, acc, acc, Opd::R(T1))?;
+                // SA^e, left to right (SB the base)
+                if e > 1 {
+                    pick!(self, vmovapd, vmovaps, SB, SA).map_err(asm)?;
+                    for bit in (0..usize::BITS - 1 - e.leading_zeros()).rev() {
+                        binop!(self, vmulpd, vmulps, SA, SA, Opd::R(SA))?;
+                        if e >> bit & 1 == 1 {
+                            binop!(self, vmulpd, vmulps, SA, SA, Opd::R(SB))?;
+                        }
+                    }
+                }
+                let (acc, count) = if p > 0 { (NUM, &mut in_num) } else { (DEN, &mut in_den) };
+                let factors = chunk.len() * e;
+                let renorm = *count + factors > limit;
+                *count = if renorm { 1 + factors } else { *count + factors };
                 if renorm {
                     pick!(self, vgetexppd, vgetexpps, SB, acc).map_err(asm)?;
-                    if sign > 0.0 {
+                    if p > 0 {
                         binop!(self, vaddpd, vaddps, E, E, Opd::R(SB))?;
                     } else {
                         binop!(self, vsubpd, vsubps, E, E, Opd::R(SB))?;
                     }
                     pick!(self, vgetmantpd, vgetmantps, acc, acc, 0i32).map_err(asm)?;
                 }
+                binop!(self, vmulpd, vmulps, acc, acc, Opd::R(SA))?;
             }
         }
+        // normal lanes (k5): the least term > 0 and |Σ p·exp(a)| < ∞
+        let zero = self.c(0.0);
+        let inf = self.c(f64::INFINITY);
+        self.cmp(k3, RES, zero, GT_OQ)?;
+        let abs = self.bits(!(1 << 63), !(1 << 31));
+        binop!(self, vpandq, vpandd, SB, E, abs)?;
+        self.cmp(k4, SB, inf, LT_OQ)?;
+        self.a.kandw(k5, k3, k4).map_err(asm)?;
         // ln(num/den) + E·ln2, the ratio as 2^e·m with m in [√½, √2)
         binop!(self, vdivpd, vdivps, NUM, NUM, Opd::R(DEN))?;
         pick!(self, vgetexppd, vgetexpps, T1, NUM).map_err(asm)?;

@@ -764,51 +764,52 @@ fn structural(
                     }
                 }
             } else {
-                if kind.multiplies() {
-                    // w = M⁻¹y, x = w/‖w‖; ‖Mx‖ = ‖y‖/‖w‖, so log R = log|det M| + n·log(‖w‖/‖y‖)
-                    // (a point off the sphere by rounding is projected radially)
-                    let yy = dot(em, cur, cur);
+                // w = M⁻¹y (w = y without a linear part); a point off the sphere by rounding is
+                // projected radially (every formula below is invariant to scaling y)
+                let yy = dot(em, cur, cur);
+                let (w, q) = if kind.multiplies() {
                     let (w, log_diag) = lu_map(em, slots, k, n, cur, false)?;
+                    lds[0].push(sum(em, &log_diag));
                     let q = dot(em, &w, &w);
+                    (w, q)
+                } else {
+                    (cur.to_vec(), yy)
+                };
+                if let Some((m, kappa, ..)) = &shift {
+                    // x = τ·w − m with τ > 0 the root of ‖τ·w − m‖ = 1: qτ² − 2βτ − κ = 0,
+                    // β = wᵀm, q = ‖w‖²; with r = √(β² + κq), τ = (β + r)/q, or κ/(r − β) when
+                    // β ≤ 0 (no cancellation): one division of the selected parts. In terms of
+                    // the unit point w/√q (t = τ√q, s = r/√q: 1 + xᵀm = t·s, ‖x + m‖ = t) the
+                    // ratio is log R = log|det M| + (n/2)·log(q/‖y‖²) + log s − (n − 1)·log t,
+                    // where the powers of q cancel: log|det M| + log r − (n − 1)·log τ
+                    // − (n/2)·log‖y‖². No square root of q, no normalizing division.
+                    let beta = dot(em, &w, m);
+                    let b2 = mul(em, beta, beta);
+                    let kq = mul(em, *kappa, q);
+                    let disc = add(em, b2, kq);
+                    let r = un(em, Math::Sqrt(id0), disc);
+                    let pos = add(em, beta, r);
+                    let neg = sub(em, r, beta);
+                    let pick = |em: &mut Emitter, a: Value, b: Value| em.op(Math::IfPos([id0, id0, id0]), vec![beta, a, b]);
+                    let num = pick(em, pos, *kappa);
+                    let den = pick(em, q, neg);
+                    let tau = div(em, num, den);
+                    logs.push((yy, -(n as i32)));
+                    logs.push((r, 2));
+                    logs.push((tau, -2 * (n as i32 - 1)));
+                    for (c, (wi, mi)) in cur.iter_mut().zip(w.iter().zip(m)) {
+                        let tw = mul(em, tau, *wi);
+                        *c = sub(em, tw, *mi);
+                    }
+                } else {
+                    // x = w/‖w‖; ‖Mx‖ = ‖y‖/‖w‖, so log R = log|det M| + (n/2)·log(q/‖y‖²)
                     let t = un(em, Math::Sqrt(id0), q);
-                    // (n/2)·(log q − log yy), with the kernel's other logarithms
                     logs.push((q, n as i32));
                     logs.push((yy, -(n as i32)));
-                    lds[0].push(sum(em, &log_diag));
                     let one = em.num(1.0);
                     let rt = div(em, one, t);
                     for (c, wi) in cur.iter_mut().zip(&w) {
                         *c = mul(em, *wi, rt);
-                    }
-                }
-                if let Some((m, kappa, ..)) = &shift {
-                    if !kind.multiplies() {
-                        // y/‖y‖ (the linear part's inverse above is on the sphere already)
-                        let yy = dot(em, cur, cur);
-                        let rho = un(em, Math::Sqrt(id0), yy);
-                        let one = em.num(1.0);
-                        let r = div(em, one, rho);
-                        for c in cur.iter_mut() {
-                            *c = mul(em, *c, r);
-                        }
-                    }
-                    // x = t·y − m with t > 0 the root of ‖t·y − m‖ = 1: t² − 2βt − κ = 0,
-                    // β = yᵀm; with s = √(β² + κ), t = β + s, or κ/(s − β) when β ≤ 0 (no
-                    // cancellation). Then 1 + xᵀm = κ + tβ = t·s and ‖x + m‖ = t, so
-                    // log R = log s − (n − 1)·log t.
-                    let beta = dot(em, cur, m);
-                    let b2 = mul(em, beta, beta);
-                    let disc = add(em, b2, *kappa);
-                    let s_ = un(em, Math::Sqrt(id0), disc);
-                    let pos = add(em, beta, s_);
-                    let den = sub(em, s_, beta);
-                    let neg = div(em, *kappa, den);
-                    let t = em.op(Math::IfPos([id0, id0, id0]), vec![beta, pos, neg]);
-                    logs.push((s_, 2));
-                    logs.push((t, -2 * (n as i32 - 1)));
-                    for (c, mi) in cur.iter_mut().zip(m) {
-                        let ty = mul(em, t, *c);
-                        *c = sub(em, ty, *mi);
                     }
                 }
             }

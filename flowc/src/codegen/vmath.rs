@@ -94,7 +94,7 @@ const PIO4_HL_F32: [f32; 2] = [std::f32::consts::FRAC_PI_4, -2.185_569_4e-8];
 // of the final function; the f32 sets rounded to f32), with their errors before rounding
 // (truncated Taylor series would need two to four more terms each):
 /// e^r = 1 + r + r²·Q(r), |r| ≤ ln2/2: 2^-57.9 (f64), 2^-28.3 (f32).
-const EXP_Q_F64: [f64; 10] = [
+pub(crate) const EXP_Q_F64: [f64; 10] = [
     0.5000000000000011,
     0.16666666666666413,
     0.041666666666530155,
@@ -106,7 +106,8 @@ const EXP_Q_F64: [f64; 10] = [
     2.763024838532302e-07,
     2.500006162553128e-08,
 ];
-const EXP_Q_F32: [f64; 5] = [0.4999999403953552, 0.1666652113199234, 0.04166838899254799, 0.008368716575205326, 0.001381459878757596];
+pub(crate) const EXP_Q_F32: [f64; 5] =
+    [0.4999999403953552, 0.1666652113199234, 0.04166838899254799, 0.008368716575205326, 0.001381459878757596];
 /// e^r − 1 = r + r²·Q(r), r in [ln ¾, ln 1.5] (relative to e^r − 1): 2^-61.4, 2^-30.5.
 pub(crate) const EXPM1_Q_F64: [f64; 11] = [
     0.5,

@@ -18,13 +18,15 @@
 //! read or written.
 //!
 //! Arithmetic is exact IEEE per lane, as in the Cranelift code and the interpreter (no fused
-//! multiply-adds are formed). `LogProd` splits every term into mantissa and exponent
+//! multiply-adds are formed). `exp`, `log` and `log1p` of row values use [`super::vmath`]'s
+//! reductions and polynomials (`vgetexp`/`vgetmant` split logarithms' arguments, `vscalef`
+//! applies exp's power of two). `LogProd` splits every term into mantissa and exponent
 //! (`vgetmant`, `vgetexp`: exact for every positive finite number, subnormals included),
 //! multiplies the mantissas, and takes one logarithm (the polynomial of
 //! [`super::vmath`]); lanes with a term outside (0, ∞) get the exact −∞, +∞ or NaN.
 
 use super::clif::{Float, Unsupported};
-use super::vmath::{LN2_HI, LN2_HI_F32, LN2_LO, LN2_LO_F32, LOG_R_F32, LOG_R_F64};
+use super::vmath::{EXP_Q_F32, EXP_Q_F64, LN2_HI, LN2_HI_F32, LN2_LO, LN2_LO_F32, LOG_R_F32, LOG_R_F64};
 use crate::ir::{eval, Math};
 use crate::lower::{Inst, Kernel, Kind, Value};
 use iced_x86::code_asm::*;
@@ -224,7 +226,17 @@ pub fn emit(k: &Kernel, prec: Float) -> Result<Native, Unsupported> {
             }
             Inst::Input(_) | Inst::LogProd { .. } => {}
             Inst::Op(
-                Math::Add(_) | Math::Sub(_) | Math::Mul(_) | Math::Div(_) | Math::Neg(_) | Math::Sqrt(_) | Math::Abs(_) | Math::IfPos(_),
+                Math::Add(_)
+                | Math::Sub(_)
+                | Math::Mul(_)
+                | Math::Div(_)
+                | Math::Neg(_)
+                | Math::Sqrt(_)
+                | Math::Abs(_)
+                | Math::IfPos(_)
+                | Math::Exp(_)
+                | Math::Log(_)
+                | Math::Log1p(_),
                 _,
             ) => {}
             Inst::Op(m, _) => return Err(unsupported(format!("`{m}` of row values"))),
@@ -839,6 +851,33 @@ impl<'p> Gen<'p> {
                 }
                 .map_err(asm)?;
             }
+            Math::Exp(_) => {
+                let rx = self.in_reg(args[0], SA)?;
+                self.exp(rx)?;
+                self.advance(args);
+                let d = self.define(i)?;
+                pick!(self, vmovapd, vmovaps, d, E).map_err(asm)?;
+            }
+            Math::Log(_) => {
+                let rx = self.in_reg(args[0], T2)?;
+                self.log_core(rx, false)?;
+                self.advance(args);
+                let d = self.define(i)?;
+                pick!(self, vmovapd, vmovaps, d, RES).map_err(asm)?;
+            }
+            Math::Log1p(_) => {
+                // ln(1 + x) = ln u + c/u, u = 1 + x rounded, c = x − (u − 1) exact
+                let rx = self.in_reg(args[0], SA)?;
+                let one = self.c(1.0);
+                binop!(self, vaddpd, vaddps, T2, rx, one)?;
+                binop!(self, vsubpd, vsubps, T1, T2, one)?;
+                binop!(self, vsubpd, vsubps, T1, rx, Opd::R(T1))?;
+                binop!(self, vdivpd, vdivps, T1, T1, Opd::R(T2))?;
+                self.log_core(T2, true)?;
+                self.advance(args);
+                let d = self.define(i)?;
+                pick!(self, vmovapd, vmovaps, d, RES).map_err(asm)?;
+            }
             Math::IfPos(_) => {
                 let rc = self.in_reg(args[0], SA)?;
                 let zero = self.c(0.0);
@@ -871,6 +910,96 @@ impl<'p> Gen<'p> {
         } else {
             self.a.vbroadcastss(d, dword_ptr(m)).map_err(asm)
         }
+    }
+
+    /// e^x into E (vmath's reduction and polynomial; 2^k applied by `vscalef`, one rounding
+    /// also for subnormal results). `x` must not be a scratch register other than SA.
+    fn exp(&mut self, x: AsmRegisterZmm) -> Result<(), Unsupported> {
+        let (lo, hi, magic) = if self.f64 { (-746.0, 710.0, 1.5 * 2f64.powi(52)) } else { (-104.0, 89.0, 1.5 * 2f64.powi(23)) };
+        // clamped (NaN kept: min and max return their second operand when one is NaN)
+        self.set(T1, hi)?;
+        binop!(self, vminpd, vminps, T1, T1, Opd::R(x))?;
+        self.set(T2, lo)?;
+        binop!(self, vmaxpd, vmaxps, T1, T2, Opd::R(T1))?;
+        // k = nearest(x·log2 e) (in NUM's low bits after the shift), r = x − k·ln2
+        self.set(NUM, magic)?;
+        let log2e = self.c(std::f64::consts::LOG2_E);
+        binop!(self, vfmadd231pd, vfmadd231ps, NUM, T1, log2e)?;
+        let m = self.c(magic);
+        binop!(self, vsubpd, vsubps, DEN, NUM, m)?;
+        pick!(self, vmovapd, vmovaps, RES, T1).map_err(asm)?;
+        let (h, l) = if self.f64 { (LN2_HI, LN2_LO) } else { (LN2_HI_F32 as f64, LN2_LO_F32 as f64) };
+        let h = self.c(-h);
+        binop!(self, vfmadd231pd, vfmadd231ps, RES, DEN, h)?;
+        let l = self.c(-l);
+        binop!(self, vfmadd231pd, vfmadd231ps, RES, DEN, l)?;
+        // e^r = 1 + r + r²·Q(r) by Horner, then ·2^k
+        let q: &[f64] = if self.f64 { &EXP_Q_F64 } else { &EXP_Q_F32 };
+        let c: Vec<f64> = [1.0, 1.0].iter().chain(q).copied().collect();
+        self.set(E, c[c.len() - 1])?;
+        for &ci in c[..c.len() - 1].iter().rev() {
+            let ci = self.c(ci);
+            binop!(self, vfmadd213pd, vfmadd213ps, E, RES, ci)?;
+        }
+        pick!(self, vscalefpd, vscalefps, E, E, DEN).map_err(asm)
+    }
+
+    /// ln x (+ corr, in T1, when `corr`) into RES: vmath's logarithm, x = 2^e·m split by
+    /// `vgetexp`/`vgetmant` (subnormals exact), m in [√½, √2); lanes with x outside (0, ∞) get
+    /// −∞ at 0, +∞ at ∞, NaN below 0 and at NaN. `x` is read only (not E, NUM, DEN, SA, SB,
+    /// RES, nor T1 with `corr`).
+    fn log_core(&mut self, x: AsmRegisterZmm, corr: bool) -> Result<(), Unsupported> {
+        pick!(self, vgetexppd, vgetexpps, E, x).map_err(asm)?;
+        pick!(self, vgetmantpd, vgetmantps, NUM, x, 0i32).map_err(asm)?;
+        let sqrt2 = self.c(std::f64::consts::SQRT_2);
+        self.cmp(k3, NUM, sqrt2, GT_OQ)?;
+        let half = self.c(0.5);
+        binop!(self, vmulpd, vmulps, NUM.k3(), NUM, half)?;
+        let one = self.c(1.0);
+        binop!(self, vaddpd, vaddps, E.k3(), E, one)?;
+        // ln m = f − s·(f − R), s = f/(2 + f), R = z·P(z), z = s²
+        binop!(self, vsubpd, vsubps, DEN, NUM, one)?;
+        let two = self.c(2.0);
+        binop!(self, vaddpd, vaddps, SB, DEN, two)?;
+        binop!(self, vdivpd, vdivps, SB, DEN, Opd::R(SB))?;
+        binop!(self, vmulpd, vmulps, SA, SB, Opd::R(SB))?;
+        let coef: &[f64] = if self.f64 { &LOG_R_F64 } else { &LOG_R_F32 };
+        self.set(RES, coef[coef.len() - 1])?;
+        for &ci in coef[..coef.len() - 1].iter().rev() {
+            let c = self.c(ci);
+            binop!(self, vfmadd213pd, vfmadd213ps, RES, SA, c)?;
+        }
+        binop!(self, vmulpd, vmulps, RES, RES, Opd::R(SA))?;
+        binop!(self, vsubpd, vsubps, RES, RES, Opd::R(DEN))?;
+        binop!(self, vfmadd213pd, vfmadd213ps, RES, SB, Opd::R(DEN))?;
+        if corr {
+            binop!(self, vaddpd, vaddps, RES, RES, Opd::R(T1))?;
+        }
+        let (hi, lo) = if self.f64 { (LN2_HI, LN2_LO) } else { (LN2_HI_F32 as f64, LN2_LO_F32 as f64) };
+        let lo = self.c(lo);
+        binop!(self, vfmadd231pd, vfmadd231ps, RES, E, lo)?;
+        let hi = self.c(hi);
+        binop!(self, vfmadd231pd, vfmadd231ps, RES, E, hi)?;
+        // lanes of this block with x outside (0, ∞): √min(x, 0) + exp(x)
+        let zero = self.c(0.0);
+        let inf = self.c(f64::INFINITY);
+        self.cmp(k3, x, zero, GT_OQ)?;
+        self.cmp(k4, x, inf, LT_OQ)?;
+        self.a.kandw(k5, k3, k4).map_err(asm)?;
+        let mut normal = self.a.create_label();
+        self.a.kandw(k6, k5, k7).map_err(asm)?;
+        self.a.kmovw(eax, k6).map_err(asm)?;
+        self.a.kmovw(r9d, k7).map_err(asm)?;
+        self.a.cmp(eax, r9d).map_err(asm)?;
+        self.a.je(normal).map_err(asm)?;
+        binop!(self, vminpd, vminps, SB, x, zero)?;
+        pick!(self, vsqrtpd, vsqrtps, SB, SB).map_err(asm)?;
+        pick!(self, vgetexppd, vgetexpps, DEN, x).map_err(asm)?;
+        binop!(self, vaddpd, vaddps, SB, SB, Opd::R(DEN))?;
+        self.a.knotw(k6, k5).map_err(asm)?;
+        pick!(self, vmovapd, vmovaps, RES.k6(), SB).map_err(asm)?;
+        self.a.set_label(&mut normal).map_err(asm)?;
+        Ok(())
     }
 
     /// scale·Σ p·ln(a) into RES: Σ p·ln(a) = ln(Π mant(a)^p) + ln2·Σ p·exp(a), the mantissas

@@ -53,6 +53,8 @@ const LT_OQ: i32 = 0x11;
 /// Mantissa products are renormalized after this many factors (each in [1, 2)).
 const RENORM_F64: usize = 500;
 const RENORM_F32: usize = 60;
+/// Stack slots (64 bytes each) a kernel may use: 512 KiB of a worker thread's stack.
+const MAX_SPILLED: usize = 8192;
 /// Larger powers in a sum of logarithms are left to Cranelift (one mantissa's power must stay
 /// below 2^RENORM_F32).
 const MAX_POWER: u32 = 40;
@@ -259,6 +261,9 @@ pub fn emit(k: &Kernel, prec: Float) -> Result<Native, Unsupported> {
     let plan = Plan { k, prec, rep, uniform, body };
     // twice: the first pass counts the stack slots the prologue reserves
     let first = plan.generate(0)?;
+    if first.spilled > MAX_SPILLED {
+        return Err(unsupported(format!("{} values on the stack (at most {MAX_SPILLED})", first.spilled)));
+    }
     let out = plan.generate(first.spilled)?;
     debug_assert_eq!(first.spilled, out.spilled);
     Ok(Native {

@@ -135,20 +135,24 @@ fn steps(kind: Normalized) -> Vec<(String, String)> {
 
 fn inverse(kind: Normalized) -> Vec<String> {
     let mut out = Vec::new();
-    if kind.multiplies() {
-        out.push("w = M⁻¹y = U⁻¹ L⁻¹ y (substitutions), x' = w/‖w‖;  ‖Mx'‖ = ‖y‖/‖w‖, so log R = Σ log_diag + (n/2)·log(‖w‖²/‖y‖²)".into());
+    if !kind.translates() {
+        out.push("w = M⁻¹y = U⁻¹ L⁻¹ y (substitutions), x = w/‖w‖;  ‖Mx‖ = ‖y‖/‖w‖, so log R = Σ log_diag + (n/2)·log(‖w‖²/‖y‖²)".into());
+        return out;
     }
-    if kind.translates() {
-        let y = if kind.multiplies() {
-            "x'"
-        } else {
-            out.push("ŷ = y/‖y‖".into());
-            "ŷ"
-        };
-        out.push(format!("x = t·{y} − m, t > 0 the root of ‖t·{y} − m‖ = 1: t² − 2βt − κ = 0, β = {y}ᵀm, κ = 1 − ‖m‖² = 1/(1 + ‖v‖²)"));
-        out.push("t = β + s if β > 0, else κ/(s − β), s = √(β² + κ)   [the cancellation-free root]".into());
-        out.push("1 + xᵀm = κ + tβ = t·s and ‖x + m‖ = t, so log R = log s − (n − 1)·log t".into());
-    }
+    let (w, det) = if kind.multiplies() {
+        out.push("w = M⁻¹y = U⁻¹ L⁻¹ y (substitutions), q = ‖w‖²".into());
+        ("w", "Σ log_diag + ")
+    } else {
+        out.push("w = y, q = ‖y‖²".into());
+        ("y", "")
+    };
+    out.push(format!("x = τ·{w} − m, τ > 0 the root of ‖τ·{w} − m‖ = 1: qτ² − 2βτ − κ = 0, β = {w}ᵀm, κ = 1 − ‖m‖² = 1/(1 + ‖v‖²)"));
+    out.push(
+        "τ = (β + r)/q if β > 0, else κ/(r − β), r = √(β² + κq)   [the cancellation-free root; one division of the selected parts]".into(),
+    );
+    out.push(format!(
+        "at the unit point {w}/√q, t = τ√q and s = r/√q: 1 + xᵀm = t·s, ‖x + m‖ = t, so log R = {det}log r − (n − 1)·log τ − (n/2)·log‖y‖²   [the powers of q cancel: no √q, no normalizing division; y off the sphere by rounding is projected radially]"
+    ));
     out
 }
 

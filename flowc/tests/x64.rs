@@ -304,18 +304,27 @@ fn sums_of_logarithms_at_the_extremes() {
     let mut cc = Consts::new().unwrap();
     let mut got = vec![0.0; n * 2];
     c.run_f64(&rows, &[], &mut got).unwrap();
+    // f32: the same rows rounded to f32 (1e300 → ∞, 1e-300 → 0; 7.25e-200 → 0), against the
+    // reference at the rounded values, within 4 f32 ulps
+    let rows32: Vec<f32> = rows.iter().map(|v| *v as f32).collect();
+    let c32 = flowc::jit::compile(&k, Float::F32).unwrap();
+    let mut got32 = vec![0.0f32; n * 2];
+    c32.run_f32(&rows32, &[], &mut got32).unwrap();
     for r in 0..n {
         let x = &rows[r * 4..r * 4 + 4];
+        let x32: Vec<f64> = rows32[r * 4..r * 4 + 4].iter().map(|v| *v as f64).collect();
         // the reference: Σ p·ln(a) in 256-bit arithmetic (NaN, ±∞ as f64 combines them)
-        let want = [reference(x, &powers, 0.5, &mut cc), reference(x, &[4, 4, 4, 4], -1.0, &mut cc)];
-        for o in 0..2 {
-            let (g, w) = (got[r * 2 + o], want[o]);
-            let ok = if w.is_finite() {
-                (g - w).abs() <= 4.0 * f64::EPSILON * w.abs().max(1.0)
-            } else {
-                g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan())
-            };
-            assert!(ok, "row {x:?} output {o}: {g:e} vs {w:e}");
+        for (xs, out, eps) in [(x.to_vec(), &got, f64::EPSILON), (x32, &got32.iter().map(|v| *v as f64).collect(), f32::EPSILON as f64)] {
+            let want = [reference(&xs, &powers, 0.5, &mut cc), reference(&xs, &[4, 4, 4, 4], -1.0, &mut cc)];
+            for o in 0..2 {
+                let (g, w) = (out[r * 2 + o], want[o]);
+                let ok = if w.is_finite() {
+                    (g - w).abs() <= 4.0 * eps * w.abs().max(1.0)
+                } else {
+                    g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan())
+                };
+                assert!(ok, "row {xs:?} output {o} (ulp {eps:e}): {g:e} vs {w:e}");
+            }
         }
     }
 }

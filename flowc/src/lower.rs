@@ -682,7 +682,6 @@ fn structural(
                 let t: Vec<Value> = a.iter().zip(b).map(|(x, y)| mul(em, *x, *y)).collect();
                 sum(em, &t)
             };
-            let half_n = em.num(n as f64 / 2.0);
             // parameter-only (computed once per call): m = v/√(1 + ‖v‖²) and
             // κ = 1 − ‖m‖² = 1/(1 + ‖v‖²), without the cancellation of 1 − ‖m‖²
             let shift = if kind.translates() {
@@ -699,20 +698,25 @@ fn structural(
                 None
             };
             if forward {
+                // w = x + m (translation), then M·w (linear part); y = w/‖w‖ once. The ratio
+                // log R = log(1 + xᵀm) + Σ log_diag − (n/2)·log‖w‖² (the normalizations in
+                // between cancel), its logarithms in the kernel's one logarithm of a product
+                let mut w: Vec<Value> = cur.to_vec();
                 if let Some((m, kappa, v, vv, r)) = &shift {
-                    // u = x + m, y = u/‖u‖; log R = log(1 + xᵀm) − n·log‖u‖. With ‖m‖ > ½, near
-                    // the antipode x ≈ −m̂ both x + m and 1 + xᵀm cancel; there, with m̂ = v/‖v‖
-                    // and δ = 1 − ‖m‖ = κ/(1 + ‖m‖) (no cancellation): a = x + m̂ (exact near
-                    // −m̂), u = a − δ·m̂, 1 + xᵀm = ‖a‖²/2 − δ·xᵀm̂ (a sum of positive terms
-                    // where xᵀm̂ < 0). The regime is a parameter's: every row takes the same one.
+                    // With ‖m‖ > ½, near the antipode x ≈ −m̂ both x + m and 1 + xᵀm cancel;
+                    // there, with m̂ = v/‖v‖ and δ = 1 − ‖m‖ = κ/(1 + ‖m‖) (no cancellation):
+                    // a = x + m̂ (exact near −m̂), w = a − δ·m̂, 1 + xᵀm = ‖a‖²/2 − δ·xᵀm̂ (a
+                    // sum of positive terms where xᵀm̂ < 0). The regime is a parameter's: every
+                    // row takes the same one. With ‖m‖ ≤ ½, 1 + xᵀm ≥ ½: its rounding costs
+                    // its logarithm half an ulp of 1, absolutely.
                     let nv = un(em, Math::Sqrt(id0), *vv);
                     let norm_m = mul(em, nv, *r);
                     let half = em.num(0.5);
                     let far = sub(em, norm_m, half);
                     let u_near: Vec<Value> = cur.iter().zip(m).map(|(a, b)| add(em, *a, *b)).collect();
                     let xm = dot(em, cur, m);
-                    let lp_near = un(em, Math::Log1p(id0), xm);
                     let one = em.num(1.0);
+                    let near_1xm = add(em, one, xm);
                     let inv_nv = div(em, one, nv);
                     let m_hat: Vec<Value> = v.iter().map(|x| mul(em, *x, inv_nv)).collect();
                     let one_m = add(em, one, norm_m);
@@ -722,12 +726,12 @@ fn structural(
                     let half_aa = mul(em, half, aa);
                     let c = dot(em, cur, &m_hat);
                     let dc = mul(em, delta, c);
-                    let onepxm = sub(em, half_aa, dc);
-                    let lp_far = un(em, Math::Log(id0), onepxm);
+                    let far_1xm = sub(em, half_aa, dc);
                     let pick =
                         |em: &mut Emitter, far_v: Value, near_v: Value| em.op(Math::IfPos([id0, id0, id0]), vec![far, far_v, near_v]);
-                    let l1 = pick(em, lp_far, lp_near);
-                    let u: Vec<Value> = a
+                    let one_xm = pick(em, far_1xm, near_1xm);
+                    logs.push((one_xm, 2));
+                    w = a
                         .iter()
                         .zip(&m_hat)
                         .zip(&u_near)
@@ -737,31 +741,19 @@ fn structural(
                             pick(em, uf, *un_)
                         })
                         .collect();
-                    let t2 = dot(em, &u, &u);
-                    let t = un(em, Math::Sqrt(id0), t2);
-                    let lt = un(em, Math::Log(id0), t2);
-                    let hl = mul(em, half_n, lt);
-                    lds[0].push(sub(em, l1, hl));
-                    let one = em.num(1.0);
-                    let rt = div(em, one, t);
-                    for (c, ui) in cur.iter_mut().zip(&u) {
-                        *c = mul(em, *ui, rt);
-                    }
                 }
                 if kind.multiplies() {
-                    // u = L U x, y = u/‖u‖; log R = log|det M| − n·log‖u‖
-                    let (u, log_diag) = lu_map(em, slots, k, n, cur, true)?;
-                    let q = dot(em, &u, &u);
-                    let t = un(em, Math::Sqrt(id0), q);
-                    let lq = un(em, Math::Log(id0), q);
-                    let hl = mul(em, half_n, lq);
-                    let det = sum(em, &log_diag);
-                    lds[0].push(sub(em, det, hl));
-                    let one = em.num(1.0);
-                    let rt = div(em, one, t);
-                    for (c, ui) in cur.iter_mut().zip(&u) {
-                        *c = mul(em, *ui, rt);
-                    }
+                    let (u, log_diag) = lu_map(em, slots, k, n, &w, true)?;
+                    lds[0].push(sum(em, &log_diag));
+                    w = u;
+                }
+                let q = dot(em, &w, &w);
+                logs.push((q, -(n as i32)));
+                let t = un(em, Math::Sqrt(id0), q);
+                let one = em.num(1.0);
+                let rt = div(em, one, t);
+                for (c, wi) in cur.iter_mut().zip(&w) {
+                    *c = mul(em, *wi, rt);
                 }
             } else {
                 // w = M⁻¹y (w = y without a linear part); a point off the sphere by rounding is

@@ -242,7 +242,7 @@ pub fn emit(k: &Kernel, prec: Float) -> Result<Native, Unsupported> {
                 _,
             ) => {}
             Inst::Op(m, _) => return Err(unsupported(format!("`{m}` of row values"))),
-            other => return Err(unsupported(format!("{}", inst_name(other)))),
+            other => return Err(unsupported(inst_name(other))),
         }
         body.push(i);
     }

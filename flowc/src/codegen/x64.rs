@@ -343,8 +343,27 @@ impl<'k> Plan<'k> {
         let in_idx = g.index_vector(lanes, dim);
         let out_idx = if outs > 1 { Some(g.index_vector(lanes, outs)) } else { None };
         let perm_idx = if dim <= MAX_PERMUTED { (0..dim).map(|c| g.perm_vector(lanes, dim, c)).collect() } else { Vec::new() };
-        let io =
-            Io { in_idx, out_idx, perm_idx, dim, lanes, in_step: (lanes * dim * ebytes) as i32, out_step: (lanes * outs * ebytes) as i32 };
+        let perm_out = if (2..=MAX_PERMUTED).contains(&outs) {
+            (0..outs)
+                .map(|j| {
+                    let s = g.param_len + g.slots.len();
+                    g.slots.extend((0..lanes).map(|p| Slot::Index(((j * lanes + p) / outs) as u64)));
+                    s
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let io = Io {
+            in_idx,
+            out_idx,
+            perm_idx,
+            perm_out,
+            dim,
+            lanes,
+            in_step: (lanes * dim * ebytes) as i32,
+            out_step: (lanes * outs * ebytes) as i32,
+        };
 
         // rdi rows, rsi n, rdx uniforms, rcx out; r8 row index, r10 row pointer, r11 out pointer
         let a = &mut g.a;
@@ -459,6 +478,10 @@ impl<'k> Plan<'k> {
         }
         for u in 0..copies {
             g.al.u = u;
+            if full && !io.perm_out.is_empty() {
+                g.store_permuted(&self.k.outputs, io)?;
+                continue;
+            }
             for (o, v) in self.k.outputs.iter().enumerate() {
                 let x = g.in_reg(*v, SA)?;
                 g.store_output(x, o, io)?;
@@ -470,9 +493,10 @@ impl<'k> Plan<'k> {
 
 /// Vectors of rows interleaved per iteration of the main loop.
 const COPIES: usize = 4;
-/// Rows of at most this many values are read as whole vectors and permuted into coordinates
-/// (in the main loop; the masked tail gathers, as wider rows do): the gathers cost W4 a third
-/// of its speed.
+/// Rows of at most this many values are read as whole vectors and permuted into coordinates,
+/// and as many outputs permuted into whole vectors of rows (in the main loop; the masked tail
+/// gathers and scatters, as wider rows do): gathers cost W4's log_prob a third of its speed,
+/// scatters its forward map a seventh.
 const MAX_PERMUTED: usize = 4;
 
 /// Where rows come from and results go: index vectors (uniform slots) and the byte distance
@@ -482,6 +506,9 @@ struct Io {
     /// Per coordinate, the flat index of each lane's value among `dim` vectors of rows
     /// (for rows of at most [`MAX_PERMUTED`] values).
     perm_idx: Vec<usize>,
+    /// Per vector j of the row-major output block, the lane of each element's row (for 2 to
+    /// [`MAX_PERMUTED`] outputs).
+    perm_out: Vec<usize>,
     dim: usize,
     lanes: usize,
     out_idx: Option<usize>,
@@ -790,6 +817,30 @@ impl<'p> Gen<'p> {
         } else {
             a.vmovdqu32(SA, zmmword_ptr(idx)).map_err(asm)?;
             a.vgatherdps(d.k1(), zmmword_ptr(r10 + SA * 4 + off)).map_err(asm)?;
+        }
+        Ok(())
+    }
+
+    /// The current copy's outputs as `outs` whole vectors of the row-major output: vector j
+    /// takes each element from its output's vector, permuted (one masked permute per output).
+    fn store_permuted(&mut self, outputs: &[Value], io: &Io) -> Result<(), Unsupported> {
+        let outs = outputs.len();
+        let base = self.al.u as i32 * io.out_step;
+        for (j, &idx) in io.perm_out.iter().enumerate() {
+            let idx = self.element(idx);
+            self.a.vmovdqu64(SA, zmmword_ptr(idx)).map_err(asm)?;
+            for (c, v) in outputs.iter().enumerate() {
+                let x = self.in_reg(*v, T2)?;
+                let mask: u32 = (0..io.lanes).filter(|p| (j * io.lanes + p) % outs == c).map(|p| 1u32 << p).sum();
+                if c == 0 {
+                    pick!(self, vpermpd, vpermps, T1, SA, x).map_err(asm)?;
+                } else {
+                    self.a.mov(eax, mask as i32).map_err(asm)?;
+                    self.a.kmovw(k1, eax).map_err(asm)?;
+                    pick!(self, vpermpd, vpermps, T1.k1(), SA, x).map_err(asm)?;
+                }
+            }
+            pick!(self, vmovupd, vmovups, zmmword_ptr(r11 + (base + 64 * j as i32)), T1).map_err(asm)?;
         }
         Ok(())
     }

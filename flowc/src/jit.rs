@@ -135,7 +135,7 @@ impl Compiled {
         self.not_gradient()?;
         let n = self.check(Float::F64, rows.len(), params.len(), out.len())?;
         if let Some((_, native)) = &self.native {
-            let buf = native.uniforms_f64(params);
+            let buf = native.uniforms(params);
             // SAFETY: as below; the code reads the parameters and uniform values in `buf`
             unsafe { self.call(rows.as_ptr(), n, buf.as_ptr(), out.as_mut_ptr()) };
             return Ok(());
@@ -150,7 +150,7 @@ impl Compiled {
         self.not_gradient()?;
         let n = self.check(Float::F32, rows.len(), params.len(), out.len())?;
         if let Some((_, native)) = &self.native {
-            let buf = native.uniforms_f32(params);
+            let buf = native.uniforms(params);
             // SAFETY: as below; the code reads the parameters and uniform values in `buf`
             unsafe { self.call(rows.as_ptr(), n, buf.as_ptr(), out.as_mut_ptr()) };
             return Ok(());

@@ -11,27 +11,13 @@ use flowc::codegen::x64;
 use flowc::ir::Math;
 use flowc::ir::ParamKind;
 use flowc::lower::{self, Body, Inst, Kernel, Kind, ParamSlot};
+use runtime::rng::Rng;
 
 const CRANELIFT: Options = Options { math: MathMode::Auto, backend: Backend::Cranelift };
 
 /// Row counts: one, a partial vector, whole vectors, an interleaved block (4 vectors: 32 f64
 /// rows, 64 f32 rows) ± 1, a large odd one.
 const BATCHES: [usize; 10] = [1, 5, 8, 17, 31, 32, 33, 63, 64, 1001];
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.next().max(1e-300), self.next());
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
-    }
-}
 
 #[derive(Clone, Copy)]
 enum Space {
@@ -84,7 +70,7 @@ flow c5(x: simplex(5)) { base dirichlet([1.5, 2, 0.7, 1, 3]); calibration; gener
 fn flows_match_the_interpreter_and_cranelift() {
     let (_, _, d) = flowc::cli::load_str("x64.flow", FLOWS).unwrap_or_else(|f| panic!("{}", f.message));
     let p = lower::lower(&d).unwrap();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     let mut native = Vec::new();
     for (flow, space) in [
         ("aff1", Space::Real),
@@ -224,7 +210,7 @@ fn arithmetic_is_bit_exact_with_spills_and_scattered_outputs() {
         let n = x64::emit(&k, Float::F64).unwrap();
         assert!(n.spilled > 0, "40 live products should not fit in the registers");
     }
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     let params = [rng.normal(), rng.normal()];
     for &n in &BATCHES {
         let x: Vec<f64> = (0..n * dim).map(|_| 3.0 * rng.normal()).collect();
@@ -389,11 +375,11 @@ fn exp_log_and_log1p_match_libm() {
         1e38,
         1e-40,
     ]);
-    let mut rng = Rng(11);
+    let mut rng = Rng::new(11);
     for _ in 0..3000 {
-        let e = 40.0 * rng.next() - 20.0;
-        let sign = if rng.next() < 0.3 { -1.0 } else { 1.0 };
-        xs.push(sign * 10f64.powf(e) * (1.0 + rng.next()));
+        let e = 40.0 * rng.uniform() - 20.0;
+        let sign = if rng.uniform() < 0.3 { -1.0 } else { 1.0 };
+        xs.push(sign * 10f64.powf(e) * (1.0 + rng.uniform()));
     }
     for prec in [Float::F64, Float::F32] {
         let c = flowc::jit::compile(&k, prec).unwrap();

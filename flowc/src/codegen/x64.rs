@@ -4,7 +4,7 @@
 //! kernels this translator does not take are left to it ([`emit`] says why).
 //!
 //! The function has the kernel ABI of [`super::clif::emit`] except that its parameter pointer
-//! points at the parameters followed by the kernel's uniform values ([`Native::uniforms_f64`]):
+//! points at the parameters followed by the kernel's uniform values ([`Native::uniforms`]):
 //! the values of instructions depending on parameters alone, computed once per call on the host
 //! with the interpreter's scalar functions (as the Cranelift backend computes them before its
 //! row loop), then the constants and index vectors the code reads. Uniform values are read as
@@ -99,42 +99,50 @@ pub struct Native {
     slots: Vec<Slot>,
 }
 
-impl Native {
-    /// The parameters followed by the uniform values and constants (f64 kernels).
-    pub fn uniforms_f64(&self, params: &[f64]) -> Vec<f64> {
-        let mut vals = vec![0.0f64; self.values];
-        for (i, inst) in &self.uniform {
-            vals[*i] = match inst {
-                Inst::Param(j) => params[*j],
-                Inst::Const(c) => *c,
-                Inst::Op(m, args) => eval::apply(m, &args.iter().map(|a| vals[*a]).collect::<Vec<_>>()),
-                _ => unreachable!("uniform instructions are params, constants and ops"),
-            };
-        }
-        let mut buf = Vec::with_capacity(self.param_len + self.slots.len());
-        buf.extend_from_slice(params);
-        buf.extend(self.slots.iter().map(|s| match s {
-            Slot::Value(v) => vals[*v],
-            Slot::Bits(b) | Slot::Index(b) => f64::from_bits(*b),
-        }));
-        buf
-    }
+/// An element type of kernels: how the host computes uniform values in it.
+pub trait Element: Copy + Default {
+    fn constant(c: f64) -> Self;
+    /// One op, as the interpreter computes it in this precision.
+    fn apply(m: &Math, args: &[Self]) -> Self;
+    /// An element from the low bits of `b`.
+    fn from_bits(b: u64) -> Self;
+}
 
-    /// [`Native::uniforms_f64`] for f32 kernels (the interpreter's f32 semantics).
-    pub fn uniforms_f32(&self, params: &[f32]) -> Vec<f32> {
-        let mut vals = vec![0.0f32; self.values];
+impl Element for f64 {
+    fn constant(c: f64) -> f64 {
+        c
+    }
+    fn apply(m: &Math, args: &[f64]) -> f64 {
+        eval::apply(m, args)
+    }
+    fn from_bits(b: u64) -> f64 {
+        f64::from_bits(b)
+    }
+}
+
+impl Element for f32 {
+    fn constant(c: f64) -> f32 {
+        c as f32
+    }
+    fn apply(m: &Math, args: &[f32]) -> f32 {
+        eval::apply_f32(m, args)
+    }
+    fn from_bits(b: u64) -> f32 {
+        f32::from_bits(b as u32)
+    }
+}
+
+impl Native {
+    /// The buffer the code's parameter pointer reads: the parameters, then the uniform values
+    /// (computed here, with the interpreter's functions) and the constants. `T` must be the
+    /// kernel's precision.
+    pub fn uniforms<T: Element>(&self, params: &[T]) -> Vec<T> {
+        let mut vals = vec![T::default(); self.values];
         for (i, inst) in &self.uniform {
             vals[*i] = match inst {
                 Inst::Param(j) => params[*j],
-                Inst::Const(c) => *c as f32,
-                Inst::Op(Math::IfPos(_), args) => {
-                    if vals[args[0]] > 0.0 {
-                        vals[args[1]]
-                    } else {
-                        vals[args[2]]
-                    }
-                }
-                Inst::Op(m, args) => eval::apply_f32(m, &args.iter().map(|a| vals[*a]).collect::<Vec<_>>()),
+                Inst::Const(c) => T::constant(*c),
+                Inst::Op(m, args) => T::apply(m, &args.iter().map(|a| vals[*a]).collect::<Vec<_>>()),
                 _ => unreachable!("uniform instructions are params, constants and ops"),
             };
         }
@@ -142,7 +150,7 @@ impl Native {
         buf.extend_from_slice(params);
         buf.extend(self.slots.iter().map(|s| match s {
             Slot::Value(v) => vals[*v],
-            Slot::Bits(b) | Slot::Index(b) => f32::from_bits(*b as u32),
+            Slot::Bits(b) | Slot::Index(b) => T::from_bits(*b),
         }));
         buf
     }
@@ -428,30 +436,17 @@ impl<'k> Plan<'k> {
     fn body(&self, g: &mut Gen, copies: usize, full: bool, io: &Io) -> Result<(), Unsupported> {
         let n = self.k.body.insts.len();
         let end = self.body.len();
+        // the positions reading each value, per copy (the output stage at `end`)
         let mut uses: Vec<Vec<usize>> = vec![Vec::new(); n * copies];
-        for (t, &i) in self.body.iter().enumerate() {
-            for a in self.k.body.insts[i].args() {
-                let a = self.rep[a];
-                if self.uniform[a] {
-                    continue;
-                }
-                for u in 0..copies {
-                    let pos = t * copies + u;
-                    let list = &mut uses[a * copies + u];
-                    if list.last() != Some(&pos) {
-                        list.push(pos);
-                    }
-                }
-            }
-        }
-        for o in &self.k.outputs {
-            let o = self.rep[*o];
-            if self.uniform[o] {
+        let reads = self.body.iter().enumerate().flat_map(|(t, &i)| self.k.body.insts[i].args().into_iter().map(move |a| (t, a)));
+        for (t, a) in reads.chain(self.k.outputs.iter().map(|o| (end, *o))) {
+            let a = self.rep[a];
+            if self.uniform[a] {
                 continue;
             }
             for u in 0..copies {
-                let pos = end * copies + u;
-                let list = &mut uses[o * copies + u];
+                let pos = t * copies + u;
+                let list = &mut uses[a * copies + u];
                 if list.last() != Some(&pos) {
                     list.push(pos);
                 }
@@ -768,13 +763,19 @@ impl<'p> Gen<'p> {
             Inst::LogProd { terms, scale } => {
                 let terms = terms.clone();
                 self.log_prod(&terms, *scale)?;
-                self.advance(&args);
-                let d = self.define(i)?;
-                pick!(self, vmovapd, vmovaps, d, RES).map_err(asm)?;
+                self.finish(i, &args, RES)?;
             }
             _ => unreachable!("checked by emit"),
         }
         Ok(())
+    }
+
+    /// The end of an instruction computed into scratch register `from`: its last reads free
+    /// their registers, then value `i` gets one.
+    fn finish(&mut self, i: Value, args: &[Value], from: AsmRegisterZmm) -> Result<(), Unsupported> {
+        self.advance(args);
+        let d = self.define(i)?;
+        pick!(self, vmovapd, vmovaps, d, from).map_err(asm)
     }
 
     /// Coordinate `c` of the current copy's rows: in the main loop, for rows of at most
@@ -910,16 +911,12 @@ impl<'p> Gen<'p> {
             Math::Exp(_) => {
                 let rx = self.in_reg(args[0], SA)?;
                 self.exp(rx)?;
-                self.advance(args);
-                let d = self.define(i)?;
-                pick!(self, vmovapd, vmovaps, d, E).map_err(asm)?;
+                self.finish(i, args, E)?;
             }
             Math::Log(_) => {
                 let rx = self.in_reg(args[0], T2)?;
                 self.log_core(rx, false)?;
-                self.advance(args);
-                let d = self.define(i)?;
-                pick!(self, vmovapd, vmovaps, d, RES).map_err(asm)?;
+                self.finish(i, args, RES)?;
             }
             Math::Log1p(_) => {
                 // ln(1 + x) = ln u + c/u, u = 1 + x rounded, c = x − (u − 1) exact
@@ -930,9 +927,7 @@ impl<'p> Gen<'p> {
                 binop!(self, vsubpd, vsubps, T1, rx, Opd::R(T1))?;
                 binop!(self, vdivpd, vdivps, T1, T1, Opd::R(T2))?;
                 self.log_core(T2, true)?;
-                self.advance(args);
-                let d = self.define(i)?;
-                pick!(self, vmovapd, vmovaps, d, RES).map_err(asm)?;
+                self.finish(i, args, RES)?;
             }
             Math::IfPos(_) => {
                 let rc = self.in_reg(args[0], SA)?;
@@ -1000,20 +995,25 @@ impl<'p> Gen<'p> {
         pick!(self, vscalefpd, vscalefps, E, E, DEN).map_err(asm)
     }
 
-    /// ln x (+ corr, in T1, when `corr`) into RES: vmath's logarithm, x = 2^e·m split by
-    /// `vgetexp`/`vgetmant` (subnormals exact), m in [√½, √2); lanes with x outside (0, ∞) get
-    /// −∞ at 0, +∞ at ∞, NaN below 0 and at NaN. `x` is read only (not E, NUM, DEN, SA, SB,
-    /// RES, nor T1 with `corr`).
-    fn log_core(&mut self, x: AsmRegisterZmm, corr: bool) -> Result<(), Unsupported> {
-        pick!(self, vgetexppd, vgetexpps, E, x).map_err(asm)?;
+    /// x = 2^e·m with m in [√½, √2): E += e (exact: `vgetexp`, subnormals too), NUM = m.
+    /// For positive finite x; `x` may be NUM.
+    fn log_split(&mut self, x: AsmRegisterZmm) -> Result<(), Unsupported> {
+        pick!(self, vgetexppd, vgetexpps, SB, x).map_err(asm)?;
+        binop!(self, vaddpd, vaddps, E, E, Opd::R(SB))?;
         pick!(self, vgetmantpd, vgetmantps, NUM, x, 0i32).map_err(asm)?;
         let sqrt2 = self.c(std::f64::consts::SQRT_2);
         self.cmp(k3, NUM, sqrt2, GT_OQ)?;
         let half = self.c(0.5);
         binop!(self, vmulpd, vmulps, NUM.k3(), NUM, half)?;
         let one = self.c(1.0);
-        binop!(self, vaddpd, vaddps, E.k3(), E, one)?;
-        // ln m = f − s·(f − R), s = f/(2 + f), R = z·P(z), z = s²
+        binop!(self, vaddpd, vaddps, E.k3(), E, one)
+    }
+
+    /// RES = ln NUM (+ T1 when `corr`) + E·ln2 for NUM in [√½, √2) (vmath's logarithm:
+    /// ln m = f − s·(f − R), s = f/(2 + f), R = z·P(z), z = s²; ln2 in two parts). Uses DEN,
+    /// SA, SB.
+    fn log_poly(&mut self, corr: bool) -> Result<(), Unsupported> {
+        let one = self.c(1.0);
         binop!(self, vsubpd, vsubps, DEN, NUM, one)?;
         let two = self.c(2.0);
         binop!(self, vaddpd, vaddps, SB, DEN, two)?;
@@ -1035,27 +1035,51 @@ impl<'p> Gen<'p> {
         let lo = self.c(lo);
         binop!(self, vfmadd231pd, vfmadd231ps, RES, E, lo)?;
         let hi = self.c(hi);
-        binop!(self, vfmadd231pd, vfmadd231ps, RES, E, hi)?;
+        binop!(self, vfmadd231pd, vfmadd231ps, RES, E, hi)
+    }
+
+    /// ln x (+ corr, in T1, when `corr`) into RES: vmath's logarithm, x = 2^e·m split by
+    /// `vgetexp`/`vgetmant` (subnormals exact), m in [√½, √2); lanes with x outside (0, ∞) get
+    /// −∞ at 0, +∞ at ∞, NaN below 0 and at NaN. `x` is read only (not E, NUM, DEN, SA, SB,
+    /// RES, nor T1 with `corr`).
+    fn log_core(&mut self, x: AsmRegisterZmm, corr: bool) -> Result<(), Unsupported> {
+        self.a.vpxorq(E, E, E).map_err(asm)?;
+        self.log_split(x)?;
+        self.log_poly(corr)?;
         // lanes of this block with x outside (0, ∞): √min(x, 0) + exp(x)
         let zero = self.c(0.0);
         let inf = self.c(f64::INFINITY);
         self.cmp(k3, x, zero, GT_OQ)?;
         self.cmp(k4, x, inf, LT_OQ)?;
         self.a.kandw(k5, k3, k4).map_err(asm)?;
-        let mut normal = self.a.create_label();
+        let mut normal = self.skip_if_all_normal()?;
+        self.special_log(x)?;
+        self.a.knotw(k6, k5).map_err(asm)?;
+        pick!(self, vmovapd, vmovaps, RES.k6(), SB).map_err(asm)?;
+        self.a.set_label(&mut normal).map_err(asm)?;
+        Ok(())
+    }
+
+    /// A jump (to the label returned, to be set after the special lanes' code) taken when every
+    /// row lane of the block is in k5, the lanes whose arguments are positive and finite.
+    fn skip_if_all_normal(&mut self) -> Result<CodeLabel, Unsupported> {
+        let normal = self.a.create_label();
         self.a.kandw(k6, k5, k7).map_err(asm)?;
         self.a.kmovw(eax, k6).map_err(asm)?;
         self.a.kmovw(r9d, k7).map_err(asm)?;
         self.a.cmp(eax, r9d).map_err(asm)?;
         self.a.je(normal).map_err(asm)?;
+        Ok(normal)
+    }
+
+    /// SB = exp(x) + √min(x, 0): ln x's value where x is not positive and finite (−∞ at ±0,
+    /// +∞ at ∞, NaN below 0 and at NaN); finite elsewhere. Uses DEN.
+    fn special_log(&mut self, x: AsmRegisterZmm) -> Result<(), Unsupported> {
+        let zero = self.c(0.0);
         binop!(self, vminpd, vminps, SB, x, zero)?;
         pick!(self, vsqrtpd, vsqrtps, SB, SB).map_err(asm)?;
         pick!(self, vgetexppd, vgetexpps, DEN, x).map_err(asm)?;
-        binop!(self, vaddpd, vaddps, SB, SB, Opd::R(DEN))?;
-        self.a.knotw(k6, k5).map_err(asm)?;
-        pick!(self, vmovapd, vmovaps, RES.k6(), SB).map_err(asm)?;
-        self.a.set_label(&mut normal).map_err(asm)?;
-        Ok(())
+        binop!(self, vaddpd, vaddps, SB, SB, Opd::R(DEN))
     }
 
     /// scale·Σ p·ln(a) into RES: Σ p·ln(a) = ln(Π mant(a)^p) + ln2·Σ p·exp(a), the mantissas
@@ -1128,53 +1152,18 @@ impl<'p> Gen<'p> {
         binop!(self, vpandq, vpandd, SB, E, abs)?;
         self.cmp(k4, SB, inf, LT_OQ)?;
         self.a.kandw(k5, k3, k4).map_err(asm)?;
-        // ln(num/den) + E·ln2, the ratio as 2^e·m with m in [√½, √2)
+        // ln(num/den) + E·ln2
         binop!(self, vdivpd, vdivps, NUM, NUM, Opd::R(DEN))?;
-        pick!(self, vgetexppd, vgetexpps, T1, NUM).map_err(asm)?;
-        binop!(self, vaddpd, vaddps, E, E, Opd::R(T1))?;
-        pick!(self, vgetmantpd, vgetmantps, NUM, NUM, 0i32).map_err(asm)?;
-        let sqrt2 = self.c(std::f64::consts::SQRT_2);
-        self.cmp(k3, NUM, sqrt2, GT_OQ)?;
-        let half = self.c(0.5);
-        binop!(self, vmulpd, vmulps, NUM.k3(), NUM, half)?;
-        let one = self.c(1.0);
-        binop!(self, vaddpd, vaddps, E.k3(), E, one)?;
-        // ln m = f − s·(f − R), s = f/(2 + f), R = z·P(z), z = s² (vmath's log)
-        binop!(self, vsubpd, vsubps, T1, NUM, one)?;
-        let two = self.c(2.0);
-        binop!(self, vaddpd, vaddps, T2, T1, two)?;
-        binop!(self, vdivpd, vdivps, T2, T1, Opd::R(T2))?;
-        binop!(self, vmulpd, vmulps, DEN, T2, Opd::R(T2))?;
-        let coef: &[f64] = if self.f64 { &LOG_R_F64 } else { &LOG_R_F32 };
-        self.set(RES, coef[coef.len() - 1])?;
-        for &ci in coef[..coef.len() - 1].iter().rev() {
-            let c = self.c(ci);
-            binop!(self, vfmadd213pd, vfmadd213ps, RES, DEN, c)?;
-        }
-        binop!(self, vmulpd, vmulps, RES, RES, Opd::R(DEN))?;
-        binop!(self, vsubpd, vsubps, RES, RES, Opd::R(T1))?;
-        binop!(self, vfmadd213pd, vfmadd213ps, RES, T2, Opd::R(T1))?;
-        let (hi, lo) = if self.f64 { (LN2_HI, LN2_LO) } else { (LN2_HI_F32 as f64, LN2_LO_F32 as f64) };
-        let lo = self.c(lo);
-        binop!(self, vfmadd231pd, vfmadd231ps, RES, E, lo)?;
-        let hi = self.c(hi);
-        binop!(self, vfmadd231pd, vfmadd231ps, RES, E, hi)?;
+        self.log_split(NUM)?;
+        self.log_poly(false)?;
         let sc = self.c(scale);
         binop!(self, vmulpd, vmulps, RES, RES, sc)?;
         // lanes of this block with a term outside (0, ∞)
-        let mut normal = self.a.create_label();
-        self.a.kandw(k6, k5, k7).map_err(asm)?;
-        self.a.kmovw(eax, k6).map_err(asm)?;
-        self.a.kmovw(r9d, k7).map_err(asm)?;
-        self.a.cmp(eax, r9d).map_err(asm)?;
-        self.a.je(normal).map_err(asm)?;
+        let mut normal = self.skip_if_all_normal()?;
         self.a.vpxorq(T1, T1, T1).map_err(asm)?;
         for &(v, p) in &terms {
             let ra = self.in_reg(v, T2)?;
-            binop!(self, vminpd, vminps, SB, ra, zero)?;
-            pick!(self, vsqrtpd, vsqrtps, SB, SB).map_err(asm)?;
-            pick!(self, vgetexppd, vgetexpps, DEN, ra).map_err(asm)?;
-            binop!(self, vaddpd, vaddps, SB, SB, Opd::R(DEN))?;
+            self.special_log(ra)?;
             let pc = self.c(p as f64);
             binop!(self, vfmadd231pd, vfmadd231ps, T1, SB, pc)?;
         }

@@ -782,10 +782,15 @@ fn bench(
             })?;
             Ok(rows as f64 / med)
         };
-        let (closed, gen) = (rate(fk)?, rate(lk)?);
+        let bases = crate::ratio::generic_bases(fk, f.space).map_err(|e| user(format!("error: `--kernel ratio`: {e}")))?;
+        let (closed, gen, with_bases) = (rate(fk)?, rate(lk)?, rate(&bases)?);
         out.push_str(&format!(
             "closed forms (the forward kernel), f64, {t} threads: {closed:.3e} points/s; generic: {gen:.3e}; closed / generic = {:.1}\n",
             closed / gen
+        ));
+        out.push_str(&format!(
+            "generic with tangent bases formed (Householder, |det(T_yᵀ F T_x)| as defined): {with_bases:.3e} points/s; closed / it = {:.1}\n",
+            closed / with_bases
         ));
     }
     if flops > 0 {

@@ -40,19 +40,8 @@ use egg::Id;
 /// The generic-ratio kernel of a sphere or simplex flow's forward kernel: the same outputs
 /// (y, then log R) with log R = log|det(F_x P + n_y n_xᵀ)|.
 pub fn generic(k: &Kernel, space: Space) -> Result<Kernel, String> {
-    if k.kind != Kind::Forward {
-        return Err(format!("the generic ratio is taken of a forward kernel, not of `{}.{}`", k.flow, k.kind.name()));
-    }
-    if space == Space::Real {
-        return Err(format!("`{}` is a flow on R^n: its log-determinant is generic already", k.flow));
-    }
+    let (mut em, inputs, ys) = prelude(k, space)?;
     let n = k.dim;
-    let ys: Vec<Value> = k.outputs[..n].to_vec();
-    let inputs: Vec<Value> = (0..n)
-        .map(|j| k.body.insts.iter().position(|i| *i == Inst::Input(j)).map(Ok).unwrap_or_else(|| Err(())))
-        .collect::<Result<_, _>>()
-        .map_err(|_| "a forward kernel reads every coordinate".to_string())?;
-    let mut em = Emitter::from_body(k.body.clone());
     let ld = if space == Space::Simplex {
         // the rows are projected by the kernel (x/Σx): the ratio is taken at the projected point
         let xs = projected(&em, &inputs);
@@ -71,10 +60,112 @@ pub fn generic(k: &Kernel, space: Space) -> Result<Kernel, String> {
         let entries = tangent_matrix(&mut em, &inputs, &ys, space)?;
         em.push(Inst::LogAbsDet { n, entries })
     };
+    finish(k, em, ys, ld)
+}
+
+/// The generic ratio as defined, with tangent bases formed: log|det(T_yᵀ F_x T_x)|, T_x and
+/// T_y the last n − 1 columns of the Householder reflection that maps the unit normal at x (at
+/// y) to a multiple of e₁ — the Q of a QR of [n | I − n nᵀ], as peers compute it — F_x T_x by
+/// forward mode along those n − 1 directions, and an (n − 1) × (n − 1) determinant. Slower
+/// than [`generic`] (two bases and a product with them per row); an independent check of it
+/// and of the closed forms. On the simplex F_x is taken in plain coordinates: only as good as
+/// its conditioning (rows scale with y, columns with 1/x).
+pub fn generic_bases(k: &Kernel, space: Space) -> Result<Kernel, String> {
+    let (mut em, inputs, ys) = prelude(k, space)?;
+    let n = k.dim;
+    let xs = if space == Space::Simplex { projected(&em, &inputs) } else { inputs };
+    let nx = unit_normal(&mut em, &xs, space);
+    let tx = householder_basis(&mut em, &nx);
+    let ny = unit_normal(&mut em, &ys, space);
+    let ty = householder_basis(&mut em, &ny);
+    let cols = jvp(&mut em, &xs, &ys, &tx)?;
+    let z = Id::from(0usize);
+    let mut entries = Vec::with_capacity((n - 1) * (n - 1));
+    for t in &ty {
+        for c in &cols {
+            let mut acc = em.op(Math::Mul([z, z]), vec![t[0], c[0]]);
+            for i in 1..n {
+                let p = em.op(Math::Mul([z, z]), vec![t[i], c[i]]);
+                acc = em.op(Math::Add([z, z]), vec![acc, p]);
+            }
+            entries.push(acc);
+        }
+    }
+    let ld = em.push(Inst::LogAbsDet { n: n - 1, entries });
+    finish(k, em, ys, ld)
+}
+
+/// A forward kernel's body to extend, the values of its inputs, and its image.
+fn prelude(k: &Kernel, space: Space) -> Result<(Emitter, Vec<Value>, Vec<Value>), String> {
+    if k.kind != Kind::Forward {
+        return Err(format!("the generic ratio is taken of a forward kernel, not of `{}.{}`", k.flow, k.kind.name()));
+    }
+    if space == Space::Real {
+        return Err(format!("`{}` is a flow on R^n: its log-determinant is generic already", k.flow));
+    }
+    let ys: Vec<Value> = k.outputs[..k.dim].to_vec();
+    let inputs: Vec<Value> = (0..k.dim)
+        .map(|j| k.body.insts.iter().position(|i| *i == Inst::Input(j)).map(Ok).unwrap_or_else(|| Err(())))
+        .collect::<Result<_, _>>()
+        .map_err(|_| "a forward kernel reads every coordinate".to_string())?;
+    Ok((Emitter::from_body(k.body.clone()), inputs, ys))
+}
+
+/// The kernel with outputs (y, log R), pruned.
+fn finish(k: &Kernel, em: Emitter, ys: Vec<Value>, ld: Value) -> Result<Kernel, String> {
     let mut outputs = ys;
     outputs.push(ld);
     let (body, outputs) = crate::lower::prune(em.body, &outputs);
-    Ok(Kernel { flow: k.flow.clone(), kind: Kind::Ratio, dim: n, params: k.params.clone(), body, outputs })
+    Ok(Kernel { flow: k.flow.clone(), kind: Kind::Ratio, dim: k.dim, params: k.params.clone(), body, outputs })
+}
+
+/// The unit normal of `space` at the point `v`: v/‖v‖ on the sphere, 1/√n on the simplex.
+fn unit_normal(em: &mut Emitter, v: &[Value], space: Space) -> Vec<Value> {
+    let z = Id::from(0usize);
+    match space {
+        Space::Sphere => {
+            let mut s = em.op(Math::Mul([z, z]), vec![v[0], v[0]]);
+            for a in &v[1..] {
+                let sq = em.op(Math::Mul([z, z]), vec![*a, *a]);
+                s = em.op(Math::Add([z, z]), vec![s, sq]);
+            }
+            let r = em.op(Math::Sqrt(z), vec![s]);
+            let one = em.num(1.0);
+            let inv = em.op(Math::Div([z, z]), vec![one, r]);
+            v.iter().map(|a| em.op(Math::Mul([z, z]), vec![*a, inv])).collect()
+        }
+        _ => (0..v.len()).map(|_| em.num(1.0 / (v.len() as f64).sqrt())).collect(),
+    }
+}
+
+/// Columns 2..n of the Householder reflection H = I − w wᵀ/(1 + |u₁|), w = u + sign(u₁)e₁,
+/// of the unit vector u: an orthonormal basis of u^⊥ (H e₁ = −sign(u₁)·u; 1 + |u₁| ≥ 1, no
+/// cancellation).
+fn householder_basis(em: &mut Emitter, u: &[Value]) -> Vec<Vec<Value>> {
+    let z = Id::from(0usize);
+    let one = em.num(1.0);
+    let up = em.op(Math::Add([z, z]), vec![u[0], one]);
+    let down = em.op(Math::Sub([z, z]), vec![u[0], one]);
+    let w0 = em.op(Math::IfPos([z, z, z]), vec![u[0], up, down]);
+    let a = em.op(Math::Abs(z), vec![u[0]]);
+    let d = em.op(Math::Add([z, z]), vec![one, a]);
+    let c = em.op(Math::Div([z, z]), vec![one, d]);
+    let w: Vec<Value> = std::iter::once(w0).chain(u[1..].iter().copied()).collect();
+    (1..u.len())
+        .map(|j| {
+            let wc = em.op(Math::Mul([z, z]), vec![w[j], c]);
+            (0..u.len())
+                .map(|i| {
+                    let p = em.op(Math::Mul([z, z]), vec![w[i], wc]);
+                    if i == j {
+                        em.op(Math::Sub([z, z]), vec![one, p])
+                    } else {
+                        em.op(Math::Neg(z), vec![p])
+                    }
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// The entries (row-major) of F P + n_y n_xᵀ for the map from values `xs` (a point of

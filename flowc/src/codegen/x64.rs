@@ -18,7 +18,7 @@
 //! read or written.
 //!
 //! Arithmetic is exact IEEE per lane, as in the Cranelift code and the interpreter (no fused
-//! multiply-adds are formed). `exp`, `log` and `log1p` of row values use [`super::vmath`]'s
+//! multiply-adds are formed). `exp`, `log`, `log1p` and `tanh` of row values use [`super::vmath`]'s
 //! reductions and polynomials (`vgetexp`/`vgetmant` split logarithms' arguments, `vscalef`
 //! applies exp's power of two). `LogProd` splits every term into mantissa and exponent
 //! (`vgetmant`, `vgetexp`: exact for every positive finite number, subnormals included),
@@ -26,7 +26,7 @@
 //! [`super::vmath`]); lanes with a term outside (0, ∞) get the exact −∞, +∞ or NaN.
 
 use super::clif::{Float, Unsupported};
-use super::vmath::{EXP_Q_F32, EXP_Q_F64, LN2_HI, LN2_HI_F32, LN2_LO, LN2_LO_F32, LOG_R_F32, LOG_R_F64};
+use super::vmath::{EXPM1_Q_F32, EXPM1_Q_F64, EXP_Q_F32, EXP_Q_F64, LN2_HI, LN2_HI_F32, LN2_LO, LN2_LO_F32, LOG_R_F32, LOG_R_F64};
 use crate::ir::{eval, Math};
 use crate::lower::{Inst, Kernel, Kind, Value};
 use iced_x86::code_asm::*;
@@ -246,7 +246,8 @@ pub fn emit(k: &Kernel, prec: Float) -> Result<Native, Unsupported> {
                 | Math::IfPos(_)
                 | Math::Exp(_)
                 | Math::Log(_)
-                | Math::Log1p(_),
+                | Math::Log1p(_)
+                | Math::Tanh(_),
                 _,
             ) => {}
             Inst::Op(m, _) => return Err(unsupported(format!("`{m}` of row values"))),
@@ -913,6 +914,11 @@ impl<'p> Gen<'p> {
                 self.exp(rx)?;
                 self.finish(i, args, E)?;
             }
+            Math::Tanh(_) => {
+                let rx = self.in_reg(args[0], SA)?;
+                self.tanh(rx)?;
+                self.finish(i, args, E)?;
+            }
             Math::Log(_) => {
                 let rx = self.in_reg(args[0], T2)?;
                 self.log_core(rx, false)?;
@@ -1036,6 +1042,53 @@ impl<'p> Gen<'p> {
         binop!(self, vfmadd231pd, vfmadd231ps, RES, E, lo)?;
         let hi = self.c(hi);
         binop!(self, vfmadd231pd, vfmadd231ps, RES, E, hi)
+    }
+
+    /// tanh x into E (vmath's: with a = 2|x| capped, e = e^a − 1 from the expm1 reduction
+    /// and polynomial, tanh|x| = e/(e + 2), the sign of x put back). `x` must not be a scratch
+    /// register other than SA.
+    fn tanh(&mut self, x: AsmRegisterZmm) -> Result<(), Unsupported> {
+        let (cap, magic) = if self.f64 { (40.0, 1.5 * 2f64.powi(52)) } else { (20.0, 1.5 * 2f64.powi(23)) };
+        let abs = self.bits(!(1 << 63), !(1 << 31));
+        binop!(self, vpandq, vpandd, T1, x, abs)?;
+        binop!(self, vaddpd, vaddps, T1, T1, Opd::R(T1))?;
+        // min(cap, 2|x|), NaN kept (the second operand is returned when one is NaN)
+        self.set(T2, cap)?;
+        binop!(self, vminpd, vminps, T2, T2, Opd::R(T1))?;
+        // k = nearest(a·log2 e − 0.085) (e^r − 1 in [−¼, ½) for k = 0), r = a − k·ln2
+        self.set(DEN, -0.085)?;
+        let log2e = self.c(std::f64::consts::LOG2_E);
+        binop!(self, vfmadd231pd, vfmadd231ps, DEN, T2, log2e)?;
+        let m = self.c(magic);
+        binop!(self, vaddpd, vaddps, NUM, DEN, m)?;
+        binop!(self, vsubpd, vsubps, DEN, NUM, m)?;
+        pick!(self, vmovapd, vmovaps, RES, T2).map_err(asm)?;
+        let (h, l) = if self.f64 { (LN2_HI, LN2_LO) } else { (LN2_HI_F32 as f64, LN2_LO_F32 as f64) };
+        let h = self.c(-h);
+        binop!(self, vfmadd231pd, vfmadd231ps, RES, DEN, h)?;
+        let l = self.c(-l);
+        binop!(self, vfmadd231pd, vfmadd231ps, RES, DEN, l)?;
+        // q = e^r − 1 = r + r·(r·Q(r))
+        let q: &[f64] = if self.f64 { &EXPM1_Q_F64 } else { &EXPM1_Q_F32 };
+        self.set(E, q[q.len() - 1])?;
+        for &ci in q[..q.len() - 1].iter().rev() {
+            let ci = self.c(ci);
+            binop!(self, vfmadd213pd, vfmadd213ps, E, RES, ci)?;
+        }
+        binop!(self, vmulpd, vmulps, E, E, Opd::R(RES))?;
+        binop!(self, vfmadd213pd, vfmadd213ps, E, RES, Opd::R(RES))?;
+        // e = 2^k·q + (2^k − 1), then e/(e + 2)
+        self.set(T1, 1.0)?;
+        pick!(self, vscalefpd, vscalefps, T1, T1, DEN).map_err(asm)?;
+        let one = self.c(1.0);
+        binop!(self, vsubpd, vsubps, T2, T1, one)?;
+        binop!(self, vfmadd213pd, vfmadd213ps, E, T1, Opd::R(T2))?;
+        let two = self.c(2.0);
+        binop!(self, vaddpd, vaddps, T2, E, two)?;
+        binop!(self, vdivpd, vdivps, E, E, Opd::R(T2))?;
+        let sign = self.bits(1 << 63, 1 << 31);
+        binop!(self, vpandq, vpandd, T1, x, sign)?;
+        binop!(self, vporq, vpord, E, E, Opd::R(T1))
     }
 
     /// ln x (+ corr, in T1, when `corr`) into RES: vmath's logarithm, x = 2^e·m split by

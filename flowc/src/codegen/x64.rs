@@ -978,26 +978,12 @@ impl<'p> Gen<'p> {
         binop!(self, vminpd, vminps, T1, T1, Opd::R(x))?;
         self.set(T2, lo)?;
         binop!(self, vmaxpd, vmaxps, T1, T2, Opd::R(T1))?;
-        // k = nearest(x·log2 e) (in NUM's low bits after the shift), r = x − k·ln2
-        self.set(NUM, magic)?;
-        let log2e = self.c(std::f64::consts::LOG2_E);
-        binop!(self, vfmadd231pd, vfmadd231ps, NUM, T1, log2e)?;
-        let m = self.c(magic);
-        binop!(self, vsubpd, vsubps, DEN, NUM, m)?;
-        pick!(self, vmovapd, vmovaps, RES, T1).map_err(asm)?;
-        let (h, l) = if self.f64 { (LN2_HI, LN2_LO) } else { (LN2_HI_F32 as f64, LN2_LO_F32 as f64) };
-        let h = self.c(-h);
-        binop!(self, vfmadd231pd, vfmadd231ps, RES, DEN, h)?;
-        let l = self.c(-l);
-        binop!(self, vfmadd231pd, vfmadd231ps, RES, DEN, l)?;
+        // k = nearest(x·log2 e), r = x − k·ln2
+        self.reduce(T1, magic, None)?;
         // e^r = 1 + r + r²·Q(r) by Horner, then ·2^k
         let q: &[f64] = if self.f64 { &EXP_Q_F64 } else { &EXP_Q_F32 };
         let c: Vec<f64> = [1.0, 1.0].iter().chain(q).copied().collect();
-        self.set(E, c[c.len() - 1])?;
-        for &ci in c[..c.len() - 1].iter().rev() {
-            let ci = self.c(ci);
-            binop!(self, vfmadd213pd, vfmadd213ps, E, RES, ci)?;
-        }
+        self.horner(E, RES, &c)?;
         pick!(self, vscalefpd, vscalefps, E, E, DEN).map_err(asm)
     }
 
@@ -1026,11 +1012,7 @@ impl<'p> Gen<'p> {
         binop!(self, vdivpd, vdivps, SB, DEN, Opd::R(SB))?;
         binop!(self, vmulpd, vmulps, SA, SB, Opd::R(SB))?;
         let coef: &[f64] = if self.f64 { &LOG_R_F64 } else { &LOG_R_F32 };
-        self.set(RES, coef[coef.len() - 1])?;
-        for &ci in coef[..coef.len() - 1].iter().rev() {
-            let c = self.c(ci);
-            binop!(self, vfmadd213pd, vfmadd213ps, RES, SA, c)?;
-        }
+        self.horner(RES, SA, coef)?;
         binop!(self, vmulpd, vmulps, RES, RES, Opd::R(SA))?;
         binop!(self, vsubpd, vsubps, RES, RES, Opd::R(DEN))?;
         binop!(self, vfmadd213pd, vfmadd213ps, RES, SB, Opd::R(DEN))?;
@@ -1042,6 +1024,42 @@ impl<'p> Gen<'p> {
         binop!(self, vfmadd231pd, vfmadd231ps, RES, E, lo)?;
         let hi = self.c(hi);
         binop!(self, vfmadd231pd, vfmadd231ps, RES, E, hi)
+    }
+
+    /// DEN = k, RES = r with a = k·ln2 + r (ln2 in two parts): k = nearest(a·log2 e), or with
+    /// `offset` d nearest(a·log2 e − d), rounded by adding and subtracting `magic` (vmath's
+    /// reductions). Uses NUM.
+    fn reduce(&mut self, a: AsmRegisterZmm, magic: f64, offset: Option<f64>) -> Result<(), Unsupported> {
+        let log2e = self.c(std::f64::consts::LOG2_E);
+        let m = self.c(magic);
+        match offset {
+            None => {
+                self.set(NUM, magic)?;
+                binop!(self, vfmadd231pd, vfmadd231ps, NUM, a, log2e)?;
+            }
+            Some(d) => {
+                self.set(DEN, -d)?;
+                binop!(self, vfmadd231pd, vfmadd231ps, DEN, a, log2e)?;
+                binop!(self, vaddpd, vaddps, NUM, DEN, m)?;
+            }
+        }
+        binop!(self, vsubpd, vsubps, DEN, NUM, m)?;
+        pick!(self, vmovapd, vmovaps, RES, a).map_err(asm)?;
+        let (h, l) = if self.f64 { (LN2_HI, LN2_LO) } else { (LN2_HI_F32 as f64, LN2_LO_F32 as f64) };
+        let h = self.c(-h);
+        binop!(self, vfmadd231pd, vfmadd231ps, RES, DEN, h)?;
+        let l = self.c(-l);
+        binop!(self, vfmadd231pd, vfmadd231ps, RES, DEN, l)
+    }
+
+    /// dst = Σ c[i]·x^i by Horner's rule with fused steps (vmath's `poly`).
+    fn horner(&mut self, dst: AsmRegisterZmm, x: AsmRegisterZmm, c: &[f64]) -> Result<(), Unsupported> {
+        self.set(dst, c[c.len() - 1])?;
+        for &ci in c[..c.len() - 1].iter().rev() {
+            let ci = self.c(ci);
+            binop!(self, vfmadd213pd, vfmadd213ps, dst, x, ci)?;
+        }
+        Ok(())
     }
 
     /// tanh x into E (vmath's: with a = 2|x| capped, e = e^a − 1 from the expm1 reduction
@@ -1056,25 +1074,10 @@ impl<'p> Gen<'p> {
         self.set(T2, cap)?;
         binop!(self, vminpd, vminps, T2, T2, Opd::R(T1))?;
         // k = nearest(a·log2 e − 0.085) (e^r − 1 in [−¼, ½) for k = 0), r = a − k·ln2
-        self.set(DEN, -0.085)?;
-        let log2e = self.c(std::f64::consts::LOG2_E);
-        binop!(self, vfmadd231pd, vfmadd231ps, DEN, T2, log2e)?;
-        let m = self.c(magic);
-        binop!(self, vaddpd, vaddps, NUM, DEN, m)?;
-        binop!(self, vsubpd, vsubps, DEN, NUM, m)?;
-        pick!(self, vmovapd, vmovaps, RES, T2).map_err(asm)?;
-        let (h, l) = if self.f64 { (LN2_HI, LN2_LO) } else { (LN2_HI_F32 as f64, LN2_LO_F32 as f64) };
-        let h = self.c(-h);
-        binop!(self, vfmadd231pd, vfmadd231ps, RES, DEN, h)?;
-        let l = self.c(-l);
-        binop!(self, vfmadd231pd, vfmadd231ps, RES, DEN, l)?;
+        self.reduce(T2, magic, Some(0.085))?;
         // q = e^r − 1 = r + r·(r·Q(r))
         let q: &[f64] = if self.f64 { &EXPM1_Q_F64 } else { &EXPM1_Q_F32 };
-        self.set(E, q[q.len() - 1])?;
-        for &ci in q[..q.len() - 1].iter().rev() {
-            let ci = self.c(ci);
-            binop!(self, vfmadd213pd, vfmadd213ps, E, RES, ci)?;
-        }
+        self.horner(E, RES, q)?;
         binop!(self, vmulpd, vmulps, E, E, Opd::R(RES))?;
         binop!(self, vfmadd213pd, vfmadd213ps, E, RES, Opd::R(RES))?;
         // e = 2^k·q + (2^k − 1), then e/(e + 2)

@@ -216,6 +216,7 @@ fn arithmetic_is_bit_exact_with_spills_and_scattered_outputs() {
         let n = x64::emit(&k, Float::F64).unwrap();
         assert!(n.spilled > 0, "40 live products should not fit in the registers");
     }
+    let native32 = flowc::jit::compile(&k, Float::F32).unwrap();
     let mut rng = Rng::new(7);
     let params = [rng.normal(), rng.normal()];
     for &n in &BATCHES {
@@ -235,7 +236,6 @@ fn arithmetic_is_bit_exact_with_spills_and_scattered_outputs() {
         }
         let x32: Vec<f32> = x.iter().map(|v| *v as f32).collect();
         let p32 = [params[0] as f32, params[1] as f32];
-        let native32 = flowc::jit::compile(&k, Float::F32).unwrap();
         let mut got = vec![0.0f32; n * 33];
         native32.run_f32(&x32, &p32, &mut got).unwrap();
         for r in 0..n {

@@ -673,6 +673,20 @@ fn norm<A: Arith>(a: &mut A, t: &[A::V]) -> A::V {
     acc
 }
 
+/// `a op b` for number types with the four operations.
+fn arithmetic<T: std::ops::Add<Output = T> + std::ops::Sub<Output = T> + std::ops::Mul<Output = T> + std::ops::Div<Output = T>>(
+    op: BinOp,
+    a: T,
+    b: T,
+) -> T {
+    match op {
+        BinOp::Add => a + b,
+        BinOp::Sub => a - b,
+        BinOp::Mul => a * b,
+        BinOp::Div => a / b,
+    }
+}
+
 /// f64 arithmetic.
 pub struct F64;
 
@@ -682,12 +696,7 @@ impl Arith for F64 {
         c
     }
     fn bin(&mut self, op: BinOp, a: f64, b: f64) -> f64 {
-        match op {
-            BinOp::Add => a + b,
-            BinOp::Sub => a - b,
-            BinOp::Mul => a * b,
-            BinOp::Div => a / b,
-        }
+        arithmetic(op, a, b)
     }
     fn neg(&mut self, a: f64) -> f64 {
         -a
@@ -770,12 +779,7 @@ impl Arith for Duals {
         Dual::c(c)
     }
     fn bin(&mut self, op: BinOp, a: Dual, b: Dual) -> Dual {
-        match op {
-            BinOp::Add => a + b,
-            BinOp::Sub => a - b,
-            BinOp::Mul => a * b,
-            BinOp::Div => a / b,
-        }
+        arithmetic(op, a, b)
     }
     fn neg(&mut self, a: Dual) -> Dual {
         Dual { v: -a.v, d: -a.d }

@@ -640,20 +640,12 @@ impl<'k> Engine<'k> {
     fn run(&self, dim: usize, outputs: usize, rows: &[f64], params: &[f64], out: &mut [f64], threads: usize) -> Result<(), Failure> {
         let fail = |e: String| Failure { code: 2, message: format!("internal error: {e}") };
         match self {
-            Engine::Jit(c) if c.precision == Float::F64 => {
-                batch::run_rows(rows, dim, out, outputs, threads, &|r: &[f64], o: &mut [f64]| {
-                    c.run_f64(r, params, o).expect("shapes checked")
-                })
-                .map_err(fail)
-            }
+            Engine::Jit(c) if c.precision == Float::F64 => c.run_batch_f64(rows, params, out, threads).map_err(|e| fail(e.0)),
             Engine::Jit(c) => {
                 let r32: Vec<f32> = rows.iter().map(|v| *v as f32).collect();
                 let p32: Vec<f32> = params.iter().map(|v| *v as f32).collect();
                 let mut o32 = vec![0.0f32; out.len()];
-                batch::run_rows(&r32, dim, &mut o32, outputs, threads, &|r: &[f32], o: &mut [f32]| {
-                    c.run_f32(r, &p32, o).expect("shapes checked")
-                })
-                .map_err(fail)?;
+                c.run_batch_f32(&r32, &p32, &mut o32, threads).map_err(|e| fail(e.0))?;
                 out.iter_mut().zip(o32).for_each(|(a, b)| *a = b as f64);
                 Ok(())
             }
@@ -721,7 +713,7 @@ fn bench(
         BenchKernel::Sample => "sampling (forward kernel on base points)",
         BenchKernel::Ratio => "the generic volume ratio (forward map; log R by forward-mode Jacobian and determinant) on base points",
     };
-    let mut out = format!("flow {name}: {what} on {rows} rows of {} values (median of 5 runs)\n", f.dim);
+    let mut out = format!("flow {name}: {what} on {rows} rows of {} values (median time of repeated runs)\n", f.dim);
     let outs = lk.outputs.len();
     // the dense layers' work per row, counted as dense products (2·out·in per layer)
     let flops: usize =
@@ -742,19 +734,10 @@ fn bench(
         }
         let (x32, p32): (Vec<f32>, Vec<f32>) = (x.iter().map(|v| *v as f32).collect(), flat.iter().map(|v| *v as f32).collect());
         for &t in &thread_counts {
+            let (mut o64, mut o32) = (vec![0.0; rows * outs], vec![0.0f32; rows * outs]);
             let med = median_secs(|| match prec {
-                Float::F64 => {
-                    let mut o = vec![0.0; rows * outs];
-                    batch::run_rows(&x, f.dim, &mut o, outs, t, &|r: &[f64], o: &mut [f64]| c.run_f64(r, &flat, o).expect("shapes"))?;
-                    std::hint::black_box(&o);
-                    Ok(())
-                }
-                Float::F32 => {
-                    let mut o = vec![0.0f32; rows * outs];
-                    batch::run_rows(&x32, f.dim, &mut o, outs, t, &|r: &[f32], o: &mut [f32]| c.run_f32(r, &p32, o).expect("shapes"))?;
-                    std::hint::black_box(&o);
-                    Ok(())
-                }
+                Float::F64 => c.run_batch_f64(&x, &flat, std::hint::black_box(&mut o64), t).map_err(|e| e.0),
+                Float::F32 => c.run_batch_f32(&x32, &p32, std::hint::black_box(&mut o32), t).map_err(|e| e.0),
             })?;
             let bytes = (rows * f.dim) as f64 * if prec == Float::F64 { 8.0 } else { 4.0 };
             out.push_str(&format!(
@@ -774,12 +757,8 @@ fn bench(
         let rate = |k: &lower::Kernel| -> Result<f64, Failure> {
             let c = jit::compile_with(k, Float::F64, opts).map_err(|e| user(format!("error: not compiled: {}", e.0)))?;
             let outs = k.outputs.len();
-            let med = median_secs(|| {
-                let mut o = vec![0.0; rows * outs];
-                batch::run_rows(&x, f.dim, &mut o, outs, t, &|r: &[f64], o: &mut [f64]| c.run_f64(r, &flat, o).expect("shapes"))?;
-                std::hint::black_box(&o);
-                Ok(())
-            })?;
+            let mut o = vec![0.0; rows * outs];
+            let med = median_secs(|| c.run_batch_f64(&x, &flat, std::hint::black_box(&mut o), t).map_err(|e| e.0))?;
             Ok(rows as f64 / med)
         };
         let bases = crate::ratio::generic_bases(fk, f.space).map_err(|e| user(format!("error: `--kernel ratio`: {e}")))?;
@@ -804,16 +783,19 @@ fn bench(
     Ok(out)
 }
 
-/// The median wall time of five runs of `run` (a batch error stops the bench, exit code 2).
+/// The median wall time of `run` after one untimed run (threads started, pages touched):
+/// at least five timed runs and a quarter of a second, at most 1000 runs (a batch error stops
+/// the bench, exit code 2).
 fn median_secs(mut run: impl FnMut() -> Result<(), String>) -> Result<f64, Failure> {
-    let mut times = Vec::with_capacity(5);
-    for _ in 0..5 {
+    run().map_err(|e| Failure { code: 2, message: e })?;
+    let (mut times, begin) = (Vec::new(), std::time::Instant::now());
+    while times.len() < 5 || (begin.elapsed().as_secs_f64() < 0.25 && times.len() < 1000) {
         let start = std::time::Instant::now();
         run().map_err(|e| Failure { code: 2, message: e })?;
         times.push(start.elapsed().as_secs_f64());
     }
     times.sort_by(|a, b| a.total_cmp(b));
-    Ok(times[2])
+    Ok(times[times.len() / 2])
 }
 
 /// Compile time of every kernel of every flow, f64 and f32.

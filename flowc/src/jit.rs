@@ -161,6 +161,47 @@ impl Compiled {
     }
 }
 
+impl Compiled {
+    /// Runs on f64 rows on `threads` threads (0: one per core), in chunks of
+    /// [`runtime::batch::CHUNK_ROWS`] rows; the parameter buffer (for AVX-512 code, with the
+    /// parameter-only values) is prepared once for all chunks.
+    pub fn run_batch_f64(&self, rows: &[f64], params: &[f64], out: &mut [f64], threads: usize) -> Result<(), ShapeError> {
+        self.run_batch(Float::F64, rows, params, out, threads)
+    }
+
+    /// [`Compiled::run_batch_f64`] on f32 rows.
+    pub fn run_batch_f32(&self, rows: &[f32], params: &[f32], out: &mut [f32], threads: usize) -> Result<(), ShapeError> {
+        self.run_batch(Float::F32, rows, params, out, threads)
+    }
+
+    fn run_batch<T: x64::Element + Send + Sync>(
+        &self,
+        prec: Float,
+        rows: &[T],
+        params: &[T],
+        out: &mut [T],
+        threads: usize,
+    ) -> Result<(), ShapeError> {
+        self.not_gradient()?;
+        self.check(prec, rows.len(), params.len(), out.len())?;
+        let buf;
+        let p: &[T] = match &self.native {
+            Some((_, native)) => {
+                buf = native.uniforms(params);
+                &buf
+            }
+            None => params,
+        };
+        let dim = self.dim;
+        runtime::batch::run_rows(rows, dim, out, self.outputs, threads, &|r: &[T], o: &mut [T]| {
+            // SAFETY: precision and lengths were checked above for all rows; run_rows hands
+            // each call whole rows and their outputs
+            unsafe { self.call(r.as_ptr(), (r.len() / dim) as u64, p.as_ptr(), o.as_mut_ptr()) }
+        })
+        .map_err(ShapeError)
+    }
+}
+
 impl Drop for Compiled {
     fn drop(&mut self) {
         if let Some(m) = self.module.take() {

@@ -15,9 +15,9 @@ use runtime::rng::Rng;
 
 const CRANELIFT: Options = Options { math: MathMode::Auto, backend: Backend::Cranelift };
 
-/// Row counts: one, a partial vector, whole vectors, an interleaved block (4 vectors: 32 f64
-/// rows, 64 f32 rows) ± 1, a large odd one.
-const BATCHES: [usize; 10] = [1, 5, 8, 17, 31, 32, 33, 63, 64, 1001];
+/// Row counts: one, a partial vector, whole vectors, an interleaved block (6 vectors: 48 f64
+/// rows, 96 f32 rows) ± 1, a large odd one.
+const BATCHES: [usize; 12] = [1, 5, 8, 17, 31, 47, 48, 49, 95, 96, 97, 1001];
 
 #[derive(Clone, Copy)]
 enum Space {
@@ -247,6 +247,56 @@ fn arithmetic_is_bit_exact_with_spills_and_scattered_outputs() {
                     "f32 row {r}/{n} output {o}: {g:e} vs {:e}",
                     want[o]
                 );
+            }
+        }
+    }
+}
+
+/// Operands anywhere in a large parameter buffer (addressed through three base registers, and
+/// past them with full displacements): a Horner chain over 900 parameters is bit-exact, and
+/// the batch entry point (parameter buffer prepared once, rows on two threads) equals the
+/// single call.
+#[test]
+fn operands_across_a_large_parameter_buffer() {
+    let np = 900;
+    let mut insts = vec![Inst::Input(0), Inst::Input(1)];
+    let mut acc = 0;
+    for j in 0..np {
+        let p = insts.len();
+        insts.push(Inst::Param(j));
+        insts.push(Inst::Op(Math::Mul([z(), z()]), vec![acc, 1]));
+        insts.push(Inst::Op(if j % 2 == 0 { Math::Add([z(), z()]) } else { Math::Sub([z(), z()]) }, vec![p + 1, p]));
+        acc = p + 2;
+    }
+    let k = kernel(2, insts, vec![acc, 1], np);
+    let mut rng = Rng::new(11);
+    let params: Vec<f64> = (0..np).map(|_| 0.5 * rng.normal()).collect();
+    let p32: Vec<f32> = params.iter().map(|v| *v as f32).collect();
+    for prec in [Float::F64, Float::F32] {
+        let c = flowc::jit::compile(&k, prec).unwrap();
+        if x64::host_supported() {
+            assert_eq!(c.backend(), "avx512");
+        }
+        for &n in BATCHES.iter().chain(&[20_000]) {
+            let x: Vec<f64> = (0..n * 2).map(|i| if i % 2 == 0 { rng.normal() } else { 0.9 * rng.uniform() }).collect();
+            let x32: Vec<f32> = x.iter().map(|v| *v as f32).collect();
+            let (mut one, mut many) = (vec![0.0; n * 2], vec![0.0; n * 2]);
+            let (mut one32, mut many32) = (vec![0.0f32; n * 2], vec![0.0f32; n * 2]);
+            if prec == Float::F64 {
+                c.run_f64(&x, &params, &mut one).unwrap();
+                c.run_batch_f64(&x, &params, &mut many, 2).unwrap();
+            } else {
+                c.run_f32(&x32, &p32, &mut one32).unwrap();
+                c.run_batch_f32(&x32, &p32, &mut many32, 2).unwrap();
+            }
+            for r in 0..n {
+                let (g, w, b) = if prec == Float::F64 {
+                    (one[r * 2], lower::run(&k, &x[r * 2..r * 2 + 2], &params)[0], many[r * 2])
+                } else {
+                    (one32[r * 2] as f64, lower::run_f32(&k, &x32[r * 2..r * 2 + 2], &p32)[0] as f64, many32[r * 2] as f64)
+                };
+                assert_eq!(g.to_bits(), w.to_bits(), "{prec:?} row {r}/{n}: {g:e} vs {w:e}");
+                assert_eq!(b.to_bits(), g.to_bits(), "{prec:?} batch row {r}/{n}");
             }
         }
     }

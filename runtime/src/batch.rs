@@ -13,6 +13,8 @@
 //! assert_eq!(out, vec![6.0, 14.0, 22.0]);
 //! ```
 
+use std::sync::{Arc, Mutex, OnceLock};
+
 /// Rows per task: large enough to amortize scheduling, small enough to balance threads
 /// and stay in cache.
 pub const CHUNK_ROWS: usize = 4096;
@@ -35,10 +37,28 @@ pub fn run_rows<T: Send + Sync>(
     if out.len() != n * outputs {
         return Err(format!("{n} rows need {} output values, got {}", n * outputs, out.len()));
     }
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| e.to_string())?;
-    pool.install(|| {
+    if n <= CHUNK_ROWS || threads == 1 {
+        // one task: no threads to wake
+        rows.chunks(CHUNK_ROWS * dim).zip(out.chunks_mut(CHUNK_ROWS * outputs)).for_each(|(r, o)| kernel(r, o));
+        return Ok(());
+    }
+    pool(threads)?.install(|| {
         use rayon::prelude::*;
         rows.par_chunks(CHUNK_ROWS * dim).zip(out.par_chunks_mut(CHUNK_ROWS * outputs)).for_each(|(r, o)| kernel(r, o));
     });
     Ok(())
+}
+
+/// The process's pool of `threads` threads (0: one per core), started on first use and kept:
+/// a call costs waking the threads, not starting them.
+pub fn pool(threads: usize) -> Result<Arc<rayon::ThreadPool>, String> {
+    static POOLS: OnceLock<Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>>> = OnceLock::new();
+    let mut pools = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, p)) = pools.iter().find(|(t, _)| *t == threads) {
+        return Ok(p.clone());
+    }
+    let p =
+        Arc::new(rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| format!("cannot start {threads} threads: {e}"))?);
+    pools.push((threads, p.clone()));
+    Ok(p)
 }

@@ -330,7 +330,7 @@ impl<'k> Plan<'k> {
     }
 
     /// The function: a loop over blocks of `COPIES` vectors of rows (their instructions
-    /// interleaved, so that one block's dependency chains overlap), then one vector at a time
+    /// interleaved by [`Plan::schedule`], so that one block's dependency chains overlap), then one vector at a time
     /// under the lane mask for the rows left. `frame_slots` stack slots are reserved.
     fn generate(&self, frame_slots: usize) -> Result<Generated, Unsupported> {
         let mut g = Gen {
@@ -375,6 +375,7 @@ impl<'k> Plan<'k> {
         };
 
         // rdi rows, rsi n, rdx uniforms, rcx out; r8 row index, r10 row pointer, r11 out pointer
+        let eb = g.esize;
         let a = &mut g.a;
         a.push(rbp).map_err(asm)?;
         a.mov(rbp, rsp).map_err(asm)?;
@@ -384,6 +385,12 @@ impl<'k> Plan<'k> {
         a.and(rsp, -64).map_err(asm)?;
         a.mov(r10, rdi).map_err(asm)?;
         a.mov(r11, rcx).map_err(asm)?;
+        // the uniform buffer through three base registers, each 128 elements past the start
+        // of its block of 256: broadcast operands in the first 768 elements take a one-byte
+        // (element-scaled) displacement, which keeps the instructions short
+        a.lea(rdi, qword_ptr(rdx + (BASES[1] + 128) as i32 * eb)).map_err(asm)?;
+        a.lea(rcx, qword_ptr(rdx + (BASES[2] + 128) as i32 * eb)).map_err(asm)?;
+        a.add(rdx, 128 * eb).map_err(asm)?;
         a.xor(r8d, r8d).map_err(asm)?;
         a.kxnorw(k7, k7, k7).map_err(asm)?;
         let mut wide = a.create_label();
@@ -432,25 +439,92 @@ impl<'k> Plan<'k> {
         Ok(Generated { code, spilled, slots: g.slots })
     }
 
+    /// The order in which the copies' instructions are emitted: each copy in program order;
+    /// at each step, the copy whose next instruction can start first under a simple model of
+    /// this CPU (latencies; one divider, busy for several cycles per vector division or root;
+    /// four instructions issued per cycle). Copies then drift apart around long-latency
+    /// operations instead of all waiting on them together, so the out-of-order window holds
+    /// work that is ready.
+    fn schedule(&self, copies: usize) -> Vec<(usize, usize)> {
+        let insts = &self.k.body.insts;
+        let end = self.body.len();
+        // (latency, divider busy cycles, instruction slots) of each row instruction
+        let cost = |inst: &Inst| -> (f64, f64, f64) {
+            match inst {
+                Inst::Input(_) => (6.0, 0.0, 3.0),
+                Inst::LogProd { terms, .. } => (45.0 + 3.0 * terms.len() as f64, 8.0, 30.0 + 6.0 * terms.len() as f64),
+                Inst::Op(m, _) => match m {
+                    Math::Add(_) | Math::Sub(_) | Math::Neg(_) | Math::Abs(_) => (2.0, 0.0, 1.0),
+                    Math::Mul(_) => (3.0, 0.0, 1.0),
+                    Math::IfPos(_) => (4.0, 0.0, 2.0),
+                    Math::Div(_) => (13.0, 4.0, 1.0),
+                    Math::Sqrt(_) => (20.0, 7.5, 1.0),
+                    Math::Exp(_) => (30.0, 0.0, 20.0),
+                    Math::Tanh(_) => (45.0, 4.0, 30.0),
+                    _ => (40.0, 4.0, 30.0),
+                },
+                _ => (4.0, 0.0, 1.0),
+            }
+        };
+        let n = insts.len();
+        let mut ready = vec![0.0f64; n * copies];
+        let mut next = vec![0usize; copies];
+        let (mut now, mut divider) = (0.0f64, 0.0f64);
+        let mut order = Vec::with_capacity(end * copies);
+        while order.len() < end * copies {
+            let mut best: Option<(f64, usize)> = None;
+            for u in 0..copies {
+                let Some(&i) = self.body.get(next[u]) else { continue };
+                let (_, busy, _) = cost(&insts[i]);
+                let mut start = now;
+                for a in insts[i].args() {
+                    let a = self.rep[a];
+                    if !self.uniform[a] {
+                        start = start.max(ready[a * copies + u]);
+                    }
+                }
+                if busy > 0.0 {
+                    start = start.max(divider);
+                }
+                if best.is_none_or(|(b, _)| start < b) {
+                    best = Some((start, u));
+                }
+            }
+            let (start, u) = best.expect("a copy has instructions left");
+            let i = self.body[next[u]];
+            let (lat, busy, slots) = cost(&insts[i]);
+            ready[i * copies + u] = start + lat;
+            if busy > 0.0 {
+                divider = start + busy;
+            }
+            now += slots / 4.0;
+            order.push((next[u], u));
+            next[u] += 1;
+        }
+        order
+    }
+
     /// One pass over the row body for `copies` vectors of rows (r10, r11 at the first);
     /// `full`: every lane is a row (no mask needed).
     fn body(&self, g: &mut Gen, copies: usize, full: bool, io: &Io) -> Result<(), Unsupported> {
         let n = self.k.body.insts.len();
-        let end = self.body.len();
-        // the positions reading each value, per copy (the output stage at `end`)
+        let order = self.schedule(copies);
+        // the positions reading each value, per copy (the output stage last)
         let mut uses: Vec<Vec<usize>> = vec![Vec::new(); n * copies];
-        let reads = self.body.iter().enumerate().flat_map(|(t, &i)| self.k.body.insts[i].args().into_iter().map(move |a| (t, a)));
-        for (t, a) in reads.chain(self.k.outputs.iter().map(|o| (end, *o))) {
+        let last = order.len();
+        let outputs = self.k.outputs.iter().flat_map(|o| (0..copies).map(move |u| (last + u, u, *o)));
+        let reads = order
+            .iter()
+            .enumerate()
+            .flat_map(|(pos, &(t, u))| self.k.body.insts[self.body[t]].args().into_iter().map(move |a| (pos, u, a)));
+        for (pos, u, a) in reads.chain(outputs) {
             let a = self.rep[a];
             if self.uniform[a] {
                 continue;
             }
-            for u in 0..copies {
-                let pos = t * copies + u;
-                let list = &mut uses[a * copies + u];
-                if list.last() != Some(&pos) {
-                    list.push(pos);
-                }
+            let list = &mut uses[a * copies + u];
+            if list.last() != Some(&pos) {
+                list.push(pos);
             }
         }
         g.al = Alloc {
@@ -465,12 +539,11 @@ impl<'k> Plan<'k> {
             u: 0,
             pos: 0,
         };
-        for (t, &i) in self.body.iter().enumerate() {
-            for u in 0..copies {
-                g.al.u = u;
-                g.al.pos = t * copies + u;
-                g.instruction(i, io)?;
-            }
+        for (pos, &(t, u)) in order.iter().enumerate() {
+            let i = self.body[t];
+            g.al.u = u;
+            g.al.pos = pos;
+            g.instruction(i, io)?;
         }
         for u in 0..copies {
             g.al.u = u;
@@ -487,8 +560,13 @@ impl<'k> Plan<'k> {
     }
 }
 
-/// Vectors of rows interleaved per iteration of the main loop.
-const COPIES: usize = 4;
+/// The first element of each block of the uniform buffer addressed through rdx, rdi, rcx.
+const BASES: [usize; 3] = [0, 256, 512];
+
+/// Vectors of rows interleaved per iteration of the main loop (with the schedule, 4 → 6
+/// copies took W4's log_prob +10 %, planar sampling +20 %; 8 gave little more for twice the
+/// code).
+const COPIES: usize = 6;
 /// Rows of at most this many values are read as whole vectors and permuted into coordinates,
 /// and as many outputs permuted into whole vectors of rows (in the main loop; the masked tail
 /// gathers and scatters, as wider rows do): gathers cost W4's log_prob a third of its speed,
@@ -624,8 +702,10 @@ impl<'p> Gen<'p> {
     }
 
     fn element(&self, index: usize) -> AsmMemoryOperand {
-        let off = (index as i64 * self.esize as i64) as i32;
-        rdx + off
+        let block = (index / 256).min(BASES.len() - 1);
+        let reg = [rdx, rdi, rcx][block];
+        let off = (index as i64 - BASES[block] as i64 - 128) * self.esize as i64;
+        reg + off as i32
     }
 
     fn bcst(&self, index: usize) -> AsmMemoryOperand {

@@ -706,41 +706,39 @@ fn structural(
                     // With ‖m‖ > ½, near the antipode x ≈ −m̂ both x + m and 1 + xᵀm cancel;
                     // there, with m̂ = v/‖v‖ and δ = 1 − ‖m‖ = κ/(1 + ‖m‖) (no cancellation):
                     // a = x + m̂ (exact near −m̂), w = a − δ·m̂, 1 + xᵀm = ‖a‖²/2 − δ·xᵀm̂ (a
-                    // sum of positive terms where xᵀm̂ < 0). The regime is a parameter's: every
-                    // row takes the same one. With ‖m‖ ≤ ½, 1 + xᵀm ≥ ½: its rounding costs
-                    // its logarithm half an ulp of 1, absolutely.
+                    // sum of positive terms where xᵀm̂ < 0). With ‖m‖ ≤ ½, 1 + xᵀm ≥ ½ and
+                    // ‖x + m‖ ≥ ½: a = x, w = x + m, 1 + xᵀm = ‖x‖²/2 + ½ + xᵀm. The regime is
+                    // a parameter's: one formula, w = (x + A) − B and
+                    // 1 + xᵀm = ‖x + A‖²/2 + e − xᵀB, with the regime's parameter-only A, B, e
+                    // (A = m̂, B = δ·m̂, e = 0, or A = 0, B = −m, e = ½), so each row computes
+                    // one regime.
                     let nv = un(em, Math::Sqrt(id0), *vv);
                     let norm_m = mul(em, nv, *r);
                     let half = em.num(0.5);
                     let far = sub(em, norm_m, half);
-                    let u_near: Vec<Value> = cur.iter().zip(m).map(|(a, b)| add(em, *a, *b)).collect();
-                    let xm = dot(em, cur, m);
-                    let one = em.num(1.0);
-                    let near_1xm = add(em, one, xm);
-                    let inv_nv = div(em, one, nv);
-                    let m_hat: Vec<Value> = v.iter().map(|x| mul(em, *x, inv_nv)).collect();
-                    let one_m = add(em, one, norm_m);
-                    let delta = div(em, *kappa, one_m);
-                    let a: Vec<Value> = cur.iter().zip(&m_hat).map(|(x, h)| add(em, *x, *h)).collect();
-                    let aa = dot(em, &a, &a);
-                    let half_aa = mul(em, half, aa);
-                    let c = dot(em, cur, &m_hat);
-                    let dc = mul(em, delta, c);
-                    let far_1xm = sub(em, half_aa, dc);
+                    let (one, zero) = (em.num(1.0), em.num(0.0));
                     let pick =
                         |em: &mut Emitter, far_v: Value, near_v: Value| em.op(Math::IfPos([id0, id0, id0]), vec![far, far_v, near_v]);
-                    let one_xm = pick(em, far_1xm, near_1xm);
+                    let inv_nv = div(em, one, nv);
+                    let one_m = add(em, one, norm_m);
+                    let delta = div(em, *kappa, one_m);
+                    let e = pick(em, zero, half);
+                    let mut ab = Vec::with_capacity(n);
+                    for (vi, mi) in v.iter().zip(m) {
+                        let h = mul(em, *vi, inv_nv);
+                        let dh = mul(em, delta, h);
+                        let neg_m = em.op(Math::Neg(id0), vec![*mi]);
+                        ab.push((pick(em, h, zero), pick(em, dh, neg_m)));
+                    }
+                    let a: Vec<Value> = cur.iter().zip(&ab).map(|(x, (ai, _))| add(em, *x, *ai)).collect();
+                    let bs: Vec<Value> = ab.iter().map(|(_, bi)| *bi).collect();
+                    let aa = dot(em, &a, &a);
+                    let half_aa = mul(em, half, aa);
+                    let g = add(em, half_aa, e);
+                    let xb = dot(em, cur, &bs);
+                    let one_xm = sub(em, g, xb);
                     logs.push((one_xm, 2));
-                    w = a
-                        .iter()
-                        .zip(&m_hat)
-                        .zip(&u_near)
-                        .map(|((ai, h), un_)| {
-                            let dh = mul(em, delta, *h);
-                            let uf = sub(em, *ai, dh);
-                            pick(em, uf, *un_)
-                        })
-                        .collect();
+                    w = a.iter().zip(&bs).map(|(ai, bi)| sub(em, *ai, *bi)).collect();
                 }
                 if kind.multiplies() {
                     let (u, log_diag) = lu_map(em, slots, k, n, &w, true)?;

@@ -254,3 +254,43 @@ fn translation_near_its_antipode() {
         assert!(err <= 1e-12 && out[3].is_finite(), "v = {v}: {x:?} → {out:?} → {back:?}");
     }
 }
+
+#[test]
+fn zero_shift_is_the_identity() {
+    // v = 0: m = 0, the unit direction m̂ = v/‖v‖ is undefined and must not leak into the
+    // rows (the near regime takes none of it): y = x and log R = 0 to rounding (x is on the
+    // sphere to an ulp), f64 and f32, on the AVX-512 code and on Cranelift's
+    let l = one_layer("normalized_translation", 3);
+    let flat = [0.0; 3];
+    let mut g = Gen(5);
+    for _ in 0..100 {
+        let p = [g.uniform(), g.uniform(), g.uniform()];
+        let r = norm(&p);
+        let x = [p[0] / r, p[1] / r, p[2] / r];
+        let mut out = [0.0; 4];
+        l.forward.run_f64(&x, &flat, &mut out).unwrap();
+        assert!(out[3].abs() <= 4.0 * f64::EPSILON, "log R at {x:?}: {}", out[3]);
+        let err = x.iter().zip(&out).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(err <= 2.0 * f64::EPSILON, "{x:?} → {out:?}");
+        let x32 = [x[0] as f32, x[1] as f32, x[2] as f32];
+        let mut out32 = [0.0f32; 4];
+        l.forward32.run_f32(&x32, &[0.0; 3], &mut out32).unwrap();
+        assert!(out32.iter().all(|v| v.is_finite()) && out32[3].abs() <= 4.0 * f32::EPSILON, "f32 at {x32:?}: {out32:?}");
+    }
+    let c = flowc::jit::compile_with(
+        &lower::lower(&flowc::cli::load_str("one.flow", "flow one(x: sphere(3)) { base uniform; normalized_translation; }").unwrap().2)
+            .unwrap()
+            .kernel("one", Kind::Forward)
+            .unwrap()
+            .clone(),
+        Float::F64,
+        flowc::codegen::clif::Options { backend: flowc::codegen::clif::Backend::Cranelift, ..Default::default() },
+    )
+    .unwrap();
+    let mut out = [0.0; 4];
+    c.run_f64(&[0.6, 0.0, 0.8], &flat, &mut out).unwrap();
+    assert!(
+        out[3].abs() <= 4.0 * f64::EPSILON && (out[0] - 0.6).abs() <= 2.0 * f64::EPSILON && (out[2] - 0.8).abs() <= 2.0 * f64::EPSILON,
+        "{out:?}"
+    );
+}

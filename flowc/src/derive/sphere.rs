@@ -112,10 +112,7 @@ fn steps(kind: Normalized) -> Vec<(String, String)> {
             out.push(s("det(I + m xᵀ) = det(T_yᵀ (I + m xᵀ) T_x) · ‖u‖", "(I + m xᵀ)x = u ∥ y: block triangular in [T_x x], [T_y y]"));
             out.push(s("R = (1 + xᵀm) / ‖x + m‖^n", "matrix determinant lemma: det(I + m xᵀ) = 1 + xᵀm"));
             out.push(s("log R = log1p(xᵀm) − (n/2)·log‖x + m‖²", "‖m‖ < 1 so 1 + xᵀm > 0"));
-            out.push(s(
-                "for ‖m‖ > ½: x + m = a − δ m̂, 1 + xᵀm = ‖a‖²/2 − δ xᵀm̂,  a = x + m̂, m̂ = v/‖v‖, δ = 1 − ‖m‖ = κ/(1 + ‖m‖)",
-                "no cancellation near the antipode x ≈ −m̂, where x + m and 1 + xᵀm are both about 1 − ‖m‖",
-            ));
+            out.extend(shift_regimes(&s));
         }
         Normalized::Affine => {
             out.push(s("F_x = (I − y yᵀ) M / ‖u‖,  u = Mx + b", "derivative of u ↦ u/‖u‖"));
@@ -124,13 +121,24 @@ fn steps(kind: Normalized) -> Vec<(String, String)> {
             out.push(s("det(M + b xᵀ) = det(T_yᵀ (M + b xᵀ) T_x) · ‖u‖", "(M + b xᵀ)x = u ∥ y: block triangular in [T_x x], [T_y y]"));
             out.push(s("R = |det M| · |1 + xᵀM⁻¹b| / ‖u‖^n", "matrix determinant lemma"));
             out.push(s("log R = Σ log_diag + log(1 + xᵀm) − (n/2)·log‖u‖²,  u = M(x + m)", "b = M m, M⁻¹b = m; ‖m‖ < 1 so 1 + xᵀm > 0"));
-            out.push(s(
-                "for ‖m‖ > ½: x + m = a − δ m̂, 1 + xᵀm = ‖a‖²/2 − δ xᵀm̂,  a = x + m̂, m̂ = v/‖v‖, δ = 1 − ‖m‖ = κ/(1 + ‖m‖)",
-                "no cancellation near the antipode x ≈ −m̂, where x + m and 1 + xᵀm are both about 1 − ‖m‖",
-            ));
+            out.extend(shift_regimes(&s));
         }
     }
     out
+}
+
+/// The forward map's stable evaluation of x + m and 1 + xᵀm, one formula for both regimes.
+fn shift_regimes(s: &impl Fn(&str, &str) -> (String, String)) -> [(String, String); 2] {
+    [
+        s(
+            "for ‖m‖ > ½: x + m = a − δ m̂, 1 + xᵀm = ‖a‖²/2 − δ xᵀm̂,  a = x + m̂, m̂ = v/‖v‖, δ = 1 − ‖m‖ = κ/(1 + ‖m‖)",
+            "no cancellation near the antipode x ≈ −m̂, where x + m and 1 + xᵀm are both about 1 − ‖m‖",
+        ),
+        s(
+            "x + m = (x + A) − B,  1 + xᵀm = ‖x + A‖²/2 + e − xᵀB;  (A, B, e) = (m̂, δ m̂, 0) for ‖m‖ > ½, else (0, −m, ½)",
+            "the regime is the parameters': one formula, its parameter-only terms chosen once per call",
+        ),
+    ]
 }
 
 fn inverse(kind: Normalized) -> Vec<String> {

@@ -49,10 +49,13 @@ pub fn run_rows<T: Send + Sync>(
     Ok(())
 }
 
+/// The pools started so far, by thread count.
+type Pools = Vec<(usize, Arc<rayon::ThreadPool>)>;
+
 /// The process's pool of `threads` threads (0: one per core), started on first use and kept:
 /// a call costs waking the threads, not starting them.
 pub fn pool(threads: usize) -> Result<Arc<rayon::ThreadPool>, String> {
-    static POOLS: OnceLock<Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>>> = OnceLock::new();
+    static POOLS: OnceLock<Mutex<Pools>> = OnceLock::new();
     let mut pools = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, p)) = pools.iter().find(|(t, _)| *t == threads) {
         return Ok(p.clone());
@@ -61,4 +64,33 @@ pub fn pool(threads: usize) -> Result<Arc<rayon::ThreadPool>, String> {
         Arc::new(rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| format!("cannot start {threads} threads: {e}"))?);
     pools.push((threads, p.clone()));
     Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_do_not_depend_on_threads_and_pools_are_kept() {
+        // rows of 3: output (sum, product), over several chunks and a partial one
+        let n = 3 * CHUNK_ROWS + 17;
+        let rows: Vec<f64> = (0..n * 3).map(|i| (i as f64 * 0.37).sin()).collect();
+        let kernel = |r: &[f64], o: &mut [f64]| {
+            for (row, out) in r.chunks(3).zip(o.chunks_mut(2)) {
+                out[0] = row.iter().sum();
+                out[1] = row.iter().product();
+            }
+        };
+        let mut want = vec![0.0; n * 2];
+        kernel(&rows, &mut want);
+        for threads in [1, 2, 3, 0, 2] {
+            let mut got = vec![f64::NAN; n * 2];
+            run_rows(&rows, 3, &mut got, 2, threads, &kernel).unwrap();
+            assert_eq!(got, want, "{threads} threads");
+        }
+        assert!(Arc::ptr_eq(&pool(3).unwrap(), &pool(3).unwrap()));
+        assert_eq!(pool(3).unwrap().current_num_threads(), 3);
+        let mut short = vec![0.0; 5];
+        assert!(run_rows(&rows[..9], 3, &mut short, 2, 2, &kernel).unwrap_err().contains("3 rows need 6 output values"));
+    }
 }

@@ -752,25 +752,30 @@ fn bench(
         }
     }
     if which == BenchKernel::Ratio {
-        // the closed forms on the same points, at the same thread count, f64
+        // the closed forms on the same points, at the same thread count, per precision
         let t = cores;
-        let rate = |k: &lower::Kernel| -> Result<f64, Failure> {
-            let c = jit::compile_with(k, Float::F64, opts).map_err(|e| user(format!("error: not compiled: {}", e.0)))?;
+        let (x32, p32): (Vec<f32>, Vec<f32>) = (x.iter().map(|v| *v as f32).collect(), flat.iter().map(|v| *v as f32).collect());
+        let rate = |k: &lower::Kernel, prec: Float| -> Result<f64, Failure> {
+            let c = jit::compile_with(k, prec, opts).map_err(|e| user(format!("error: not compiled: {}", e.0)))?;
             let outs = k.outputs.len();
-            let mut o = vec![0.0; rows * outs];
-            let med = median_secs(|| c.run_batch_f64(&x, &flat, std::hint::black_box(&mut o), t).map_err(|e| e.0))?;
+            let (mut o64, mut o32) = (vec![0.0; rows * outs], vec![0.0f32; rows * outs]);
+            let med = median_secs(|| match prec {
+                Float::F64 => c.run_batch_f64(&x, &flat, std::hint::black_box(&mut o64), t).map_err(|e| e.0),
+                Float::F32 => c.run_batch_f32(&x32, &p32, std::hint::black_box(&mut o32), t).map_err(|e| e.0),
+            })?;
             Ok(rows as f64 / med)
         };
         let bases = crate::ratio::generic_bases(fk, f.space).map_err(|e| user(format!("error: `--kernel ratio`: {e}")))?;
-        let (closed, gen, with_bases) = (rate(fk)?, rate(lk)?, rate(&bases)?);
-        out.push_str(&format!(
-            "closed forms (the forward kernel), f64, {t} threads: {closed:.3e} points/s; generic: {gen:.3e}; closed / generic = {:.1}\n",
-            closed / gen
-        ));
-        out.push_str(&format!(
-            "generic with tangent bases formed (Householder, |det(T_yᵀ F T_x)| as defined): {with_bases:.3e} points/s; closed / it = {:.1}\n",
-            closed / with_bases
-        ));
+        for prec in [Float::F64, Float::F32] {
+            let (closed, gen, with_bases) = (rate(fk, prec)?, rate(lk, prec)?, rate(&bases, prec)?);
+            let p = format!("{prec:?}").to_lowercase();
+            out.push_str(&format!(
+                "{p}, {t} threads: closed forms (the forward kernel) {closed:.3e} points/s; generic {gen:.3e}: closed / generic = {:.1}; \
+                 generic with tangent bases formed (Householder, |det(T_yᵀ F T_x)| as defined) {with_bases:.3e}: closed / it = {:.1}\n",
+                closed / gen,
+                closed / with_bases
+            ));
+        }
     }
     if flops > 0 {
         out.push_str(&format!(

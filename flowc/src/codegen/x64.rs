@@ -908,6 +908,9 @@ impl<'p> Gen<'p> {
     fn store_permuted(&mut self, outputs: &[Value], io: &Io) -> Result<(), Unsupported> {
         let outs = outputs.len();
         let base = self.al.u as i32 * io.out_step;
+        if outs == 4 {
+            return self.store_transposed(outputs, base);
+        }
         for (j, &idx) in io.perm_out.iter().enumerate() {
             let idx = self.element(idx);
             self.a.vmovdqu64(SA, zmmword_ptr(idx)).map_err(asm)?;
@@ -923,6 +926,52 @@ impl<'p> Gen<'p> {
                 }
             }
             pick!(self, vmovupd, vmovups, zmmword_ptr(r11 + (base + 64 * j as i32)), T1).map_err(asm)?;
+        }
+        Ok(())
+    }
+
+    /// Four outputs of a vector of rows as rows of 4 (8 f64 or 16 f32 rows): a transpose.
+    /// Values are interleaved in pairs (f32: twice, pairs of pairs), so that each 128-bit
+    /// block holds one row's four outputs (f64: two rows' halves), then the 4 × 4 matrix of
+    /// blocks is transposed by two rounds of block shuffles; 12 (f32: 16) shuffles for the 4
+    /// stores.
+    fn store_transposed(&mut self, outputs: &[Value], base: i32) -> Result<(), Unsupported> {
+        let a = self.in_reg(outputs[0], SA)?;
+        let b = self.in_reg(outputs[1], SB)?;
+        let c = self.in_reg(outputs[2], RES)?;
+        let d = self.in_reg(outputs[3], T2)?;
+        let g = &mut self.a;
+        // the block rows x[0..4], and four free registers p
+        let (x, p) = if self.f64 {
+            // (a0 b0 a2 b2 …), (c0 d0 c2 d2 …), (a1 b1 a3 b3 …), (c1 d1 c3 d3 …)
+            g.vunpcklpd(E, a, b).map_err(asm)?;
+            g.vunpckhpd(NUM, a, b).map_err(asm)?;
+            g.vunpcklpd(DEN, c, d).map_err(asm)?;
+            g.vunpckhpd(T1, c, d).map_err(asm)?;
+            ([E, DEN, NUM, T1], [SA, SB, RES, T2])
+        } else {
+            // (a0 b0 a1 b1 …), (a2 b2 a3 b3 …) and the same of c, d; then one row per block:
+            // (a0 b0 c0 d0 | a4 …), (a1 b1 c1 d1 | …), (a2 …), (a3 …)
+            g.vunpcklps(E, a, b).map_err(asm)?;
+            g.vunpckhps(NUM, a, b).map_err(asm)?;
+            g.vunpcklps(DEN, c, d).map_err(asm)?;
+            g.vunpckhps(T1, c, d).map_err(asm)?;
+            g.vunpcklpd(SA, E, DEN).map_err(asm)?;
+            g.vunpckhpd(SB, E, DEN).map_err(asm)?;
+            g.vunpcklpd(RES, NUM, T1).map_err(asm)?;
+            g.vunpckhpd(T2, NUM, T1).map_err(asm)?;
+            ([SA, SB, RES, T2], [E, DEN, NUM, T1])
+        };
+        // vshuff64x2 immediates: blocks (0, 2) of each source, or (1, 3)
+        const EVEN: i32 = 0x88;
+        const ODD: i32 = 0xdd;
+        g.vshuff64x2(p[0], x[0], x[1], EVEN).map_err(asm)?;
+        g.vshuff64x2(p[1], x[0], x[1], ODD).map_err(asm)?;
+        g.vshuff64x2(p[2], x[2], x[3], EVEN).map_err(asm)?;
+        g.vshuff64x2(p[3], x[2], x[3], ODD).map_err(asm)?;
+        for (j, (u, v, imm)) in [(p[0], p[2], EVEN), (p[1], p[3], EVEN), (p[0], p[2], ODD), (p[1], p[3], ODD)].into_iter().enumerate() {
+            g.vshuff64x2(x[0], u, v, imm).map_err(asm)?;
+            g.vmovupd(zmmword_ptr(r11 + (base + 64 * j as i32)), x[0]).map_err(asm)?;
         }
         Ok(())
     }

@@ -714,12 +714,20 @@ fn bench(
         BenchKernel::Ratio => "the generic volume ratio (forward map; log R by forward-mode Jacobian and determinant) on base points",
     };
     let mut out = format!("flow {name}: {what} on {rows} rows of {} values (median time of repeated runs)\n", f.dim);
-    let outs = lk.outputs.len();
     // the dense layers' work per row, counted as dense products (2·out·in per layer)
     let flops: usize =
         lk.body.insts.iter().map(|i| if let lower::Inst::Dense { inputs, outputs, .. } = i { 2 * inputs.len() * outputs } else { 0 }).sum();
     out.push_str(&format!("{:<6} {:>8} {:>14} {:>16} {:>10}", "prec", "threads", "compile ms", "points/s", "GB/s in"));
     out.push_str(&if flops > 0 { format!(" {:>12}\n", "GFLOP/s") } else { "\n".into() });
+    let (x32, p32): (Vec<f32>, Vec<f32>) = (x.iter().map(|v| *v as f32).collect(), flat.iter().map(|v| *v as f32).collect());
+    // the median time of a compiled kernel over all rows on `t` threads
+    let time = |c: &jit::Compiled, t: usize| -> Result<f64, Failure> {
+        let (mut o64, mut o32) = (vec![0.0; rows * c.outputs], vec![0.0f32; rows * c.outputs]);
+        median_secs(|| match c.precision {
+            Float::F64 => c.run_batch_f64(&x, &flat, std::hint::black_box(&mut o64), t).map_err(|e| e.0),
+            Float::F32 => c.run_batch_f32(&x32, &p32, std::hint::black_box(&mut o32), t).map_err(|e| e.0),
+        })
+    };
     for prec in [Float::F64, Float::F32] {
         let c = match jit::compile_with(lk, prec, opts) {
             Ok(c) => c,
@@ -732,13 +740,8 @@ fn bench(
         if cores > 1 {
             thread_counts.push(cores);
         }
-        let (x32, p32): (Vec<f32>, Vec<f32>) = (x.iter().map(|v| *v as f32).collect(), flat.iter().map(|v| *v as f32).collect());
         for &t in &thread_counts {
-            let (mut o64, mut o32) = (vec![0.0; rows * outs], vec![0.0f32; rows * outs]);
-            let med = median_secs(|| match prec {
-                Float::F64 => c.run_batch_f64(&x, &flat, std::hint::black_box(&mut o64), t).map_err(|e| e.0),
-                Float::F32 => c.run_batch_f32(&x32, &p32, std::hint::black_box(&mut o32), t).map_err(|e| e.0),
-            })?;
+            let med = time(&c, t)?;
             let bytes = (rows * f.dim) as f64 * if prec == Float::F64 { 8.0 } else { 4.0 };
             out.push_str(&format!(
                 "{:<6} {:>8} {:>14.2} {:>16.3e} {:>10.2}",
@@ -754,16 +757,9 @@ fn bench(
     if which == BenchKernel::Ratio {
         // the closed forms on the same points, at the same thread count, per precision
         let t = cores;
-        let (x32, p32): (Vec<f32>, Vec<f32>) = (x.iter().map(|v| *v as f32).collect(), flat.iter().map(|v| *v as f32).collect());
         let rate = |k: &lower::Kernel, prec: Float| -> Result<f64, Failure> {
             let c = jit::compile_with(k, prec, opts).map_err(|e| user(format!("error: not compiled: {}", e.0)))?;
-            let outs = k.outputs.len();
-            let (mut o64, mut o32) = (vec![0.0; rows * outs], vec![0.0f32; rows * outs]);
-            let med = median_secs(|| match prec {
-                Float::F64 => c.run_batch_f64(&x, &flat, std::hint::black_box(&mut o64), t).map_err(|e| e.0),
-                Float::F32 => c.run_batch_f32(&x32, &p32, std::hint::black_box(&mut o32), t).map_err(|e| e.0),
-            })?;
-            Ok(rows as f64 / med)
+            Ok(rows as f64 / time(&c, t)?)
         };
         let bases = crate::ratio::generic_bases(fk, f.space).map_err(|e| user(format!("error: `--kernel ratio`: {e}")))?;
         for prec in [Float::F64, Float::F32] {

@@ -132,32 +132,12 @@ impl Compiled {
 
     /// Runs on f64 rows (row-major); `out` receives `outputs` values per row.
     pub fn run_f64(&self, rows: &[f64], params: &[f64], out: &mut [f64]) -> Result<(), ShapeError> {
-        self.not_gradient()?;
-        let n = self.check(Float::F64, rows.len(), params.len(), out.len())?;
-        if let Some((_, native)) = &self.native {
-            let buf = native.uniforms(params);
-            // SAFETY: as below; the code reads the parameters and uniform values in `buf`
-            unsafe { self.call(rows.as_ptr(), n, buf.as_ptr(), out.as_mut_ptr()) };
-            return Ok(());
-        }
-        // SAFETY: precision and every length were checked above
-        unsafe { self.call(rows.as_ptr(), n, params.as_ptr(), out.as_mut_ptr()) };
-        Ok(())
+        self.run_batch(Float::F64, rows, params, out, 1)
     }
 
     /// Runs on f32 rows (row-major).
     pub fn run_f32(&self, rows: &[f32], params: &[f32], out: &mut [f32]) -> Result<(), ShapeError> {
-        self.not_gradient()?;
-        let n = self.check(Float::F32, rows.len(), params.len(), out.len())?;
-        if let Some((_, native)) = &self.native {
-            let buf = native.uniforms(params);
-            // SAFETY: as below; the code reads the parameters and uniform values in `buf`
-            unsafe { self.call(rows.as_ptr(), n, buf.as_ptr(), out.as_mut_ptr()) };
-            return Ok(());
-        }
-        // SAFETY: precision and every length were checked above
-        unsafe { self.call(rows.as_ptr(), n, params.as_ptr(), out.as_mut_ptr()) };
-        Ok(())
+        self.run_batch(Float::F32, rows, params, out, 1)
     }
 }
 
@@ -174,6 +154,8 @@ impl Compiled {
         self.run_batch(Float::F32, rows, params, out, threads)
     }
 
+    /// The one call path of row kernels: shapes checked, the parameter buffer prepared (for
+    /// AVX-512 code, with the parameter-only values), rows in chunks on `threads` threads.
     fn run_batch<T: x64::Element + Send + Sync>(
         &self,
         prec: Float,

@@ -1225,7 +1225,7 @@ impl<'p> Gen<'p> {
 
     /// ln x (+ corr, in T1, when `corr`) into RES: vmath's logarithm, x = 2^e·m split by
     /// `vgetexp`/`vgetmant` (subnormals exact), m in [√½, √2); lanes with x outside (0, ∞) get
-    /// −∞ at 0, +∞ at ∞, NaN below 0 and at NaN. `x` is read only (not E, NUM, DEN, SA, SB,
+    /// −∞ at 0, +∞ at ∞, NaN below 0 and at NaN (blended in, no branch). `x` is read only (not E, NUM, DEN, SA, SB,
     /// RES, nor T1 with `corr`).
     fn log_core(&mut self, x: AsmRegisterZmm, corr: bool) -> Result<(), Unsupported> {
         self.a.vpxorq(E, E, E).map_err(asm)?;
@@ -1237,41 +1237,22 @@ impl<'p> Gen<'p> {
         self.cmp(k3, x, zero, GT_OQ)?;
         self.cmp(k4, x, inf, LT_OQ)?;
         self.a.kandw(k5, k3, k4).map_err(asm)?;
-        let mut normal = self.skip_if_all_normal()?;
-        self.special_log(x)?;
-        self.a.knotw(k6, k5).map_err(asm)?;
-        pick!(self, vmovapd, vmovaps, RES.k6(), SB).map_err(asm)?;
-        self.a.set_label(&mut normal).map_err(asm)?;
-        Ok(())
-    }
-
-    /// A jump (to the label returned, to be set after the special lanes' code) taken when every
-    /// row lane of the block is in k5, the lanes whose arguments are positive and finite.
-    fn skip_if_all_normal(&mut self) -> Result<CodeLabel, Unsupported> {
-        let normal = self.a.create_label();
-        self.a.kandw(k6, k5, k7).map_err(asm)?;
-        self.a.kmovw(eax, k6).map_err(asm)?;
-        self.a.kmovw(r9d, k7).map_err(asm)?;
-        self.a.cmp(eax, r9d).map_err(asm)?;
-        self.a.je(normal).map_err(asm)?;
-        Ok(normal)
-    }
-
-    /// SB = exp(x) + √min(x, 0): ln x's value where x is not positive and finite (−∞ at ±0,
-    /// +∞ at ∞, NaN below 0 and at NaN); finite elsewhere. Uses DEN.
-    fn special_log(&mut self, x: AsmRegisterZmm) -> Result<(), Unsupported> {
-        let zero = self.c(0.0);
-        binop!(self, vminpd, vminps, SB, x, zero)?;
-        pick!(self, vsqrtpd, vsqrtps, SB, SB).map_err(asm)?;
-        pick!(self, vgetexppd, vgetexpps, DEN, x).map_err(asm)?;
-        binop!(self, vaddpd, vaddps, SB, SB, Opd::R(DEN))
+        // exp(x): −∞ at ±0, +∞ at ∞, NaN at NaN; NaN below 0
+        pick!(self, vgetexppd, vgetexpps, SB, x).map_err(asm)?;
+        self.cmp(k6, x, zero, LT_OQ)?;
+        let nan = self.c(f64::NAN);
+        binop!(self, vaddpd, vaddps, SB.k6(), SB, nan)?;
+        self.a.knotw(k4, k5).map_err(asm)?;
+        pick!(self, vmovapd, vmovaps, RES.k4(), SB).map_err(asm)
     }
 
     /// scale·Σ p·ln(a) into RES: Σ p·ln(a) = ln(Π mant(a)^p) + ln2·Σ p·exp(a), the mantissas
     /// (in [1, 2)) multiplied per power and raised once (by squaring), the products kept below
     /// 2^RENORM. Lanes where a term lies outside (0, ∞) (the least term ≤ 0, or Σ p·exp(a) not
-    /// finite: a term 0, ∞ or NaN) are then replaced by scale·Σ p·(exp(a) + √min(a, 0)): −∞ at
-    /// 0, +∞ at ∞, NaN below 0 and at NaN, combined as the sum of logarithms combines them.
+    /// finite: a term 0, ∞ or NaN) take scale·Σ p·exp(a) instead (exp(±0) = −∞, exp(∞) = ∞,
+    /// exp(NaN) = NaN: the infinities combined as the sum of logarithms combines them), NaN
+    /// where a term is negative. Blends, not a branch: a branch per vector of rows around the
+    /// special lanes' code cost W4's forward map a quarter of its speed.
     fn log_prod(&mut self, terms: &[(Value, i32)], scale: f64) -> Result<(), Unsupported> {
         let terms: Vec<(Value, i32)> = terms.iter().copied().filter(|(_, p)| *p != 0).collect();
         if terms.is_empty() {
@@ -1337,25 +1318,19 @@ impl<'p> Gen<'p> {
         binop!(self, vpandq, vpandd, SB, E, abs)?;
         self.cmp(k4, SB, inf, LT_OQ)?;
         self.a.kandw(k5, k3, k4).map_err(asm)?;
+        // the other lanes' value: scale·Σ p·exp(a) (±∞ or NaN there), NaN where a term is
+        // negative (k6)
+        self.cmp(k6, RES, zero, LT_OQ)?;
+        let sc = self.c(scale);
+        binop!(self, vmulpd, vmulps, T1, E, sc)?;
         // ln(num/den) + E·ln2
         binop!(self, vdivpd, vdivps, NUM, NUM, Opd::R(DEN))?;
         self.log_split(NUM)?;
         self.log_poly(false)?;
-        let sc = self.c(scale);
         binop!(self, vmulpd, vmulps, RES, RES, sc)?;
-        // lanes of this block with a term outside (0, ∞)
-        let mut normal = self.skip_if_all_normal()?;
-        self.a.vpxorq(T1, T1, T1).map_err(asm)?;
-        for &(v, p) in &terms {
-            let ra = self.in_reg(v, T2)?;
-            self.special_log(ra)?;
-            let pc = self.c(p as f64);
-            binop!(self, vfmadd231pd, vfmadd231ps, T1, SB, pc)?;
-        }
-        binop!(self, vmulpd, vmulps, T1, T1, sc)?;
-        self.a.knotw(k6, k5).map_err(asm)?;
-        pick!(self, vmovapd, vmovaps, RES.k6(), T1).map_err(asm)?;
-        self.a.set_label(&mut normal).map_err(asm)?;
-        Ok(())
+        self.a.knotw(k4, k5).map_err(asm)?;
+        pick!(self, vmovapd, vmovaps, RES.k4(), T1).map_err(asm)?;
+        let nan = self.c(f64::NAN);
+        binop!(self, vaddpd, vaddps, RES.k6(), RES, nan)
     }
 }

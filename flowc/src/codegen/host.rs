@@ -425,14 +425,14 @@ extern "C" fn rootfind_f64(f: SubFn<f64>, df: SubFn<f64>, params: *const f64, y:
     runtime::rootfind::solve(&fx, &dfx, y, lo, hi, increasing != 0).unwrap_or(f64::NAN)
 }
 
-/// [`rootfind_f64`] for f32 kernels: f and f′ computed in f32 at the search point rounded
-/// to f32, the search in f64, the result rounded to f32 (as `lower::run_f32`).
+/// [`rootfind_f64`] for f32 kernels: f and f′ computed in f32, the search over the f32 values
+/// (as `lower::run_f32`).
 extern "C" fn rootfind_f32(f: SubFn<f32>, df: SubFn<f32>, params: *const f32, y: f32, lo: f64, hi: f64, increasing: u32) -> f32 {
     // SAFETY: as in rootfind_f64
     let fx = |x: f64| unsafe { f(x as f32, params) } as f64;
     // SAFETY: as in rootfind_f64
     let dfx = |x: f64| unsafe { df(x as f32, params) } as f64;
-    runtime::rootfind::solve(&fx, &dfx, y as f64, lo, hi, increasing != 0).unwrap_or(f64::NAN) as f32
+    runtime::rootfind::solve_on(runtime::rootfind::Grid::F32, &fx, &dfx, y as f64, lo, hi, increasing != 0).unwrap_or(f64::NAN) as f32
 }
 
 /// Symbols of [`spline_f64`] and [`spline_f32`].

@@ -304,82 +304,63 @@ mod tests {
         v
     }
 
-    /// The answer is one end of a pair of adjacent floats across which f − y changes sign
-    /// (checked directly at the neighbours), the end nearer in |f − y|; and it takes few
-    /// evaluations of f: Newton while it converges, then a float-by-float step across the root
-    /// (bisection alone, or Newton that waits for bisection to move the far end of the
-    /// bracket, takes two to seven times as many).
-    #[test]
-    fn roots_are_adjacent_float_brackets_found_in_few_steps() {
+    /// Solves f = y on `grid` for 2000 values y per case, f computed on the grid; checks that
+    /// every answer is a value of the grid, one end of a pair of adjacent values across which
+    /// f − y changes sign (checked directly at its neighbour), the end nearer in |f − y|.
+    /// Returns the mean number of evaluations of f per root.
+    fn check_roots(grid: Grid) -> f64 {
         let evals = Cell::new(0usize);
         let (mut solved, mut total) = (0usize, 0usize);
         for (k, (f, df, lo, hi, inc)) in cases().iter().enumerate() {
-            let counted = |x: f64| {
+            let fg = |x: f64| {
                 evals.set(evals.get() + 1);
-                f(x)
+                grid.round(f(x))
             };
+            let dfg = |x: f64| grid.round(df(x));
             for i in 0..2000 {
                 let t = i as f64 / 2000.0 - 0.5;
-                let y = if k == 4 { 1400.0 * t } else { 400.0 * t * t * t };
+                // (ln x ≥ −103.3 on the f32s)
+                let ln_range = if grid == Grid::F32 { 200.0 } else { 1400.0 };
+                let y = grid.round(if k == 4 { ln_range * t } else { 400.0 * t * t * t });
                 evals.set(0);
-                let Some(x) = solve(&counted, df, y, *lo, *hi, *inc) else {
+                let Some(x) = solve_on(grid, &fg, &dfg, y, *lo, *hi, *inc) else {
                     panic!("case {k}: no root for y = {y}");
                 };
                 total += evals.get();
                 solved += 1;
-                let g = |x: f64| if *inc { f(x) - y } else { y - f(x) };
+                assert_eq!(x, grid.round(x), "case {k}, y = {y}: {x:e} is not on the grid");
+                let g = |x: f64| if *inc { fg(x) - y } else { y - fg(x) };
                 let gx = g(x);
                 if gx == 0.0 {
                     continue;
                 }
                 // the neighbour on the side of the root
-                let n = if gx < 0.0 { next_toward(x, f64::INFINITY) } else { next_toward(x, f64::NEG_INFINITY) };
+                let n = grid.next(x, if gx < 0.0 { f64::INFINITY } else { f64::NEG_INFINITY });
                 let gn = g(n);
                 assert!(gn == 0.0 || (gn > 0.0) != (gx > 0.0), "case {k}, y = {y}: no sign change between {x:e} and {n:e}");
                 assert!(gx.abs() <= gn.abs(), "case {k}, y = {y}: {n:e} is nearer than {x:e}");
             }
         }
-        let mean = total as f64 / solved as f64;
+        total as f64 / solved as f64
+    }
+
+    /// Roots are adjacent-float brackets found in few evaluations of f: Newton while it
+    /// converges, then a float-by-float step across the root (bisection alone, or Newton that
+    /// waits for bisection to move the far end of the bracket, takes two to seven times as
+    /// many).
+    #[test]
+    fn roots_are_adjacent_float_brackets_found_in_few_steps() {
+        let mean = check_roots(Grid::F64);
         assert!(mean < 12.0, "{mean} evaluations of f per root");
     }
 
-    /// A map computed in f32: the search steps through f32 values, and the answer is one of
-    /// two adjacent f32 values across which f − y changes sign (the nearer), found in few
+    /// A map computed in f32 (at points rounded to f32: `fg` rounds its value, and the search
+    /// evaluates it on f32 values only): answers are adjacent-f32 brackets, found in few
     /// evaluations (searching the f64s in between takes about 16 here: bisection through the
     /// flat steps of f).
     #[test]
     fn f32_maps_are_searched_over_f32_values() {
-        let evals = Cell::new(0usize);
-        let (mut solved, mut total) = (0usize, 0usize);
-        for (k, (f, df, lo, hi, inc)) in cases().iter().enumerate() {
-            let f32map = |x: f64| {
-                evals.set(evals.get() + 1);
-                f(x as f32 as f64) as f32 as f64
-            };
-            let df32 = |x: f64| df(x as f32 as f64) as f32 as f64;
-            for i in 0..2000 {
-                let t = i as f64 / 2000.0 - 0.5;
-                // (ln x ≥ −103.3 on the f32s)
-                let y = (if k == 4 { 200.0 * t } else { 400.0 * t * t * t }) as f32 as f64;
-                evals.set(0);
-                let Some(x) = solve_on(Grid::F32, &f32map, &df32, y, *lo, *hi, *inc) else {
-                    panic!("case {k}: no root for y = {y}");
-                };
-                total += evals.get();
-                solved += 1;
-                assert_eq!(x, x as f32 as f64, "case {k}, y = {y}: {x:e} is not an f32");
-                let g = |x: f64| if *inc { f32map(x) - y } else { y - f32map(x) };
-                let gx = g(x);
-                if gx == 0.0 {
-                    continue;
-                }
-                let n = Grid::F32.next(x, if gx < 0.0 { f64::INFINITY } else { f64::NEG_INFINITY });
-                let gn = g(n);
-                assert!(gn == 0.0 || (gn > 0.0) != (gx > 0.0), "case {k}, y = {y}: no sign change between {x:e} and {n:e}");
-                assert!(gx.abs() <= gn.abs(), "case {k}, y = {y}: {n:e} is nearer than {x:e}");
-            }
-        }
-        let mean = total as f64 / solved as f64;
+        let mean = check_roots(Grid::F32);
         assert!(mean < 12.0, "{mean} evaluations of f per root");
     }
 

@@ -123,7 +123,7 @@ pub fn solve_on(grid: Grid, f: &dyn Fn(f64) -> f64, df: &dyn Fn(f64) -> f64, y: 
     };
     let lo_in = if lo.is_finite() { inside(lo, hi) } else { -grid.max() };
     let hi_in = if hi.is_finite() { inside(hi, lo) } else { grid.max() };
-    if !(lo_in <= hi_in) {
+    if lo_in > hi_in {
         return None;
     }
     let start = if lo < 0.0 && 0.0 < hi {

@@ -191,6 +191,27 @@ pub fn solve_on(grid: Grid, f: &dyn Fn(f64) -> f64, df: &dyn Fn(f64) -> f64, y: 
     // the bound on the next Newton step: half the last one (Newton is taken while it
     // converges at least linearly), or after a bisection half the bracket
     let mut bound = f64::INFINITY;
+    // g at a point: a root or NaN ends the search, else the point replaces the bracket's end
+    // on its side and is the last point; g's value
+    macro_rules! probe {
+        ($t:expr) => {{
+            let t = $t;
+            let gt = g(t);
+            if gt.is_nan() {
+                return None;
+            }
+            if gt == 0.0 {
+                return Some(t);
+            }
+            if gt < 0.0 {
+                (a, ga) = (t, gt);
+            } else {
+                (b, gb) = (t, gt);
+            }
+            (x, gx) = (t, gt);
+            gt
+        }};
+    }
     for _ in 0..MAX_STEPS {
         if grid.next(a, b) >= b {
             break;
@@ -227,19 +248,7 @@ pub fn solve_on(grid: Grid, f: &dyn Fn(f64) -> f64, df: &dyn Fn(f64) -> f64, y: 
             bound = 0.25 * (b - a);
             t
         };
-        let gt = g(t);
-        if gt.is_nan() {
-            return None;
-        }
-        if gt == 0.0 {
-            return Some(t);
-        }
-        if gt < 0.0 {
-            (a, ga) = (t, gt);
-        } else {
-            (b, gb) = (t, gt);
-        }
-        (x, gx) = (t, gt);
+        let gt = probe!(t);
         if converged {
             // the root is within a few floats of t: step float by float from t until the sign
             // changes (the bracket's ends then adjacent), at most a few steps
@@ -247,20 +256,7 @@ pub fn solve_on(grid: Grid, f: &dyn Fn(f64) -> f64, df: &dyn Fn(f64) -> f64, y: 
                 if grid.next(a, b) >= b {
                     break;
                 }
-                let c = if gt < 0.0 { grid.next(a, b) } else { grid.next(b, a) };
-                let gc = g(c);
-                if gc.is_nan() {
-                    return None;
-                }
-                if gc == 0.0 {
-                    return Some(c);
-                }
-                if gc < 0.0 {
-                    (a, ga) = (c, gc);
-                } else {
-                    (b, gb) = (c, gc);
-                }
-                (x, gx) = (c, gc);
+                let gc = probe!(if gt < 0.0 { grid.next(a, b) } else { grid.next(b, a) });
                 if (gc < 0.0) != (gt < 0.0) {
                     break;
                 }

@@ -2172,8 +2172,8 @@ fn run_insts_f32(insts: &[Inst], inputs: &[f32], params: &[f32], grad: &mut [f32
             Inst::RootFind { y, f, df, domain, increasing } => {
                 let fx = |x: f64| run_insts_f32(&f.insts, &[x as f32], params, &mut [])[f.result] as f64;
                 let dfx = |x: f64| run_insts_f32(&df.insts, &[x as f32], params, &mut [])[df.result] as f64;
-                let grid = runtime::rootfind::Grid::F32;
-                runtime::rootfind::solve_on(grid, &fx, &dfx, vals[*y] as f64, domain.lo, domain.hi, *increasing).unwrap_or(f64::NAN) as f32
+                use crate::derive::rootfind::{solve_on, Grid};
+                solve_on(Grid::F32, &fx, &dfx, vals[*y] as f64, *domain, *increasing).unwrap_or(f64::NAN) as f32
             }
             Inst::Spline { x, raw, bins, bound, inverse, log_det } => {
                 let r: Vec<f32> = raw.iter().map(|v| vals[*v]).collect();

@@ -23,15 +23,13 @@ const MAX_STEPS: usize = 4000;
 
 /// The next f64 after `a` in the direction of `b` (`a` itself when they are equal).
 pub fn next_toward(a: f64, b: f64) -> f64 {
-    if a == b || a.is_nan() {
-        return a;
+    if b > a {
+        a.next_up()
+    } else if b < a {
+        a.next_down()
+    } else {
+        a
     }
-    if a == 0.0 {
-        return if b > 0.0 { f64::from_bits(1) } else { -f64::from_bits(1) };
-    }
-    let bits = a.to_bits();
-    let up = (b > a) == (a > 0.0);
-    f64::from_bits(if up { bits + 1 } else { bits - 1 })
 }
 
 /// The values a search steps through: every f64, or the f32 values alone (for a map computed
@@ -65,18 +63,9 @@ impl Grid {
     pub fn next(self, a: f64, b: f64) -> f64 {
         match self {
             Grid::F64 => next_toward(a, b),
-            Grid::F32 => {
-                let a32 = a as f32;
-                if a == b || a.is_nan() {
-                    return a;
-                }
-                if a32 == 0.0 {
-                    return if b > 0.0 { f32::from_bits(1) as f64 } else { -f32::from_bits(1) as f64 };
-                }
-                let bits = a32.to_bits();
-                let up = (b > a) == (a32 > 0.0);
-                f32::from_bits(if up { bits + 1 } else { bits - 1 }) as f64
-            }
+            Grid::F32 if b > a => (a as f32).next_up() as f64,
+            Grid::F32 if b < a => (a as f32).next_down() as f64,
+            Grid::F32 => a,
         }
     }
 
@@ -191,6 +180,8 @@ pub fn solve_on(grid: Grid, f: &dyn Fn(f64) -> f64, df: &dyn Fn(f64) -> f64, y: 
     // the bound on the next Newton step: half the last one (Newton is taken while it
     // converges at least linearly), or after a bisection half the bracket
     let mut bound = f64::INFINITY;
+    // a Newton step this short (relative) leaves an error of a few ulps (it shrinks quadratically)
+    let converging = grid.epsilon().sqrt();
     // g at a point: a root or NaN ends the search, else the point replaces the bracket's end
     // on its side and is the last point; g's value
     macro_rules! probe {
@@ -223,8 +214,7 @@ pub fn solve_on(grid: Grid, f: &dyn Fn(f64) -> f64, df: &dyn Fn(f64) -> f64, y: 
         let converged;
         let t = if newton > a && newton < b && step <= bound {
             bound = 0.5 * step;
-            // after a step this short the error is a few ulps (it shrinks quadratically)
-            converged = step <= grid.epsilon().sqrt() * newton.abs().max(f64::MIN_POSITIVE);
+            converged = step <= converging * newton.abs().max(f64::MIN_POSITIVE);
             newton
         } else {
             converged = false;

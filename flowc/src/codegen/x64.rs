@@ -1225,8 +1225,8 @@ impl<'p> Gen<'p> {
 
     /// ln x (+ corr, in T1, when `corr`) into RES: vmath's logarithm, x = 2^e·m split by
     /// `vgetexp`/`vgetmant` (subnormals exact), m in [√½, √2); lanes with x outside (0, ∞) get
-    /// −∞ at 0, +∞ at ∞, NaN below 0 and at NaN (blended in, no branch). `x` is read only (not E, NUM, DEN, SA, SB,
-    /// RES, nor T1 with `corr`).
+    /// −∞ at 0, +∞ at ∞, NaN below 0 and at NaN (blended in, no branch). `x` is read only
+    /// (not E, NUM, DEN, SA, SB, RES, nor T1 with `corr`).
     fn log_core(&mut self, x: AsmRegisterZmm, corr: bool) -> Result<(), Unsupported> {
         self.a.vpxorq(E, E, E).map_err(asm)?;
         self.log_split(x)?;
@@ -1240,10 +1240,18 @@ impl<'p> Gen<'p> {
         // exp(x): −∞ at ±0, +∞ at ∞, NaN at NaN; NaN below 0
         pick!(self, vgetexppd, vgetexpps, SB, x).map_err(asm)?;
         self.cmp(k6, x, zero, LT_OQ)?;
-        let nan = self.c(f64::NAN);
-        binop!(self, vaddpd, vaddps, SB.k6(), SB, nan)?;
+        self.special_lanes(SB)
+    }
+
+    /// RES = `special` in the lanes outside k5 (whose arguments are not all positive and
+    /// finite), then NaN in the lanes of k6 (an argument below 0): blends, not a branch around
+    /// those lanes' code (a branch per vector of rows cost W4's forward map a quarter of its
+    /// speed).
+    fn special_lanes(&mut self, special: AsmRegisterZmm) -> Result<(), Unsupported> {
         self.a.knotw(k4, k5).map_err(asm)?;
-        pick!(self, vmovapd, vmovaps, RES.k4(), SB).map_err(asm)
+        pick!(self, vmovapd, vmovaps, RES.k4(), special).map_err(asm)?;
+        let nan = self.c(f64::NAN);
+        binop!(self, vaddpd, vaddps, RES.k6(), RES, nan)
     }
 
     /// scale·Σ p·ln(a) into RES: Σ p·ln(a) = ln(Π mant(a)^p) + ln2·Σ p·exp(a), the mantissas
@@ -1251,8 +1259,7 @@ impl<'p> Gen<'p> {
     /// 2^RENORM. Lanes where a term lies outside (0, ∞) (the least term ≤ 0, or Σ p·exp(a) not
     /// finite: a term 0, ∞ or NaN) take scale·Σ p·exp(a) instead (exp(±0) = −∞, exp(∞) = ∞,
     /// exp(NaN) = NaN: the infinities combined as the sum of logarithms combines them), NaN
-    /// where a term is negative. Blends, not a branch: a branch per vector of rows around the
-    /// special lanes' code cost W4's forward map a quarter of its speed.
+    /// where a term is negative ([`Gen::special_lanes`]).
     fn log_prod(&mut self, terms: &[(Value, i32)], scale: f64) -> Result<(), Unsupported> {
         let terms: Vec<(Value, i32)> = terms.iter().copied().filter(|(_, p)| *p != 0).collect();
         if terms.is_empty() {
@@ -1328,9 +1335,6 @@ impl<'p> Gen<'p> {
         self.log_split(NUM)?;
         self.log_poly(false)?;
         binop!(self, vmulpd, vmulps, RES, RES, sc)?;
-        self.a.knotw(k4, k5).map_err(asm)?;
-        pick!(self, vmovapd, vmovaps, RES.k4(), T1).map_err(asm)?;
-        let nan = self.c(f64::NAN);
-        binop!(self, vaddpd, vaddps, RES.k6(), RES, nan)
+        self.special_lanes(T1)
     }
 }

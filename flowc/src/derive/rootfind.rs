@@ -11,9 +11,15 @@
 //! ```
 
 use crate::ir::interval::Interval;
+pub use runtime::rootfind::Grid;
 
 /// Solves f(x) = y for x in `domain`, f strictly increasing (or decreasing when
 /// `increasing` is false). `None` when y is outside the range of f or f is not finite.
 pub fn solve(f: &dyn Fn(f64) -> f64, df: &dyn Fn(f64) -> f64, y: f64, domain: Interval, increasing: bool) -> Option<f64> {
-    runtime::rootfind::solve(f, df, y, domain.lo, domain.hi, increasing)
+    solve_on(Grid::F64, f, df, y, domain, increasing)
+}
+
+/// [`solve`] over the values of `grid` (f32 for maps computed in f32).
+pub fn solve_on(grid: Grid, f: &dyn Fn(f64) -> f64, df: &dyn Fn(f64) -> f64, y: f64, domain: Interval, increasing: bool) -> Option<f64> {
+    runtime::rootfind::solve_on(grid, f, df, y, domain.lo, domain.hi, increasing)
 }
